@@ -1,0 +1,74 @@
+//! The archiver's flags, defined once (name, help, default), and the config it runs on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use archive_layout::Granularity;
+use clap::Parser;
+
+use crate::archive_writer::WriterOptions;
+
+/// Subscribes to generators and archives their frames as Parquet, partitioned by zone and
+/// hour. With no --connect, it archives the machine it runs on (embedded generator).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "archiver", version, about, long_about = None)]
+pub struct ArchiverConfig {
+    /// Generator endpoint to subscribe to (repeatable), e.g. tcp://127.0.0.1:7211. None: run
+    /// the generator's native source in-process and archive this machine.
+    #[arg(short = 'c', long = "connect", value_name = "ENDPOINT")]
+    pub connect: Vec<String>,
+
+    /// Archive directory.
+    #[arg(short = 'a', long, env = "DQ_ARCHIVE", value_name = "DIR", default_value = "./archive")]
+    pub archive: PathBuf,
+
+    /// Period of one partition: hour or day (UTC, by the sample's own time).
+    #[arg(long, value_name = "PERIOD", default_value = "hour")]
+    pub partition: Granularity,
+
+    /// Publish buffered rows at least this often, in seconds: the most a row waits before
+    /// `dq` can see it.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub flush_interval: u64,
+
+    /// Also publish when this many rows are buffered (bounds memory during backfill).
+    #[arg(long, value_name = "ROWS", default_value_t = 1_000_000)]
+    pub max_buffered_rows: usize,
+
+    /// Write a status line to the log (and _archiver/status.json) this often, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub stats_interval: u64,
+
+    /// Reject frames larger than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = frame_proto::FrameDecoder::DEFAULT_MAX_LEN)]
+    pub max_frame_bytes: usize,
+
+    /// Frames queued per endpoint inside the archiver before ZeroMQ drops (ZMQ_RCVHWM).
+    #[arg(long, value_name = "N", default_value_t = crate::subscriber::DEFAULT_RCVHWM)]
+    pub rcvhwm: i32,
+
+    /// Embedded generator (no --connect): statistics source.
+    #[arg(long, value_enum, default_value_t = generator::SourceKind::native())]
+    pub source: generator::SourceKind,
+
+    /// Embedded generator: sampling interval in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub interval: u64,
+}
+
+impl ArchiverConfig {
+    /// The writer's options.
+    pub fn writer_options(&self) -> WriterOptions {
+        WriterOptions { granularity: self.partition, max_buffered_rows: self.max_buffered_rows.max(1), ..WriterOptions::default() }
+    }
+
+    /// The flush interval.
+    pub fn flush_every(&self) -> Duration {
+        Duration::from_secs(self.flush_interval)
+    }
+
+    /// The status interval.
+    pub fn stats_every(&self) -> Duration {
+        Duration::from_secs(self.stats_interval)
+    }
+}

@@ -1,0 +1,14 @@
+//! `archiver`: see the crate docs; everything but argument handling lives in the library.
+// The library owns the dependencies; this thin binary uses only a few of them.
+#![allow(unused_crate_dependencies)]
+
+use anyhow::Context;
+use archiver::ArchiverConfig;
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let config = ArchiverConfig::parse();
+    generator::cli::init_logging();
+    let stop = generator::cli::stop_on_signals().context("installing signal handlers")?;
+    archiver::service::run(&config, &stop).with_context(|| format!("archiver on {}", config.archive.display()))
+}

@@ -1,0 +1,115 @@
+//! Writing and reading the archive's Parquet files.
+//!
+//! Owns the encoding of each column (the figures behind the choices are in
+//! `docs/archive-layout.md`) and the publish protocol: write to a hidden temporary file in
+//! the partition directory, fsync it, rename it into place, fsync the directory. A reader
+//! therefore sees a file complete or not at all. Must not decide *what* goes in a file.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::Path;
+
+use archive_layout::{ColumnType, ParquetFilePath, Table};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::schema::types::ColumnPath;
+
+use crate::ArchiverError;
+
+/// How hard the writer compresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoder {
+    /// zstd level (1..=22).
+    pub zstd_level: i32,
+}
+
+impl Encoder {
+    /// For the small files a flush writes: fast.
+    pub const FLUSH: Encoder = Encoder { zstd_level: 3 };
+    /// For compacted files, which stay for months: smaller.
+    pub const COMPACT: Encoder = Encoder { zstd_level: 9 };
+
+    /// Writer properties for one table.
+    ///
+    /// - `time`: DELTA_BINARY_PACKED (regular steps encode to a few bits).
+    /// - `host`, `zone` and string keys: dictionary (one or a few values per file).
+    /// - integer statistics: DELTA_BINARY_PACKED (counters grow steadily; gauges vary
+    ///   little between neighbours), no dictionary.
+    /// - every column zstd; page statistics for pruning inside a file; rows sorted by time.
+    pub fn properties(&self, table: Table) -> Result<WriterProperties, ArchiverError> {
+        let level = ZstdLevel::try_new(self.zstd_level)
+            .map_err(|e| ArchiverError::Config(format!("zstd level {}: {e}", self.zstd_level)))?;
+        let mut b = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(Compression::ZSTD(level))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(1 << 20))
+            .set_sorting_columns(Some(vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }]))
+            .set_created_by(concat!("archiver ", env!("CARGO_PKG_VERSION")).to_owned());
+        let time = ColumnPath::from("time");
+        b = b.set_column_dictionary_enabled(time.clone(), false).set_column_encoding(time, Encoding::DELTA_BINARY_PACKED);
+        for (name, ty) in table.value_columns() {
+            if *ty != ColumnType::Utf8 {
+                let col = ColumnPath::from(*name);
+                b = b.set_column_dictionary_enabled(col.clone(), false).set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+            }
+        }
+        Ok(b.build())
+    }
+
+    /// Writes `batches` (all of `path.key.table`'s schema) as one published file under
+    /// `root`: temporary file, fsync, rename, directory fsync. Returns the bytes written.
+    /// On error no file is published and the temporary file is removed.
+    pub fn publish(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
+        let table = path.key.table;
+        let final_path = path.absolute_path(root);
+        let temp = path.temp_path(root);
+        let dir = final_path.parent().unwrap_or(root);
+        let io = |what: &'static str, p: &Path| {
+            let p = p.to_owned();
+            move |source| ArchiverError::Io { what, path: p, source }
+        };
+        fs::create_dir_all(dir).map_err(io("create partition directory", dir))?;
+        let result = (|| {
+            let file = File::create(&temp).map_err(io("create", &temp))?;
+            let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 16, file), table.schema(), Some(self.properties(table)?))
+                .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
+            for batch in batches {
+                writer.write(batch).map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
+            }
+            let buffered = writer.into_inner().map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
+            let file = buffered.into_inner().map_err(|e| ArchiverError::Io { what: "flush", path: temp.clone(), source: e.into_error() })?;
+            file.sync_all().map_err(io("fsync", &temp))?;
+            let len = file.metadata().map_err(io("stat", &temp))?.len();
+            fs::rename(&temp, &final_path).map_err(io("rename into place", &final_path))?;
+            sync_dir(dir)?;
+            Ok(len)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+/// fsyncs a directory, so a rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), ArchiverError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| ArchiverError::Io { what: "fsync directory", path: dir.to_owned(), source })
+}
+
+/// Reads a whole published file.
+pub fn read_file(path: &Path) -> Result<Vec<RecordBatch>, ArchiverError> {
+    let file = File::open(path).map_err(|source| ArchiverError::Io { what: "open", path: path.to_owned(), source })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(64 * 1024).build())
+        .map_err(|source| ArchiverError::Parquet { path: path.to_owned(), source })?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ArchiverError::Parquet { path: path.to_owned(), source: e.into() })
+}

@@ -1,0 +1,238 @@
+//! The service loop: receive, admit, buffer; flush and compact on time; log and write the
+//! status file; on stop, drain what ZeroMQ already holds, publish everything and exit.
+//!
+//! Runs on one thread (plus the embedded generator's, when there is no `--connect`): frames
+//! are small and the work per frame is a decode and a few appends, so one core goes far,
+//! and the archive has a single writer by construction.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::admission::{Admission, Rejection, SequenceTracker, endpoint_host};
+use crate::archive_writer::{ArchiveWriter, STATE_DIR};
+use crate::subscriber::Subscriber;
+use crate::{ArchiverConfig, ArchiverError};
+
+/// The in-process endpoint of the embedded generator.
+pub const EMBEDDED_ENDPOINT: &str = "inproc://embedded-generator";
+
+/// Counters of the ingest side.
+#[derive(Debug, Default, Clone)]
+pub struct IngestStats {
+    /// Frames accepted.
+    pub frames: u64,
+    /// Rows buffered from them.
+    pub rows: u64,
+    /// Frames rejected, by reason.
+    pub rejected: BTreeMap<Rejection, u64>,
+}
+
+/// Ingest state: admission, sequence tracking, the writer.
+#[derive(Debug)]
+pub struct Ingest {
+    admission: Admission,
+    writer: ArchiveWriter,
+    senders: SequenceTracker,
+    stats: IngestStats,
+    endpoint_hosts: Vec<String>,
+    endpoints: Vec<String>,
+}
+
+impl Ingest {
+    /// Ingest into `writer` from `endpoints` (index = the subscriber's socket order).
+    pub fn new(writer: ArchiveWriter, admission: Admission, endpoints: Vec<String>) -> Self {
+        let endpoint_hosts = endpoints.iter().map(|e| endpoint_host(e).to_owned()).collect();
+        Self { admission, writer, senders: SequenceTracker::default(), stats: IngestStats::default(), endpoint_hosts, endpoints }
+    }
+
+    /// Handles one message received from endpoint `from`.
+    pub fn accept(&mut self, from: usize, bytes: &[u8], now_us: i64) {
+        let endpoint_host = self.endpoint_hosts.get(from).map_or("unknown", String::as_str);
+        match self.admission.admit(bytes, endpoint_host, now_us) {
+            Ok(packet) => {
+                let host = packet.host.as_deref().unwrap_or(endpoint_host);
+                self.senders.observe(host, &packet);
+                self.stats.rows += self.writer.append(host, &packet) as u64;
+                self.stats.frames += 1;
+            }
+            Err(reason) => {
+                let n = self.stats.rejected.entry(reason).or_default();
+                *n += 1;
+                // Log the first few of each kind, then every 1000th: a hostile sender must
+                // not be able to flood the log.
+                if *n <= 10 || *n % 1000 == 0 {
+                    let endpoint = self.endpoints.get(from).map_or("unknown", String::as_str);
+                    tracing::warn!(endpoint, reason = reason.name(), bytes = bytes.len(), count = *n, "rejected frame");
+                }
+            }
+        }
+    }
+
+    /// The writer.
+    pub fn writer_mut(&mut self) -> &mut ArchiveWriter {
+        &mut self.writer
+    }
+
+    /// Publishes buffered rows and compacts what is due; errors are logged and retried at
+    /// the next call (nothing buffered is dropped).
+    pub fn flush(&mut self, compact_everything: bool) -> bool {
+        let result = self.writer.flush().and_then(|_| if compact_everything { self.writer.compact_all() } else { self.writer.compact_due() });
+        match result {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, buffered_rows = self.writer.buffered_rows(), "publishing failed; rows stay buffered and will be retried");
+                false
+            }
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    /// One log line of counters, and the status file.
+    pub fn report(&self) {
+        let w = self.writer.stats();
+        let rejected: u64 = self.stats.rejected.values().sum();
+        tracing::info!(
+            frames = self.stats.frames,
+            rows = self.stats.rows,
+            rejected,
+            missing = self.senders.missing(),
+            buffered_rows = self.writer.buffered_rows(),
+            files = w.files_flushed,
+            bytes = w.bytes_flushed,
+            compactions = w.compactions,
+            "status"
+        );
+        if let Err(e) = self.write_status() {
+            tracing::warn!(error = %e, "cannot write status file");
+        }
+    }
+
+    /// Writes `_archiver/status.json` (atomically): what an operator or a test checks.
+    pub fn write_status(&self) -> Result<(), ArchiverError> {
+        let w = self.writer.stats();
+        let senders: Vec<serde_json::Value> = self
+            .senders
+            .senders()
+            .map(|(host, s)| {
+                serde_json::json!({
+                    "host": host, "run_id": s.run_id, "frames": s.frames, "missing": s.missing,
+                    "reordered": s.reordered, "restarts": s.restarts,
+                })
+            })
+            .collect();
+        let rejected: serde_json::Map<String, serde_json::Value> =
+            self.stats.rejected.iter().map(|(r, n)| (r.name().to_owned(), (*n).into())).collect();
+        let status = serde_json::json!({
+            "time_us": generator::now_us(),
+            "endpoints": self.endpoints,
+            "frames_accepted": self.stats.frames,
+            "rows_accepted": self.stats.rows,
+            "frames_rejected": rejected,
+            "buffered_rows": self.writer.buffered_rows(),
+            "files_flushed": w.files_flushed,
+            "rows_flushed": w.rows_flushed,
+            "bytes_flushed": w.bytes_flushed,
+            "compactions": w.compactions,
+            "senders": senders,
+        });
+        write_atomically(&status_path(self.writer.root()), status.to_string().as_bytes())
+    }
+}
+
+/// Where the status file lives.
+pub fn status_path(archive: &Path) -> PathBuf {
+    archive.join(STATE_DIR).join("status.json")
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| ArchiverError::Io { what: "write", path: path.to_owned(), source })
+}
+
+/// Runs the archiver until `stop` is set.
+pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), ArchiverError> {
+    let ctx = zmq::Context::new();
+    let writer = ArchiveWriter::open(&config.archive, config.writer_options())?;
+    let (endpoints, embedded) = if config.connect.is_empty() {
+        (vec![EMBEDDED_ENDPOINT.to_owned()], Some(start_embedded_generator(&ctx, config, stop)?))
+    } else {
+        (config.connect.clone(), None)
+    };
+    let subscriber = Subscriber::connect(&ctx, &endpoints, config.rcvhwm)?;
+    tracing::info!(archive = %config.archive.display(), endpoints = ?endpoints, partition = ?config.partition, "archiving");
+    let mut ingest = Ingest::new(writer, Admission::new(config.max_frame_bytes), endpoints);
+
+    let mut next_flush = Instant::now() + config.flush_every();
+    let mut next_stats = Instant::now() + config.stats_every();
+    let mut last_flush_ok = true;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = next_flush.min(next_stats).saturating_duration_since(now).min(Duration::from_millis(200));
+        subscriber.receive(wait, 10_000, |from, bytes| ingest.accept(from, bytes, generator::now_us()))?;
+        let now = Instant::now();
+        if now >= next_flush || ingest.writer.wants_flush() {
+            last_flush_ok = ingest.flush(false);
+            // After a failure, retry sooner than a whole interval, but not in a tight loop.
+            next_flush = now + if last_flush_ok { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
+        }
+        if now >= next_stats {
+            ingest.report();
+            next_stats = now + config.stats_every();
+        }
+    }
+    let _ = last_flush_ok;
+
+    // Stop: take what ZeroMQ already holds, then publish everything.
+    tracing::info!("stopping: draining sockets and publishing buffered rows");
+    while subscriber.receive(Duration::from_millis(50), 10_000, |from, bytes| ingest.accept(from, bytes, generator::now_us()))? > 0 {}
+    if let Some(handle) = embedded {
+        let _ = handle.join();
+    }
+    let mut attempts = 0;
+    while !ingest.flush(true) {
+        attempts += 1;
+        if attempts >= 3 {
+            ingest.report();
+            return Err(ArchiverError::Config(format!(
+                "could not publish {} buffered rows at shutdown (see errors above)",
+                ingest.writer.buffered_rows()
+            )));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    ingest.report();
+    tracing::info!(frames = ingest.stats.frames, rows = ingest.stats.rows, "stopped");
+    Ok(())
+}
+
+/// Starts the generator's source on a thread, publishing on [`EMBEDDED_ENDPOINT`].
+fn start_embedded_generator(
+    ctx: &zmq::Context,
+    config: &ArchiverConfig,
+    stop: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, ArchiverError> {
+    let gen_config = generator::GeneratorConfig::from_args(
+        ["generator".to_owned(), "--source".to_owned(), format!("{:?}", config.source).to_lowercase(), "--interval".to_owned(), config.interval.to_string()],
+    )
+    .map_err(|e| ArchiverError::Config(format!("embedded generator: {e}")))?;
+    let mut source = generator::cli::open_source(&gen_config)?;
+    let mut publisher = generator::publisher::Publisher::bind(ctx, EMBEDDED_ENDPOINT, generator::publisher::DEFAULT_SNDHWM)?;
+    let mut stamp = generator::FrameStamp::new(&gen_config.host_name());
+    let schedule = gen_config.schedule();
+    let stop = Arc::clone(stop);
+    tracing::info!(source = source.name(), interval_ms = config.interval, "embedded generator started");
+    Ok(std::thread::spawn(move || {
+        if let Err(e) = generator::run(source.as_mut(), &mut stamp, &mut publisher, schedule, &stop) {
+            tracing::error!(error = %e, "embedded generator stopped");
+        }
+    }))
+}

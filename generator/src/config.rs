@@ -1,0 +1,196 @@
+//! The generator's flags (defined once, here: name, help, default) and the config it runs on.
+//!
+//! The 2013 flags (`-p PORT`, `-d MS`, `-v`, `-vlite`, `-q`, `-h`) are accepted beside long
+//! options. [`GeneratorConfig::from_args`] rewrites the one 2013 flag clap cannot express
+//! (`-vlite`, a multi-letter short flag) before parsing.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::GeneratorError;
+use crate::run_loop::Schedule;
+use crate::synthetic::SyntheticShape;
+
+/// Which statistics to collect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// This Linux host: `global` from /proc, one zone per cgroup holding processes.
+    Linux,
+    /// Generated zones with believable counters (tests, demos, load).
+    Synthetic,
+    /// illumos kstat + DTrace (only on illumos).
+    Illumos,
+}
+
+impl SourceKind {
+    /// The platform's own source.
+    pub fn native() -> Self {
+        if cfg!(any(target_os = "illumos", target_os = "solaris")) { SourceKind::Illumos } else { SourceKind::Linux }
+    }
+}
+
+/// Collects statistics per zone and publishes one protobuf frame per zone per interval on a
+/// ZeroMQ PUB socket.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "generator", version, about, long_about = None)]
+pub struct GeneratorConfig {
+    /// Endpoint to bind. The 2013 tool bound every interface; exposing the socket beyond
+    /// this host is now an explicit choice (e.g. `tcp://0.0.0.0:7211`).
+    #[arg(long, value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:7211")]
+    pub listen: String,
+
+    /// (2013) Port to bind on 127.0.0.1; shorthand for `--listen tcp://127.0.0.1:PORT`.
+    #[arg(short = 'p', long, value_name = "PORT", conflicts_with = "listen")]
+    pub port: Option<u16>,
+
+    /// Sampling interval in milliseconds (2013: `-d MS`).
+    #[arg(short = 'd', long = "interval", value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub interval_ms: u64,
+
+    /// Statistics source.
+    #[arg(long, value_enum, default_value_t = SourceKind::native())]
+    pub source: SourceKind,
+
+    /// (2013) Print every frame sent.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// (2013 `-vlite`) Print one timestamp line per interval.
+    #[arg(long)]
+    pub vlite: bool,
+
+    /// (2013) Collect but neither bind nor send.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Host identity stamped into every frame (default: this machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Synthetic source: number of zones, `global` included.
+    #[arg(long, default_value_t = 10)]
+    pub zones: usize,
+
+    /// Synthetic source: cores per zone.
+    #[arg(long, default_value_t = 16)]
+    pub cores: usize,
+
+    /// Synthetic source: busiest processes per zone.
+    #[arg(long, default_value_t = 20)]
+    pub processes: usize,
+
+    /// Synthetic source: seed (same seed, same frames).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Simulated time: sample from this time (RFC 3339, or seconds since the epoch) as fast
+    /// as possible instead of waiting for the clock (backfill, load, tests).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_us)]
+    pub simulate_from: Option<i64>,
+
+    /// Stop after this many intervals.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Before the first frame, wait for this many subscribers (up to --wait-timeout-ms).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub wait_subscribers: usize,
+
+    /// How long --wait-subscribers waits.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub wait_timeout_ms: u64,
+
+    /// Frames queued per subscriber before the socket drops (ZMQ_SNDHWM).
+    #[arg(long, value_name = "N", default_value_t = crate::publisher::DEFAULT_SNDHWM)]
+    pub sndhwm: i32,
+
+    /// Root of /proc and /sys for the Linux source (tests point it at a recorded tree).
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub linux_root: std::path::PathBuf,
+}
+
+impl GeneratorConfig {
+    /// Parses the process arguments, accepting the 2013 `-vlite`.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<Self, clap::Error> {
+        Self::try_parse_from(args.into_iter().map(|a| if a == "-vlite" { "--vlite".to_owned() } else { a }))
+    }
+
+    /// The endpoint to bind.
+    pub fn endpoint(&self) -> String {
+        match self.port {
+            Some(port) => format!("tcp://127.0.0.1:{port}"),
+            None => self.listen.clone(),
+        }
+    }
+
+    /// When to sample.
+    pub fn schedule(&self) -> Schedule {
+        Schedule { interval: Duration::from_millis(self.interval_ms), simulate_from_us: self.simulate_from, count: self.count }
+    }
+
+    /// The synthetic source's shape.
+    pub fn synthetic_shape(&self) -> SyntheticShape {
+        SyntheticShape { zones: self.zones, cores: self.cores, processes: self.processes, seed: self.seed }
+    }
+
+    /// The host identity.
+    pub fn host_name(&self) -> String {
+        self.host.clone().unwrap_or_else(local_host_name)
+    }
+
+    /// Checks values clap cannot.
+    pub fn validate(&self) -> Result<(), GeneratorError> {
+        if self.zones == 0 || self.zones > 10_000 || self.cores > 4096 || self.processes > 10_000 {
+            return Err(GeneratorError::Config("synthetic shape out of range (zones 1..=10000, cores <= 4096, processes <= 10000)".into()));
+        }
+        Ok(())
+    }
+}
+
+/// This machine's hostname (`/proc/sys/kernel/hostname`, then `$HOSTNAME`, else `localhost`).
+pub fn local_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Parses RFC 3339 or whole seconds since the epoch into µs.
+pub fn parse_time_us(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return secs.checked_mul(1_000_000).ok_or_else(|| format!("{s}: out of range"));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| format!("{s}: not RFC 3339 nor seconds since the epoch: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> GeneratorConfig {
+        GeneratorConfig::from_args(std::iter::once("generator").chain(args.iter().copied()).map(String::from)).unwrap()
+    }
+
+    #[test]
+    fn legacy_flags() {
+        let c = parse(&["-p", "7300", "-d", "500", "-vlite", "-q"]);
+        assert_eq!(c.endpoint(), "tcp://127.0.0.1:7300");
+        assert_eq!(c.interval_ms, 500);
+        assert!(c.vlite && c.quiet && !c.verbose);
+        assert_eq!(parse(&["-v"]).verbose, true);
+        assert_eq!(parse(&[]).endpoint(), "tcp://127.0.0.1:7211");
+    }
+
+    #[test]
+    fn simulated_time_accepts_both_forms() {
+        assert_eq!(parse(&["--simulate-from", "1764000000"]).simulate_from, Some(1_764_000_000_000_000));
+        assert_eq!(parse(&["--simulate-from", "2025-11-24T16:00:00Z"]).simulate_from, Some(1_764_000_000_000_000));
+        assert!(GeneratorConfig::from_args(["generator", "--simulate-from", "soon"].map(String::from)).is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! The generator: samples statistics per zone and publishes one frame per zone per interval.
+//!
+//! Owns the statistic sources ([`source::StatSource`]: [`synthetic`], [`linux`], and the seam
+//! for illumos), the publishing socket ([`publisher::Publisher`]) and the sampling loop
+//! ([`run`]). It must not know how frames are stored: the archiver and the 2013 collector
+//! both read what it sends.
+
+pub mod cli;
+pub mod config;
+pub mod linux;
+pub mod publisher;
+pub mod source;
+pub mod synthetic;
+
+pub mod run_loop;
+
+pub use config::{GeneratorConfig, SourceKind};
+pub use run_loop::{FrameSink, FrameStamp, Schedule, now_us, run};
+
+/// Errors of the generator; each names what failed (endpoint, file, zone).
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratorError {
+    /// A ZeroMQ call failed.
+    #[error("zeromq: {what} {endpoint}: {source}")]
+    Zmq {
+        /// What was being done.
+        what: &'static str,
+        /// The endpoint concerned.
+        endpoint: String,
+        /// The error.
+        #[source]
+        source: zmq::Error,
+    },
+    /// Reading a statistic failed in a way that stops the source (not a vanished process).
+    #[error("reading {path}: {message}")]
+    Read {
+        /// The file or interface read.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The source does not exist on this platform.
+    #[error("source {0} is not available on this platform")]
+    Unsupported(&'static str),
+    /// Invalid settings.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}

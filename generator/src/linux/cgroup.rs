@@ -1,0 +1,216 @@
+//! A small cgroup reader for v1, v2 and hybrid hosts (no crate reads all three correctly;
+//! see `docs/statistics.md`).
+//!
+//! Finds each controller's mount in `/proc/self/mountinfo`, reads flat-keyed and
+//! nested-keyed files, and answers `None` for a missing file or key, never 0 and never an
+//! error for the whole zone. `max` (no limit) and v1's "unlimited" sentinel are `None`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where the hierarchies are mounted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupMounts {
+    /// The cgroup2 mount, if any (`/sys/fs/cgroup` on v2 hosts, `.../unified` on hybrid).
+    pub v2: Option<PathBuf>,
+    /// v1 controller name -> mount point (a mount with `cpu,cpuacct` serves both names).
+    pub v1: HashMap<String, PathBuf>,
+}
+
+impl CgroupMounts {
+    /// Parses `/proc/self/mountinfo` text; mount points are re-rooted under `root`.
+    pub fn parse(mountinfo: &str, root: &Path) -> Self {
+        let mut mounts = CgroupMounts::default();
+        for line in mountinfo.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
+            let (Some(mount_point), Some(fstype), Some(super_opts)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 3)) else {
+                continue;
+            };
+            let at = root.join(mount_point.trim_start_matches('/'));
+            match *fstype {
+                "cgroup2" => mounts.v2 = Some(at),
+                "cgroup" => {
+                    for opt in super_opts.split(',') {
+                        if matches!(opt, "cpu" | "cpuacct" | "memory" | "blkio" | "pids" | "cpuset") {
+                            mounts.v1.insert(opt.to_owned(), at.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        mounts
+    }
+
+    /// The directory of the cgroup at `path` (from `/proc/PID/cgroup`) in controller
+    /// `controller`'s v1 hierarchy.
+    pub fn v1_dir(&self, controller: &str, path: &str) -> Option<PathBuf> {
+        Some(self.v1.get(controller)?.join(path.trim_start_matches('/')))
+    }
+
+    /// The directory of the v2 cgroup at `path`.
+    pub fn v2_dir(&self, path: &str) -> Option<PathBuf> {
+        Some(self.v2.as_ref()?.join(path.trim_start_matches('/')))
+    }
+}
+
+/// A process's cgroup memberships, from `/proc/PID/cgroup`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The v2 path (`0::/path`), if the v2 hierarchy is mounted.
+    pub v2: Option<String>,
+    /// v1 controller -> path.
+    pub v1: HashMap<String, String>,
+}
+
+impl Membership {
+    /// Parses `/proc/PID/cgroup` text.
+    pub fn parse(text: &str) -> Self {
+        let mut m = Membership::default();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            if id == "0" && controllers.is_empty() {
+                m.v2 = Some(path.to_owned());
+            } else {
+                for c in controllers.split(',') {
+                    m.v1.insert(c.to_owned(), path.to_owned());
+                }
+            }
+        }
+        m
+    }
+
+    /// The zone this process belongs to: its v2 group when that is below the root, else its
+    /// v1 `memory` group, else its `cpuacct` group; `None` for the root (the host itself).
+    pub fn zone_path(&self) -> Option<&str> {
+        let below_root = |p: &&String| p.as_str() != "/" && !p.is_empty();
+        self.v2
+            .as_ref()
+            .filter(below_root)
+            .or_else(|| self.v1.get("memory").filter(below_root))
+            .or_else(|| self.v1.get("cpuacct").filter(below_root))
+            .map(String::as_str)
+    }
+}
+
+/// Reads a single-number file; `None` if missing, unparsable, `max`, or v1's unlimited.
+pub fn read_u64(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: u64 = text.trim().parse().ok()?;
+    // v1 reports "no limit" as a page-rounded i64::MAX.
+    (v < (1 << 62)).then_some(v)
+}
+
+/// Reads a flat-keyed file (`key value` per line), e.g. `memory.stat`, `cpu.stat`.
+pub fn read_flat(path: &Path) -> HashMap<String, u64> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    Some((k.to_owned(), v.trim().parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Per-device I/O counters of one cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceIo {
+    /// Bytes read.
+    pub rbytes: Option<u64>,
+    /// Bytes written.
+    pub wbytes: Option<u64>,
+    /// Read operations.
+    pub rios: Option<u64>,
+    /// Write operations.
+    pub wios: Option<u64>,
+}
+
+/// Parses v2 `io.stat` (`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=..`), keyed by `MAJ:MIN`.
+pub fn parse_io_stat(text: &str) -> HashMap<String, DeviceIo> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let Some(dev) = words.next() else { continue };
+        let mut io = DeviceIo::default();
+        for kv in words {
+            let Some((k, v)) = kv.split_once('=') else { continue };
+            let v = v.parse().ok();
+            match k {
+                "rbytes" => io.rbytes = v,
+                "wbytes" => io.wbytes = v,
+                "rios" => io.rios = v,
+                "wios" => io.wios = v,
+                _ => {}
+            }
+        }
+        out.insert(dev.to_owned(), io);
+    }
+    out
+}
+
+/// Parses v1 `blkio.throttle.io_service_bytes` and `blkio.throttle.io_serviced`
+/// (`MAJ:MIN Read N` / `MAJ:MIN Write N` lines), keyed by `MAJ:MIN`.
+pub fn parse_blkio(bytes: &str, ops: &str) -> HashMap<String, DeviceIo> {
+    let mut out: HashMap<String, DeviceIo> = HashMap::new();
+    for (text, is_bytes) in [(bytes, true), (ops, false)] {
+        for line in text.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let [dev, op, n] = w.as_slice() else { continue };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            let io = out.entry((*dev).to_owned()).or_default();
+            match (*op, is_bytes) {
+                ("Read", true) => io.rbytes = Some(n),
+                ("Write", true) => io.wbytes = Some(n),
+                ("Read", false) => io.rios = Some(n),
+                ("Write", false) => io.wios = Some(n),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_v1_and_v2_mounts_on_a_hybrid_host() {
+        let m = CgroupMounts::parse(HYBRID, Path::new("/r"));
+        assert_eq!(m.v2.as_deref(), Some(Path::new("/r/sys/fs/cgroup/unified")));
+        assert_eq!(m.v1["cpuacct"], Path::new("/r/sys/fs/cgroup/cpu,cpuacct"));
+        assert_eq!(m.v1["cpu"], m.v1["cpuacct"]);
+        assert_eq!(m.v1_dir("memory", "/docker/abc").unwrap(), Path::new("/r/sys/fs/cgroup/memory/docker/abc"));
+        assert!(!m.v1.contains_key("blkio"));
+    }
+
+    #[test]
+    fn zone_is_v2_group_else_v1_memory_else_none() {
+        let v2 = Membership::parse("0::/system.slice/nginx.service\n");
+        assert_eq!(v2.zone_path(), Some("/system.slice/nginx.service"));
+        let hybrid = Membership::parse("4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n0::/\n");
+        assert_eq!(hybrid.zone_path(), Some("/docker/abc"));
+        assert_eq!(hybrid.v1["cpuacct"], "/docker/abc");
+        assert_eq!(Membership::parse("4:memory:/\n0::/\n").zone_path(), None);
+    }
+
+    #[test]
+    fn io_files() {
+        let v2 = parse_io_stat("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n");
+        assert_eq!(v2["8:0"], DeviceIo { rbytes: Some(4096), wbytes: Some(8192), rios: Some(1), wios: Some(2) });
+        let v1 = parse_blkio("8:0 Read 10\n8:0 Write 20\n8:0 Total 30\nTotal 30\n", "8:0 Read 1\n8:0 Write 2\n");
+        assert_eq!(v1["8:0"], DeviceIo { rbytes: Some(10), wbytes: Some(20), rios: Some(1), wios: Some(2) });
+    }
+}

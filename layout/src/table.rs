@@ -1,0 +1,239 @@
+//! The tables of the archive and their columns, defined once; the Arrow schema, the
+//! archiver's column builders and `dq`'s table registration all derive from this list.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::LayoutError;
+
+/// The value type of a statistic column (the wire format's types, same width and sign).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `uint32` -> `UInt32`.
+    U32,
+    /// `uint64` -> `UInt64`.
+    U64,
+    /// `string` -> `Utf8`.
+    Utf8,
+}
+
+impl ColumnType {
+    /// The Arrow type.
+    pub fn data_type(self) -> DataType {
+        match self {
+            Self::U32 => DataType::UInt32,
+            Self::U64 => DataType::UInt64,
+            Self::Utf8 => DataType::Utf8,
+        }
+    }
+}
+
+/// One table per statistic group of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// One row per frame: `ticks`, `threads`, `processes`.
+    Zone,
+    /// One row per core.
+    Cpu,
+    /// One row per frame that carries memory figures.
+    Mem,
+    /// One row per network link.
+    Net,
+    /// One row per disk device (or per-zone I/O pseudo device).
+    Disk,
+    /// One row per busy process.
+    Process,
+    /// One row per latency histogram bucket.
+    Callfreq,
+    /// One row per (core, run-queue length) seen.
+    Cpuqueue,
+    /// Global-zone frames only: one row per zone present on the host (field 12).
+    Zonename,
+}
+
+use ColumnType::{U32, U64, Utf8};
+
+const ZONE_COLUMNS: &[(&str, ColumnType)] = &[("ticks", U32), ("threads", U32), ("processes", U32)];
+const CPU_COLUMNS: &[(&str, ColumnType)] = &[("core", U32), ("usage", U32)];
+const MEM_COLUMNS: &[(&str, ColumnType)] = &[
+    ("rss", U64),
+    ("physcap", U64),
+    ("swap", U64),
+    ("swapcap", U64),
+    ("physmem", U64),
+    ("pp_kernel", U64),
+    ("freemem", U64),
+    ("nalloc_calls", U64),
+    ("nfree_calls", U64),
+    ("maj_fault", U32),
+    ("as_fault", U32),
+    ("pgin", U32),
+];
+const NET_COLUMNS: &[(&str, ColumnType)] = &[
+    ("instance", Utf8),
+    ("obytes64", U64),
+    ("rbytes64", U64),
+    ("opackets", U64),
+    ("ipackets", U64),
+    ("oerrors", U32),
+    ("ierrors", U32),
+];
+const DISK_COLUMNS: &[(&str, ColumnType)] = &[
+    ("instance", Utf8),
+    ("nread", U64),
+    ("nwritten", U64),
+    ("reads", U32),
+    ("writes", U32),
+    ("rtime", U64),
+    ("wtime", U64),
+    ("rlentime", U64),
+    ("wlentime", U64),
+    ("harderror", U32),
+    ("softerror", U32),
+    ("tranerror", U32),
+];
+const PROCESS_COLUMNS: &[(&str, ColumnType)] =
+    &[("pid", U32), ("execname", Utf8), ("usage", U32), ("cpu", U32)];
+const CALLFREQ_COLUMNS: &[(&str, ColumnType)] = &[("name", Utf8), ("bucket_ns", U64), ("value", U32)];
+const CPUQUEUE_COLUMNS: &[(&str, ColumnType)] = &[("core", U32), ("length", U32), ("amount", U32)];
+const ZONENAME_COLUMNS: &[(&str, ColumnType)] = &[("zonename", Utf8)];
+
+impl Table {
+    /// Every table, in a fixed order (also the order of [`Table::index`]).
+    pub const ALL: [Table; 9] = [
+        Table::Zone,
+        Table::Cpu,
+        Table::Mem,
+        Table::Net,
+        Table::Disk,
+        Table::Process,
+        Table::Callfreq,
+        Table::Cpuqueue,
+        Table::Zonename,
+    ];
+
+    /// The table's name: its directory under the archive root and its SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Zone => "zone",
+            Table::Cpu => "cpu",
+            Table::Mem => "mem",
+            Table::Net => "net",
+            Table::Disk => "disk",
+            Table::Process => "process",
+            Table::Callfreq => "callfreq",
+            Table::Cpuqueue => "cpuqueue",
+            Table::Zonename => "zonename",
+        }
+    }
+
+    /// Position in [`Table::ALL`], for per-table arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Parses a table name.
+    ///
+    /// ```
+    /// use archive_layout::Table;
+    /// assert_eq!(Table::from_name("cpu").unwrap(), Table::Cpu);
+    /// assert!(Table::from_name("nope").is_err());
+    /// ```
+    pub fn from_name(name: &str) -> Result<Table, LayoutError> {
+        Table::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| LayoutError::UnknownTable(name.to_owned()))
+    }
+
+    /// The statistic columns after `time`, `host`, `zone`, named as in the wire format.
+    pub fn value_columns(self) -> &'static [(&'static str, ColumnType)] {
+        match self {
+            Table::Zone => ZONE_COLUMNS,
+            Table::Cpu => CPU_COLUMNS,
+            Table::Mem => MEM_COLUMNS,
+            Table::Net => NET_COLUMNS,
+            Table::Disk => DISK_COLUMNS,
+            Table::Process => PROCESS_COLUMNS,
+            Table::Callfreq => CALLFREQ_COLUMNS,
+            Table::Cpuqueue => CPUQUEUE_COLUMNS,
+            Table::Zonename => ZONENAME_COLUMNS,
+        }
+    }
+
+    /// Columns that name a series within a zone (sorted on after `time`, never counted
+    /// as measured values).
+    pub fn series_key_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Cpu | Table::Cpuqueue => &["core"],
+            Table::Net | Table::Disk => &["instance"],
+            Table::Process => &["pid"],
+            Table::Callfreq => &["name", "bucket_ns"],
+            Table::Zonename => &["zonename"],
+            Table::Zone | Table::Mem => &[],
+        }
+    }
+
+    /// The Arrow schema of the table's files: `time` (µs, UTC), `host`, `zone`, then
+    /// [`Table::value_columns`], all nullable but the first three.
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
+        let all = SCHEMAS.get_or_init(|| Table::ALL.iter().map(|t| t.build_schema()).collect());
+        Arc::clone(&all[self.index()])
+    }
+
+    fn build_schema(self) -> SchemaRef {
+        let mut fields = vec![
+            Field::new("time", Self::time_type(), false),
+            Field::new("host", DataType::Utf8, false),
+            Field::new("zone", DataType::Utf8, false),
+        ];
+        fields.extend(self.value_columns().iter().map(|(name, ty)| Field::new(*name, ty.data_type(), true)));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// `TIMESTAMP(MICROS, isAdjustedToUTC=true)`.
+    pub fn time_type() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_index_matches_order() {
+        for (i, t) in Table::ALL.into_iter().enumerate() {
+            assert_eq!(Table::from_name(t.name()).unwrap(), t);
+            assert_eq!(t.index(), i);
+        }
+    }
+
+    #[test]
+    fn schema_starts_with_time_host_zone() {
+        for t in Table::ALL {
+            let s = t.schema();
+            assert_eq!(s.field(0).name(), "time");
+            assert_eq!(s.field(0).data_type(), &Table::time_type());
+            assert_eq!(s.field(1).name(), "host");
+            assert_eq!(s.field(2).name(), "zone");
+            assert_eq!(s.fields().len(), 3 + t.value_columns().len());
+            for key in t.series_key_columns() {
+                assert!(s.field_with_name(key).is_ok(), "{t}: {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn callfreq_renames_time_to_bucket_ns() {
+        assert!(Table::Callfreq.schema().field_with_name("bucket_ns").is_ok());
+    }
+}
