@@ -1,1 +1,94 @@
-//! placeholder
+//! `dq`: SQL over the archive with Apache DataFusion.
+//!
+//! Owns the query side: every table of the archive registered as an [`ArchiveTable`] that
+//! prunes files by zone and time before DataFusion opens any ([`pruning`]), output in the
+//! formats users ask for ([`output`]), and the interactive prompt ([`repl`]). It reads the
+//! archive layout through `archive_layout` and must never write into the archive.
+
+pub mod archive_table;
+pub mod cli;
+pub mod config;
+pub mod output;
+pub mod pruning;
+pub mod repl;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use archive_layout::Table;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+pub use archive_table::ArchiveTable;
+pub use config::{DqConfig, OutputFormat};
+
+// The binary builds the runtime; the library only awaits.
+use tokio as _;
+
+/// Errors of `dq`; each message is one line naming what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The archive directory does not exist.
+    #[error("archive {0} does not exist (give --archive DIR or set DQ_ARCHIVE)")]
+    NoArchive(PathBuf),
+    /// Planning or running the query failed (bad SQL, unknown table or column, ...).
+    #[error("{}", one_line(.0))]
+    Query(#[from] datafusion::error::DataFusionError),
+    /// Writing the output failed.
+    #[error("writing {target}: {message}")]
+    Output {
+        /// Where output was going.
+        target: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+fn one_line(e: &datafusion::error::DataFusionError) -> String {
+    let text = e.to_string();
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A query session over one archive.
+#[derive(Clone)]
+pub struct ArchiveSession {
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for ArchiveSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveSession").field("session_id", &self.ctx.session_id()).finish()
+    }
+}
+
+impl ArchiveSession {
+    /// Registers every table of the archive at `root`.
+    pub fn open(root: &Path) -> Result<Self, QueryError> {
+        if !root.is_dir() {
+            return Err(QueryError::NoArchive(root.to_owned()));
+        }
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.collect_statistics", false);
+        let ctx = SessionContext::new_with_config(config);
+        for table in Table::ALL {
+            ctx.register_table(table.name(), Arc::new(ArchiveTable::new(root, table)))?;
+        }
+        Ok(Self { ctx })
+    }
+
+    /// The DataFusion context (for registering more, or for tests).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs one SQL statement and collects its result.
+    pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+        let df = self.ctx.sql(sql).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        Ok((schema, batches))
+    }
+}
