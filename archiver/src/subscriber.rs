@@ -57,8 +57,12 @@ impl Subscriber {
     /// `max` in all) to `on_message(endpoint_index, bytes)`; returns how many were handed.
     pub fn receive(&self, timeout: Duration, max: usize, mut on_message: impl FnMut(usize, &[u8])) -> Result<usize, ArchiverError> {
         let mut items: Vec<zmq::PollItem<'_>> = self.sockets.iter().map(|(s, _)| s.as_poll_item(zmq::POLLIN)).collect();
-        let ready = zmq::poll(&mut items, timeout.as_millis().min(i64::MAX as u128) as i64)
-            .map_err(|source| ArchiverError::Zmq { what: "poll", endpoint: "all".into(), source })?;
+        let ready = match zmq::poll(&mut items, timeout.as_millis().min(i64::MAX as u128) as i64) {
+            Ok(n) => n,
+            // A signal (SIGTERM) interrupted the wait: the caller checks its stop flag.
+            Err(zmq::Error::EINTR) => return Ok(0),
+            Err(source) => return Err(ArchiverError::Zmq { what: "poll", endpoint: "all".into(), source }),
+        };
         if ready == 0 {
             return Ok(0);
         }
