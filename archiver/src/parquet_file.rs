@@ -14,6 +14,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
+use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::schema::types::ColumnPath;
@@ -61,6 +62,16 @@ impl Encoder {
         Ok(b.build())
     }
 
+    /// Encodes `batches` of `table` as one Parquet file into `out`; returns `out`.
+    pub fn write<W: std::io::Write + Send>(&self, out: W, table: Table, batches: &[RecordBatch]) -> Result<W, ParquetError> {
+        let props = self.properties(table).map_err(|e| ParquetError::General(e.to_string()))?;
+        let mut writer = ArrowWriter::try_new(out, table.schema(), Some(props))?;
+        for batch in batches {
+            writer.write(batch)?;
+        }
+        writer.into_inner()
+    }
+
     /// Writes `batches` (all of `path.key.table`'s schema) as one published file under
     /// `root`: temporary file, fsync, rename, directory fsync. Returns the bytes written.
     /// On error no file is published and the temporary file is removed.
@@ -76,12 +87,9 @@ impl Encoder {
         fs::create_dir_all(dir).map_err(io("create partition directory", dir))?;
         let result = (|| {
             let file = File::create(&temp).map_err(io("create", &temp))?;
-            let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 16, file), table.schema(), Some(self.properties(table)?))
+            let buffered = self
+                .write(BufWriter::with_capacity(1 << 16, file), table, batches)
                 .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
-            for batch in batches {
-                writer.write(batch).map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
-            }
-            let buffered = writer.into_inner().map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
             let file = buffered.into_inner().map_err(|e| ArchiverError::Io { what: "flush", path: temp.clone(), source: e.into_error() })?;
             file.sync_all().map_err(io("fsync", &temp))?;
             let len = file.metadata().map_err(io("stat", &temp))?.len();
