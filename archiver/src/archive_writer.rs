@@ -21,6 +21,7 @@ use frame_proto::Packet;
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, sync_dir};
 use crate::rows::ZoneRows;
+use crate::wal::{FsyncPolicy, Wal};
 
 /// The directory under the archive root that holds the archiver's own state (never data).
 pub const STATE_DIR: &str = "_archiver";
@@ -38,6 +39,10 @@ pub struct WriterOptions {
     pub flush_encoder: Encoder,
     /// Encoding of compacted files.
     pub compact_encoder: Encoder,
+    /// When the write-ahead log is forced to disk.
+    pub fsync: FsyncPolicy,
+    /// Start a new log segment past this size.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for WriterOptions {
@@ -48,6 +53,8 @@ impl Default for WriterOptions {
             max_files_per_partition: 32,
             flush_encoder: Encoder::FLUSH,
             compact_encoder: Encoder::COMPACT,
+            fsync: FsyncPolicy::Every(std::time::Duration::from_millis(1000)),
+            wal_segment_bytes: 64 << 20,
         }
     }
 }
@@ -65,6 +72,8 @@ pub struct WriterStats {
     pub compactions: u64,
     /// Files removed because a compacted file replaced them.
     pub files_replaced: u64,
+    /// Publish attempts that failed (and were retried).
+    pub publish_errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +154,8 @@ pub struct ArchiveWriter {
     flush_cycle: u64,
     seq: FileSeq,
     stats: WriterStats,
+    wal: Wal,
+    replay: Vec<u64>,
     _lock: File,
 }
 
@@ -157,7 +168,12 @@ impl ArchiveWriter {
         let lock_path = state_dir.join("lock");
         let lock = File::create(&lock_path).map_err(|source| ArchiverError::Io { what: "create lock", path: lock_path.clone(), source })?;
         lock.try_lock().map_err(|_| ArchiverError::Locked(root.to_owned()))?;
+        recover_flush_journal(root)?;
+        recover_compaction(root, &options.compact_encoder)?;
+        let (wal, replay) = Wal::open(&state_dir.join("wal"), options.fsync, options.wal_segment_bytes)?;
         Ok(Self {
+            wal,
+            replay,
             root: root.to_owned(),
             seq: FileSeq::open(&state_dir)?,
             options,
@@ -180,6 +196,22 @@ impl ArchiveWriter {
     /// What the writer did so far.
     pub fn stats(&self) -> WriterStats {
         self.stats
+    }
+
+    /// Log segments left by the previous run, to replay before accepting new frames.
+    pub fn take_replay_segments(&mut self) -> (PathBuf, Vec<u64>) {
+        (self.wal.dir().to_owned(), std::mem::take(&mut self.replay))
+    }
+
+    /// Appends frames to the write-ahead log (one write); they count as accepted once this
+    /// returns, and must then be [`ArchiveWriter::append`]ed.
+    pub fn log<'a>(&mut self, records: impl IntoIterator<Item = (i64, &'a str, &'a [u8])>) -> Result<usize, ArchiverError> {
+        self.wal.append(records)
+    }
+
+    /// Applies the fsync policy's timer (call now and then when idle).
+    pub fn sync_log(&mut self) -> Result<(), ArchiverError> {
+        self.wal.sync()
     }
 
     /// Rows waiting for the next flush.
@@ -217,11 +249,19 @@ impl ArchiveWriter {
 
     /// Publishes every buffered row as files; returns the number of files published.
     ///
-    /// Buffers are first turned into finished batches (one per table, host, zone and
-    /// period), then published one by one. On an error (disk full, permissions) the batches
-    /// not yet published stay queued, in order, for the next call: nothing is dropped.
+    /// The log is rotated first, so every buffered row is in a segment up to the rotation
+    /// point. The files are then published as one unit through a journal
+    /// (`_archiver/flush.journal`): (1) the journal lists every temporary and final path, (2)
+    /// each file is written and fsynced under its temporary name, (3) a `commit` line is
+    /// appended and fsynced, (4) the files are renamed into place and their directories
+    /// fsynced, (5) the log segments up to the rotation point are removed, (6) the journal is
+    /// removed. A crash before (3) rolls back (temporaries deleted, log replayed); after it,
+    /// rolls forward (renames completed, log segments removed): each row is published
+    /// exactly once. On an error before (3) (disk full, permissions, file-size limit) the
+    /// batches stay queued for the next call and nothing is published.
     pub fn flush(&mut self) -> Result<usize, ArchiverError> {
         self.flush_cycle += 1;
+        let through = self.wal.rotate()?;
         for (host, zones) in self.buffers.drain() {
             for (zone, periods) in zones {
                 for (period, mut rows) in periods {
@@ -235,22 +275,49 @@ impl ArchiveWriter {
                 }
             }
         }
-        let mut published = 0;
-        while let Some(file) = self.pending.front() {
+        if self.pending.is_empty() {
+            self.wal.remove_through(through)?;
+            return Ok(0);
+        }
+        let result = self.publish_pending(through);
+        if result.is_err() {
+            self.stats.publish_errors += 1;
+        }
+        result
+    }
+
+    fn publish_pending(&mut self, through: u64) -> Result<usize, ArchiverError> {
+        let mut paths = Vec::with_capacity(self.pending.len());
+        for file in &self.pending {
+            paths.push(ParquetFilePath::new(file.key.clone(), FileId::single(self.seq.take()?)));
+        }
+        let journal = Journal::new(&self.root, through, &paths);
+        journal.begin()?;
+        let mut written = Vec::with_capacity(paths.len());
+        for (file, path) in self.pending.iter().zip(&paths) {
+            match self.options.flush_encoder.write_temp(&self.root, path, std::slice::from_ref(&file.batch)) {
+                Ok(bytes) => written.push(bytes),
+                Err(e) => {
+                    journal.roll_back();
+                    return Err(e);
+                }
+            }
+        }
+        journal.commit()?;
+        journal.roll_forward()?;
+        self.wal.remove_through(through)?;
+        journal.finish()?;
+
+        let published = paths.len();
+        for ((file, path), bytes) in self.pending.drain(..).zip(paths).zip(written) {
             let rows = file.batch.num_rows();
-            let key = file.key.clone();
-            let seq = self.seq.take()?;
-            let path = ParquetFilePath::new(key.clone(), FileId::single(seq));
-            let bytes = self.options.flush_encoder.publish(&self.root, &path, std::slice::from_ref(&file.batch))?;
-            self.pending.pop_front();
             self.buffered_rows = self.buffered_rows.saturating_sub(rows);
             self.stats.files_flushed += 1;
             self.stats.rows_flushed += rows as u64;
             self.stats.bytes_flushed += bytes;
-            let state = self.partitions.entry(key).or_default();
+            let state = self.partitions.entry(path.key).or_default();
             state.files_this_run += 1;
             state.last_flush_cycle = self.flush_cycle;
-            published += 1;
         }
         Ok(published)
     }
@@ -281,7 +348,11 @@ impl ArchiveWriter {
         keys.sort();
         let mut done = 0;
         for key in keys {
+            let intent = self.root.join(STATE_DIR).join(COMPACTION_INTENT);
+            fs::write(&intent, key.relative_dir().to_string_lossy().as_bytes())
+                .map_err(|source| ArchiverError::Io { what: "write", path: intent.clone(), source })?;
             let replaced = compact_partition(&self.root, &key, &self.options.compact_encoder)?;
+            let _ = fs::remove_file(&intent);
             self.stats.files_replaced += replaced as u64;
             if replaced > 0 {
                 self.stats.compactions += 1;
@@ -297,6 +368,149 @@ impl ArchiveWriter {
         }
         Ok(done)
     }
+}
+
+const JOURNAL: &str = "flush.journal";
+const COMPACTION_INTENT: &str = "compaction.intent";
+
+/// The flush journal (see [`ArchiveWriter::flush`]).
+#[derive(Debug)]
+struct Journal {
+    root: PathBuf,
+    path: PathBuf,
+    through: u64,
+    pairs: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Journal {
+    fn new(root: &Path, through: u64, paths: &[ParquetFilePath]) -> Self {
+        let pairs = paths
+            .iter()
+            .map(|p| {
+                let tmp = p.temp_path(root);
+                let rel_tmp = tmp.strip_prefix(root).map(Path::to_owned).unwrap_or(tmp);
+                (rel_tmp, p.relative_path())
+            })
+            .collect();
+        Self { root: root.to_owned(), path: root.join(STATE_DIR).join(JOURNAL), through, pairs }
+    }
+
+    fn io(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> ArchiverError + '_ {
+        move |source| ArchiverError::Io { what, path: self.path.clone(), source }
+    }
+
+    fn begin(&self) -> Result<(), ArchiverError> {
+        let mut text = format!("through {}\n", self.through);
+        for (tmp, fin) in &self.pairs {
+            text.push_str(&format!("{}\t{}\n", tmp.display(), fin.display()));
+        }
+        let mut f = File::create(&self.path).map_err(self.io("create"))?;
+        f.write_all(text.as_bytes()).map_err(self.io("write"))?;
+        f.sync_all().map_err(self.io("fsync"))?;
+        sync_dir(&self.root.join(STATE_DIR))
+    }
+
+    fn commit(&self) -> Result<(), ArchiverError> {
+        let mut f = OpenOptions::new().append(true).open(&self.path).map_err(self.io("open"))?;
+        f.write_all(b"commit\n").map_err(self.io("write"))?;
+        f.sync_all().map_err(self.io("fsync"))
+    }
+
+    fn roll_back(&self) {
+        for (tmp, _) in &self.pairs {
+            let _ = fs::remove_file(self.root.join(tmp));
+        }
+        let _ = fs::remove_file(&self.path);
+    }
+
+    fn roll_forward(&self) -> Result<(), ArchiverError> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for (tmp, fin) in &self.pairs {
+            let (tmp, fin) = (self.root.join(tmp), self.root.join(fin));
+            match fs::rename(&tmp, &fin) {
+                Ok(()) => {}
+                // Already renamed before a crash.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && fin.exists() => {}
+                Err(source) => return Err(ArchiverError::Io { what: "rename into place", path: fin, source }),
+            }
+            if let Some(d) = fin.parent() {
+                dirs.insert(d.to_owned());
+            }
+        }
+        for d in dirs {
+            sync_dir(&d)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), ArchiverError> {
+        fs::remove_file(&self.path).map_err(self.io("remove"))
+    }
+
+    /// Reads a journal left by a crash: (through, pairs, committed).
+    fn read(root: &Path) -> Result<Option<(Self, bool)>, ArchiverError> {
+        let path = root.join(STATE_DIR).join(JOURNAL);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ArchiverError::Io { what: "read", path, source }),
+        };
+        let mut through = None;
+        let mut pairs = Vec::new();
+        let mut committed = false;
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("through ") {
+                through = n.parse().ok();
+            } else if line == "commit" {
+                committed = true;
+            } else if let Some((tmp, fin)) = line.split_once('\t') {
+                pairs.push((PathBuf::from(tmp), PathBuf::from(fin)));
+            }
+        }
+        let Some(through) = through else {
+            // Torn while being written: nothing was published from it.
+            return Ok(Some((Self { root: root.to_owned(), path, through: 0, pairs }, false)));
+        };
+        Ok(Some((Self { root: root.to_owned(), path, through, pairs }, committed)))
+    }
+}
+
+/// Finishes or undoes a flush that a crash interrupted.
+fn recover_flush_journal(root: &Path) -> Result<(), ArchiverError> {
+    let Some((journal, committed)) = Journal::read(root)? else { return Ok(()) };
+    if committed {
+        tracing::warn!(files = journal.pairs.len(), "completing a flush interrupted after its commit");
+        journal.roll_forward()?;
+        let wal_dir = root.join(STATE_DIR).join("wal");
+        for n in crate::wal::list_segments(&wal_dir)?.into_iter().filter(|n| *n <= journal.through) {
+            let p = wal_dir.join(format!("{n:016x}.wal"));
+            fs::remove_file(&p).map_err(|source| ArchiverError::Io { what: "remove log segment", path: p, source })?;
+        }
+        sync_dir(&wal_dir)?;
+        journal.finish()
+    } else {
+        tracing::warn!(files = journal.pairs.len(), "undoing a flush interrupted before its commit; its rows are replayed from the log");
+        journal.roll_back();
+        Ok(())
+    }
+}
+
+/// Finishes a compaction that a crash interrupted: removes its temporary file and the
+/// files its output supersedes, or merges again if the output was never published.
+fn recover_compaction(root: &Path, encoder: &Encoder) -> Result<(), ArchiverError> {
+    let intent = root.join(STATE_DIR).join(COMPACTION_INTENT);
+    let Ok(rel) = fs::read_to_string(&intent) else { return Ok(()) };
+    if let Ok(key) = PartitionKey::parse_relative_dir(Path::new(&rel)) {
+        let dir = root.join(key.relative_dir());
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp")) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        tracing::warn!(partition = %rel, "finishing a compaction interrupted by a crash");
+        compact_partition(root, &key, encoder)?;
+    }
+    fs::remove_file(&intent).map_err(|source| ArchiverError::Io { what: "remove", path: intent, source })
 }
 
 /// Lists the published files of one partition directory (live or superseded).

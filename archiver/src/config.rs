@@ -47,6 +47,20 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "N", default_value_t = crate::subscriber::DEFAULT_RCVHWM)]
     pub rcvhwm: i32,
 
+    /// When the write-ahead log is forced to disk: `always` (after every batch of frames),
+    /// a number of milliseconds, or `never`. A process crash loses nothing under any policy;
+    /// a power loss may lose what was not yet forced.
+    #[arg(long, value_name = "POLICY", default_value = "1000")]
+    pub wal_fsync: crate::wal::FsyncPolicy,
+
+    /// Start a new write-ahead log segment past this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, hide = true)]
+    pub wal_segment_bytes: u64,
+
+    /// Append host, zone and sequence number of every accepted frame to FILE (tests, audits).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub audit_log: Option<PathBuf>,
+
     /// Embedded generator (no --connect): statistics source.
     #[arg(long, value_enum, default_value_t = generator::SourceKind::native())]
     pub source: generator::SourceKind,
@@ -59,7 +73,13 @@ pub struct ArchiverConfig {
 impl ArchiverConfig {
     /// The writer's options.
     pub fn writer_options(&self) -> WriterOptions {
-        WriterOptions { granularity: self.partition, max_buffered_rows: self.max_buffered_rows.max(1), ..WriterOptions::default() }
+        WriterOptions {
+            granularity: self.partition,
+            max_buffered_rows: self.max_buffered_rows.max(1),
+            fsync: self.wal_fsync,
+            wal_segment_bytes: self.wal_segment_bytes,
+            ..WriterOptions::default()
+        }
     }
 
     /// The flush interval.

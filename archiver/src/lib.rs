@@ -2,7 +2,7 @@
 //!
 //! Owns the ingest path: receiving frames ([`subscriber`]), checking them ([`admission`]),
 //! turning them into Arrow columns ([`rows`]), publishing and compacting Parquet files
-//! ([`archive_writer`], [`parquet_file`]), and the service loop that ties them together with
+//! ([`archive_writer`], [`parquet_file`]) behind a write-ahead log ([`wal`]), and the service loop that ties them together with
 //! periodic flushes, a status file and a clean shutdown ([`service`]). The archive's layout
 //! itself belongs to `archive_layout`; this crate must not invent paths.
 
@@ -13,6 +13,7 @@ pub mod parquet_file;
 pub mod rows;
 pub mod service;
 pub mod subscriber;
+pub mod wal;
 
 pub use config::ArchiverConfig;
 

@@ -10,5 +10,6 @@ fn main() -> anyhow::Result<()> {
     let config = ArchiverConfig::parse();
     generator::cli::init_logging();
     let stop = generator::cli::stop_on_signals().context("installing signal handlers")?;
+    archiver::service::survive_file_size_limit().context("installing the SIGXFSZ handler")?;
     archiver::service::run(&config, &stop).with_context(|| format!("archiver on {}", config.archive.display()))
 }

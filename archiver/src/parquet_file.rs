@@ -72,6 +72,28 @@ impl Encoder {
         writer.into_inner()
     }
 
+    /// Writes `batches` to `path`'s temporary name and fsyncs it (not published: the caller
+    /// renames it, see the flush journal). Returns the bytes written; on error the temporary
+    /// file is removed.
+    pub fn write_temp(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
+        let temp = path.temp_path(root);
+        let dir = temp.parent().unwrap_or(root).to_owned();
+        let result = (|| {
+            fs::create_dir_all(&dir).map_err(|source| ArchiverError::Io { what: "create partition directory", path: dir.clone(), source })?;
+            let file = File::create(&temp).map_err(|source| ArchiverError::Io { what: "create", path: temp.clone(), source })?;
+            let buffered = self
+                .write(BufWriter::with_capacity(1 << 16, file), path.key.table, batches)
+                .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
+            let file = buffered.into_inner().map_err(|e| ArchiverError::Io { what: "flush", path: temp.clone(), source: e.into_error() })?;
+            file.sync_all().map_err(|source| ArchiverError::Io { what: "fsync", path: temp.clone(), source })?;
+            file.metadata().map(|m| m.len()).map_err(|source| ArchiverError::Io { what: "stat", path: temp.clone(), source })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
     /// Writes `batches` (all of `path.key.table`'s schema) as one published file under
     /// `root`: temporary file, fsync, rename, directory fsync. Returns the bytes written.
     /// On error no file is published and the temporary file is removed.

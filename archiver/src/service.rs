@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::admission::{Admission, Rejection, SequenceTracker, endpoint_host};
+use std::io::Write;
+
 use crate::archive_writer::{ArchiveWriter, STATE_DIR};
+use crate::wal::{WalRecord, WalReader};
 use crate::subscriber::Subscriber;
 use crate::{ArchiverConfig, ArchiverError};
 
@@ -28,6 +31,10 @@ pub struct IngestStats {
     pub rows: u64,
     /// Frames rejected, by reason.
     pub rejected: BTreeMap<Rejection, u64>,
+    /// Frames admitted but not accepted because the log could not be written.
+    pub log_failures: u64,
+    /// Frames replayed from the log at start.
+    pub replayed: u64,
 }
 
 /// Ingest state: admission, sequence tracking, the writer.
@@ -39,36 +46,92 @@ pub struct Ingest {
     stats: IngestStats,
     endpoint_hosts: Vec<String>,
     endpoints: Vec<String>,
+    audit: Option<std::fs::File>,
 }
 
 impl Ingest {
     /// Ingest into `writer` from `endpoints` (index = the subscriber's socket order).
     pub fn new(writer: ArchiveWriter, admission: Admission, endpoints: Vec<String>) -> Self {
         let endpoint_hosts = endpoints.iter().map(|e| endpoint_host(e).to_owned()).collect();
-        Self { admission, writer, senders: SequenceTracker::default(), stats: IngestStats::default(), endpoint_hosts, endpoints }
+        Self {
+            admission,
+            writer,
+            senders: SequenceTracker::default(),
+            stats: IngestStats::default(),
+            endpoint_hosts,
+            endpoints,
+            audit: None,
+        }
     }
 
-    /// Handles one message received from endpoint `from`.
-    pub fn accept(&mut self, from: usize, bytes: &[u8], now_us: i64) {
-        let endpoint_host = self.endpoint_hosts.get(from).map_or("unknown", String::as_str);
-        match self.admission.admit(bytes, endpoint_host, now_us) {
-            Ok(packet) => {
-                let host = packet.host.as_deref().unwrap_or(endpoint_host);
-                self.senders.observe(host, &packet);
-                self.stats.rows += self.writer.append(host, &packet) as u64;
-                self.stats.frames += 1;
-            }
-            Err(reason) => {
-                let n = self.stats.rejected.entry(reason).or_default();
-                *n += 1;
-                // Log the first few of each kind, then every 1000th: a hostile sender must
-                // not be able to flood the log.
-                if *n <= 10 || *n % 1000 == 0 {
-                    let endpoint = self.endpoints.get(from).map_or("unknown", String::as_str);
-                    tracing::warn!(endpoint, reason = reason.name(), bytes = bytes.len(), count = *n, "rejected frame");
-                }
+    /// Handles a batch of messages received from endpoints (index, bytes): admits each,
+    /// logs the admitted ones to the write-ahead log with one write, and only then buffers
+    /// their rows: a frame counts as accepted once it is in the log.
+    pub fn accept_batch(&mut self, messages: &[(usize, Vec<u8>)], now_us: i64) {
+        let mut admitted = Vec::with_capacity(messages.len());
+        for (from, bytes) in messages {
+            let endpoint_host = self.endpoint_hosts.get(*from).map_or("unknown", String::as_str);
+            match self.admission.admit(bytes, endpoint_host, now_us) {
+                Ok(packet) => admitted.push((*from, bytes.as_slice(), packet)),
+                Err(reason) => self.reject(*from, reason, bytes.len()),
             }
         }
+        let hosts = &self.endpoint_hosts;
+        let logged = self
+            .writer
+            .log(admitted.iter().map(|(from, bytes, _)| (now_us, hosts.get(*from).map_or("unknown", String::as_str), *bytes)));
+        if let Err(e) = logged {
+            self.stats.log_failures += admitted.len() as u64;
+            tracing::error!(error = %e, frames = admitted.len(), "cannot append to the write-ahead log: frames not accepted");
+            return;
+        }
+        for (_, _, packet) in &admitted {
+            self.buffer(packet);
+        }
+    }
+
+    /// Re-buffers a frame from the log of a previous run (already accepted then).
+    pub fn replay(&mut self, record: &WalRecord) -> bool {
+        match self.admission.admit(&record.frame, &record.endpoint_host, record.recv_us) {
+            Ok(packet) => {
+                self.buffer(&packet);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn buffer(&mut self, packet: &frame_proto::Packet) {
+        let host = packet.host.as_deref().unwrap_or("unknown");
+        self.senders.observe(host, packet);
+        self.stats.rows += self.writer.append(host, packet) as u64;
+        self.stats.frames += 1;
+        if let Some(audit) = &mut self.audit {
+            // For tests and audits: host, zone, sequence number of every accepted frame.
+            let _ = writeln!(audit, "{}\t{}\t{}", host.escape_debug(), packet.name.escape_debug(), packet.seq.map_or(-1, |s| s as i64));
+        }
+    }
+
+    fn reject(&mut self, from: usize, reason: Rejection, len: usize) {
+        let n = self.stats.rejected.entry(reason).or_default();
+        *n += 1;
+        // Log the first few of each kind, then every 1000th: a hostile sender must not be
+        // able to flood the log.
+        if *n <= 10 || *n % 1000 == 0 {
+            let endpoint = self.endpoints.get(from).map_or("unknown", String::as_str);
+            tracing::warn!(endpoint, reason = reason.name(), bytes = len, count = *n, "rejected frame");
+        }
+    }
+
+    /// Appends every accepted frame's host, zone and sequence number to `path`.
+    pub fn set_audit_log(&mut self, path: &Path) -> Result<(), ArchiverError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| ArchiverError::Io { what: "open audit log", path: path.to_owned(), source })?;
+        self.audit = Some(file);
+        Ok(())
     }
 
     /// The writer.
@@ -107,6 +170,7 @@ impl Ingest {
             files = w.files_flushed,
             bytes = w.bytes_flushed,
             compactions = w.compactions,
+            publish_errors = w.publish_errors,
             "status"
         );
         if let Err(e) = self.write_status() {
@@ -140,6 +204,9 @@ impl Ingest {
             "rows_flushed": w.rows_flushed,
             "bytes_flushed": w.bytes_flushed,
             "compactions": w.compactions,
+            "publish_errors": w.publish_errors,
+            "log_failures": self.stats.log_failures,
+            "replayed": self.stats.replayed,
             "senders": senders,
         });
         write_atomically(&status_path(self.writer.root()), status.to_string().as_bytes())
@@ -158,6 +225,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> {
         .map_err(|source| ArchiverError::Io { what: "write", path: path.to_owned(), source })
 }
 
+/// Makes a write past the file-size limit (RLIMIT_FSIZE) fail with EFBIG instead of
+/// killing the process with SIGXFSZ, so that it is handled like a full disk: logged, kept in
+/// the log, retried.
+pub fn survive_file_size_limit() -> std::io::Result<()> {
+    let seen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen).map(|_| ())
+}
+
 /// Runs the archiver until `stop` is set.
 pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), ArchiverError> {
     let ctx = zmq::Context::new();
@@ -170,6 +245,11 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     let subscriber = Subscriber::connect(&ctx, &endpoints, config.rcvhwm)?;
     tracing::info!(archive = %config.archive.display(), endpoints = ?endpoints, partition = ?config.partition, "archiving");
     let mut ingest = Ingest::new(writer, Admission::new(config.max_frame_bytes), endpoints);
+    if let Some(path) = &config.audit_log {
+        ingest.set_audit_log(path)?;
+    }
+    replay_log(&mut ingest)?;
+    let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(1024);
 
     let mut next_flush = Instant::now() + config.flush_every();
     let mut next_stats = Instant::now() + config.stats_every();
@@ -177,7 +257,13 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let wait = next_flush.min(next_stats).saturating_duration_since(now).min(Duration::from_millis(200));
-        subscriber.receive(wait, 10_000, |from, bytes| ingest.accept(from, bytes, generator::now_us()))?;
+        subscriber.receive(wait, 10_000, |from, bytes| batch.push((from, bytes.to_vec())))?;
+        if !batch.is_empty() {
+            ingest.accept_batch(&batch, generator::now_us());
+            batch.clear();
+        } else if let Err(e) = ingest.writer.sync_log() {
+            tracing::error!(error = %e, "cannot fsync the write-ahead log");
+        }
         let now = Instant::now();
         if now >= next_flush || ingest.writer.wants_flush() {
             last_flush_ok = ingest.flush(false);
@@ -193,7 +279,10 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
 
     // Stop: take what ZeroMQ already holds, then publish everything.
     tracing::info!("stopping: draining sockets and publishing buffered rows");
-    while subscriber.receive(Duration::from_millis(50), 10_000, |from, bytes| ingest.accept(from, bytes, generator::now_us()))? > 0 {}
+    while subscriber.receive(Duration::from_millis(50), 10_000, |from, bytes| batch.push((from, bytes.to_vec())))? > 0 {
+        ingest.accept_batch(&batch, generator::now_us());
+        batch.clear();
+    }
     if let Some(handle) = embedded {
         let _ = handle.join();
     }
@@ -211,6 +300,28 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     }
     ingest.report();
     tracing::info!(frames = ingest.stats.frames, rows = ingest.stats.rows, "stopped");
+    Ok(())
+}
+
+/// Re-buffers what the previous run had accepted but not published, then publishes it.
+fn replay_log(ingest: &mut Ingest) -> Result<(), ArchiverError> {
+    let (dir, segments) = ingest.writer.take_replay_segments();
+    if segments.is_empty() {
+        return Ok(());
+    }
+    let mut reader = WalReader::new(&dir, segments.clone());
+    let mut frames = 0u64;
+    for record in reader.by_ref() {
+        if ingest.replay(&record?) {
+            frames += 1;
+        }
+    }
+    ingest.stats.replayed = frames;
+    tracing::info!(segments = segments.len(), frames, torn_tails = reader.damage.torn_tails, corrupt_records = reader.damage.corrupt_records, "replayed the write-ahead log");
+    // Publish now, so that the replayed segments are removed before new frames arrive.
+    if !ingest.flush(false) {
+        tracing::warn!("replayed rows stay buffered until publishing succeeds");
+    }
     Ok(())
 }
 
