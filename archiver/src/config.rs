@@ -35,6 +35,10 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "ROWS", default_value_t = 1_000_000)]
     pub max_buffered_rows: usize,
 
+    /// Compact a partition once it holds more files than this, even before its hour ends.
+    #[arg(long, value_name = "N", default_value_t = 32, hide = true)]
+    pub max_files_per_partition: usize,
+
     /// Write a status line to the log (and _archiver/status.json) this often, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub stats_interval: u64,
@@ -76,6 +80,7 @@ impl ArchiverConfig {
         WriterOptions {
             granularity: self.partition,
             max_buffered_rows: self.max_buffered_rows.max(1),
+            max_files_per_partition: self.max_files_per_partition.max(1),
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
             ..WriterOptions::default()

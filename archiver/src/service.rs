@@ -108,7 +108,14 @@ impl Ingest {
         self.stats.frames += 1;
         if let Some(audit) = &mut self.audit {
             // For tests and audits: host, zone, sequence number of every accepted frame.
-            let _ = writeln!(audit, "{}\t{}\t{}", host.escape_debug(), packet.name.escape_debug(), packet.seq.map_or(-1, |s| s as i64));
+            let _ = writeln!(
+                audit,
+                "{}\t{}\t{}\t{}",
+                host.escape_debug(),
+                packet.name.escape_debug(),
+                packet.seq.map_or(-1, |s| s as i64),
+                packet.sample_time_us()
+            );
         }
     }
 
@@ -279,7 +286,11 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
 
     // Stop: take what ZeroMQ already holds, then publish everything.
     tracing::info!("stopping: draining sockets and publishing buffered rows");
-    while subscriber.receive(Duration::from_millis(50), 10_000, |from, bytes| batch.push((from, bytes.to_vec())))? > 0 {
+    // Bounded: a generator that keeps sending must not keep the archiver from stopping.
+    let drain_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < drain_until
+        && subscriber.receive(Duration::from_millis(50), 10_000, |from, bytes| batch.push((from, bytes.to_vec())))? > 0
+    {
         ingest.accept_batch(&batch, generator::now_us());
         batch.clear();
     }

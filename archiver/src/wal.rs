@@ -146,15 +146,22 @@ impl Wal {
         &self.dir
     }
 
-    /// Appends records with one `write` (group commit); they are accepted once this
-    /// returns. On error nothing of the batch is accepted (a partial write is a torn tail
-    /// that replay drops: the segment is rotated so that nothing follows it).
+    /// Appends records (group commit: one `write` per segment they land in); they are
+    /// accepted once this returns. A batch larger than what is left of the segment is split
+    /// across segments, so no segment grows past its size by more than one record. On
+    /// error the batch is not accepted (what was written of it is replayed at the next
+    /// start, or is a torn tail that replay drops: the segment is rotated so that nothing
+    /// follows it).
     pub fn append<'a>(&mut self, records: impl IntoIterator<Item = (i64, &'a str, &'a [u8])>) -> Result<usize, ArchiverError> {
         self.buf.clear();
         let mut n = 0;
         for (recv_us, host, frame) in records {
             let host = &host.as_bytes()[..host.len().min(u16::MAX as usize)];
             let payload_len = 1 + 8 + 2 + host.len() + frame.len();
+            if !self.buf.is_empty() && self.len + (self.buf.len() + HEADER + payload_len) as u64 > self.max_segment_bytes {
+                self.write_buf()?;
+                self.rotate()?;
+            }
             let start = self.buf.len();
             self.buf.extend_from_slice(MAGIC);
             self.buf.extend_from_slice(&(payload_len as u32).to_le_bytes());
@@ -171,14 +178,7 @@ impl Wal {
         if n == 0 {
             return Ok(0);
         }
-        if let Err(source) = self.file.write_all(&self.buf) {
-            let path = segment_path(&self.dir, self.segment);
-            // Whatever part was written is a torn tail; start a fresh segment after it.
-            let _ = self.rotate();
-            return Err(ArchiverError::Io { what: "append to log", path, source });
-        }
-        self.len += self.buf.len() as u64;
-        self.unsynced = true;
+        self.write_buf()?;
         match self.policy {
             FsyncPolicy::Always => self.sync()?,
             FsyncPolicy::Every(d) if self.last_sync.elapsed() >= d => self.sync()?,
@@ -188,6 +188,24 @@ impl Wal {
             self.rotate()?;
         }
         Ok(n)
+    }
+
+    fn write_buf(&mut self) -> Result<(), ArchiverError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(source) = self.file.write_all(&self.buf) {
+            let path = segment_path(&self.dir, self.segment);
+            self.buf.clear();
+            // Whatever part was written is a torn tail; start a fresh segment after it.
+            self.len += 1;
+            let _ = self.rotate();
+            return Err(ArchiverError::Io { what: "append to log", path, source });
+        }
+        self.len += self.buf.len() as u64;
+        self.unsynced = true;
+        self.buf.clear();
+        Ok(())
     }
 
     /// Forces appended records to disk.

@@ -62,13 +62,13 @@ fn generator_to_archiver_to_dq_and_parquet() {
     let frames = SECONDS as u64 * SHAPE.zones as u64;
 
     // A long flush interval: the rows reach Parquet only through the SIGTERM path.
-    let mut archiver = start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]);
-    let mut generator = Command::new(binary("generator"))
+    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]));
+    let mut generator = KillOnDrop(Command::new(binary("generator"))
         .args(["--source", "synthetic", "-p", &port.to_string(), "--host", "gen-a"])
         .args(["--zones", "3", "--cores", "4", "--processes", "5", "--seed", "7"])
         .args(["--simulate-from", START, "--count", &SECONDS.to_string(), "--wait-subscribers", "1", "--wait-timeout-ms", "20000"])
         .spawn()
-        .unwrap();
+        .unwrap());
     let gen_status = wait_exit(&mut generator, Duration::from_secs(120), "generator");
     assert!(gen_status.success(), "generator: {gen_status}");
     wait_for(Duration::from_secs(60), "the archiver to accept every frame", || {
@@ -146,12 +146,12 @@ fn zone_and_time_filters_prune_files() {
     let archive = dir.path().join("archive");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let mut archiver = start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]);
-    let mut generator = Command::new(binary("generator"))
+    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]));
+    let mut generator = KillOnDrop(Command::new(binary("generator"))
         .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "2", "--cores", "2", "--processes", "2"])
         .args(["--simulate-from", "2025-11-24T10:59:00Z", "--count", "120", "--wait-subscribers", "1"])
         .spawn()
-        .unwrap();
+        .unwrap());
     assert!(wait_exit(&mut generator, Duration::from_secs(60), "generator").success());
     wait_for(Duration::from_secs(60), "all frames", || status(&archive).filter(|s| s["frames_accepted"] == 240).map(|_| ()));
     terminate(&archiver);

@@ -15,6 +15,9 @@ use chrono::NaiveDate;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{Result as DfResult, project_schema};
+use datafusion::error::DataFusionError;
+use datafusion::object_store::ObjectMeta;
+use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -152,7 +155,7 @@ impl TableProvider for ArchiveTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let bounds = ScanBounds::from_filters(filters);
-        let files = self.files(&bounds).map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let files = self.files(&bounds).map_err(|e| DataFusionError::External(Box::new(e)))?;
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema(), projection)?)));
         }
@@ -164,7 +167,16 @@ impl TableProvider for ArchiveTable {
         for f in by_size {
             let Some(g) = groups.iter_mut().min_by_key(|(bytes, _)| *bytes) else { break };
             g.0 += f.size;
-            g.1.push(PartitionedFile::new(f.path.to_string_lossy().into_owned(), f.size));
+            // From the filesystem path, so names with `%`, spaces or non-ASCII characters map
+            // back to the same file (a plain string would be percent-encoded twice).
+            let location = ObjectPath::from_absolute_path(&f.path).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            g.1.push(PartitionedFile::new_from_meta(ObjectMeta {
+                location,
+                last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                size: f.size,
+                e_tag: None,
+                version: None,
+            }));
         }
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(self.schema().into());

@@ -45,6 +45,12 @@ pub enum QueryError {
     },
 }
 
+/// Whether an error is a listed file that disappeared before it was opened.
+fn is_vanished_file(e: &datafusion::error::DataFusionError) -> bool {
+    let text = e.to_string();
+    text.contains("not found") && text.contains(".parquet") && text.contains("No such file or directory")
+}
+
 fn one_line(e: &datafusion::error::DataFusionError) -> String {
     let text = e.to_string();
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -85,10 +91,22 @@ impl ArchiveSession {
     }
 
     /// Runs one SQL statement and collects its result.
+    ///
+    /// The archiver may compact a partition while a query runs: the files the query listed
+    /// are then replaced by one file and removed. A query that hits a removed file is
+    /// planned again (its new listing finds the compacted file) up to three times, so a
+    /// reader never fails, nor sees a row twice, because of a concurrent compaction.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-        let df = self.ctx.sql(sql).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok((schema, batches))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let df = self.ctx.sql(sql).await?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            match df.collect().await {
+                Ok(batches) => return Ok((schema, batches)),
+                Err(e) if attempt < 4 && is_vanished_file(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
