@@ -98,31 +98,14 @@ impl Encoder {
     /// `root`: temporary file, fsync, rename, directory fsync. Returns the bytes written.
     /// On error no file is published and the temporary file is removed.
     pub fn publish(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        let table = path.key.table;
-        let final_path = path.absolute_path(root);
-        let temp = path.temp_path(root);
-        let dir = final_path.parent().unwrap_or(root);
-        let io = |what: &'static str, p: &Path| {
-            let p = p.to_owned();
-            move |source| ArchiverError::Io { what, path: p, source }
-        };
-        fs::create_dir_all(dir).map_err(io("create partition directory", dir))?;
-        let result = (|| {
-            let file = File::create(&temp).map_err(io("create", &temp))?;
-            let buffered = self
-                .write(BufWriter::with_capacity(1 << 16, file), table, batches)
-                .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
-            let file = buffered.into_inner().map_err(|e| ArchiverError::Io { what: "flush", path: temp.clone(), source: e.into_error() })?;
-            file.sync_all().map_err(io("fsync", &temp))?;
-            let len = file.metadata().map_err(io("stat", &temp))?.len();
-            fs::rename(&temp, &final_path).map_err(io("rename into place", &final_path))?;
-            sync_dir(dir)?;
-            Ok(len)
-        })();
-        if result.is_err() {
+        let len = self.write_temp(root, path, batches)?;
+        let (temp, final_path) = (path.temp_path(root), path.absolute_path(root));
+        if let Err(source) = fs::rename(&temp, &final_path) {
             let _ = fs::remove_file(&temp);
+            return Err(ArchiverError::Io { what: "rename into place", path: final_path, source });
         }
-        result
+        sync_dir(final_path.parent().unwrap_or(root))?;
+        Ok(len)
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Before the timings, it prints stored bytes per measured value for half an hour of the
 //! reference load (one compacted file per zone and table), the figure the targets use.
-//! Run: `cargo bench -p benches` (add `-- --quick` for a fast pass).
+//! Run: `cargo bench -p benches --bench ingest` (add `-- --quick` for a fast pass).
 #![allow(unused_crate_dependencies)]
 
 use std::hint::black_box;
