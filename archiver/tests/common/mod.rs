@@ -8,20 +8,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The path of a workspace binary. `archiver` is this package's own; `generator` and `dq`
-/// sit beside it when the workspace was built (`cargo test --workspace` builds them); if
-/// not, they are built here once.
+/// sit beside it: `cargo test --workspace` builds them (their packages have integration
+/// tests of their own). Building them from here could deadlock on cargo's lock.
 pub fn binary(name: &str) -> PathBuf {
     let archiver = PathBuf::from(env!("CARGO_BIN_EXE_archiver"));
     if name == "archiver" {
         return archiver;
     }
     let path = archiver.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let package = if name == "dq" { "query" } else { name };
-        let status = Command::new(cargo).args(["build", "-p", package, "--bin", name]).status().expect("run cargo build");
-        assert!(status.success(), "building {name}");
-    }
+    assert!(path.exists(), "{} is not built: run `cargo test --workspace` (or `cargo build --workspace` first)", path.display());
     path
 }
 

@@ -1,0 +1,35 @@
+//! `dq` as a process: exit codes and one-line errors. (Also makes `cargo test --workspace`
+//! build the `dq` binary, which the archiver's integration tests run.)
+#![allow(unused_crate_dependencies)]
+
+use std::process::Command;
+
+fn dq(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dq")).args(args).output().expect("run dq")
+}
+
+#[test]
+fn missing_archive_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dq(&["--archive", dir.path().join("nope").to_str().unwrap(), "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn empty_archive_has_every_table_and_parquet_needs_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().to_str().unwrap();
+    let out = dq(&["--archive", archive, "--format", "csv", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(names, ["callfreq", "cpu", "cpuqueue", "disk", "mem", "net", "process", "zone", "zonename"]);
+    let out = dq(&["--archive", archive, "--format", "parquet", "SELECT 1"]);
+    assert!(!out.status.success());
+    let file = dir.path().join("x.parquet");
+    let out = dq(&["--archive", archive, "--format", "parquet", "-o", file.to_str().unwrap(), "SELECT * FROM cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read(&file).unwrap().starts_with(b"PAR1"));
+}
