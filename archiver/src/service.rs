@@ -260,7 +260,6 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
 
     let mut next_flush = Instant::now() + config.flush_every();
     let mut next_stats = Instant::now() + config.stats_every();
-    let mut last_flush_ok = true;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let wait = next_flush.min(next_stats).saturating_duration_since(now).min(Duration::from_millis(200));
@@ -273,16 +272,15 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
         }
         let now = Instant::now();
         if now >= next_flush || ingest.writer.wants_flush() {
-            last_flush_ok = ingest.flush(false);
+            let flushed = ingest.flush(false);
             // After a failure, retry sooner than a whole interval, but not in a tight loop.
-            next_flush = now + if last_flush_ok { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
+            next_flush = now + if flushed { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
         }
         if now >= next_stats {
             ingest.report();
             next_stats = now + config.stats_every();
         }
     }
-    let _ = last_flush_ok;
 
     // Stop: take what ZeroMQ already holds, then publish everything.
     tracing::info!("stopping: draining sockets and publishing buffered rows");
