@@ -74,6 +74,8 @@ impl ArchiveSession {
         if !root.is_dir() {
             return Err(QueryError::NoArchive(root.to_owned()));
         }
+        // File locations handed to DataFusion must be absolute (the default is `./archive`).
+        let root = &std::fs::canonicalize(root).map_err(|_| QueryError::NoArchive(root.to_owned()))?;
         let config = SessionConfig::new()
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)

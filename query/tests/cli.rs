@@ -33,3 +33,22 @@ fn empty_archive_has_every_table_and_parquet_needs_a_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(std::fs::read(&file).unwrap().starts_with(b"PAR1"));
 }
+
+#[test]
+fn relative_archive_path_reads_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let file = archive.join("cpu/zone=global/date=2025-11-24/hour=16/0000000000000001-0000000000000001.parquet");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // Export an empty cpu table through dq itself, then place it as an archive file.
+    let out = dq(&["--archive", dir.path().to_str().unwrap(), "--format", "parquet", "-o", file.to_str().unwrap(), "SELECT * FROM cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The default archive is `./archive`: a relative path must work.
+    let out = Command::new(env!("CARGO_BIN_EXE_dq"))
+        .current_dir(dir.path())
+        .args(["--format", "csv", "SELECT count(*) FROM cpu WHERE zone = 'global'"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().nth(1), Some("0"));
+}
