@@ -20,7 +20,7 @@ pub fn open_source(config: &GeneratorConfig) -> Result<Box<dyn StatSource>, Gene
     Ok(match config.source {
         SourceKind::Synthetic => Box::new(SyntheticSource::new(config.synthetic_shape())),
         SourceKind::Linux => Box::new(LinuxSource::new(LinuxOptions { root: config.linux_root.clone(), top_processes: config.processes })?),
-        SourceKind::Illumos => return Err(GeneratorError::Unsupported("illumos (kstat + DTrace): not built in yet")),
+        SourceKind::Illumos => crate::illumos::open(config)?,
     })
 }
 

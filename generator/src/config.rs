@@ -19,7 +19,7 @@ pub enum SourceKind {
     Linux,
     /// Generated zones with believable counters (tests, demos, load).
     Synthetic,
-    /// illumos kstat + DTrace (only on illumos).
+    /// illumos kstat + DTrace (on illumos; elsewhere only with --illumos-replay).
     Illumos,
 }
 
@@ -106,6 +106,20 @@ pub struct GeneratorConfig {
     #[arg(long, value_name = "N", default_value_t = crate::publisher::DEFAULT_SNDHWM)]
     pub sndhwm: i32,
 
+    /// illumos source: replay the snapshots recorded in DIR (by --record-illumos on a real
+    /// host) instead of reading this host's kstats and DTrace. Works on any platform.
+    #[arg(long, value_name = "DIR")]
+    pub illumos_replay: Option<std::path::PathBuf>,
+
+    /// illumos source: also write each interval's kstat snapshot and aggregation records to
+    /// DIR (`kstat-NNNN.txt`, `aggregates-NNNN.jsonl`), the shape test fixtures are kept in.
+    #[arg(long, value_name = "DIR")]
+    pub record_illumos: Option<std::path::PathBuf>,
+
+    /// How many intervals --record-illumos writes.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub record_limit: usize,
+
     /// Root of /proc and /sys for the Linux source (tests point it at a recorded tree).
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
     pub linux_root: std::path::PathBuf,
@@ -144,6 +158,9 @@ impl GeneratorConfig {
     pub fn validate(&self) -> Result<(), GeneratorError> {
         if self.zones == 0 || self.zones > 10_000 || self.cores > 4096 || self.processes > 10_000 {
             return Err(GeneratorError::Config("synthetic shape out of range (zones 1..=10000, cores <= 4096, processes <= 10000)".into()));
+        }
+        if (self.illumos_replay.is_some() || self.record_illumos.is_some()) && self.source != SourceKind::Illumos {
+            return Err(GeneratorError::Config("--illumos-replay and --record-illumos need --source illumos".into()));
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! The generator: samples statistics per zone and publishes one frame per zone per interval.
 //!
-//! Owns the statistic sources ([`source::StatSource`]: [`synthetic`], [`linux`], and the seam
-//! for illumos), the publishing socket ([`publisher::Publisher`]) and the sampling loop
+//! Owns the statistic sources ([`source::StatSource`]: [`synthetic`], [`linux`], and
+//! [`illumos`] over the `illumos_stats` crate), the publishing socket ([`publisher::Publisher`]) and the sampling loop
 //! ([`run`]). It must not know how frames are stored: the archiver and the 2013 collector
 //! both read what it sends.
 
 pub mod cli;
 pub mod config;
+pub mod illumos;
 pub mod linux;
 pub mod publisher;
 pub mod source;
@@ -15,6 +16,10 @@ pub mod synthetic;
 pub mod run_loop;
 
 pub use config::{GeneratorConfig, SourceKind};
+
+// Used by the integration tests only.
+#[cfg(test)]
+use tempfile as _;
 pub use run_loop::{FrameSink, FrameStamp, Schedule, now_us, run};
 
 /// Errors of the generator; each names what failed (endpoint, file, zone).
@@ -42,6 +47,9 @@ pub enum GeneratorError {
     /// The source does not exist on this platform.
     #[error("source {0} is not available on this platform")]
     Unsupported(&'static str),
+    /// The illumos source failed (kstat, DTrace, or a recorded snapshot).
+    #[error("illumos source: {0}")]
+    Illumos(#[from] illumos_stats::IllumosError),
     /// Invalid settings.
     #[error("invalid configuration: {0}")]
     Config(String),

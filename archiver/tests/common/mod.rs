@@ -85,12 +85,7 @@ pub fn dq(archive: &Path, args: &[&str]) -> Output {
 pub fn dq_rows(archive: &Path, sql: &str) -> Vec<Vec<String>> {
     let out = dq(archive, &["--format", "csv", sql]);
     assert!(out.status.success(), "dq {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect()
+    String::from_utf8(out.stdout).expect("utf8").lines().skip(1).map(|l| l.split(',').map(str::to_owned).collect()).collect()
 }
 
 /// Every published Parquet file under `dir`.
