@@ -19,6 +19,9 @@ pub use config::ArchiverConfig;
 
 // The binary's error type at its edge; the library itself returns `ArchiverError`.
 use anyhow as _;
+// Used by the integration tests only.
+#[cfg(test)]
+use {bytes as _, proptest as _};
 
 use std::path::PathBuf;
 

@@ -1,1 +1,2 @@
-//! Benchmarks only: see `benches/`.
+//! Benchmarks only: see `benches/`. The dependencies are the benchmarks'.
+#![allow(unused_crate_dependencies)]

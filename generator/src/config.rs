@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(c.endpoint(), "tcp://127.0.0.1:7300");
         assert_eq!(c.interval_ms, 500);
         assert!(c.vlite && c.quiet && !c.verbose);
-        assert_eq!(parse(&["-v"]).verbose, true);
+        assert!(parse(&["-v"]).verbose);
         assert_eq!(parse(&[]).endpoint(), "tcp://127.0.0.1:7211");
     }
 

@@ -188,3 +188,17 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary lines are records or an error naming the line, never a panic.
+        #[test]
+        fn aggregate_parsing_is_total(text in "(\\{\"aggregation\":\"[a-z]{1,4}\",\"keys\":\\[(\"[a-z]{0,3}\"|-?[0-9]{1,20}|1\\.5|null)?\\],\"(count|sum|min|max|quantize|other)\":(-?[0-9]{1,21}|\\[\\]|\"x\")\\}\n|[ -~]{0,30}\n){0,6}") {
+            let _ = parse_aggregates_jsonl(&text);
+        }
+    }
+}

@@ -262,3 +262,21 @@ mod tests {
         assert!(matches!(LiveKstats::open(), Err(IllumosError::Unsupported(_))));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a fixture file holds, parsing answers records or an error, never a panic,
+        /// and what it accepts survives a format/parse round trip.
+        #[test]
+        fn kstat_p_parsing_is_total(text in "([a-z_]{1,6}:-?[0-9]{1,3}:[a-z0-9,]{1,5}:[A-Za-z ]{1,8}\t[ -~]{0,12}\n|[ -~\t]{0,20}\n){0,8}") {
+            if let Ok(records) = parse_kstat_p(&text) {
+                let again = parse_kstat_p(&format_kstat_p(&records)).unwrap();
+                prop_assert_eq!(again.len(), records.len());
+            }
+        }
+    }
+}

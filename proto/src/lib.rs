@@ -15,6 +15,10 @@ pub use generated::packet;
 
 use prost::Message;
 
+// Used by the integration tests only.
+#[cfg(test)]
+use {proptest as _, serde_json as _};
+
 /// Why a frame was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

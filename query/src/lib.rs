@@ -25,6 +25,9 @@ pub use config::{DqConfig, OutputFormat};
 
 // The binary builds the runtime; the library only awaits.
 use tokio as _;
+// Used by the integration tests only.
+#[cfg(test)]
+use tempfile as _;
 
 /// Errors of `dq`; each message is one line naming what failed.
 #[derive(Debug, thiserror::Error)]
