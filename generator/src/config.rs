@@ -166,13 +166,15 @@ impl GeneratorConfig {
     }
 }
 
-/// This machine's hostname (`/proc/sys/kernel/hostname`, then `$HOSTNAME`, else `localhost`).
+/// This machine's hostname: Linux's `/proc/sys/kernel/hostname`, illumos' `/etc/nodename`,
+/// then `/etc/hostname`, then `$HOSTNAME` (SMF services have none), else `localhost`.
 pub fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
+    ["/proc/sys/kernel/hostname", "/etc/nodename", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
         .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .find(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
