@@ -21,18 +21,31 @@ use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::ArchiverError;
 
-/// How hard the writer compresses.
+/// The page compression of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// zstd at a level (1..=22).
+    Zstd(i32),
+    /// LZ4 (the Parquet `LZ4_RAW` codec).
+    Lz4Raw,
+    /// Snappy.
+    Snappy,
+    /// No compression.
+    Uncompressed,
+}
+
+/// How the writer encodes and compresses.
 #[derive(Debug, Clone, Copy)]
 pub struct Encoder {
-    /// zstd level (1..=22).
-    pub zstd_level: i32,
+    /// Page compression.
+    pub codec: Codec,
 }
 
 impl Encoder {
     /// For the small files a flush writes: fast.
-    pub const FLUSH: Encoder = Encoder { zstd_level: 3 };
+    pub const FLUSH: Encoder = Encoder { codec: Codec::Zstd(3) };
     /// For compacted files, which stay for months: smaller.
-    pub const COMPACT: Encoder = Encoder { zstd_level: 9 };
+    pub const COMPACT: Encoder = Encoder { codec: Codec::Zstd(9) };
 
     /// Writer properties for one table.
     ///
@@ -42,11 +55,17 @@ impl Encoder {
     ///   little between neighbours), no dictionary.
     /// - every column zstd; page statistics for pruning inside a file; rows sorted by time.
     pub fn properties(&self, table: Table) -> Result<WriterProperties, ArchiverError> {
-        let level = ZstdLevel::try_new(self.zstd_level)
-            .map_err(|e| ArchiverError::Config(format!("zstd level {}: {e}", self.zstd_level)))?;
+        let compression = match self.codec {
+            Codec::Zstd(level) => Compression::ZSTD(
+                ZstdLevel::try_new(level).map_err(|e| ArchiverError::Config(format!("zstd level {level}: {e}")))?,
+            ),
+            Codec::Lz4Raw => Compression::LZ4_RAW,
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Uncompressed => Compression::UNCOMPRESSED,
+        };
         let mut b = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_2_0)
-            .set_compression(Compression::ZSTD(level))
+            .set_compression(compression)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(1 << 20))
             .set_sorting_columns(Some(vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }]))

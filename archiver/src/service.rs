@@ -22,6 +22,12 @@ use crate::{ArchiverConfig, ArchiverError};
 /// The in-process endpoint of the embedded generator.
 pub const EMBEDDED_ENDPOINT: &str = "inproc://embedded-generator";
 
+/// Most frames taken from the sockets, logged and buffered as one batch. Every frame of a
+/// batch is held decoded until the batch is logged, so this bounds the archiver's memory
+/// under a burst (10,000 held ~50 MiB of decoded frames at the reference shape; 1,000 hold
+/// ~5 MiB) while one log write still covers many frames.
+pub const RECEIVE_BATCH: usize = 1_000;
+
 /// Counters of the ingest side.
 #[derive(Debug, Default, Clone)]
 pub struct IngestStats {
@@ -263,7 +269,7 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let wait = next_flush.min(next_stats).saturating_duration_since(now).min(Duration::from_millis(200));
-        subscriber.receive(wait, 10_000, |from, bytes| batch.push((from, bytes.to_vec())))?;
+        subscriber.receive(wait, RECEIVE_BATCH, |from, bytes| batch.push((from, bytes.to_vec())))?;
         if !batch.is_empty() {
             ingest.accept_batch(&batch, generator::now_us());
             batch.clear();
@@ -287,7 +293,7 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     // Bounded: a generator that keeps sending must not keep the archiver from stopping.
     let drain_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < drain_until
-        && subscriber.receive(Duration::from_millis(50), 10_000, |from, bytes| batch.push((from, bytes.to_vec())))? > 0
+        && subscriber.receive(Duration::from_millis(50), RECEIVE_BATCH, |from, bytes| batch.push((from, bytes.to_vec())))? > 0
     {
         ingest.accept_batch(&batch, generator::now_us());
         batch.clear();

@@ -17,7 +17,7 @@ use std::hint::black_box;
 use archive_layout::Table;
 use archiver::admission::Admission;
 use archiver::archive_writer::{ArchiveWriter, WriterOptions};
-use archiver::parquet_file::Encoder;
+use archiver::parquet_file::{Codec, Encoder};
 use archiver::rows::ZoneRows;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use datafusion::arrow::array::{Array, RecordBatch};
@@ -70,7 +70,14 @@ fn measured_values(table: Table, batch: &RecordBatch) -> usize {
 fn print_storage_figures() {
     let frames = frames(1800);
     let all = batches(&frames);
-    for (label, encoder) in [("flush (zstd 3)", Encoder::FLUSH), ("compacted (zstd 9)", Encoder::COMPACT)] {
+    for (label, encoder) in [
+        ("flush (zstd 3)", Encoder::FLUSH),
+        ("compacted (zstd 9)", Encoder::COMPACT),
+        ("zstd 1", Encoder { codec: Codec::Zstd(1) }),
+        ("lz4_raw", Encoder { codec: Codec::Lz4Raw }),
+        ("snappy", Encoder { codec: Codec::Snappy }),
+        ("uncompressed", Encoder { codec: Codec::Uncompressed }),
+    ] {
         let mut bytes = 0usize;
         let mut values = 0usize;
         let mut per_table: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
@@ -126,6 +133,17 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The flush codec alone (files are compacted with zstd 9 later): speed here, size below.
+    for (label, codec) in [("zstd1", Codec::Zstd(1)), ("lz4_raw", Codec::Lz4Raw), ("snappy", Codec::Snappy), ("none", Codec::Uncompressed)] {
+        let encoder = Encoder { codec };
+        g.bench_function(format!("batches_to_parquet_{label}"), |b| {
+            b.iter(|| {
+                for (table, batch) in &all {
+                    black_box(encoder.write(Vec::new(), *table, std::slice::from_ref(batch)).expect("encode"));
+                }
+            })
+        });
+    }
     g.bench_function("pipeline_to_files", |b| {
         b.iter_batched(
             || tempfile::tempdir().expect("tempdir"),
