@@ -14,6 +14,9 @@ use crate::source::StatSource;
 use crate::synthetic::SyntheticSource;
 use crate::{GeneratorConfig, GeneratorError, SourceKind};
 
+/// How long a simulated run's queued frames may take to reach subscribers at exit.
+pub const SIMULATED_RUN_LINGER: Duration = Duration::from_secs(300);
+
 /// Builds the configured source.
 pub fn open_source(config: &GeneratorConfig) -> Result<Box<dyn StatSource>, GeneratorError> {
     config.validate()?;
@@ -87,6 +90,14 @@ pub fn main(config: GeneratorConfig, stop: &AtomicBool) -> anyhow::Result<()> {
         last_time: 0,
     };
     let sent = run(source.as_mut(), &mut stamp, &mut sink, config.schedule(), stop)?;
-    tracing::info!(frames = sent, "stopped");
+    // A simulated run (backfill, load) outpaces a subscriber by design: its last frames are
+    // still queued when it ends. Give them time to arrive rather than the 5 s of a live
+    // generator's exit (found when 16,000 of 216,000 backfilled frames never arrived).
+    if let (Some(p), Some(_)) = (&publisher, config.simulate_from) {
+        p.set_linger(SIMULATED_RUN_LINGER)?;
+        tracing::info!(frames = sent, linger_s = SIMULATED_RUN_LINGER.as_secs(), "stopped; delivering queued frames");
+    } else {
+        tracing::info!(frames = sent, "stopped");
+    }
     Ok(())
 }

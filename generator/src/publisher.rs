@@ -40,6 +40,14 @@ impl Publisher {
         Ok(Self { socket, endpoint: endpoint.to_owned(), buf: Vec::with_capacity(4096) })
     }
 
+    /// How long, at exit, queued frames may take to reach subscribers (ZMQ_LINGER).
+    pub fn set_linger(&self, linger: Duration) -> Result<(), GeneratorError> {
+        let ms = i32::try_from(linger.as_millis()).unwrap_or(i32::MAX);
+        self.socket
+            .set_linger(ms)
+            .map_err(|source| GeneratorError::Zmq { what: "set LINGER on", endpoint: self.endpoint.clone(), source })
+    }
+
     /// The endpoint this socket is bound to (with the real port if `:0` was asked for... as
     /// ZeroMQ reports it).
     pub fn endpoint(&self) -> String {
