@@ -63,37 +63,40 @@ impl Recording {
     /// Readers replaying this recording, snapshot after snapshot, from the first again after
     /// the last.
     pub fn replay(self) -> (ReplayKstats, ReplayAggregates) {
-        (ReplayKstats { snapshots: self.kstats, next: 0 }, ReplayAggregates { intervals: self.aggregates, next: 0 })
+        (Replay { items: self.kstats, next: 0 }, Replay { items: self.aggregates, next: 0 })
+    }
+}
+
+/// Replays recorded items in order, cycling.
+#[derive(Debug)]
+pub struct Replay<T> {
+    items: Vec<T>,
+    next: usize,
+}
+
+impl<T: Clone + Default> Replay<T> {
+    fn next_item(&mut self) -> T {
+        let item = self.items.get(self.next % self.items.len().max(1)).cloned().unwrap_or_default();
+        self.next += 1;
+        item
     }
 }
 
 /// Replays recorded kstat snapshots.
-#[derive(Debug)]
-pub struct ReplayKstats {
-    snapshots: Vec<Vec<KstatRecord>>,
-    next: usize,
-}
+pub type ReplayKstats = Replay<Vec<KstatRecord>>;
+
+/// Replays recorded aggregation intervals.
+pub type ReplayAggregates = Replay<Vec<AggregateRecord>>;
 
 impl KstatReader for ReplayKstats {
     fn read(&mut self) -> Result<Vec<KstatRecord>, IllumosError> {
-        let snapshot = self.snapshots.get(self.next % self.snapshots.len().max(1)).cloned().unwrap_or_default();
-        self.next += 1;
-        Ok(snapshot)
+        Ok(self.next_item())
     }
-}
-
-/// Replays recorded aggregation intervals.
-#[derive(Debug)]
-pub struct ReplayAggregates {
-    intervals: Vec<Vec<AggregateRecord>>,
-    next: usize,
 }
 
 impl AggregateReader for ReplayAggregates {
     fn collect(&mut self) -> Result<Vec<AggregateRecord>, IllumosError> {
-        let interval = self.intervals.get(self.next % self.intervals.len().max(1)).cloned().unwrap_or_default();
-        self.next += 1;
-        Ok(interval)
+        Ok(self.next_item())
     }
 }
 
