@@ -90,9 +90,11 @@ pub fn main(config: GeneratorConfig, stop: &AtomicBool) -> anyhow::Result<()> {
         last_time: 0,
     };
     let sent = run(source.as_mut(), &mut stamp, &mut sink, config.schedule(), stop)?;
-    // A simulated run (backfill, load) outpaces a subscriber by design: its last frames are
-    // still queued when it ends. Give them time to arrive rather than the 5 s of a live
-    // generator's exit (found when 16,000 of 216,000 backfilled frames never arrived).
+    // A simulated run (backfill, load) outpaces a subscriber by design: its last frames may
+    // still be queued when it ends. Give them time to arrive rather than the 5 s of a live
+    // generator's exit. (This does not stop PUB from dropping frames once the subscriber's
+    // queues are full during the run: ZMQ_XPUB_NODROP would, but zmq 0.10 does not expose
+    // it; see docs/operations.md.)
     if let (Some(p), Some(_)) = (&publisher, config.simulate_from) {
         p.set_linger(SIMULATED_RUN_LINGER)?;
         tracing::info!(frames = sent, linger_s = SIMULATED_RUN_LINGER.as_secs(), "stopped; delivering queued frames");

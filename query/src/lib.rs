@@ -11,6 +11,7 @@ pub mod config;
 pub mod output;
 pub mod pruning;
 pub mod repl;
+pub mod utc_date_trunc;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,6 +85,8 @@ impl ArchiveSession {
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.collect_statistics", false);
         let ctx = SessionContext::new_with_config(config);
+        // UTC hour/day truncation by arithmetic (see `utc_date_trunc`).
+        ctx.register_udf(utc_date_trunc::UtcDateTrunc::udf());
         for table in Table::ALL {
             ctx.register_table(table.name(), Arc::new(ArchiveTable::new(root, table)))?;
         }
