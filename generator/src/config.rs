@@ -157,7 +157,9 @@ impl GeneratorConfig {
     /// Checks values clap cannot.
     pub fn validate(&self) -> Result<(), GeneratorError> {
         if self.zones == 0 || self.zones > 10_000 || self.cores > 4096 || self.processes > 10_000 {
-            return Err(GeneratorError::Config("synthetic shape out of range (zones 1..=10000, cores <= 4096, processes <= 10000)".into()));
+            return Err(GeneratorError::Config(
+                "synthetic shape out of range (zones 1..=10000, cores <= 4096, processes <= 10000)".into(),
+            ));
         }
         if (self.illumos_replay.is_some() || self.record_illumos.is_some()) && self.source != SourceKind::Illumos {
             return Err(GeneratorError::Config("--illumos-replay and --record-illumos need --source illumos".into()));
@@ -204,6 +206,14 @@ mod tests {
         assert!(c.vlite && c.quiet && !c.verbose);
         assert!(parse(&["-v"]).verbose);
         assert_eq!(parse(&[]).endpoint(), "tcp://127.0.0.1:7211");
+    }
+
+    #[test]
+    fn illumos_replay_needs_the_illumos_source() {
+        let c = parse(&["--source", "linux", "--illumos-replay", "/tmp/x"]);
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("--source illumos"), "{err}");
+        assert!(parse(&["--source", "illumos", "--illumos-replay", "/tmp/x"]).validate().is_ok());
     }
 
     #[test]

@@ -27,29 +27,29 @@ pub fn programs_for(global_zone: bool) -> Vec<DProgram> {
     PROGRAMS.iter().copied().filter(|p| global_zone || !p.global_zone_only).collect()
 }
 
-/// The aggregation names the programs define (`@name`), in the order they appear.
-pub fn aggregation_names(program: &DProgram) -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = Vec::new();
-    let text = program.text;
-    let mut rest = text;
-    while let Some(at) = rest.find('@') {
-        let tail = &rest[at + 1..];
-        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
-        let name = &tail[..end];
-        // Only aggregations in code, not the ones the header comment mentions.
-        let line_start = text[..text.len() - rest.len() + at].rfind('\n').map_or(0, |i| i + 1);
-        let line = text[line_start..].trim_start();
-        if !name.is_empty() && !line.starts_with('*') && !line.starts_with("/*") && !names.contains(&name) {
-            names.push(name);
-        }
-        rest = &tail[end..];
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The aggregation names the programs define (`@name`), in the order they appear.
+    fn aggregation_names(program: &DProgram) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        let text = program.text;
+        let mut rest = text;
+        while let Some(at) = rest.find('@') {
+            let tail = &rest[at + 1..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let name = &tail[..end];
+            // Only aggregations in code, not the ones the header comment mentions.
+            let line_start = text[..text.len() - rest.len() + at].rfind('\n').map_or(0, |i| i + 1);
+            let line = text[line_start..].trim_start();
+            if !name.is_empty() && !line.starts_with('*') && !line.starts_with("/*") && !names.contains(&name) {
+                names.push(name);
+            }
+            rest = &tail[end..];
+        }
+        names
+    }
 
     #[test]
     fn programs_define_the_aggregations_frames_read() {

@@ -162,7 +162,11 @@ fn kstat_error(what: &'static str) -> impl Fn(kstat_rs::Error) -> IllumosError {
 impl KstatReader for LiveKstats {
     fn read(&mut self) -> Result<Vec<KstatRecord>, IllumosError> {
         // The chain changes when zones boot or links appear: bring it up to date first.
-        let ctl = self.ctl.take().ok_or(IllumosError::Unsupported("libkstat"))?;
+        // `update` consumes the handle; after a failed update the next read opens a new one.
+        let ctl = match self.ctl.take() {
+            Some(ctl) => ctl,
+            None => kstat_rs::Ctl::new().map_err(kstat_error("kstat_open"))?,
+        };
         let ctl = ctl.update().map_err(kstat_error("kstat_chain_update"))?;
         let mut records = Vec::new();
         for module in MODULES {

@@ -155,6 +155,15 @@ mod tests {
                 assert_eq!(truncate(&context(true, tz), unit).await, truncate(&context(false, tz), unit).await, "{unit} in {tz}");
             }
         }
+        // A unit neither knows is the built-in's error, unchanged.
+        for register in [true, false] {
+            let df = context(register, "UTC").sql("SELECT date_trunc('fortnight', t) FROM ts").await;
+            let err = match df {
+                Ok(df) => df.collect().await.unwrap_err(),
+                Err(e) => e,
+            };
+            assert!(err.to_string().contains("fortnight"), "{err}");
+        }
         let hours = truncate(&context(true, "UTC"), "hour").await;
         assert!(hours[0].starts_with("1969-12-31T23:00:00") && hours[0].contains("UTC"), "{hours:?}");
         assert!(hours[1].starts_with("2025-11-24T10:00:00"), "{hours:?}");
