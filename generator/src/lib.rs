@@ -44,9 +44,6 @@ pub enum GeneratorError {
         /// What went wrong.
         message: String,
     },
-    /// The source does not exist on this platform.
-    #[error("source {0} is not available on this platform")]
-    Unsupported(&'static str),
     /// The illumos source failed (kstat, DTrace, or a recorded snapshot).
     #[error("illumos source: {0}")]
     Illumos(#[from] illumos_stats::IllumosError),
