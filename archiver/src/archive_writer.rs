@@ -1,27 +1,36 @@
-//! The archive directory as the archiver writes it: buffering rows per partition, flushing
-//! them into published Parquet files, and compacting a partition's files into one.
+//! The archive directory as the archiver writes it: the one writer that ties the log, the
+//! row buffers, publishing and compaction together, and keeps them consistent.
 //!
-//! Rows are buffered per (host, zone, period). A flush (every `flush_interval`, or when the
-//! buffer holds too many rows) publishes one small file per buffered (table, host, zone,
-//! period). A partition is compacted into a single file once it is *sealed* (its period has
-//! ended by the zone's own sample clock and the last flush brought it nothing new), when it
-//! has gathered too many files, and at shutdown. Must not touch sockets or decode frames.
+//! Rows are buffered per (host, zone, period) ([`crate::buffers`]). A flush publishes one
+//! small file per buffered (table, host, zone, period) through the flush journal
+//! ([`crate::publish`]), whose commit line is the single commit point: before it nothing is
+//! visible and the rows stay buffered; after it the in-memory state has moved on, and what
+//! is left to do (renames, log trimming) is finished by the next call or by restart, never
+//! redone. Compaction ([`crate::compaction`]) merges a partition's files once its period is
+//! over. Every step passes a [`WriteStep`] hook, so tests can fail or crash the writer there.
+//!
+//! The state directory `_archiver/` holds the lock, the writer id, the file sequence, the
+//! journal, the compaction intent and the log (`wal/`, owned by the `wal` crate). Must not
+//! touch sockets or decode frames.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, live_files};
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+use archive_layout::format::{FORMAT_FILE, format_file_text, read_format_version};
+use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, WriterId};
 use frame_proto::Packet;
+use wal::{FsyncPolicy, Wal, WalReader, WalRecord};
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, read_file, sync_dir};
-use crate::rows::ZoneRows;
-use crate::wal::{FsyncPolicy, Wal};
+use crate::buffers::{PendingBatch, RowBuffers};
+use crate::compaction::{Compactor, PartitionState, is_sealed, pick_due};
+use crate::parquet_file::{Encoder, sync_dir};
+use crate::publish::{FlushJournal, JournalState};
+use crate::write_step::{StepHook, WriteStep};
 
 /// The directory under the archive root that holds the archiver's own state (never data).
 pub const STATE_DIR: &str = "_archiver";
@@ -33,7 +42,8 @@ pub struct WriterOptions {
     pub granularity: Granularity,
     /// Flush when this many rows are buffered, whatever the timer says (bounds memory).
     pub max_buffered_rows: usize,
-    /// Compact a partition that has gathered more files than this, even if still open.
+    /// Compact a partition once this run has published more files than this into it, even
+    /// if its period is still open.
     pub max_files_per_partition: usize,
     /// Encoding of flushed files.
     pub flush_encoder: Encoder,
@@ -43,6 +53,8 @@ pub struct WriterOptions {
     pub fsync: FsyncPolicy,
     /// Start a new log segment past this size.
     pub wal_segment_bytes: u64,
+    /// Called at every step of the write path (tests only; `None` in service).
+    pub step_hook: Option<Arc<dyn StepHook + Sync>>,
 }
 
 impl Default for WriterOptions {
@@ -55,8 +67,18 @@ impl Default for WriterOptions {
             compact_encoder: Encoder::COMPACT,
             fsync: FsyncPolicy::Every(std::time::Duration::from_millis(1000)),
             wal_segment_bytes: 64 << 20,
+            step_hook: None,
         }
     }
+}
+
+/// A batch only partly logged: its first `accepted` frames are accepted, the rest are not.
+#[derive(Debug)]
+pub struct LogError {
+    /// Frames at the head of the batch that were logged.
+    pub accepted: usize,
+    /// What failed.
+    pub error: ArchiverError,
 }
 
 /// Counters of what the writer did, for the periodic log.
@@ -72,25 +94,19 @@ pub struct WriterStats {
     pub compactions: u64,
     /// Files removed because a compacted file replaced them.
     pub files_replaced: u64,
-    /// Publish attempts that failed (and were retried).
+    /// Flushes or compactions that failed (and are retried).
     pub publish_errors: u64,
-}
-
-#[derive(Debug, Default)]
-struct PartitionState {
-    /// Files published into it by this run (it may hold older ones too).
-    files_this_run: usize,
-    /// The flush cycle that last published into it.
-    last_flush_cycle: u64,
+    /// Replayed log records the admission rules refused, kept in the log's `rejected.wal`.
+    pub replay_rejected: u64,
 }
 
 /// Hands out publish sequence numbers, never reusing one even across restarts or a clock
-/// that steps back: numbers are reserved in blocks in `_archiver/file-seq` before use.
+/// that steps back: numbers are reserved in blocks in `_archiver/file-seq` (replaced
+/// atomically) before use. A file that cannot be read as a number is an error, never 0.
 #[derive(Debug)]
 struct FileSeq {
     next: u64,
     reserved_to: u64,
-    file: File,
     path: PathBuf,
 }
 
@@ -99,24 +115,20 @@ impl FileSeq {
 
     fn open(state_dir: &Path) -> Result<Self, ArchiverError> {
         let path = state_dir.join("file-seq");
-        let io = |what, source| ArchiverError::Io { what, path: path.clone(), source };
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| io("open", e))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(|e| io("read", e))?;
-        let stored: u64 = text.trim().parse().unwrap_or(0);
+        let stored = match fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse::<u64>().map_err(|_| ArchiverError::Corrupt { path: path.clone(), reason: "not a sequence number" })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(ArchiverError::Io { what: "read", path, source }),
+        };
         let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-        let mut seq = Self { next: stored.max(now_us), reserved_to: 0, file, path };
+        let mut seq = Self { next: stored.max(now_us), reserved_to: 0, path };
         seq.reserve()?;
         Ok(seq)
     }
 
     fn reserve(&mut self) -> Result<(), ArchiverError> {
         let to = self.next + Self::BLOCK;
-        let io = |what, source| ArchiverError::Io { what, path: self.path.clone(), source };
-        self.file.set_len(0).map_err(|e| io("truncate", e))?;
-        self.file.rewind().map_err(|e| io("seek", e))?;
-        self.file.write_all(format!("{to}\n").as_bytes()).map_err(|e| io("write", e))?;
-        self.file.sync_data().map_err(|e| io("fsync", e))?;
+        write_atomically(&self.path, format!("{to}\n").as_bytes())?;
         self.reserved_to = to;
         Ok(())
     }
@@ -131,61 +143,99 @@ impl FileSeq {
     }
 }
 
-/// A finished batch waiting to be published.
-#[derive(Debug)]
-struct PendingFile {
-    key: PartitionKey,
-    batch: RecordBatch,
+/// Writes `bytes` to `path` durably and atomically (temporary file, fsync, rename, fsync of
+/// the directory).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> {
+    let tmp = path.with_extension("tmp");
+    let io = |what, source| ArchiverError::Io { what, path: tmp.clone(), source };
+    let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
+    f.write_all(bytes).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("fsync", e))?;
+    fs::rename(&tmp, path).map_err(|source| ArchiverError::Io { what: "rename into place", path: path.to_owned(), source })?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
-/// Rows buffered for one host: zone -> period start -> rows.
-type HostBuffers = HashMap<Box<str>, BTreeMap<i64, ZoneRows>>;
+fn hook_step(hook: Option<&Arc<dyn StepHook + Sync>>, step: WriteStep) -> Result<(), ArchiverError> {
+    match hook {
+        Some(hook) => hook.at(step).map_err(|source| ArchiverError::Step { step, source }),
+        None => Ok(()),
+    }
+}
+
+/// This archive's writer id, created at the first start (`_archiver/writer-id`).
+fn writer_id(state_dir: &Path) -> Result<WriterId, ArchiverError> {
+    let path = state_dir.join("writer-id");
+    match fs::read_to_string(&path) {
+        Ok(text) => text.parse().map_err(|_| ArchiverError::Corrupt { path, reason: "not a writer id (8 hex digits)" }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+            h.write_u32(std::process::id());
+            let id = WriterId((h.finish() as u32).max(1));
+            write_atomically(&path, format!("{id}\n").as_bytes())?;
+            Ok(id)
+        }
+        Err(source) => Err(ArchiverError::Io { what: "read", path, source }),
+    }
+}
 
 /// Writes an archive directory. One per archive: a lock file keeps a second archiver out.
 #[derive(Debug)]
 pub struct ArchiveWriter {
     root: PathBuf,
+    state_dir: PathBuf,
     options: WriterOptions,
-    buffers: HashMap<Box<str>, HostBuffers>,
-    pending: VecDeque<PendingFile>,
-    buffered_rows: usize,
+    writer: WriterId,
+    buffers: RowBuffers,
+    /// Batches taken from the buffers by a flush that did not reach its commit point.
+    pending: Vec<PendingBatch>,
     partitions: HashMap<PartitionKey, PartitionState>,
-    latest_sample_per_zone: HashMap<Box<str>, i64>,
     flush_cycle: u64,
     seq: FileSeq,
     stats: WriterStats,
     wal: Wal,
-    replay: Vec<u64>,
+    compactor: Compactor,
+    /// Set when the outcome of a commit is unknown: nothing more may be done in this process.
+    poisoned: Option<String>,
     _lock: File,
 }
 
 impl ArchiveWriter {
-    /// Opens (creating) the archive at `root`, taking its lock.
+    /// Opens (creating) the archive at `root`, taking its lock, and brings it to a state
+    /// where every accepted frame is either published once or in the log to replay: an
+    /// interrupted flush is finished or undone, an interrupted compaction finished.
     pub fn open(root: &Path, options: WriterOptions) -> Result<Self, ArchiverError> {
         let state_dir = root.join(STATE_DIR);
-        fs::create_dir_all(&state_dir)
-            .map_err(|source| ArchiverError::Io { what: "create archive directory", path: state_dir.clone(), source })?;
+        fs::create_dir_all(&state_dir).map_err(|source| ArchiverError::Io { what: "create archive directory", path: state_dir.clone(), source })?;
         let lock_path = state_dir.join("lock");
         let lock = File::create(&lock_path).map_err(|source| ArchiverError::Io { what: "create lock", path: lock_path.clone(), source })?;
         lock.try_lock().map_err(|_| ArchiverError::Locked(root.to_owned()))?;
-        recover_flush_journal(root)?;
-        recover_compaction(root, &options.compact_encoder)?;
-        let (wal, replay) = Wal::open(&state_dir.join("wal"), options.fsync, options.wal_segment_bytes)?;
-        Ok(Self {
+        if read_format_version(root)? < archive_layout::format::FORMAT_VERSION || !root.join(FORMAT_FILE).exists() {
+            write_atomically(&root.join(FORMAT_FILE), format_file_text().as_bytes())?;
+        }
+        let writer = writer_id(&state_dir)?;
+        let wal = Wal::open(&state_dir.join("wal"), options.fsync, options.wal_segment_bytes)?;
+        let compactor = Compactor::new(root, &state_dir, writer, options.compact_encoder);
+        let mut this = Self {
             wal,
-            replay,
+            compactor,
+            writer,
             root: root.to_owned(),
             seq: FileSeq::open(&state_dir)?,
+            state_dir,
+            buffers: RowBuffers::new(options.granularity),
             options,
-            buffers: HashMap::new(),
-            pending: VecDeque::new(),
-            buffered_rows: 0,
+            pending: Vec::new(),
             partitions: HashMap::new(),
-            latest_sample_per_zone: HashMap::new(),
             flush_cycle: 0,
             stats: WriterStats::default(),
+            poisoned: None,
             _lock: lock,
-        })
+        };
+        this.settle_journal(true)?;
+        this.settle_compaction()?;
+        Ok(this)
     }
 
     /// The archive root.
@@ -193,174 +243,233 @@ impl ArchiveWriter {
         &self.root
     }
 
+    /// This writer's id (in every file name it publishes).
+    pub fn writer_id(&self) -> WriterId {
+        self.writer
+    }
+
     /// What the writer did so far.
     pub fn stats(&self) -> WriterStats {
         self.stats
     }
 
-    /// Log segments left by the previous run, to replay before accepting new frames.
-    pub fn take_replay_segments(&mut self) -> (PathBuf, Vec<u64>) {
-        (self.wal.dir().to_owned(), std::mem::take(&mut self.replay))
+    /// Why the writer refuses to go on, if it does.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
     }
 
-    /// Appends frames to the write-ahead log (one write); they count as accepted once this
-    /// returns, and must then be [`ArchiveWriter::append`]ed.
-    pub fn log<'a>(&mut self, records: impl IntoIterator<Item = (i64, &'a str, &'a [u8])>) -> Result<usize, ArchiverError> {
-        self.wal.append(records)
+    fn check_poisoned(&self) -> Result<(), ArchiverError> {
+        match &self.poisoned {
+            Some(why) => Err(ArchiverError::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn step(&self, step: WriteStep) -> Result<(), ArchiverError> {
+        hook_step(self.options.step_hook.as_ref(), step)
+    }
+
+    /// The log records left by the previous run, to replay before accepting new frames.
+    pub fn replay(&self) -> Result<WalReader, ArchiverError> {
+        Ok(self.wal.replay()?)
+    }
+
+    /// Keeps a replayed record that the admission rules now refuse (see
+    /// [`wal::Wal::keep_rejected`]) and counts it.
+    pub fn keep_rejected(&mut self, record: &WalRecord) -> Result<(), ArchiverError> {
+        self.wal.keep_rejected(record)?;
+        self.stats.replay_rejected += 1;
+        Ok(())
+    }
+
+    /// Marks the end of replay (a step tests can stop at).
+    pub fn replay_buffered(&self) -> Result<(), ArchiverError> {
+        self.step(WriteStep::ReplayBuffered)
+    }
+
+    /// Appends frames to the write-ahead log (one write per segment); they count as accepted
+    /// once this returns, and must then be [`ArchiveWriter::append`]ed. On error, the first
+    /// `accepted` frames of the batch were logged (and are accepted), the rest were not.
+    pub fn log<'a>(&mut self, records: impl IntoIterator<Item = (i64, &'a str, &'a [u8])>) -> Result<usize, LogError> {
+        self.check_poisoned().map_err(|error| LogError { accepted: 0, error })?;
+        self.wal.append(records).map_err(|e| LogError { accepted: e.accepted, error: e.error.into() })
     }
 
     /// Applies the fsync policy's timer (call now and then when idle).
     pub fn sync_log(&mut self) -> Result<(), ArchiverError> {
-        self.wal.sync()
+        Ok(self.wal.sync()?)
     }
 
-    /// Rows waiting for the next flush.
+    /// Rows accepted and not yet published.
     pub fn buffered_rows(&self) -> usize {
-        self.buffered_rows
+        self.buffers.rows() + self.pending.iter().map(|p| p.batch.num_rows()).sum::<usize>()
     }
 
     /// Whether the buffer has reached its row limit and should be flushed now.
     pub fn wants_flush(&self) -> bool {
-        self.buffered_rows >= self.options.max_buffered_rows
+        self.buffered_rows() >= self.options.max_buffered_rows
     }
 
-    /// Buffers the rows of one (already validated) frame from `host`; returns rows added.
+    /// Buffers the rows of one (already admitted and logged) frame from `host`; returns
+    /// rows added.
     pub fn append(&mut self, host: &str, packet: &Packet) -> usize {
-        let t = packet.sample_time_us();
-        let period = self.options.granularity.period_start(t);
-        let zones = match self.buffers.get_mut(host) {
-            Some(z) => z,
-            None => self.buffers.entry(host.into()).or_default(),
-        };
-        let periods = match zones.get_mut(packet.name.as_str()) {
-            Some(p) => p,
-            None => zones.entry(packet.name.as_str().into()).or_default(),
-        };
-        let added = periods.entry(period).or_default().append(packet, t);
-        self.buffered_rows += added;
-        match self.latest_sample_per_zone.get_mut(packet.name.as_str()) {
-            Some(latest) => *latest = (*latest).max(t),
-            None => {
-                self.latest_sample_per_zone.insert(packet.name.as_str().into(), t);
-            }
-        }
-        added
+        self.buffers.append(host, packet)
     }
 
     /// Publishes every buffered row as files; returns the number of files published.
     ///
-    /// The log is rotated first, so every buffered row is in a segment up to the rotation
-    /// point. The files are then published as one unit through a journal
-    /// (`_archiver/flush.journal`): (1) the journal lists every temporary and final path, (2)
-    /// each file is written and fsynced under its temporary name, (3) a `commit` line is
-    /// appended and fsynced, (4) the files are renamed into place and their directories
-    /// fsynced, (5) the log segments up to the rotation point are removed, (6) the journal is
-    /// removed. A crash before (3) rolls back (temporaries deleted, log replayed); after it,
-    /// rolls forward (renames completed, log segments removed): each row is published
-    /// exactly once. On an error before (3) (disk full, permissions, file-size limit) the
-    /// batches stay queued for the next call and nothing is published.
+    /// First finishes (or undoes) whatever an earlier flush left. Then the log is rotated, so
+    /// every buffered row is in a segment up to the rotation point, and the files are
+    /// published as one unit through the journal: journal written, each file written and
+    /// fsynced under its temporary name, commit line (the commit point), renames, log
+    /// segments removed, journal removed. An error before the commit point publishes
+    /// nothing and keeps every row for the next call; an error after it leaves the rest to
+    /// the next call or to restart, and the rows are never published again.
     pub fn flush(&mut self) -> Result<usize, ArchiverError> {
-        self.flush_cycle += 1;
-        let through = self.wal.rotate()?;
-        for (host, zones) in self.buffers.drain() {
-            for (zone, periods) in zones {
-                for (period, mut rows) in periods {
-                    let batches = rows
-                        .finish(&host, &zone)
-                        .map_err(|source| ArchiverError::Arrow { context: format!("zone {zone:?} of host {host:?}"), source })?;
-                    self.pending.extend(batches.into_iter().map(|(table, batch)| PendingFile {
-                        key: PartitionKey { table, zone: zone.to_string(), start_us: period, granularity: self.options.granularity },
-                        batch,
-                    }));
-                }
-            }
-        }
-        if self.pending.is_empty() {
-            self.wal.remove_through(through)?;
-            return Ok(0);
-        }
-        let result = self.publish_pending(through);
+        self.check_poisoned()?;
+        let result = self.flush_inner();
         if result.is_err() {
             self.stats.publish_errors += 1;
         }
         result
     }
 
-    fn publish_pending(&mut self, through: u64) -> Result<usize, ArchiverError> {
-        let mut paths = Vec::with_capacity(self.pending.len());
-        for file in &self.pending {
-            paths.push(ParquetFilePath::new(file.key.clone(), FileId::single(self.seq.take()?)));
+    fn flush_inner(&mut self) -> Result<usize, ArchiverError> {
+        self.settle_journal(false)?;
+        self.flush_cycle += 1;
+        let through = self.wal.rotate()?;
+        self.buffers.finish_into(&mut self.pending)?;
+        self.step(WriteStep::FlushBatchesReady)?;
+        if self.pending.is_empty() {
+            // Every row of the segments up to `through` is published.
+            self.wal.remove_through(through)?;
+            return Ok(0);
         }
-        let journal = Journal::new(&self.root, through, &paths);
-        journal.begin()?;
+
+        let mut paths = Vec::with_capacity(self.pending.len());
+        for p in &self.pending {
+            paths.push(ParquetFilePath::new(p.key.clone(), FileId::single(self.writer, self.seq.take()?)));
+        }
+        let journal = FlushJournal::new(&self.root, &self.state_dir, through, &paths);
+        if let Err(e) = journal.begin().and_then(|()| self.step(WriteStep::FlushJournalWritten)) {
+            return Err(self.roll_back_after(&journal, e));
+        }
         let mut written = Vec::with_capacity(paths.len());
-        for (file, path) in self.pending.iter().zip(&paths) {
-            match self.options.flush_encoder.write_temp(&self.root, path, std::slice::from_ref(&file.batch)) {
+        for (p, path) in self.pending.iter().zip(&paths) {
+            let wrote = self.options.flush_encoder.write_temp(&self.root, path, std::slice::from_ref(&p.batch));
+            match wrote.and_then(|bytes| self.step(WriteStep::FlushTempWritten).map(|()| bytes)) {
                 Ok(bytes) => written.push(bytes),
-                Err(e) => {
-                    journal.roll_back();
-                    return Err(e);
-                }
+                Err(e) => return Err(self.roll_back_after(&journal, e)),
             }
         }
-        journal.commit()?;
-        journal.roll_forward()?;
-        self.wal.remove_through(through)?;
-        journal.finish()?;
+        if let Err(e) = journal.commit() {
+            // Whether the commit line reached the disk is unknown. Undo it: the journal is
+            // removed before anything else, so if that works the flush never happened.
+            return Err(match journal.roll_back() {
+                Ok(()) => e,
+                Err(undo) => self.poison(format!("flush commit failed ({e}) and could not be undone ({undo}); restart to recover from the journal")),
+            });
+        }
 
+        // The commit point: from here the flush is done as far as memory is concerned.
         let published = paths.len();
-        for ((file, path), bytes) in self.pending.drain(..).zip(paths).zip(written) {
-            let rows = file.batch.num_rows();
-            self.buffered_rows = self.buffered_rows.saturating_sub(rows);
+        for ((p, path), bytes) in self.pending.drain(..).zip(paths).zip(written) {
             self.stats.files_flushed += 1;
-            self.stats.rows_flushed += rows as u64;
+            self.stats.rows_flushed += p.batch.num_rows() as u64;
             self.stats.bytes_flushed += bytes;
             let state = self.partitions.entry(path.key).or_default();
             state.files_this_run += 1;
             state.last_flush_cycle = self.flush_cycle;
         }
+        self.step(WriteStep::FlushCommitted)?;
+        self.roll_forward(&journal)?;
         Ok(published)
+    }
+
+    /// Rolls back an uncommitted flush after `error`; returns the error to report.
+    fn roll_back_after(&mut self, journal: &FlushJournal, error: ArchiverError) -> ArchiverError {
+        if let Err(undo) = journal.roll_back() {
+            // The journal stays; the next flush (or restart) rolls it back again.
+            tracing::error!(error = %undo, "cannot roll back a failed flush yet; retried before the next flush");
+        }
+        error
+    }
+
+    fn poison(&mut self, why: String) -> ArchiverError {
+        tracing::error!(reason = %why, "the archive writer stops");
+        self.poisoned = Some(why.clone());
+        ArchiverError::Poisoned(why)
+    }
+
+    /// Completes a committed flush: renames, log trimming, journal removal. Repeatable.
+    fn roll_forward(&mut self, journal: &FlushJournal) -> Result<(), ArchiverError> {
+        journal.rename_all()?;
+        self.step(WriteStep::FlushRenamed)?;
+        self.wal.remove_through(journal.through)?;
+        self.step(WriteStep::FlushLogTrimmed)?;
+        journal.remove()
+    }
+
+    /// Finishes or undoes the flush a journal on disk describes (left by a failure in this
+    /// process, or by a crash when `at_start`).
+    fn settle_journal(&mut self, at_start: bool) -> Result<(), ArchiverError> {
+        let Some(state) = FlushJournal::read(&self.root, &self.state_dir)? else { return Ok(()) };
+        if at_start {
+            self.step(WriteStep::RecoveryJournalFound)?;
+        }
+        match state {
+            JournalState::Committed(journal) => {
+                tracing::warn!(files = journal.pairs.len(), "completing a flush interrupted after its commit");
+                self.roll_forward(&journal)
+            }
+            JournalState::Uncommitted(journal) => {
+                tracing::warn!(files = journal.pairs.len(), "undoing a flush interrupted before its commit; its rows are still buffered or in the log");
+                journal.roll_back()
+            }
+        }
+    }
+
+    fn settle_compaction(&mut self) -> Result<(), ArchiverError> {
+        let hook = self.options.step_hook.clone();
+        self.compactor.settle(&mut |s| hook_step(hook.as_ref(), s))
     }
 
     /// Compacts the partitions that are sealed or have too many files; returns how many.
     pub fn compact_due(&mut self) -> Result<usize, ArchiverError> {
-        let due: Vec<PartitionKey> = self
-            .partitions
-            .iter()
-            .filter(|(key, state)| {
-                let sealed = state.last_flush_cycle < self.flush_cycle
-                    && self.latest_sample_per_zone.get(key.zone.as_str()).is_some_and(|&t| t >= key.end_us());
-                (sealed && state.files_this_run > 1) || state.files_this_run > self.options.max_files_per_partition
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        let buffers = &self.buffers;
+        let due = pick_due(&self.partitions, |z| buffers.latest_sample(z), self.flush_cycle, self.options.max_files_per_partition);
         self.compact_keys(due)
     }
 
-    /// Compacts every partition this run wrote more than one file into (at shutdown).
+    /// Compacts every partition this run published more than one file into (at shutdown).
     pub fn compact_all(&mut self) -> Result<usize, ArchiverError> {
-        let keys: Vec<PartitionKey> =
-            self.partitions.iter().filter(|(_, s)| s.files_this_run > 1).map(|(k, _)| k.clone()).collect();
+        let mut keys: Vec<PartitionKey> = self.partitions.iter().filter(|(_, s)| s.files_this_run > 1).map(|(k, _)| k.clone()).collect();
+        keys.sort();
         self.compact_keys(keys)
     }
 
-    fn compact_keys(&mut self, mut keys: Vec<PartitionKey>) -> Result<usize, ArchiverError> {
-        keys.sort();
+    fn compact_keys(&mut self, keys: Vec<PartitionKey>) -> Result<usize, ArchiverError> {
+        self.check_poisoned()?;
+        // Never merge while a committed flush is half done: finish it first.
+        let result = self.settle_journal(false).and_then(|()| self.settle_compaction()).and_then(|()| self.compact_each(keys));
+        if result.is_err() {
+            self.stats.publish_errors += 1;
+        }
+        result
+    }
+
+    fn compact_each(&mut self, keys: Vec<PartitionKey>) -> Result<usize, ArchiverError> {
         let mut done = 0;
         for key in keys {
-            let intent = self.root.join(STATE_DIR).join(COMPACTION_INTENT);
-            fs::write(&intent, key.relative_dir().to_string_lossy().as_bytes())
-                .map_err(|source| ArchiverError::Io { what: "write", path: intent.clone(), source })?;
-            let replaced = compact_partition(&self.root, &key, &self.options.compact_encoder)?;
-            let _ = fs::remove_file(&intent);
+            let hook = self.options.step_hook.clone();
+            let replaced = self.compactor.compact(&key, &mut |s| hook_step(hook.as_ref(), s))?;
             self.stats.files_replaced += replaced as u64;
             if replaced > 0 {
                 self.stats.compactions += 1;
                 done += 1;
             }
             // A sealed partition is done with; forget it so memory stays flat over months.
-            let sealed = self.latest_sample_per_zone.get(key.zone.as_str()).is_some_and(|&t| t >= key.end_us());
-            if sealed {
+            if is_sealed(&key, self.buffers.latest_sample(&key.zone)) {
                 self.partitions.remove(&key);
             } else if let Some(state) = self.partitions.get_mut(&key) {
                 state.files_this_run = 1;
@@ -368,211 +477,4 @@ impl ArchiveWriter {
         }
         Ok(done)
     }
-}
-
-const JOURNAL: &str = "flush.journal";
-const COMPACTION_INTENT: &str = "compaction.intent";
-
-/// The flush journal (see [`ArchiveWriter::flush`]).
-#[derive(Debug)]
-struct Journal {
-    root: PathBuf,
-    path: PathBuf,
-    through: u64,
-    pairs: Vec<(PathBuf, PathBuf)>,
-}
-
-impl Journal {
-    fn new(root: &Path, through: u64, paths: &[ParquetFilePath]) -> Self {
-        let pairs = paths
-            .iter()
-            .map(|p| {
-                let tmp = p.temp_path(root);
-                let rel_tmp = tmp.strip_prefix(root).map(Path::to_owned).unwrap_or(tmp);
-                (rel_tmp, p.relative_path())
-            })
-            .collect();
-        Self { root: root.to_owned(), path: root.join(STATE_DIR).join(JOURNAL), through, pairs }
-    }
-
-    fn io(&self, what: &'static str) -> impl FnOnce(std::io::Error) -> ArchiverError + '_ {
-        move |source| ArchiverError::Io { what, path: self.path.clone(), source }
-    }
-
-    fn begin(&self) -> Result<(), ArchiverError> {
-        let mut text = format!("through {}\n", self.through);
-        for (tmp, fin) in &self.pairs {
-            text.push_str(&format!("{}\t{}\n", tmp.display(), fin.display()));
-        }
-        let mut f = File::create(&self.path).map_err(self.io("create"))?;
-        f.write_all(text.as_bytes()).map_err(self.io("write"))?;
-        f.sync_all().map_err(self.io("fsync"))?;
-        sync_dir(&self.root.join(STATE_DIR))
-    }
-
-    fn commit(&self) -> Result<(), ArchiverError> {
-        let mut f = OpenOptions::new().append(true).open(&self.path).map_err(self.io("open"))?;
-        f.write_all(b"commit\n").map_err(self.io("write"))?;
-        f.sync_all().map_err(self.io("fsync"))
-    }
-
-    fn roll_back(&self) {
-        for (tmp, _) in &self.pairs {
-            let _ = fs::remove_file(self.root.join(tmp));
-        }
-        let _ = fs::remove_file(&self.path);
-    }
-
-    fn roll_forward(&self) -> Result<(), ArchiverError> {
-        let mut dirs = std::collections::BTreeSet::new();
-        for (tmp, fin) in &self.pairs {
-            let (tmp, fin) = (self.root.join(tmp), self.root.join(fin));
-            match fs::rename(&tmp, &fin) {
-                Ok(()) => {}
-                // Already renamed before a crash.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && fin.exists() => {}
-                Err(source) => return Err(ArchiverError::Io { what: "rename into place", path: fin, source }),
-            }
-            if let Some(d) = fin.parent() {
-                dirs.insert(d.to_owned());
-            }
-        }
-        for d in dirs {
-            sync_dir(&d)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&self) -> Result<(), ArchiverError> {
-        fs::remove_file(&self.path).map_err(self.io("remove"))
-    }
-
-    /// Reads a journal left by a crash: (through, pairs, committed).
-    fn read(root: &Path) -> Result<Option<(Self, bool)>, ArchiverError> {
-        let path = root.join(STATE_DIR).join(JOURNAL);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ArchiverError::Io { what: "read", path, source }),
-        };
-        let mut through = None;
-        let mut pairs = Vec::new();
-        let mut committed = false;
-        for line in text.lines() {
-            if let Some(n) = line.strip_prefix("through ") {
-                through = n.parse().ok();
-            } else if line == "commit" {
-                committed = true;
-            } else if let Some((tmp, fin)) = line.split_once('\t') {
-                pairs.push((PathBuf::from(tmp), PathBuf::from(fin)));
-            }
-        }
-        let Some(through) = through else {
-            // Torn while being written: nothing was published from it.
-            return Ok(Some((Self { root: root.to_owned(), path, through: 0, pairs }, false)));
-        };
-        Ok(Some((Self { root: root.to_owned(), path, through, pairs }, committed)))
-    }
-}
-
-/// Finishes or undoes a flush that a crash interrupted.
-fn recover_flush_journal(root: &Path) -> Result<(), ArchiverError> {
-    let Some((journal, committed)) = Journal::read(root)? else { return Ok(()) };
-    if committed {
-        tracing::warn!(files = journal.pairs.len(), "completing a flush interrupted after its commit");
-        journal.roll_forward()?;
-        let wal_dir = root.join(STATE_DIR).join("wal");
-        for n in crate::wal::list_segments(&wal_dir)?.into_iter().filter(|n| *n <= journal.through) {
-            let p = wal_dir.join(format!("{n:016x}.wal"));
-            fs::remove_file(&p).map_err(|source| ArchiverError::Io { what: "remove log segment", path: p, source })?;
-        }
-        sync_dir(&wal_dir)?;
-        journal.finish()
-    } else {
-        tracing::warn!(files = journal.pairs.len(), "undoing a flush interrupted before its commit; its rows are replayed from the log");
-        journal.roll_back();
-        Ok(())
-    }
-}
-
-/// Finishes a compaction that a crash interrupted: removes its temporary file and the
-/// files its output supersedes, or merges again if the output was never published.
-fn recover_compaction(root: &Path, encoder: &Encoder) -> Result<(), ArchiverError> {
-    let intent = root.join(STATE_DIR).join(COMPACTION_INTENT);
-    let Ok(rel) = fs::read_to_string(&intent) else { return Ok(()) };
-    if let Ok(key) = PartitionKey::parse_relative_dir(Path::new(&rel)) {
-        let dir = root.join(key.relative_dir());
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.file_name().to_str().is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp")) {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-        tracing::warn!(partition = %rel, "finishing a compaction interrupted by a crash");
-        compact_partition(root, &key, encoder)?;
-    }
-    fs::remove_file(&intent).map_err(|source| ArchiverError::Io { what: "remove", path: intent, source })
-}
-
-/// Lists the published files of one partition directory (live or superseded).
-pub fn list_partition(root: &Path, key: &PartitionKey) -> Result<Vec<FileId>, ArchiverError> {
-    let dir = root.join(key.relative_dir());
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(ArchiverError::Io { what: "list partition", path: dir, source }),
-    };
-    let mut ids = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| ArchiverError::Io { what: "list partition", path: dir.clone(), source })?;
-        if let Some(id) = entry.file_name().to_str().and_then(FileId::parse_file_name) {
-            ids.push(id);
-        }
-    }
-    Ok(ids)
-}
-
-/// Merges a partition's live files into one file sorted by time, publishes it, then removes
-/// every file it supersedes. Returns the number of files removed (0: nothing to do).
-fn compact_partition(root: &Path, key: &PartitionKey, encoder: &Encoder) -> Result<usize, ArchiverError> {
-    let all = list_partition(root, key)?;
-    let live = live_files(all.clone());
-    if live.len() < 2 {
-        // Still remove superseded leftovers (a crash after publishing a compacted file).
-        return remove_superseded(root, key, &all, &live);
-    }
-    let mut batches = Vec::new();
-    for id in &live {
-        batches.extend(read_file(&ParquetFilePath::new(key.clone(), *id).absolute_path(root))?);
-    }
-    let schema = key.table.schema();
-    let merged = concat_batches(&schema, &batches).map_err(|source| ArchiverError::Arrow { context: format!("compacting {}", key.relative_dir().display()), source })?;
-    drop(batches);
-    let order = sort_to_indices(merged.column(0), Some(SortOptions::default()), None)
-        .and_then(|order| take_record_batch(&merged, &order))
-        .map_err(|source| ArchiverError::Arrow { context: format!("sorting {}", key.relative_dir().display()), source })?;
-    let lo = live.iter().map(|id| id.lo).min().unwrap_or(0);
-    let hi = live.iter().map(|id| id.hi).max().unwrap_or(0);
-    // Covering exactly the inputs' range: no other file can have a number inside it, since
-    // numbers are unique and every file of the directory with one is an input.
-    let out = ParquetFilePath::new(key.clone(), FileId { lo, hi });
-    encoder.publish(root, &out, &[order])?;
-    let now_live = vec![out.id];
-    remove_superseded(root, key, &all, &now_live)
-}
-
-fn remove_superseded(root: &Path, key: &PartitionKey, all: &[FileId], live: &[FileId]) -> Result<usize, ArchiverError> {
-    let keep: HashSet<&FileId> = live.iter().collect();
-    let mut removed = 0;
-    for id in all.iter().filter(|id| !keep.contains(id)) {
-        let path = ParquetFilePath::new(key.clone(), *id).absolute_path(root);
-        match fs::remove_file(&path) {
-            Ok(()) => removed += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ArchiverError::Io { what: "remove compacted input", path, source }),
-        }
-    }
-    if removed > 0 {
-        sync_dir(&root.join(key.relative_dir()))?;
-    }
-    Ok(removed)
 }

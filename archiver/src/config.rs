@@ -35,7 +35,8 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "ROWS", default_value_t = 1_000_000)]
     pub max_buffered_rows: usize,
 
-    /// Compact a partition once it holds more files than this, even before its hour ends.
+    /// Compact a partition once this run has published more files than this into it, even
+    /// before its period ends.
     #[arg(long, value_name = "N", default_value_t = 32, hide = true)]
     pub max_files_per_partition: usize,
 
@@ -55,7 +56,7 @@ pub struct ArchiverConfig {
     /// a number of milliseconds, or `never`. A process crash loses nothing under any policy;
     /// a power loss may lose what was not yet forced.
     #[arg(long, value_name = "POLICY", default_value = "1000")]
-    pub wal_fsync: crate::wal::FsyncPolicy,
+    pub wal_fsync: wal::FsyncPolicy,
 
     /// Start a new write-ahead log segment past this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, hide = true)]

@@ -1,27 +1,33 @@
 //! The archiver: subscribes to generators and writes what it accepts into the archive.
 //!
-//! Owns the ingest path: receiving frames ([`subscriber`]), checking them ([`admission`]),
-//! turning them into Arrow columns ([`rows`]), publishing and compacting Parquet files
-//! ([`archive_writer`], [`parquet_file`]) behind a write-ahead log ([`wal`]), and the service loop that ties them together with
-//! periodic flushes, a status file and a clean shutdown ([`service`]). The archive's layout
-//! itself belongs to `archive_layout`; this crate must not invent paths.
+//! Owns the ingest path: receiving frames ([`subscriber`]), checking them ([`admission`], from
+//! `frame_proto`), turning them into Arrow columns ([`rows`]) held in [`buffers`], publishing
+//! them through the flush journal ([`publish`], [`parquet_file`]), merging files
+//! ([`compaction`]), all tied together behind the write-ahead log (the `wal` crate) by
+//! [`archive_writer`], with named stages tests can stop at ([`write_step`]); and the service
+//! loop with periodic flushes, a status file and a clean shutdown ([`service`]). The
+//! archive's layout itself belongs to `archive_layout`; this crate must not invent paths.
 
-pub mod admission;
 pub mod archive_writer;
+pub mod buffers;
+pub mod compaction;
 pub mod config;
 pub mod parquet_file;
+pub mod publish;
 pub mod rows;
 pub mod service;
 pub mod subscriber;
-pub mod wal;
+pub mod write_step;
 
 pub use config::ArchiverConfig;
+/// The admission rules live beside the frame decoder (no Arrow, fuzzed alone).
+pub use frame_proto::admission;
 
 // The binary's error type at its edge; the library itself returns `ArchiverError`.
 use anyhow as _;
 // Used by the integration tests only.
 #[cfg(test)]
-use {bytes as _, proptest as _};
+use {bytes as _, proptest as _, prost as _, tempfile as _};
 
 use std::path::PathBuf;
 
@@ -74,6 +80,45 @@ pub enum ArchiverError {
     /// Invalid settings.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
+    /// Listing the archive or reading its format failed.
+    #[error(transparent)]
+    Layout(#[from] archive_layout::LayoutError),
+    /// A state file of the archiver holds something it never writes.
+    #[error("corrupt state file {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A step of the write path failed (an injected failure in tests).
+    #[error("write step {step:?} failed: {source}")]
+    Step {
+        /// The step.
+        step: write_step::WriteStep,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer cannot tell what is on disk any more and refuses to go on; a restart
+    /// recovers from the journal and the log.
+    #[error("archive writer stopped: {0}")]
+    Poisoned(String),
+    /// Buffered rows could not be published before exiting (they stay in the log and are
+    /// published at the next start).
+    #[error("could not publish {rows} buffered rows at shutdown (they stay in the write-ahead log for the next start): {last_error}")]
+    ShutdownPublish {
+        /// Rows left.
+        rows: usize,
+        /// The last error seen.
+        last_error: String,
+    },
+    /// The embedded generator's thread panicked.
+    #[error("embedded generator thread panicked: {0}")]
+    GeneratorPanicked(String),
     /// The embedded generator failed.
     #[error("embedded generator: {0}")]
     Generator(#[from] generator::GeneratorError),

@@ -3,20 +3,23 @@
 //! Owns the encoding of each column (the figures behind the choices are in
 //! `docs/archive-layout.md`) and the publish protocol: write to a hidden temporary file in
 //! the partition directory, fsync it, rename it into place, fsync the directory. A reader
-//! therefore sees a file complete or not at all. Must not decide *what* goes in a file.
+//! therefore sees a file complete or not at all. Every published file carries the archive's
+//! key-value metadata (`archive_layout::format::file_metadata`: format version, table, whole
+//! zone name, period, writer). Must not decide *what* goes in a file.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::Path;
 
+use archive_layout::format::file_metadata;
 use archive_layout::{ColumnType, ParquetFilePath, Table};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
-use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder, WriterVersion};
 use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::ArchiverError;
@@ -55,6 +58,10 @@ impl Encoder {
     ///   little between neighbours), no dictionary.
     /// - every column zstd; page statistics for pruning inside a file; rows sorted by time.
     pub fn properties(&self, table: Table) -> Result<WriterProperties, ArchiverError> {
+        Ok(self.builder(table)?.build())
+    }
+
+    fn builder(&self, table: Table) -> Result<WriterPropertiesBuilder, ArchiverError> {
         let compression = match self.codec {
             Codec::Zstd(level) => Compression::ZSTD(
                 ZstdLevel::try_new(level).map_err(|e| ArchiverError::Config(format!("zstd level {level}: {e}")))?,
@@ -78,12 +85,27 @@ impl Encoder {
                 b = b.set_column_dictionary_enabled(col.clone(), false).set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
             }
         }
-        Ok(b.build())
+        Ok(b)
     }
 
     /// Encodes `batches` of `table` as one Parquet file into `out`; returns `out`.
     pub fn write<W: std::io::Write + Send>(&self, out: W, table: Table, batches: &[RecordBatch]) -> Result<W, ParquetError> {
-        let props = self.properties(table).map_err(|e| ParquetError::General(e.to_string()))?;
+        self.write_with_metadata(out, table, Vec::new(), batches)
+    }
+
+    /// [`Encoder::write`] with key-value metadata in the file's footer.
+    pub fn write_with_metadata<W: std::io::Write + Send>(
+        &self,
+        out: W,
+        table: Table,
+        metadata: Vec<(String, String)>,
+        batches: &[RecordBatch],
+    ) -> Result<W, ParquetError> {
+        let mut props = self.builder(table).map_err(|e| ParquetError::General(e.to_string()))?;
+        if !metadata.is_empty() {
+            props = props.set_key_value_metadata(Some(metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()));
+        }
+        let props = props.build();
         let mut writer = ArrowWriter::try_new(out, table.schema(), Some(props))?;
         for batch in batches {
             writer.write(batch)?;
@@ -101,14 +123,14 @@ impl Encoder {
             fs::create_dir_all(&dir).map_err(|source| ArchiverError::Io { what: "create partition directory", path: dir.clone(), source })?;
             let file = File::create(&temp).map_err(|source| ArchiverError::Io { what: "create", path: temp.clone(), source })?;
             let buffered = self
-                .write(BufWriter::with_capacity(1 << 16, file), path.key.table, batches)
+                .write_with_metadata(BufWriter::with_capacity(1 << 16, file), path.key.table, file_metadata(path), batches)
                 .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
             let file = buffered.into_inner().map_err(|e| ArchiverError::Io { what: "flush", path: temp.clone(), source: e.into_error() })?;
             file.sync_all().map_err(|source| ArchiverError::Io { what: "fsync", path: temp.clone(), source })?;
             file.metadata().map(|m| m.len()).map_err(|source| ArchiverError::Io { what: "stat", path: temp.clone(), source })
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&temp);
+            remove_litter(&temp);
         }
         result
     }
@@ -120,11 +142,21 @@ impl Encoder {
         let len = self.write_temp(root, path, batches)?;
         let (temp, final_path) = (path.temp_path(root), path.absolute_path(root));
         if let Err(source) = fs::rename(&temp, &final_path) {
-            let _ = fs::remove_file(&temp);
+            remove_litter(&temp);
             return Err(ArchiverError::Io { what: "rename into place", path: final_path, source });
         }
         sync_dir(final_path.parent().unwrap_or(root))?;
         Ok(len)
+    }
+}
+
+/// Removes a temporary file after a failure; a file that cannot be removed is only litter
+/// (a hidden name no reader globs), so it is reported, not returned.
+fn remove_litter(temp: &Path) {
+    match fs::remove_file(temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %temp.display(), error = %e, "cannot remove a temporary file"),
     }
 }
 

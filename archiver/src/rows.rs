@@ -1,19 +1,167 @@
 //! Frames -> Arrow columns: the ingest hot path.
 //!
 //! A [`ZoneRows`] holds, for one (host, zone, partition period), one column builder set per
-//! [`Table`]; [`ZoneRows::append`] adds a frame's rows, [`ZoneRows::finish_table`] turns a
-//! table's rows into a `RecordBatch` sorted by time. `host` and `zone` are constant within a
-//! `ZoneRows`, so they are not stored per row. This module must not do I/O.
+//! [`Table`]; [`ZoneRows::append`] adds a frame's rows, [`ZoneRows::batches`] turns them into
+//! `RecordBatch`es sorted by time (stable: rows of one frame keep their order). `host` and
+//! `zone` are constant within a `ZoneRows`, so they are not stored per row.
+//!
+//! Columns are addressed by name: each table's frame fields are listed once below as
+//! (column name, accessor) pairs ([`FrameFields`]), and each pair finds its builder by the
+//! column's name in `archive_layout`'s table definition. [`check_mapping`] proves that every
+//! layout column has exactly one field of the same type, and a test runs it. This module
+//! must not do I/O.
 
 use std::sync::Arc;
 
 use archive_layout::{ColumnType, Table};
 use datafusion::arrow::array::{
-    ArrayRef, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt32Builder, UInt64Builder,
+    ArrayRef, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray, UInt32Array, UInt32Builder, UInt64Builder,
 };
-use datafusion::arrow::compute::{SortOptions, sort_to_indices, take};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::error::ArrowError;
 use frame_proto::Packet;
+use frame_proto::packet::{CallFreq, Cpu, Cpuqueue, Disk, Mem, Net, Process};
+
+/// How one value column is read from a frame entry of type `E`.
+#[derive(Clone, Copy)]
+pub enum Field<E: 'static> {
+    /// A `uint32` field.
+    U32(&'static str, fn(&E) -> Option<u32>),
+    /// A `uint64` field.
+    U64(&'static str, fn(&E) -> Option<u64>),
+    /// A `string` field.
+    Utf8(&'static str, fn(&E) -> Option<&str>),
+}
+
+impl<E> std::fmt::Debug for Field<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} -> {}", self.column_type(), self.column())
+    }
+}
+
+impl<E> Field<E> {
+    /// The column it fills.
+    pub fn column(&self) -> &'static str {
+        match self {
+            Field::U32(n, _) | Field::U64(n, _) | Field::Utf8(n, _) => n,
+        }
+    }
+
+    fn column_type(&self) -> ColumnType {
+        match self {
+            Field::U32(..) => ColumnType::U32,
+            Field::U64(..) => ColumnType::U64,
+            Field::Utf8(..) => ColumnType::Utf8,
+        }
+    }
+}
+
+/// The frame fields of every table, by column name (the wire format's field names, but
+/// callfreq's `time`, which is the column `bucket_ns`).
+#[derive(Debug)]
+pub struct FrameFields;
+
+impl FrameFields {
+    /// `zone`: one row per frame.
+    pub const ZONE: &[Field<Packet>] =
+        &[Field::U32("ticks", |p| p.ticks), Field::U32("threads", |p| p.threads), Field::U32("processes", |p| p.processes)];
+    /// `cpu`.
+    pub const CPU: &[Field<Cpu>] = &[Field::U32("core", |c| c.core), Field::U32("usage", |c| c.usage)];
+    /// `mem`.
+    pub const MEM: &[Field<Mem>] = &[
+        Field::U64("rss", |m| m.rss),
+        Field::U64("physcap", |m| m.physcap),
+        Field::U64("swap", |m| m.swap),
+        Field::U64("swapcap", |m| m.swapcap),
+        Field::U64("physmem", |m| m.physmem),
+        Field::U64("pp_kernel", |m| m.pp_kernel),
+        Field::U64("freemem", |m| m.freemem),
+        Field::U64("nalloc_calls", |m| m.nalloc_calls),
+        Field::U64("nfree_calls", |m| m.nfree_calls),
+        Field::U32("maj_fault", |m| m.maj_fault),
+        Field::U32("as_fault", |m| m.as_fault),
+        Field::U32("pgin", |m| m.pgin),
+    ];
+    /// `net`.
+    pub const NET: &[Field<Net>] = &[
+        Field::Utf8("instance", |n| n.instance.as_deref()),
+        Field::U64("obytes64", |n| n.obytes64),
+        Field::U64("rbytes64", |n| n.rbytes64),
+        Field::U64("opackets", |n| n.opackets),
+        Field::U64("ipackets", |n| n.ipackets),
+        Field::U32("oerrors", |n| n.oerrors),
+        Field::U32("ierrors", |n| n.ierrors),
+    ];
+    /// `disk`.
+    pub const DISK: &[Field<Disk>] = &[
+        Field::Utf8("instance", |d| Some(&d.instance)),
+        Field::U64("nread", |d| d.nread),
+        Field::U64("nwritten", |d| d.nwritten),
+        Field::U32("reads", |d| d.reads),
+        Field::U32("writes", |d| d.writes),
+        Field::U64("rtime", |d| d.rtime),
+        Field::U64("wtime", |d| d.wtime),
+        Field::U64("rlentime", |d| d.rlentime),
+        Field::U64("wlentime", |d| d.wlentime),
+        Field::U32("harderror", |d| d.harderror),
+        Field::U32("softerror", |d| d.softerror),
+        Field::U32("tranerror", |d| d.tranerror),
+    ];
+    /// `process`.
+    pub const PROCESS: &[Field<Process>] = &[
+        Field::U32("pid", |p| p.pid),
+        Field::Utf8("execname", |p| p.execname.as_deref()),
+        Field::U32("usage", |p| p.usage),
+        Field::U32("cpu", |p| p.cpu),
+    ];
+    /// `callfreq` (the entry's `time` is the column `bucket_ns`).
+    pub const CALLFREQ: &[Field<CallFreq>] =
+        &[Field::Utf8("name", |c| Some(&c.name)), Field::U64("bucket_ns", |c| c.time), Field::U32("value", |c| c.value)];
+    /// `cpuqueue`.
+    pub const CPUQUEUE: &[Field<Cpuqueue>] =
+        &[Field::U32("core", |q| q.core), Field::U32("length", |q| q.length), Field::U32("amount", |q| q.amount)];
+    /// `zonename`: one row per entry of the frame's zone list.
+    pub const ZONENAME: &[Field<String>] = &[Field::Utf8("zonename", |z| Some(z))];
+
+    /// The (column, type) pairs a table's fields fill, in field order.
+    pub fn columns(table: Table) -> Vec<(&'static str, ColumnType)> {
+        fn of<E>(f: &[Field<E>]) -> Vec<(&'static str, ColumnType)> {
+            f.iter().map(|f| (f.column(), f.column_type())).collect()
+        }
+        match table {
+            Table::Zone => of(Self::ZONE),
+            Table::Cpu => of(Self::CPU),
+            Table::Mem => of(Self::MEM),
+            Table::Net => of(Self::NET),
+            Table::Disk => of(Self::DISK),
+            Table::Process => of(Self::PROCESS),
+            Table::Callfreq => of(Self::CALLFREQ),
+            Table::Cpuqueue => of(Self::CPUQUEUE),
+            Table::Zonename => of(Self::ZONENAME),
+        }
+    }
+}
+
+/// Checks that every column of every table in `archive_layout` is filled by exactly one
+/// frame field of the same type, and that no field names a column the table lacks.
+pub fn check_mapping() -> Result<(), String> {
+    for table in Table::ALL {
+        let fields = FrameFields::columns(table);
+        for (name, ty) in table.value_columns() {
+            let matching: Vec<_> = fields.iter().filter(|(n, _)| n == name).collect();
+            match matching.as_slice() {
+                [(_, t)] if t == ty => {}
+                [(_, t)] => return Err(format!("{table}.{name}: layout says {ty:?}, the frame field is {t:?}")),
+                [] => return Err(format!("{table}.{name}: no frame field fills it")),
+                _ => return Err(format!("{table}.{name}: filled by {} frame fields", matching.len())),
+            }
+        }
+        if let Some((n, _)) = fields.iter().find(|(n, _)| !table.value_columns().iter().any(|(c, _)| c == n)) {
+            return Err(format!("{table}: frame field for unknown column {n}"));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug)]
 enum ColumnBuilder {
@@ -23,36 +171,44 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn finish(&mut self) -> ArrayRef {
+    fn new(ty: ColumnType) -> Self {
+        match ty {
+            ColumnType::U32 => ColumnBuilder::U32(UInt32Builder::new()),
+            ColumnType::U64 => ColumnBuilder::U64(UInt64Builder::new()),
+            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::new()),
+        }
+    }
+
+    fn finish_cloned(&self) -> ArrayRef {
         match self {
-            ColumnBuilder::U32(b) => Arc::new(b.finish()),
-            ColumnBuilder::U64(b) => Arc::new(b.finish()),
-            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::U32(b) => Arc::new(b.finish_cloned()),
+            ColumnBuilder::U64(b) => Arc::new(b.finish_cloned()),
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish_cloned()),
         }
     }
 }
 
-/// The rows of one table for one (host, zone, period), as column builders.
+/// The rows of one table for one (host, zone, period), as column builders in the layout's
+/// column order.
 #[derive(Debug)]
 pub struct TableRows {
     table: Table,
     time: Vec<i64>,
     columns: Vec<ColumnBuilder>,
+    /// For each frame field (in field order), the position of its column's builder.
+    slots: Vec<usize>,
     sorted: bool,
 }
 
 impl TableRows {
     fn new(table: Table) -> Self {
-        let columns = table
-            .value_columns()
+        let columns = table.value_columns().iter().map(|(_, ty)| ColumnBuilder::new(*ty)).collect();
+        // By name; `check_mapping` (tested) guarantees every field finds its column.
+        let slots = FrameFields::columns(table)
             .iter()
-            .map(|(_, ty)| match ty {
-                ColumnType::U32 => ColumnBuilder::U32(UInt32Builder::new()),
-                ColumnType::U64 => ColumnBuilder::U64(UInt64Builder::new()),
-                ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::new()),
-            })
+            .map(|(name, _)| table.value_columns().iter().position(|(c, _)| c == name).unwrap_or(usize::MAX))
             .collect();
-        Self { table, time: Vec::new(), columns, sorted: true }
+        Self { table, time: Vec::new(), columns, slots, sorted: true }
     }
 
     /// Rows held.
@@ -66,54 +222,45 @@ impl TableRows {
     }
 
     #[inline]
-    fn push_time(&mut self, time_us: i64) {
+    fn push<E>(&mut self, time_us: i64, entry: &E, fields: &[Field<E>]) {
         if let Some(&last) = self.time.last() {
             self.sorted &= last <= time_us;
         }
         self.time.push(time_us);
-    }
-
-    #[inline]
-    fn u32(&mut self, col: usize, value: Option<u32>) {
-        match &mut self.columns[col] {
-            ColumnBuilder::U32(b) => b.append_option(value),
-            other => unreachable!("{}: column {col} is {other:?}, not u32", self.table),
+        for (field, &slot) in fields.iter().zip(&self.slots) {
+            match (field, &mut self.columns[slot]) {
+                (Field::U32(_, get), ColumnBuilder::U32(b)) => b.append_option(get(entry)),
+                (Field::U64(_, get), ColumnBuilder::U64(b)) => b.append_option(get(entry)),
+                (Field::Utf8(_, get), ColumnBuilder::Utf8(b)) => b.append_option(get(entry)),
+                (f, b) => unreachable!("{}.{}: field and builder types differ ({b:?}); see check_mapping", self.table, f.column()),
+            }
         }
     }
 
-    #[inline]
-    fn u64(&mut self, col: usize, value: Option<u64>) {
-        match &mut self.columns[col] {
-            ColumnBuilder::U64(b) => b.append_option(value),
-            other => unreachable!("{}: column {col} is {other:?}, not u64", self.table),
-        }
-    }
-
-    #[inline]
-    fn str(&mut self, col: usize, value: Option<&str>) {
-        match &mut self.columns[col] {
-            ColumnBuilder::Utf8(b) => b.append_option(value),
-            other => unreachable!("{}: column {col} is {other:?}, not utf8", self.table),
-        }
-    }
-
-    /// Turns the rows into a batch of [`Table::schema`], sorted by time (stable, so rows of
-    /// one frame keep their order), and empties the builders.
-    pub fn finish(&mut self, host: &str, zone: &str) -> Result<RecordBatch, ArrowError> {
+    /// The rows as a batch of [`Table::schema`], sorted by time (stable), leaving the
+    /// builders as they are.
+    pub fn batch(&self, host: &str, zone: &str) -> Result<RecordBatch, ArrowError> {
         let n = self.time.len();
-        let time = TimestampMicrosecondArray::from(std::mem::take(&mut self.time)).with_timezone("UTC");
+        let time = TimestampMicrosecondArray::from(self.time.clone()).with_timezone("UTC");
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(3 + self.columns.len());
         columns.push(Arc::new(time));
         columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(host, n))));
         columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(zone, n))));
-        columns.extend(self.columns.iter_mut().map(ColumnBuilder::finish));
+        columns.extend(self.columns.iter().map(ColumnBuilder::finish_cloned));
         if !self.sorted {
-            let order = sort_to_indices(&columns[0], Some(SortOptions::default()), None)?;
+            let order = stable_time_order(&self.time)?;
             columns = columns.iter().map(|c| take(c.as_ref(), &order, None)).collect::<Result<_, _>>()?;
         }
-        self.sorted = true;
         RecordBatch::try_new(self.table.schema(), columns)
     }
+}
+
+/// Row indices that put `times` in ascending order, equal times keeping their order.
+pub fn stable_time_order(times: &[i64]) -> Result<UInt32Array, ArrowError> {
+    let n = u32::try_from(times.len()).map_err(|_| ArrowError::InvalidArgumentError(format!("{} rows to sort", times.len())))?;
+    let mut order: Vec<u32> = (0..n).collect();
+    order.sort_by_key(|&i| times[i as usize]); // slice::sort_by_key is stable
+    Ok(UInt32Array::from(order))
 }
 
 /// Every table's rows of one (host, zone, period).
@@ -139,88 +286,20 @@ impl ZoneRows {
         self.tables.iter().all(TableRows::is_empty)
     }
 
-    /// The rows of one table.
-    pub fn table_mut(&mut self, table: Table) -> &mut TableRows {
-        &mut self.tables[table.index()]
-    }
-
     /// Appends the rows of one frame whose sample time is `t` (µs); returns rows added.
     pub fn append(&mut self, p: &Packet, t: i64) -> usize {
         let [zone, cpu, mem, net, disk, process, callfreq, cpuqueue, zonename] = &mut self.tables[..] else {
             unreachable!("one TableRows per Table::ALL")
         };
-        zone.push_time(t);
-        zone.u32(0, p.ticks);
-        zone.u32(1, p.threads);
-        zone.u32(2, p.processes);
-        for c in &p.cpu {
-            cpu.push_time(t);
-            cpu.u32(0, c.core);
-            cpu.u32(1, c.usage);
-        }
-        for m in &p.mem {
-            mem.push_time(t);
-            mem.u64(0, m.rss);
-            mem.u64(1, m.physcap);
-            mem.u64(2, m.swap);
-            mem.u64(3, m.swapcap);
-            mem.u64(4, m.physmem);
-            mem.u64(5, m.pp_kernel);
-            mem.u64(6, m.freemem);
-            mem.u64(7, m.nalloc_calls);
-            mem.u64(8, m.nfree_calls);
-            mem.u32(9, m.maj_fault);
-            mem.u32(10, m.as_fault);
-            mem.u32(11, m.pgin);
-        }
-        for n in &p.net {
-            net.push_time(t);
-            net.str(0, n.instance.as_deref());
-            net.u64(1, n.obytes64);
-            net.u64(2, n.rbytes64);
-            net.u64(3, n.opackets);
-            net.u64(4, n.ipackets);
-            net.u32(5, n.oerrors);
-            net.u32(6, n.ierrors);
-        }
-        for d in &p.disk {
-            disk.push_time(t);
-            disk.str(0, Some(&d.instance));
-            disk.u64(1, d.nread);
-            disk.u64(2, d.nwritten);
-            disk.u32(3, d.reads);
-            disk.u32(4, d.writes);
-            disk.u64(5, d.rtime);
-            disk.u64(6, d.wtime);
-            disk.u64(7, d.rlentime);
-            disk.u64(8, d.wlentime);
-            disk.u32(9, d.harderror);
-            disk.u32(10, d.softerror);
-            disk.u32(11, d.tranerror);
-        }
-        for pr in &p.process {
-            process.push_time(t);
-            process.u32(0, pr.pid);
-            process.str(1, pr.execname.as_deref());
-            process.u32(2, pr.usage);
-            process.u32(3, pr.cpu);
-        }
-        for c in &p.callfreq {
-            callfreq.push_time(t);
-            callfreq.str(0, Some(&c.name));
-            callfreq.u64(1, c.time);
-            callfreq.u32(2, c.value);
-        }
-        for q in &p.cpuqueue {
-            cpuqueue.push_time(t);
-            cpuqueue.u32(0, q.core);
-            cpuqueue.u32(1, q.length);
-            cpuqueue.u32(2, q.amount);
-        }
-        for z in &p.zonename {
-            zonename.push_time(t);
-            zonename.str(0, Some(z));
-        }
+        zone.push(t, p, FrameFields::ZONE);
+        p.cpu.iter().for_each(|e| cpu.push(t, e, FrameFields::CPU));
+        p.mem.iter().for_each(|e| mem.push(t, e, FrameFields::MEM));
+        p.net.iter().for_each(|e| net.push(t, e, FrameFields::NET));
+        p.disk.iter().for_each(|e| disk.push(t, e, FrameFields::DISK));
+        p.process.iter().for_each(|e| process.push(t, e, FrameFields::PROCESS));
+        p.callfreq.iter().for_each(|e| callfreq.push(t, e, FrameFields::CALLFREQ));
+        p.cpuqueue.iter().for_each(|e| cpuqueue.push(t, e, FrameFields::CPUQUEUE));
+        p.zonename.iter().for_each(|e| zonename.push(t, e, FrameFields::ZONENAME));
         1 + p.cpu.len()
             + p.mem.len()
             + p.net.len()
@@ -231,13 +310,10 @@ impl ZoneRows {
             + p.zonename.len()
     }
 
-    /// Finishes every non-empty table into a batch.
-    pub fn finish(&mut self, host: &str, zone: &str) -> Result<Vec<(Table, RecordBatch)>, ArrowError> {
-        self.tables
-            .iter_mut()
-            .filter(|t| !t.is_empty())
-            .map(|t| Ok((t.table, t.finish(host, zone)?)))
-            .collect()
+    /// Every non-empty table as a batch; the rows stay held (drop the `ZoneRows` once the
+    /// batches are safe).
+    pub fn batches(&self, host: &str, zone: &str) -> Result<Vec<(Table, RecordBatch)>, ArrowError> {
+        self.tables.iter().filter(|t| !t.is_empty()).map(|t| Ok((t.table, t.batch(host, zone)?))).collect()
     }
 }
 
@@ -246,7 +322,6 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
-    use frame_proto::packet::{Cpu, Mem};
 
     fn frame(t: u64, usage: u32) -> Packet {
         Packet {
@@ -260,25 +335,37 @@ mod tests {
     }
 
     #[test]
-    fn absent_fields_are_null_and_rows_sort_by_time() {
+    fn every_layout_column_is_filled_by_one_field_of_its_type() {
+        check_mapping().unwrap();
+    }
+
+    #[test]
+    fn absent_fields_are_null_and_rows_sort_by_time_stably() {
         let mut rows = ZoneRows::default();
         assert_eq!(rows.append(&frame(20, 7), 20_000_000), 4);
         assert_eq!(rows.append(&frame(10, 5), 10_000_000), 4);
-        let batches = rows.finish("h", "z1").unwrap();
+        let batches = rows.batches("h", "z1").unwrap();
         let tables: Vec<Table> = batches.iter().map(|(t, _)| *t).collect();
         assert_eq!(tables, vec![Table::Zone, Table::Cpu, Table::Mem]);
         let (_, cpu) = &batches[1];
         assert_eq!(cpu.num_rows(), 4);
         let times = cpu.column(0).as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
         assert_eq!(times.values().to_vec(), vec![10_000_000, 10_000_000, 20_000_000, 20_000_000]);
-        let usage = cpu.column(4).as_primitive::<UInt32Type>();
+        assert_eq!(cpu.column_by_name("core").unwrap().as_primitive::<UInt32Type>().values().to_vec(), vec![0, 1, 0, 1], "stable");
+        let usage = cpu.column_by_name("usage").unwrap().as_primitive::<UInt32Type>();
         assert_eq!(usage.value(0), 5);
         assert!(usage.is_null(1));
         assert_eq!(usage.value(2), 7);
         let (_, mem) = &batches[2];
-        assert_eq!(mem.column(3).as_primitive::<UInt64Type>().value(0), 100);
-        assert!(mem.column(7).is_null(0), "physmem absent -> NULL");
+        assert_eq!(mem.column_by_name("rss").unwrap().as_primitive::<UInt64Type>().value(0), 100);
+        assert!(mem.column_by_name("physmem").unwrap().is_null(0), "physmem absent -> NULL");
         assert_eq!(cpu.column(1).as_string::<i32>().value(3), "h");
-        assert!(rows.is_empty());
+        assert_eq!(rows.len(), 8, "batches leave the rows held");
+    }
+
+    #[test]
+    fn stable_order_keeps_equal_times_in_arrival_order() {
+        let order = stable_time_order(&[5, 1, 5, 1, 3, 5]).unwrap();
+        assert_eq!(order.values().to_vec(), vec![1, 3, 4, 0, 2, 5]);
     }
 }

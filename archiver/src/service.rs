@@ -15,8 +15,8 @@ use crate::admission::{Admission, Rejection, SequenceTracker, endpoint_host};
 use std::io::Write;
 
 use crate::archive_writer::{ArchiveWriter, STATE_DIR};
-use crate::wal::{WalRecord, WalReader};
 use crate::subscriber::Subscriber;
+use wal::WalRecord;
 use crate::{ArchiverConfig, ArchiverError};
 
 /// The in-process endpoint of the embedded generator.
@@ -41,6 +41,8 @@ pub struct IngestStats {
     pub log_failures: u64,
     /// Frames replayed from the log at start.
     pub replayed: u64,
+    /// Lines the audit log could not take.
+    pub audit_failures: u64,
 }
 
 /// Ingest state: admission, sequence tracking, the writer.
@@ -86,24 +88,34 @@ impl Ingest {
         let logged = self
             .writer
             .log(admitted.iter().map(|(from, bytes, _)| (now_us, hosts.get(*from).map_or("unknown", String::as_str), *bytes)));
-        if let Err(e) = logged {
-            self.stats.log_failures += admitted.len() as u64;
-            tracing::error!(error = %e, frames = admitted.len(), "cannot append to the write-ahead log: frames not accepted");
-            return;
-        }
-        for (_, _, packet) in &admitted {
+        let accepted = match logged {
+            Ok(n) => n,
+            Err(e) => {
+                let refused = admitted.len() - e.accepted;
+                self.stats.log_failures += refused as u64;
+                tracing::error!(error = %e.error, frames = refused, "cannot append to the write-ahead log: frames not accepted");
+                e.accepted
+            }
+        };
+        for (_, _, packet) in &admitted[..accepted] {
             self.buffer(packet);
         }
     }
 
-    /// Re-buffers a frame from the log of a previous run (already accepted then).
-    pub fn replay(&mut self, record: &WalRecord) -> bool {
+    /// Re-buffers a frame from the log of a previous run (accepted then). One that the
+    /// admission rules now refuse (they changed between runs) is kept in the log's
+    /// `rejected.wal` and counted, never dropped; returns whether it was buffered.
+    pub fn replay(&mut self, record: &WalRecord) -> Result<bool, ArchiverError> {
         match self.admission.admit(&record.frame, &record.endpoint_host, record.recv_us) {
             Ok(packet) => {
                 self.buffer(&packet);
-                true
+                Ok(true)
             }
-            Err(_) => false,
+            Err(reason) => {
+                tracing::warn!(reason = reason.name(), bytes = record.frame.len(), "a replayed frame is no longer admitted; kept in the log's rejected.wal");
+                self.writer.keep_rejected(record)?;
+                Ok(false)
+            }
         }
     }
 
@@ -114,14 +126,19 @@ impl Ingest {
         self.stats.frames += 1;
         if let Some(audit) = &mut self.audit {
             // For tests and audits: host, zone, sequence number of every accepted frame.
-            let _ = writeln!(
-                audit,
-                "{}\t{}\t{}\t{}",
+            let line = format!(
+                "{}\t{}\t{}\t{}\n",
                 host.escape_debug(),
                 packet.name.escape_debug(),
                 packet.seq.map_or(-1, |s| s as i64),
                 packet.sample_time_us()
             );
+            if let Err(e) = audit.write_all(line.as_bytes()) {
+                self.stats.audit_failures += 1;
+                if self.stats.audit_failures <= 10 || self.stats.audit_failures % 1000 == 0 {
+                    tracing::error!(error = %e, failures = self.stats.audit_failures, "cannot append to the audit log");
+                }
+            }
         }
     }
 
@@ -152,17 +169,15 @@ impl Ingest {
         &mut self.writer
     }
 
-    /// Publishes buffered rows and compacts what is due; errors are logged and retried at
-    /// the next call (nothing buffered is dropped).
-    pub fn flush(&mut self, compact_everything: bool) -> bool {
+    /// Publishes buffered rows and compacts what is due. An error is logged and returned;
+    /// the next call (or a restart) finishes or retries what it left, and no row is dropped
+    /// or published twice. Only [`ArchiverError::Poisoned`] means the writer cannot go on.
+    pub fn flush(&mut self, compact_everything: bool) -> Result<(), ArchiverError> {
         let result = self.writer.flush().and_then(|_| if compact_everything { self.writer.compact_all() } else { self.writer.compact_due() });
-        match result {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(error = %e, buffered_rows = self.writer.buffered_rows(), "publishing failed; rows stay buffered and will be retried");
-                false
-            }
+        if let Err(e) = &result {
+            tracing::error!(error = %e, unpublished_rows = self.writer.buffered_rows(), "publishing failed; retried at the next flush");
         }
+        result.map(|_| ())
     }
 
     /// The counters.
@@ -220,6 +235,8 @@ impl Ingest {
             "publish_errors": w.publish_errors,
             "log_failures": self.stats.log_failures,
             "replayed": self.stats.replayed,
+            "replay_rejected": w.replay_rejected,
+            "audit_failures": self.stats.audit_failures,
             "senders": senders,
         });
         write_atomically(&status_path(self.writer.root()), status.to_string().as_bytes())
@@ -250,7 +267,7 @@ pub fn survive_file_size_limit() -> std::io::Result<()> {
 pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), ArchiverError> {
     let ctx = zmq::Context::new();
     let writer = ArchiveWriter::open(&config.archive, config.writer_options())?;
-    let (endpoints, embedded) = if config.connect.is_empty() {
+    let (endpoints, mut embedded) = if config.connect.is_empty() {
         (vec![EMBEDDED_ENDPOINT.to_owned()], Some(start_embedded_generator(&ctx, config, stop)?))
     } else {
         (config.connect.clone(), None)
@@ -279,8 +296,17 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
         let now = Instant::now();
         if now >= next_flush || ingest.writer.wants_flush() {
             let flushed = ingest.flush(false);
+            if let Err(ArchiverError::Poisoned(why)) = flushed {
+                ingest.report();
+                return Err(ArchiverError::Poisoned(why));
+            }
             // After a failure, retry sooner than a whole interval, but not in a tight loop.
-            next_flush = now + if flushed { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
+            next_flush = now + if flushed.is_ok() { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
+        }
+        if let Some(handle) = embedded.take_if(|h| h.is_finished()) {
+            // The embedded generator only stops when told to; anything else is an error.
+            join_embedded(handle)?;
+            return Err(ArchiverError::GeneratorPanicked("the embedded generator stopped by itself".into()));
         }
         if now >= next_stats {
             ingest.report();
@@ -299,17 +325,14 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
         batch.clear();
     }
     if let Some(handle) = embedded {
-        let _ = handle.join();
+        join_embedded(handle)?;
     }
     let mut attempts = 0;
-    while !ingest.flush(true) {
+    while let Err(e) = ingest.flush(true) {
         attempts += 1;
-        if attempts >= 3 {
+        if attempts >= 3 || matches!(e, ArchiverError::Poisoned(_)) {
             ingest.report();
-            return Err(ArchiverError::Config(format!(
-                "could not publish {} buffered rows at shutdown (see errors above)",
-                ingest.writer.buffered_rows()
-            )));
+            return Err(ArchiverError::ShutdownPublish { rows: ingest.writer.buffered_rows(), last_error: e.to_string() });
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -319,25 +342,41 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
 }
 
 /// Re-buffers what the previous run had accepted but not published, then publishes it.
-fn replay_log(ingest: &mut Ingest) -> Result<(), ArchiverError> {
-    let (dir, segments) = ingest.writer.take_replay_segments();
-    if segments.is_empty() {
-        return Ok(());
-    }
-    let mut reader = WalReader::new(&dir, segments.clone());
-    let mut frames = 0u64;
+pub fn replay_log(ingest: &mut Ingest) -> Result<(), ArchiverError> {
+    let mut reader = ingest.writer.replay()?;
+    let (mut frames, mut rejected) = (0u64, 0u64);
     for record in reader.by_ref() {
-        if ingest.replay(&record?) {
+        if ingest.replay(&record?)? {
             frames += 1;
+        } else {
+            rejected += 1;
         }
     }
-    ingest.stats.replayed = frames;
-    tracing::info!(segments = segments.len(), frames, torn_tails = reader.damage.torn_tails, corrupt_records = reader.damage.corrupt_records, "replayed the write-ahead log");
-    // Publish now, so that the replayed segments are removed before new frames arrive.
-    if !ingest.flush(false) {
-        tracing::warn!("replayed rows stay buffered until publishing succeeds");
+    if frames + rejected == 0 && reader.damage == wal::ReplayDamage::default() {
+        return Ok(());
     }
-    Ok(())
+    ingest.stats.replayed = frames;
+    tracing::info!(frames, rejected, torn_tails = reader.damage.torn_tails, corrupt_records = reader.damage.corrupt_records, "replayed the write-ahead log");
+    ingest.writer.replay_buffered()?;
+    // Publish now, so that the replayed segments are removed before new frames arrive.
+    match ingest.flush(false) {
+        Err(e @ ArchiverError::Poisoned(_)) => Err(e),
+        Err(_) => {
+            tracing::warn!("replayed rows stay buffered until publishing succeeds");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+fn join_embedded(handle: std::thread::JoinHandle<Result<(), generator::GeneratorError>>) -> Result<(), ArchiverError> {
+    match handle.join() {
+        Ok(result) => Ok(result?),
+        Err(panic) => {
+            let what = panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(ArchiverError::GeneratorPanicked(what.unwrap_or_else(|| "no message".into())))
+        }
+    }
 }
 
 /// Starts the generator's source on a thread, publishing on [`EMBEDDED_ENDPOINT`].
@@ -345,7 +384,7 @@ fn start_embedded_generator(
     ctx: &zmq::Context,
     config: &ArchiverConfig,
     stop: &Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, ArchiverError> {
+) -> Result<std::thread::JoinHandle<Result<(), generator::GeneratorError>>, ArchiverError> {
     let gen_config = generator::GeneratorConfig::from_args(
         ["generator".to_owned(), "--source".to_owned(), format!("{:?}", config.source).to_lowercase(), "--interval".to_owned(), config.interval.to_string()],
     )
@@ -357,8 +396,10 @@ fn start_embedded_generator(
     let stop = Arc::clone(stop);
     tracing::info!(source = source.name(), interval_ms = config.interval, "embedded generator started");
     Ok(std::thread::spawn(move || {
-        if let Err(e) = generator::run(source.as_mut(), &mut stamp, &mut publisher, schedule, &stop) {
+        let result = generator::run(source.as_mut(), &mut stamp, &mut publisher, schedule, &stop).map(|_frames| ());
+        if let Err(e) = &result {
             tracing::error!(error = %e, "embedded generator stopped");
         }
+        result
     }))
 }

@@ -112,7 +112,15 @@ fn generator_to_archiver_to_dq_and_parquet() {
         let path = ParquetFilePath::parse_relative(rel).unwrap_or_else(|e| panic!("{e}"));
         assert!(partitions.insert(path.key.clone()), "two files in {:?}", path.key);
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap()).unwrap();
-        assert_eq!(reader.schema().as_ref(), path.key.table.schema().as_ref(), "{}", rel.display());
+        assert_eq!(reader.schema().fields(), path.key.table.schema().fields(), "{}", rel.display());
+        // The file says what it holds and which period, without its folders.
+        let meta = reader.schema().metadata().clone();
+        let period = |us: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert_eq!(meta.get("zonestat.zone"), Some(&path.key.zone), "{}", rel.display());
+        assert_eq!(meta.get("zonestat.table").map(String::as_str), Some(path.key.table.name()));
+        assert_eq!(meta.get("zonestat.period_start"), Some(&period(path.key.start_us)));
+        assert_eq!(meta.get("zonestat.period_end"), Some(&period(path.key.end_us())));
+        assert_eq!(meta.get("zonestat.format_version").map(String::as_str), Some("2"));
         let mut last = i64::MIN;
         for batch in reader.build().unwrap() {
             let batch = batch.unwrap();

@@ -1,5 +1,6 @@
 //! The illumos source end to end, on Linux: `generator --source illumos --illumos-replay`
-//! turns recorded kstat and DTrace snapshots (`illumos_stats/tests/fixtures/global`) into
+//! replays kstat and DTrace snapshots (`illumos_stats/tests/fixtures/global`: composed in the
+//! format a real host is recorded in, not recorded on one) and turns them into
 //! frames, publishes them on loopback, the archiver stores them, and `dq` reads back what the
 //! illumos-specific logic decided (which zone a link belongs to, run queues, latency buckets).
 #![allow(unused_crate_dependencies)]
@@ -16,7 +17,7 @@ const UUID: &str = "f2d1a7b0-6c1e-4d0a-9b7e-3c1f5e9a2b11";
 const SECONDS: u64 = 6;
 
 #[test]
-fn recorded_illumos_snapshots_reach_the_archive() {
+fn replayed_illumos_snapshots_reach_the_archive() {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../illumos_stats/tests/fixtures/global");
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");

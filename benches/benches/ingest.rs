@@ -49,7 +49,7 @@ fn batches(frames: &[Packet]) -> Vec<(Table, RecordBatch)> {
     for f in frames {
         zones.entry(f.name.clone()).or_default().append(f, f.sample_time_us());
     }
-    zones.into_iter().flat_map(|(zone, mut rows)| rows.finish("bench", &zone).expect("finish")).collect()
+    zones.into_iter().flat_map(|(zone, rows)| rows.batches("bench", &zone).expect("batches")).collect()
 }
 
 /// Measured values: non-null cells of every column but time, host, zone and series keys.

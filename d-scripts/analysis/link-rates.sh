@@ -8,7 +8,7 @@
 #   ./link-rates.sh 5 12       # every 5 seconds, 12 times
 #
 # Runs in any zone (a non-global zone sees its own links). KSTAT=... overrides the kstat(1M)
-# command (the tests point it at recorded output).
+# command (the tests point it at composed output).
 interval=${1:-1}
 count=${2:-}
 # illumos' /usr/bin/awk is the old awk without functions: prefer nawk.

@@ -1,7 +1,7 @@
 //! What one aggregation walk delivers, as plain Rust values: the aggregation's name, its key
 //! tuple, and its value in the shape libdtrace keeps it (a `quantize()` stays its raw array
 //! of buckets). Nothing here touches libdtrace, so code above this crate is tested anywhere
-//! with recorded records.
+//! with records in this shape (composed in the tests, not recorded on a host).
 
 /// One element of an aggregation's key tuple (`@name[key, key, ...]`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,5 +1,5 @@
 //! The illumos source as a [`StatSource`]: the `illumos_stats` sampler, live (libkstat and
-//! libdtrace, on illumos) or replaying recorded snapshots (any platform).
+//! libdtrace, on illumos) or replaying snapshots in the recorded format (any platform).
 
 use illumos_stats::IllumosSampler;
 use illumos_stats::aggregate::AggregateReader;

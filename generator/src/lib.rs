@@ -50,4 +50,13 @@ pub enum GeneratorError {
     /// Invalid settings.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A frame of a zone could not be encoded (its encoded size would not fit the buffer).
+    #[error("encoding the frame of zone {zone:?}: {source}")]
+    Encode {
+        /// The frame's zone.
+        zone: String,
+        /// What prost reported.
+        #[source]
+        source: prost::EncodeError,
+    },
 }

@@ -84,7 +84,7 @@ impl Publisher {
 impl FrameSink for Publisher {
     fn send(&mut self, packet: &Packet) -> Result<(), GeneratorError> {
         self.buf.clear();
-        packet.encode(&mut self.buf).map_err(|e| GeneratorError::Config(format!("encode: {e}")))?;
+        packet.encode(&mut self.buf).map_err(|source| GeneratorError::Encode { zone: packet.name.clone(), source })?;
         self.socket
             .send(&self.buf[..], 0)
             .map_err(|source| GeneratorError::Zmq { what: "send to", endpoint: self.endpoint.clone(), source })

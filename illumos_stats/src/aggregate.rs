@@ -1,6 +1,6 @@
 //! DTrace aggregations as plain records ([`dtrace_sys::AggregateRecord`]), the
 //! [`AggregateReader`] seam, the live reader running the generator's D programs
-//! ([`LiveAggregates`]), and the JSON Lines shape records are recorded in as fixtures
+//! ([`LiveAggregates`]), and the JSON Lines shape a recording keeps them in
 //! ([`parse_aggregates_jsonl`], [`format_aggregates_jsonl`]).
 //!
 //! This module runs and reads D programs; it does not decide what a record means for a frame

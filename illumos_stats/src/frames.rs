@@ -1,6 +1,7 @@
 //! Turns one snapshot of kstats and one interval of DTrace aggregations into one 2013 frame
 //! per zone. Pure: no libkstat, no libdtrace, no clock; everything it knows comes in as
-//! records, so it is tested anywhere with recorded fixtures.
+//! records, so it is tested anywhere on fixtures in the recorded format (composed by
+//! `tests/fixtures/compose.py`, not recorded on a host).
 //!
 //! Which zone a statistic belongs to: zone kstats carry a `zonename` statistic, else their
 //! instance is the zone id (`zones:ID:NAME`); `caps` names end in `_zone_ID`; aggregation

@@ -1,6 +1,7 @@
-//! Kernel statistics as plain records, the [`KstatReader`] seam, and the two shapes they are
-//! recorded in: the live `kstat-rs` adapter ([`LiveKstats`]) and the text `kstat -p` prints
-//! ([`parse_kstat_p`], [`format_kstat_p`]), which is how fixtures are recorded on a real host.
+//! Kernel statistics as plain records, the [`KstatReader`] seam, and the two places they
+//! come from: the live `kstat-rs` adapter ([`LiveKstats`]) and the text `kstat -p` prints
+//! ([`parse_kstat_p`], [`format_kstat_p`]), the format `--record-illumos` records a real
+//! host's snapshots in (the test fixtures were composed in it, not recorded on a host).
 //!
 //! This module reads; it does not decide which zone a statistic belongs to (that is
 //! [`crate::frames`]).
@@ -64,7 +65,7 @@ impl KstatRecord {
 }
 
 /// Reads the kstats of [`MODULES`] as they are now. The live reader is [`LiveKstats`];
-/// tests use recorded snapshots.
+/// tests replay snapshots in the recorded format ([`crate::recording`]).
 pub trait KstatReader: Send {
     /// One snapshot of every kstat of interest.
     fn read(&mut self) -> Result<Vec<KstatRecord>, IllumosError>;

@@ -5,8 +5,9 @@
 //! `kstat-rs`) and [`aggregate::AggregateReader`] (live: libdtrace via our `dtrace-sys`,
 //! running the programs of `d-scripts/generator/`, embedded by [`d_programs`]). Both deliver
 //! plain records; [`frames`] turns them into frames without touching either library, and is
-//! tested on any platform with recorded snapshots ([`recording`]). Everything here compiles
-//! everywhere; off illumos the live readers answer [`IllumosError::Unsupported`].
+//! tested on any platform by replaying snapshots in the recorded format ([`recording`]; the
+//! test fixtures were composed in that format, not recorded on a host). Everything here
+//! compiles everywhere; off illumos the live readers answer [`IllumosError::Unsupported`].
 //!
 //! This crate must not publish, schedule or store frames: the generator's loop does that.
 
@@ -51,7 +52,8 @@ pub enum IllumosError {
         /// What.
         what: String,
     },
-    /// A recorded snapshot could not be read or parsed.
+    /// A snapshot file (`kstat -p` text or aggregation JSON Lines) could not be read, parsed
+    /// or written.
     #[error("fixture {what}: {message}")]
     Fixture {
         /// The file or line.

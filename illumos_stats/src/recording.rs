@@ -1,8 +1,10 @@
 //! Recorded snapshots: a directory of `kstat-NNNN.txt` (`kstat -p` text) and
 //! `aggregates-NNNN.jsonl` (aggregation walk records) pairs, one per interval. The live
-//! sampler writes them ([`Recorder`], `generator --source illumos --record-illumos DIR`), so
-//! a fixture is a real host's snapshot; tests and the generator's replay mode read them back
-//! ([`Recording`]) through the same seams the live readers sit behind.
+//! sampler writes them on a real host ([`Recorder`], `generator --source illumos
+//! --record-illumos DIR`); tests and the generator's replay mode read such a directory back
+//! ([`Recording`]) through the same seams the live readers sit behind. The test fixtures
+//! (`tests/fixtures/`) are in this format but were composed by `tests/fixtures/compose.py`,
+//! not recorded on a host.
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +31,7 @@ fn fixture_error(path: &Path, e: impl std::fmt::Display) -> IllumosError {
 pub struct Recording {
     /// One kstat snapshot per interval.
     pub kstats: Vec<Vec<KstatRecord>>,
-    /// One interval of aggregation records per interval (empty when none was recorded).
+    /// One interval of aggregation records per interval (empty where its file is missing).
     pub aggregates: Vec<Vec<AggregateRecord>>,
 }
 

@@ -1,6 +1,6 @@
 //! [`IllumosSampler`]: one kstat snapshot and one interval of aggregations per call, turned
 //! into frames. Generic over the two readers, so the same code runs live on illumos and on
-//! recorded snapshots anywhere.
+//! replayed snapshots anywhere.
 
 use frame_proto::Packet;
 
@@ -37,7 +37,8 @@ impl<K: KstatReader, A: AggregateReader> IllumosSampler<K, A> {
         Self { kstats, aggregates, options, recorder: None }
     }
 
-    /// Also writes every sampled interval to `recorder` (fixtures from a real host).
+    /// Also writes every sampled interval to `recorder` (`--record-illumos`: a real host's
+    /// snapshots, in the format of the test fixtures).
     pub fn with_recorder(mut self, recorder: Recorder) -> Self {
         self.recorder = Some(recorder);
         self

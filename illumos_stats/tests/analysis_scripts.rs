@@ -1,12 +1,15 @@
 //! The ad-hoc analysis scripts of `d-scripts/analysis/` that can run off illumos: the link
-//! rate script over recorded `kstat -p -T u` output (a stand-in `kstat` on `KSTAT`). The D
-//! scripts need a DTrace host and are not run here.
+//! rate script over `kstat -p -T u` output (a stand-in `kstat` on `KSTAT`). The D scripts
+//! need a DTrace host and are not run here.
 #![allow(unused_crate_dependencies)]
 
 use std::path::PathBuf;
 use std::process::Command;
 
-const RECORDED: &str = "1764000000
+/// Two intervals of `kstat -p -T u` output for two links, composed by hand in the format
+/// kstat(1M) prints (SmartOS `link` kstat names, the `zonename` statistic on one link only);
+/// not recorded on a host.
+const COMPOSED: &str = "1764000000
 link:0:ixgbe0:ierrors\t0
 link:0:ixgbe0:ipackets64\t1000
 link:0:ixgbe0:oerrors\t0
@@ -38,12 +41,12 @@ link:0:z3_net0:rbytes64\t3000
 ";
 
 #[test]
-fn link_rates_from_recorded_kstat_output() {
+fn link_rates_from_composed_kstat_output() {
     let dir = tempfile::tempdir().unwrap();
-    let recorded = dir.path().join("recorded.txt");
-    std::fs::write(&recorded, RECORDED).unwrap();
+    let composed = dir.path().join("composed.txt");
+    std::fs::write(&composed, COMPOSED).unwrap();
     let fake = dir.path().join("kstat");
-    std::fs::write(&fake, format!("#!/bin/sh\ncat '{}'\n", recorded.display())).unwrap();
+    std::fs::write(&fake, format!("#!/bin/sh\ncat '{}'\n", composed.display())).unwrap();
     let chmod = Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
     assert!(chmod.success());
 

@@ -1,6 +1,7 @@
-//! The illumos source on recorded snapshots (`tests/fixtures/{global,zone}`, in the shapes
-//! libkstat and libdtrace deliver; see `tests/fixtures/compose.py` for how they were made):
-//! kstat records and aggregation records -> frames, field by field.
+//! The illumos source on composed snapshots (`tests/fixtures/{global,zone}`, written by
+//! `tests/fixtures/compose.py` from the kstat names and types of the illumos-joyent source in
+//! the format `--record-illumos` records a real host in; none was recorded on a host): kstat
+//! records and aggregation records -> frames, field by field.
 #![allow(unused_crate_dependencies)]
 
 use std::path::PathBuf;

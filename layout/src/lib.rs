@@ -1,17 +1,21 @@
 //! The archive's on-disk contract, in one place for the archiver and for `dq`.
 //!
-//! Owns what `../shared/spec/archive.md` promises users: which tables exist and their Arrow
+//! Owns what `docs/archive.md` (the archive contract) promises users: which tables exist and their Arrow
 //! schemas ([`Table`]), how a zone and a sample time map to a hive-style partition directory
 //! ([`PartitionKey`]), and how a Parquet file inside it is named ([`ParquetFilePath`]),
 //! including which files a compacted file supersedes. Every path is built *and* parsed here.
-//! It must not do I/O beyond listing directories, nor know about frames or SQL.
+//! It also owns walking an archive ([`listing`]) and its format version ([`format`]). It must
+//! not do I/O beyond listing directories and reading the format file, nor know about frames
+//! or SQL.
 
+pub mod format;
+pub mod listing;
 mod partition;
 mod path;
 mod table;
 
-pub use partition::{Granularity, PartitionKey};
-pub use path::{FileId, ParquetFilePath, escape_partition_value, live_files, unescape_partition_value};
+pub use partition::{Granularity, MAX_ZONE_DIR_VALUE, PartitionDir, PartitionKey, is_bounded_zone_dir_value, zone_dir_value};
+pub use path::{FileId, ParquetFilePath, WriterId, escape_partition_value, live_files, unescape_partition_value};
 pub use table::{ColumnType, Table};
 
 /// Errors of path parsing and archive listing; each names the input that failed.
@@ -28,6 +32,20 @@ pub enum LayoutError {
     /// Unknown table name.
     #[error("unknown table {0:?} (tables: zone, cpu, mem, net, disk, process, callfreq, cpuqueue, zonename)")]
     UnknownTable(String),
+    /// The archive's format file is not what this crate writes.
+    #[error("archive format file {}: {reason}", format::FORMAT_FILE)]
+    BadFormatFile {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The archive was written by a newer format than this build reads.
+    #[error("archive format version {version} is newer than this build reads ({supported}); upgrade")]
+    TooNew {
+        /// The archive's version.
+        version: u32,
+        /// The newest this build reads.
+        supported: u32,
+    },
     /// Listing a directory failed.
     #[error("cannot list {path}: {source}")]
     List {

@@ -1,10 +1,61 @@
 //! Partition keys: (table, zone, UTC period) <-> `table/zone=Z/date=YYYY-MM-DD[/hour=HH]`.
+//!
+//! `Z` is the zone name escaped the hive way ([`escape_partition_value`]). A file system
+//! allows 255 bytes in a name, and real zone names (a Kubernetes container's cgroup path)
+//! run past 190 bytes before escaping, so a name whose escaped form is longer than
+//! [`MAX_ZONE_DIR_VALUE`] bytes is stored under a *bounded form*: the first bytes of the
+//! escaped name, `~`, and 32 hex digits of a 128-bit SipHash-1-3 of the whole name
+//! ([`zone_dir_value`]). `~` is escaped in every other name, so the two forms never meet, and
+//! the bounded form is a function of the name, so one zone always maps to one directory. The
+//! bounded form cannot be turned back into the name: the `zone` column of every file holds
+//! the whole name.
 
+use std::hash::Hasher;
 use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Timelike, Utc};
+use siphasher::sip128::{Hasher128, SipHasher13};
 
 use crate::{LayoutError, Table, escape_partition_value, unescape_partition_value};
+
+/// Longest escaped zone name stored as it is in a directory name; longer ones take the
+/// bounded form (at most this long too: `zone=` + 200 bytes stays far below 255).
+pub const MAX_ZONE_DIR_VALUE: usize = 200;
+const HASH_HEX: usize = 32;
+
+/// The value of a zone's `zone=` directory: its escaped name, or the bounded form for a
+/// name whose escaped form is longer than [`MAX_ZONE_DIR_VALUE`] (see the module docs).
+///
+/// ```
+/// use archive_layout::{zone_dir_value, MAX_ZONE_DIR_VALUE};
+/// assert_eq!(zone_dir_value("web/01"), "web%2F01");
+/// let long = format!("kubepods.slice/{}", "x".repeat(300));
+/// let v = zone_dir_value(&long);
+/// assert!(v.len() <= MAX_ZONE_DIR_VALUE && v.starts_with("kubepods.slice%2Fxxx"));
+/// assert_ne!(v, zone_dir_value(&format!("{long}y")));
+/// ```
+pub fn zone_dir_value(zone: &str) -> String {
+    let escaped = escape_partition_value(zone);
+    if escaped.len() <= MAX_ZONE_DIR_VALUE {
+        return escaped;
+    }
+    let mut h = SipHasher13::new();
+    h.write(zone.as_bytes());
+    let hash = h.finish128().as_u128();
+    // Cut at a character boundary that does not split a %XX escape (every '%' of an
+    // escaped name starts one).
+    let bytes = escaped.as_bytes();
+    let mut cut = MAX_ZONE_DIR_VALUE - 1 - HASH_HEX;
+    while !escaped.is_char_boundary(cut) || bytes[cut - 1] == b'%' || bytes[cut - 2] == b'%' {
+        cut -= 1;
+    }
+    format!("{}~{hash:032x}", &escaped[..cut])
+}
+
+/// Whether a `zone=` directory value is the bounded form of a long name.
+pub fn is_bounded_zone_dir_value(value: &str) -> bool {
+    value.len() > HASH_HEX && value.as_bytes()[value.len() - HASH_HEX - 1] == b'~' && value[value.len() - HASH_HEX..].bytes().all(|b| b.is_ascii_hexdigit())
+}
 
 /// How much sample time one partition covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -78,7 +129,7 @@ impl PartitionKey {
     pub fn relative_dir(&self) -> PathBuf {
         let start = DateTime::<Utc>::from_timestamp_micros(self.start_us).unwrap_or_default();
         let mut dir = PathBuf::from(self.table.name());
-        dir.push(format!("zone={}", escape_partition_value(&self.zone)));
+        dir.push(format!("zone={}", zone_dir_value(&self.zone)));
         dir.push(format!("date={}", start.format("%Y-%m-%d")));
         if self.granularity == Granularity::Hour {
             dir.push(format!("hour={:02}", start.hour()));
@@ -87,8 +138,50 @@ impl PartitionKey {
     }
 
     /// Parses a partition directory relative to the archive root (inverse of
-    /// [`PartitionKey::relative_dir`]).
+    /// [`PartitionKey::relative_dir`]). A directory of a long zone name (bounded form) does
+    /// not name its zone: use [`PartitionDir::parse_relative`] for those.
     pub fn parse_relative_dir(dir: &Path) -> Result<Self, LayoutError> {
+        let parsed = PartitionDir::parse_relative(dir)?;
+        let zone = parsed.zone().ok_or_else(|| LayoutError::BadPath {
+            path: dir.display().to_string(),
+            reason: "a long zone name's directory holds a hash; the name is in the files",
+        })?;
+        Ok(Self { table: parsed.table, zone, start_us: parsed.start_us, granularity: parsed.granularity })
+    }
+}
+
+/// A partition directory as found on disk: what its path says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionDir {
+    /// The table.
+    pub table: Table,
+    /// The `zone=` value as in the path (escaped, or the bounded form of a long name).
+    pub zone_value: String,
+    /// First microsecond of the period (UTC).
+    pub start_us: i64,
+    /// Length of the period.
+    pub granularity: Granularity,
+}
+
+impl PartitionDir {
+    /// The zone, unless the directory holds the bounded form of a long name.
+    pub fn zone(&self) -> Option<String> {
+        if is_bounded_zone_dir_value(&self.zone_value) { None } else { unescape_partition_value(&self.zone_value) }
+    }
+
+    /// Whether rows of `zone` are stored in this directory (format version 1 left `~`
+    /// unescaped; such directories still match their zone).
+    pub fn holds_zone(&self, zone: &str) -> bool {
+        zone_dir_value(zone) == self.zone_value || self.zone().as_deref() == Some(zone)
+    }
+
+    /// One past the last microsecond of the period.
+    pub fn end_us(&self) -> i64 {
+        self.start_us + self.granularity.period_us()
+    }
+
+    /// Parses a partition directory relative to the archive root.
+    pub fn parse_relative(dir: &Path) -> Result<Self, LayoutError> {
         let bad = |reason| LayoutError::BadPath { path: dir.display().to_string(), reason };
         let parts: Vec<&str> = dir
             .components()
@@ -104,7 +197,9 @@ impl PartitionKey {
         };
         let table = Table::from_name(table)?;
         let zone = zone.strip_prefix("zone=").ok_or_else(|| bad("missing zone="))?;
-        let zone = unescape_partition_value(zone).ok_or_else(|| bad("bad escape in zone"))?;
+        if !is_bounded_zone_dir_value(zone) && unescape_partition_value(zone).is_none() {
+            return Err(bad("bad escape in zone"));
+        }
         let date = date.strip_prefix("date=").ok_or_else(|| bad("missing date="))?;
         let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad("bad date"))?;
         let (hour, granularity) = match hour {
@@ -120,7 +215,7 @@ impl PartitionKey {
         };
         let start = date.and_hms_opt(hour, 0, 0).ok_or_else(|| bad("bad hour"))?;
         let start_us = Utc.from_utc_datetime(&start).timestamp_micros();
-        Ok(Self { table, zone, start_us, granularity })
+        Ok(Self { table, zone_value: zone.to_owned(), start_us, granularity })
     }
 }
 
@@ -155,7 +250,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn long_zone_names_take_a_bounded_form_that_stays_one_component() {
+        let k8s = "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope";
+        for zone in [k8s.to_owned(), "é".repeat(600), "%".repeat(1024), "/".repeat(70), format!("{}~{}", "a".repeat(300), "0".repeat(32))] {
+            let key = PartitionKey::for_sample(Table::Cpu, &zone, 0, Granularity::Hour);
+            let dir = key.relative_dir();
+            let zone_dir = dir.components().nth(1).unwrap().as_os_str().to_str().unwrap().to_owned();
+            assert!(zone_dir.len() <= 5 + MAX_ZONE_DIR_VALUE, "{} bytes", zone_dir.len());
+            assert_eq!(dir.components().count(), 4);
+            let parsed = PartitionDir::parse_relative(&dir).unwrap();
+            assert!(parsed.holds_zone(&zone) && !parsed.holds_zone(&format!("{zone}x")));
+            if escape_partition_value(&zone).len() <= MAX_ZONE_DIR_VALUE {
+                assert_eq!(parsed.zone().as_ref(), Some(&zone), "a name that fits is stored as it is");
+                assert_eq!(PartitionKey::parse_relative_dir(&dir).unwrap(), key);
+            } else {
+                assert_eq!(parsed.zone(), None);
+                assert!(PartitionKey::parse_relative_dir(&dir).is_err());
+            }
+        }
+        // A name with `~` that fits is escaped, so it never looks like a bounded form.
+        let tilde = format!("x~{}", "0".repeat(32));
+        assert_eq!(zone_dir_value(&tilde), format!("x%7E{}", "0".repeat(32)));
+        let key = PartitionKey::for_sample(Table::Cpu, &tilde, 0, Granularity::Hour);
+        assert_eq!(PartitionKey::parse_relative_dir(&key.relative_dir()).unwrap(), key);
+        // A version 1 directory with a bare `~` still matches its zone.
+        let v1 = PartitionDir::parse_relative(Path::new("cpu/zone=a~b/date=2025-01-01/hour=00")).unwrap();
+        assert!(v1.holds_zone("a~b"));
+    }
+
     proptest! {
+        #[test]
+        fn any_zone_up_to_4kib_has_one_bounded_directory(zone in "\\PC{1,1100}|[%/~é]{150,1200}", other in "\\PC{1,50}") {
+            let v = zone_dir_value(&zone);
+            prop_assert!(v.len() <= MAX_ZONE_DIR_VALUE);
+            prop_assert!(!v.contains('/') && v != "." && v != "..");
+            let dir = PartitionKey::for_sample(Table::Net, &zone, 0, Granularity::Day).relative_dir();
+            let parsed = PartitionDir::parse_relative(&dir).unwrap();
+            prop_assert!(parsed.holds_zone(&zone));
+            prop_assert_eq!(parsed.holds_zone(&other), other == zone);
+            if let Some(z) = parsed.zone() {
+                prop_assert_eq!(z, zone);
+            }
+        }
+
         #[test]
         fn round_trips(zone in "\\PC{0,40}", t in -2_208_988_800_000_000i64..253_402_300_799_000_000i64, hour in any::<bool>()) {
             let g = if hour { Granularity::Hour } else { Granularity::Day };

@@ -1,20 +1,54 @@
-//! Parquet file paths: partition directory + `{lo:016x}-{hi:016x}.parquet`.
+//! Parquet file paths: partition directory + `{writer:08x}-{lo:016x}-{hi:016x}.parquet`.
 //!
-//! Every file the archiver publishes gets a fresh, ever-increasing sequence number. A file
-//! written by a flush covers one number (`lo == hi`); a file written by compaction covers
-//! the range of the files it merged. A file whose range lies inside another file's range in
-//! the same directory is *superseded*: its rows are in the larger file. Readers
-//! ([`live_files`]) skip superseded files, so the moment between publishing a compacted file
-//! and deleting its inputs never shows a row twice, and a crash in that moment leaves
-//! nothing to repair but deleting the inputs.
+//! Every archiver (writer) has an id of its own ([`WriterId`]) and gives every file it
+//! publishes a fresh, ever-increasing sequence number. A file written by a flush covers one
+//! number (`lo == hi`); a file written by compaction covers the range of the files it merged.
+//! A file whose range lies inside another file's range, in the same directory and of the same
+//! writer, is *superseded*: its rows are in the larger file. Readers ([`live_files`]) skip
+//! superseded files, so the moment between publishing a compacted file and deleting its
+//! inputs never shows a row twice to them, and a crash in that moment leaves nothing to
+//! repair but deleting the inputs. Files of different writers never supersede each other,
+//! so several archivers can share an archive without one's file hiding another's.
+//!
+//! Archives of format version 1 named files `{lo:016x}-{hi:016x}.parquet`; those still
+//! parse, as files of the reserved writer id 0.
 
 use std::path::{Path, PathBuf};
 
 use crate::{LayoutError, PartitionKey};
 
-/// The range of publish sequence numbers a file covers.
+/// Which archiver wrote a file: a non-zero 32-bit id, kept in the archiver's state
+/// directory (0 is reserved for files of format version 1, which carry no writer id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriterId(pub u32);
+
+impl WriterId {
+    /// Files named before writer ids existed.
+    pub const LEGACY: WriterId = WriterId(0);
+}
+
+impl std::fmt::Display for WriterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+impl std::str::FromStr for WriterId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        match u32::from_str_radix(s, 16) {
+            Ok(n) if s.len() == 8 && n != 0 => Ok(WriterId(n)),
+            _ => Err(format!("{s:?} is not a writer id (8 hex digits, not all zero)")),
+        }
+    }
+}
+
+/// The writer and range of publish sequence numbers a file covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileId {
+    /// The archiver that wrote it.
+    pub writer: WriterId,
     /// Lowest sequence number covered.
     pub lo: u64,
     /// Highest sequence number covered (`>= lo`).
@@ -23,45 +57,60 @@ pub struct FileId {
 
 impl FileId {
     /// A file written by one flush.
-    pub fn single(seq: u64) -> Self {
-        Self { lo: seq, hi: seq }
+    pub fn single(writer: WriterId, seq: u64) -> Self {
+        Self { writer, lo: seq, hi: seq }
     }
 
     /// Whether `self` holds every row of `other` (and is not `other`).
     pub fn supersedes(&self, other: &FileId) -> bool {
-        self != other && self.lo <= other.lo && other.hi <= self.hi
+        self != other && self.writer == other.writer && self.lo <= other.lo && other.hi <= self.hi
     }
 
-    /// The file name, `{lo:016x}-{hi:016x}.parquet`.
+    /// The file name, `{writer:08x}-{lo:016x}-{hi:016x}.parquet`.
     pub fn file_name(&self) -> String {
-        format!("{:016x}-{:016x}.parquet", self.lo, self.hi)
+        if self.writer == WriterId::LEGACY {
+            return format!("{:016x}-{:016x}.parquet", self.lo, self.hi);
+        }
+        format!("{}-{:016x}-{:016x}.parquet", self.writer, self.lo, self.hi)
     }
 
-    /// Parses a published file name; `None` for anything else (temporary files included).
+    /// Parses a published file name (either form); `None` for anything else, temporary
+    /// files included.
     pub fn parse_file_name(name: &str) -> Option<Self> {
         let stem = name.strip_suffix(".parquet")?;
-        let (lo, hi) = stem.split_once('-')?;
-        if lo.len() != 16 || hi.len() != 16 {
-            return None;
-        }
-        let lo = u64::from_str_radix(lo, 16).ok()?;
-        let hi = u64::from_str_radix(hi, 16).ok()?;
-        (lo <= hi).then_some(Self { lo, hi })
+        let hex = |s: &str, len: usize| (s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| u64::from_str_radix(s, 16).ok()).flatten();
+        let mut parts = stem.split('-');
+        let (writer, lo, hi) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(lo), Some(hi), None, None) => (WriterId::LEGACY, hex(lo, 16)?, hex(hi, 16)?),
+            (Some(w), Some(lo), Some(hi), None) => {
+                let w = u32::try_from(hex(w, 8)?).ok()?;
+                if w == 0 {
+                    return None;
+                }
+                (WriterId(w), hex(lo, 16)?, hex(hi, 16)?)
+            }
+            _ => return None,
+        };
+        (lo <= hi).then_some(Self { writer, lo, hi })
     }
 }
 
 /// Keeps the files no other file in the list supersedes (see the module docs).
 pub fn live_files(mut ids: Vec<FileId>) -> Vec<FileId> {
-    // Widest ranges first: a file is live unless an already kept (wider) one covers it.
-    ids.sort_by_key(|id| (id.lo, std::cmp::Reverse(id.hi)));
+    // Per writer, widest ranges first: a file is live unless an already kept (wider) one of
+    // its writer covers it.
+    ids.sort_by_key(|id| (id.writer, id.lo, std::cmp::Reverse(id.hi)));
     ids.dedup();
     let mut live: Vec<FileId> = Vec::with_capacity(ids.len());
-    let mut covered_to: Option<u64> = None;
+    let mut covered: Option<(WriterId, u64)> = None;
     for id in ids {
-        if covered_to.is_some_and(|hi| id.hi <= hi) {
+        if covered.is_some_and(|(w, hi)| w == id.writer && id.hi <= hi) {
             continue;
         }
-        covered_to = Some(covered_to.map_or(id.hi, |hi| hi.max(id.hi)));
+        covered = Some(match covered {
+            Some((w, hi)) if w == id.writer => (w, hi.max(id.hi)),
+            _ => (id.writer, id.hi),
+        });
         live.push(id);
     }
     live
@@ -70,12 +119,12 @@ pub fn live_files(mut ids: Vec<FileId>) -> Vec<FileId> {
 /// The path of one published Parquet file.
 ///
 /// ```
-/// use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, Table};
+/// use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, Table, WriterId};
 /// let key = PartitionKey::for_sample(Table::Net, "global", 1_764_000_000_000_000, Granularity::Hour);
-/// let path = ParquetFilePath::new(key, FileId::single(7));
+/// let path = ParquetFilePath::new(key, FileId::single(WriterId(0xab), 7));
 /// let rel = path.relative_path();
 /// assert_eq!(rel.to_str().unwrap(),
-///     "net/zone=global/date=2025-11-24/hour=16/0000000000000007-0000000000000007.parquet");
+///     "net/zone=global/date=2025-11-24/hour=16/000000ab-0000000000000007-0000000000000007.parquet");
 /// assert_eq!(ParquetFilePath::parse_relative(&rel).unwrap(), path);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -118,9 +167,10 @@ impl ParquetFilePath {
     }
 }
 
-/// Characters hive escapes in partition values, plus every control character.
+/// Characters hive escapes in partition values, plus every control character and `~` (which
+/// marks the bounded form of a long zone name, see [`crate::zone_dir_value`]).
 fn needs_escape(b: u8) -> bool {
-    b < 0x20 || matches!(b, b'"' | b'#' | b'%' | b'\'' | b'*' | b'/' | b':' | b'=' | b'?' | b'\\' | 0x7f | b'{' | b'[' | b']' | b'^')
+    b < 0x20 || matches!(b, b'"' | b'#' | b'%' | b'\'' | b'*' | b'/' | b':' | b'=' | b'?' | b'\\' | 0x7f | b'{' | b'[' | b']' | b'^' | b'~')
 }
 
 /// Escapes a partition value the way hive does (`%XX`, upper-case hex), so that it is one
@@ -180,22 +230,40 @@ mod tests {
 
     #[test]
     fn compacted_file_supersedes_its_inputs_only() {
-        let a = FileId::single(3);
-        let b = FileId::single(5);
-        let c = FileId { lo: 3, hi: 5 };
-        let later = FileId::single(9);
+        let w = WriterId(1);
+        let a = FileId::single(w, 3);
+        let b = FileId::single(w, 5);
+        let c = FileId { writer: w, lo: 3, hi: 5 };
+        let later = FileId::single(w, 9);
         assert!(c.supersedes(&a) && c.supersedes(&b) && !c.supersedes(&later) && !c.supersedes(&c));
         assert_eq!(live_files(vec![a, later, b, c]), vec![c, later]);
         assert_eq!(live_files(vec![a, b]), vec![a, b]);
         // A compaction of compactions.
-        let d = FileId { lo: 1, hi: 9 };
+        let d = FileId { writer: w, lo: 1, hi: 9 };
         assert_eq!(live_files(vec![a, b, c, later, d]), vec![d]);
+        // Another writer's files are never hidden by ours, whatever their numbers.
+        let other = FileId::single(WriterId(2), 4);
+        let legacy = FileId { writer: WriterId::LEGACY, lo: 4, hi: 4 };
+        assert!(!d.supersedes(&other) && !d.supersedes(&legacy));
+        assert_eq!(live_files(vec![d, other, legacy]), vec![legacy, d, other]);
+    }
+
+    #[test]
+    fn version_1_names_still_parse_and_foreign_names_do_not() {
+        let id = FileId::parse_file_name("0000000000000003-0000000000000005.parquet").unwrap();
+        assert_eq!(id, FileId { writer: WriterId::LEGACY, lo: 3, hi: 5 });
+        assert_eq!(id.file_name(), "0000000000000003-0000000000000005.parquet");
+        for bad in ["00000000-0000000000000003-0000000000000003.parquet", "0000000000000005-0000000000000003.parquet", "x.parquet", "+000000000000003-0000000000000003.parquet", "0000000a-3-3.parquet"] {
+            assert_eq!(FileId::parse_file_name(bad), None, "{bad}");
+        }
+        assert_eq!("0000abcd".parse::<WriterId>(), Ok(WriterId(0xabcd)));
+        assert!("00000000".parse::<WriterId>().is_err() && "abc".parse::<WriterId>().is_err());
     }
 
     #[test]
     fn temp_files_are_not_published_names() {
         let key = PartitionKey::for_sample(Table::Cpu, "z", 0, Granularity::Hour);
-        let p = ParquetFilePath::new(key, FileId::single(1));
+        let p = ParquetFilePath::new(key, FileId::single(WriterId(1), 1));
         let tmp = p.temp_path(Path::new("/a"));
         assert!(FileId::parse_file_name(tmp.file_name().unwrap().to_str().unwrap()).is_none());
         assert!(!tmp.to_str().unwrap().ends_with(".parquet"));
@@ -212,14 +280,14 @@ mod tests {
         }
 
         #[test]
-        fn file_names_round_trip(lo in any::<u64>(), len in 0u64..1000) {
-            let id = FileId { lo, hi: lo.saturating_add(len) };
+        fn file_names_round_trip(writer in any::<u32>(), lo in any::<u64>(), len in 0u64..1000) {
+            let id = FileId { writer: WriterId(writer), lo, hi: lo.saturating_add(len) };
             prop_assert_eq!(FileId::parse_file_name(&id.file_name()), Some(id));
         }
 
         #[test]
-        fn live_files_keeps_exactly_the_uncovered(ranges in proptest::collection::vec((0u64..50, 0u64..5), 0..12)) {
-            let ids: Vec<FileId> = ranges.iter().map(|&(lo, len)| FileId { lo, hi: lo + len }).collect();
+        fn live_files_keeps_exactly_the_uncovered(ranges in proptest::collection::vec((0u32..3, 0u64..50, 0u64..5), 0..12)) {
+            let ids: Vec<FileId> = ranges.iter().map(|&(w, lo, len)| FileId { writer: WriterId(w), lo, hi: lo + len }).collect();
             let live = live_files(ids.clone());
             for id in &ids {
                 let covered = ids.iter().any(|o| o.supersedes(id));

@@ -1,17 +1,17 @@
 //! One archive table as a DataFusion `TableProvider` that picks its own files.
 //!
-//! On each scan it walks `table/zone=*/date=*/hour=*`, keeps the partitions the query's
-//! zone and time filters admit ([`ScanBounds`]), lists their live files (a compacted file
-//! hides the files it replaced) and hands DataFusion exactly those files. Files outside the
-//! filters are never opened. The layout rules come from `archive_layout`; this module must
-//! not parse paths itself.
+//! On each scan it asks `archive_layout::listing` for the table's live files in the
+//! partitions the query's zone and time filters admit ([`ScanBounds`]): a compacted file
+//! hides the files it replaced, and hour and day partitions are both found. Files outside
+//! the filters are never opened. The layout rules come from `archive_layout`; this module
+//! must not walk directories or parse paths itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use archive_layout::{FileId, Granularity, PartitionKey, Table, live_files, unescape_partition_value};
+use archive_layout::listing::list_table;
+use archive_layout::{Table, zone_dir_value};
 use async_trait::async_trait;
-use chrono::NaiveDate;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{Result as DfResult, project_schema};
@@ -54,82 +54,19 @@ impl ArchiveTable {
     }
 
     /// The files a scan with `bounds` reads, in path order.
-    pub fn files(&self, bounds: &ScanBounds) -> std::io::Result<Vec<ScanFile>> {
-        let mut out = Vec::new();
-        let table_dir = self.root.join(self.table.name());
-        for zone_dir in sorted_subdirs(&table_dir)? {
-            let Some(zone) = dir_value(&zone_dir, "zone=").and_then(|v| unescape_partition_value(&v)) else { continue };
-            if !bounds.admits_zone(&zone) {
-                continue;
-            }
-            for date_dir in sorted_subdirs(&zone_dir)? {
-                // Skip a whole day before listing its hours.
-                let Some(day) = dir_value(&date_dir, "date=").and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()) else {
-                    continue;
-                };
-                let day_start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros()).unwrap_or(i64::MIN);
-                if !bounds.admits(&zone, day_start, day_start.saturating_add(Granularity::Day.period_us())) {
-                    continue;
-                }
-                let hour_dirs = sorted_subdirs(&date_dir)?;
-                let partitions: Vec<PathBuf> = if hour_dirs.is_empty() { vec![date_dir] } else { hour_dirs };
-                for dir in partitions {
-                    let Ok(rel) = dir.strip_prefix(&self.root) else { continue };
-                    let Ok(key) = PartitionKey::parse_relative_dir(rel) else { continue };
-                    if bounds.admits(&key.zone, key.start_us, key.end_us()) {
-                        self.partition_files(&dir, &mut out)?;
-                    }
-                }
-            }
-        }
-        Ok(out)
+    pub fn files(&self, bounds: &ScanBounds) -> Result<Vec<ScanFile>, archive_layout::LayoutError> {
+        // The directory values of the zones asked for (long names have a bounded form).
+        let zone_values: Option<Vec<String>> = bounds.zones.as_ref().map(|z| z.iter().map(|z| zone_dir_value(z)).collect());
+        let admit_zone = |dir: &archive_layout::PartitionDir| match (&bounds.zones, &zone_values) {
+            (Some(zones), Some(values)) => values.contains(&dir.zone_value) || zones.iter().any(|z| dir.holds_zone(z)),
+            _ => true,
+        };
+        let admit = |dir: &archive_layout::PartitionDir| bounds.admits_period(dir.start_us, dir.end_us());
+        let mut files: Vec<ScanFile> =
+            list_table(&self.root, self.table, admit_zone, admit)?.into_iter().map(|f| ScanFile { path: f.path, size: f.size }).collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
     }
-
-    fn partition_files(&self, dir: &Path, out: &mut Vec<ScanFile>) -> std::io::Result<()> {
-        let mut found: Vec<(FileId, u64)> = Vec::new();
-        for entry in read_dir_or_empty(dir)? {
-            let entry = entry?;
-            let Some(id) = entry.file_name().to_str().and_then(FileId::parse_file_name) else { continue };
-            // A file may vanish between listing and stat (compaction removed it): skip it;
-            // the compacted file that replaced it is listed too.
-            if let Ok(meta) = entry.metadata() {
-                found.push((id, meta.len()));
-            }
-        }
-        let live = live_files(found.iter().map(|(id, _)| *id).collect());
-        for id in live {
-            if let Some((_, size)) = found.iter().find(|(f, _)| *f == id) {
-                out.push(ScanFile { path: dir.join(id.file_name()), size: *size });
-            }
-        }
-        Ok(())
-    }
-}
-
-fn read_dir_or_empty(dir: &Path) -> std::io::Result<Vec<std::io::Result<std::fs::DirEntry>>> {
-    match std::fs::read_dir(dir) {
-        Ok(rd) => Ok(rd.collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))),
-    }
-}
-
-fn sorted_subdirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut dirs = Vec::new();
-    for entry in read_dir_or_empty(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let hidden = name.to_str().is_none_or(|n| n.starts_with('.') || n.starts_with('_'));
-        if !hidden && entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            dirs.push(entry.path());
-        }
-    }
-    dirs.sort();
-    Ok(dirs)
-}
-
-fn dir_value(dir: &Path, prefix: &str) -> Option<String> {
-    dir.file_name()?.to_str()?.strip_prefix(prefix).map(str::to_owned)
 }
 
 #[async_trait]

@@ -39,6 +39,15 @@ pub enum QueryError {
     /// Planning or running the query failed (bad SQL, unknown table or column, ...).
     #[error("{}", one_line(.0))]
     Query(#[from] datafusion::error::DataFusionError),
+    /// The archive's format cannot be read by this build (too new, or a foreign format file).
+    #[error("archive {root}: {source}")]
+    Format {
+        /// The archive.
+        root: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: archive_layout::LayoutError,
+    },
     /// Writing the output failed.
     #[error("writing {target}: {message}")]
     Output {
@@ -80,6 +89,7 @@ impl ArchiveSession {
         }
         // File locations handed to DataFusion must be absolute (the default is `./archive`).
         let root = &std::fs::canonicalize(root).map_err(|_| QueryError::NoArchive(root.to_owned()))?;
+        archive_layout::format::read_format_version(root).map_err(|source| QueryError::Format { root: root.clone(), source })?;
         let config = SessionConfig::new()
             .with_information_schema(true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)

@@ -48,6 +48,11 @@ impl ScanBounds {
         self.zones.as_ref().is_none_or(|z| z.contains(zone))
     }
 
+    /// Whether a period `[start_us, end_us)` can hold matching rows (zones aside).
+    pub fn admits_period(&self, start_us: i64, end_us: i64) -> bool {
+        start_us <= self.time_max_us && end_us > self.time_min_us
+    }
+
     fn restrict_zones(&mut self, zones: BTreeSet<String>) {
         self.zones = Some(match self.zones.take() {
             Some(old) => old.intersection(&zones).cloned().collect(),

@@ -4,13 +4,15 @@
 //! Rules (also in `docs/operations.md`):
 //! - Empty, oversized (`--max-frame-bytes`, default 4 MiB) or undecodable frames are
 //!   rejected.
-//! - The zone name must be 1..=128 bytes. Any byte is allowed (`..`, `/`, NUL, control
-//!   characters): names are data, escaped on the way to a path.
+//! - The zone name must be 1..=4,096 bytes (a Kubernetes container's cgroup path runs to
+//!   about 190). Any character is allowed (`..`, `/`, NUL, control characters): names are
+//!   data, escaped on the way to a path, and a long one gets a bounded directory name.
 //! - The sample time must lie between 2000-01-01 and one day after the archiver's clock.
 //! - At most 4,096 cores, net links, disks or run-queue entries, 10,000 processes or zone
 //!   names and 1,024 latency buckets per frame; a frame over any limit is rejected whole.
-//! - Strings other than the zone name (host, link, disk, process and bucket names, zone
-//!   list entries) longer than 256 bytes are cut to 256 bytes at a character boundary.
+//! - Entries of a zone list (field 12) are zone names: longer than 4,096 bytes, they are cut
+//!   to 4,096 at a character boundary. Other strings (host, link, disk, process and bucket
+//!   names) longer than 256 bytes are cut to 256 bytes at a character boundary.
 //! - The host is the frame's `host` field; a frame without one (2013 generators) gets the
 //!   host part of the endpoint it came from.
 //!
@@ -18,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use frame_proto::{FrameDecoder, Packet};
+use crate::{FrameDecoder, Packet};
 
 /// Why a frame was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,7 +29,7 @@ pub enum Rejection {
     Undecodable,
     /// Larger than the size limit.
     TooLarge,
-    /// Empty or over-long zone name.
+    /// Empty or over-long (more than [`MAX_ZONE_NAME`] bytes) zone name.
     BadZoneName,
     /// Sample time before 2000 or more than a day ahead.
     TimeOutOfRange,
@@ -48,8 +50,8 @@ impl Rejection {
     }
 }
 
-/// Longest zone name accepted, in bytes.
-pub const MAX_ZONE_NAME: usize = 128;
+/// Longest zone name accepted (and zone list entry kept whole), in bytes.
+pub const MAX_ZONE_NAME: usize = 4096;
 /// Longest other string kept, in bytes.
 pub const MAX_STRING: usize = 256;
 const MIN_TIME_US: i64 = 946_684_800_000_000; // 2000-01-01T00:00:00Z
@@ -71,7 +73,7 @@ impl Admission {
     /// (strings clamped, host filled in) or why it was refused.
     pub fn admit(&self, bytes: &[u8], endpoint_host: &str, now_us: i64) -> Result<Packet, Rejection> {
         let mut p = self.decoder.decode(bytes).map_err(|e| match e {
-            frame_proto::DecodeError::TooLarge { .. } => Rejection::TooLarge,
+            crate::DecodeError::TooLarge { .. } => Rejection::TooLarge,
             _ => Rejection::Undecodable,
         })?;
         if p.name.is_empty() || p.name.len() > MAX_ZONE_NAME {
@@ -103,14 +105,18 @@ impl Admission {
         p.disk.iter_mut().for_each(|d| clamp(&mut d.instance));
         p.process.iter_mut().filter_map(|x| x.execname.as_mut()).for_each(clamp);
         p.callfreq.iter_mut().for_each(|c| clamp(&mut c.name));
-        p.zonename.iter_mut().for_each(clamp);
+        p.zonename.iter_mut().for_each(|z| clamp_to(z, MAX_ZONE_NAME));
         Ok(p)
     }
 }
 
 fn clamp(s: &mut String) {
-    if s.len() > MAX_STRING {
-        let mut cut = MAX_STRING;
+    clamp_to(s, MAX_STRING);
+}
+
+fn clamp_to(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -214,14 +220,20 @@ mod tests {
         assert_eq!(a.admit(&[0; 65], "h", NOW), Err(Rejection::TooLarge));
         let a = Admission::new(1 << 20);
         assert_eq!(a.admit(&frame("", 1_764_000_000).encode_to_vec(), "h", NOW), Err(Rejection::BadZoneName));
-        assert_eq!(a.admit(&frame(&"x".repeat(129), 1_764_000_000).encode_to_vec(), "h", NOW), Err(Rejection::BadZoneName));
+        assert_eq!(a.admit(&frame(&"x".repeat(MAX_ZONE_NAME + 1), 1_764_000_000).encode_to_vec(), "h", NOW), Err(Rejection::BadZoneName));
+        let mut k8s = frame(&"x".repeat(MAX_ZONE_NAME), 1_764_000_000);
+        k8s.zonename = vec!["z".repeat(1024), "é".repeat(3000)];
+        let p = a.admit(&k8s.encode_to_vec(), "h", NOW).unwrap();
+        assert_eq!(p.name.len(), MAX_ZONE_NAME);
+        assert_eq!(p.zonename[0].len(), 1024, "zone list entries up to the zone name limit are kept whole");
+        assert_eq!(p.zonename[1].len(), MAX_ZONE_NAME, "longer ones are cut at a character boundary");
         assert_eq!(a.admit(&frame("z", 0).encode_to_vec(), "h", NOW), Err(Rejection::TimeOutOfRange));
         assert_eq!(a.admit(&frame("z", 1_764_000_000 + 2 * 86_400).encode_to_vec(), "h", NOW), Err(Rejection::TimeOutOfRange));
         let mut many = frame("z", 1_764_000_000);
         many.cpu = vec![Default::default(); 4097];
         assert_eq!(a.admit(&many.encode_to_vec(), "h", NOW), Err(Rejection::TooManyEntries));
         let mut long = frame("../\0é", 1_764_000_000);
-        long.process = vec![frame_proto::packet::Process { execname: Some("é".repeat(200)), ..Default::default() }];
+        long.process = vec![crate::packet::Process { execname: Some("é".repeat(200)), ..Default::default() }];
         let p = a.admit(&long.encode_to_vec(), "h", NOW).unwrap();
         assert_eq!(p.name, "../\0é");
         assert_eq!(p.process[0].execname.as_ref().unwrap().len(), 256);

@@ -1,0 +1,62 @@
+//! The named stages of the write path, and a hook that tests use to stop the writer at any
+//! of them (like GreptimeDB's `EventListener`): fail there with an I/O error, or crash there.
+//!
+//! The writer calls [`StepHook::at`] at each [`WriteStep`]; in service there is no hook and
+//! the call costs one branch. A *crash* is a panic from inside the hook: it unwinds past every
+//! error handler of the writer (no roll-back runs), and no type of the writer cleans up on
+//! drop, so what is on disk afterwards is what a killed process leaves. Must not do I/O.
+
+use std::fmt::Debug;
+
+/// A stage of flushing, compacting or recovering, named after what has just been made
+/// durable (or is about to be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WriteStep {
+    /// Flush: the log was rotated and the buffers turned into batches; nothing written yet.
+    FlushBatchesReady,
+    /// Flush: the journal listing every temporary and final file is durable.
+    FlushJournalWritten,
+    /// Flush: one temporary file was written and fsynced (each file passes here).
+    FlushTempWritten,
+    /// Flush: the commit line is durable. After this the flush is decided: it is finished by
+    /// the next flush or by restart, never redone.
+    FlushCommitted,
+    /// Flush: every file is renamed into place and its directory fsynced.
+    FlushRenamed,
+    /// Flush: the log segments holding the flushed rows are removed.
+    FlushLogTrimmed,
+    /// Compaction: the intent naming the partition is durable.
+    CompactionIntentWritten,
+    /// Compaction: the merged file is published (its inputs are superseded, still present).
+    CompactionPublished,
+    /// Compaction: the superseded inputs are removed.
+    CompactionInputsRemoved,
+    /// Recovery at start: a journal left by a crash was found (before acting on it).
+    RecoveryJournalFound,
+    /// Replay at start: the replayed rows were buffered (before they are flushed).
+    ReplayBuffered,
+}
+
+impl WriteStep {
+    /// Every step, in the order a flush, a compaction and a start pass them.
+    pub const ALL: [WriteStep; 11] = [
+        WriteStep::FlushBatchesReady,
+        WriteStep::FlushJournalWritten,
+        WriteStep::FlushTempWritten,
+        WriteStep::FlushCommitted,
+        WriteStep::FlushRenamed,
+        WriteStep::FlushLogTrimmed,
+        WriteStep::CompactionIntentWritten,
+        WriteStep::CompactionPublished,
+        WriteStep::CompactionInputsRemoved,
+        WriteStep::RecoveryJournalFound,
+        WriteStep::ReplayBuffered,
+    ];
+}
+
+/// Called by the writer at every [`WriteStep`]. Return `Err` to make the step fail as if
+/// the file system had; panic to crash there.
+pub trait StepHook: Debug + Send {
+    /// The writer reached `step`.
+    fn at(&self, step: WriteStep) -> std::io::Result<()>;
+}

@@ -1,0 +1,295 @@
+//! Exactly once at every step: the writer is stopped at each named stage of flushing,
+//! compacting, recovering and replaying (`WriteStep`), once with an injected I/O error and
+//! once with a crash (a panic from the step hook: no error handler runs, nothing is cleaned
+//! up, the process's files stay as a killed process leaves them), then run on (after the
+//! error) or reopened (after the crash) until every frame is fed and a clean shutdown is
+//! done. Then every accepted frame must be in the archive exactly once, as `dq` lists it
+//! (live files) and as a plain glob over every `*.parquet` file sees it, and no temporary
+//! file, journal or intent may be left. Real files in a temporary directory; no sockets.
+#![allow(unused_crate_dependencies)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use archive_layout::listing::list_table;
+use archive_layout::{Granularity, Table};
+use archiver::admission::Admission;
+use archiver::archive_writer::{ArchiveWriter, WriterOptions};
+use archiver::parquet_file::read_file;
+use archiver::service::{Ingest, replay_log};
+use archiver::write_step::{StepHook, WriteStep};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use frame_proto::Packet;
+use frame_proto::packet::Cpu;
+use prost::Message;
+
+const NOW: i64 = 1_764_000_000_000_000;
+const HOUR: i64 = 3_600_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Fail,
+    Crash,
+}
+
+/// Fires each (step, action) once, in order.
+#[derive(Debug)]
+struct Triggers(Mutex<VecDeque<(WriteStep, Action)>>);
+
+impl StepHook for Triggers {
+    fn at(&self, step: WriteStep) -> std::io::Result<()> {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if list.front().is_some_and(|(s, _)| *s == step) {
+            let (_, action) = list.pop_front().unwrap_or((step, Action::Fail));
+            drop(list);
+            match action {
+                Action::Fail => return Err(std::io::Error::other(format!("injected failure at {step:?}"))),
+                Action::Crash => std::panic::panic_any(format!("injected crash at {step:?}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Triggers {
+    fn pending(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn frame(zone: &str, t: i64, seq: u64) -> Vec<u8> {
+    Packet {
+        name: zone.into(),
+        time: (t / 1_000_000) as u64,
+        time_us: Some(t as u64),
+        host: Some("h".into()),
+        seq: Some(seq),
+        run_id: Some(1),
+        ticks: Some(4999),
+        cpu: vec![Cpu { core: Some(0), usage: Some(seq as u32) }, Cpu { core: Some(1), usage: Some(7) }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Four batches: two in hour 0, two in hour 1 (whose arrival seals hour 0 by the zones' own
+/// clock, so hour 0 is compacted), three zones, one a 1 KiB name.
+fn batches() -> Vec<Vec<(usize, Vec<u8>)>> {
+    let zones = ["a".to_owned(), "b/c".to_owned(), "k".repeat(1024)];
+    let start = Granularity::Hour.period_start(NOW) - 3 * HOUR;
+    let mut seq = 0;
+    (0..4)
+        .map(|b| {
+            let mut out = Vec::new();
+            for i in 0..5 {
+                let t = start + (b / 2) * HOUR + (b % 2) * 600_000_000 + i * 10_000_000;
+                for z in &zones {
+                    out.push((0, frame(z, t, seq)));
+                    seq += 1;
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+fn options(hook: &Arc<Triggers>) -> WriterOptions {
+    WriterOptions {
+        max_files_per_partition: 3,
+        wal_segment_bytes: 4096,
+        fsync: wal::FsyncPolicy::Never,
+        step_hook: Some(Arc::clone(hook) as Arc<dyn StepHook + Sync>),
+        ..WriterOptions::default()
+    }
+}
+
+/// Opens the writer and replays its log, as the service does at start; a failed or crashed
+/// start is retried (a bounded number of times).
+fn start(root: &Path, hook: &Arc<Triggers>) -> Ingest {
+    for _ in 0..6 {
+        let started = catch_unwind(AssertUnwindSafe(|| {
+            let writer = ArchiveWriter::open(root, options(hook))?;
+            let mut ingest = Ingest::new(writer, Admission::new(1 << 20), vec!["tcp://test:1".into()]);
+            replay_log(&mut ingest)?;
+            Ok::<_, archiver::ArchiverError>(ingest)
+        }));
+        if let Ok(Ok(ingest)) = started {
+            return ingest;
+        }
+    }
+    panic!("the archiver could not start six times in a row");
+}
+
+/// Runs one flush (or the shutdown flush): `true` when it crashed.
+fn flush(ingest: &mut Ingest, everything: bool) -> bool {
+    match catch_unwind(AssertUnwindSafe(|| ingest.flush(everything))) {
+        Ok(result) => {
+            assert!(!matches!(result, Err(archiver::ArchiverError::Poisoned(_))), "{result:?}");
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Feeds every batch through a writer stopped as `triggers` say; returns the archive root.
+fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers>) {
+    let root = dir.join("archive");
+    let hook = Arc::new(Triggers(Mutex::new(triggers.into())));
+    let mut ingest = start(&root, &hook);
+    for batch in batches() {
+        ingest.accept_batch(&batch, NOW);
+        assert_eq!(ingest.stats().log_failures, 0);
+        if flush(&mut ingest, false) {
+            drop(ingest); // the crashed process is gone; its files stay as they are
+            ingest = start(&root, &hook);
+        }
+    }
+    // Shutdown: publish everything, retrying as the service does.
+    for _ in 0..4 {
+        if flush(&mut ingest, true) {
+            drop(ingest);
+            ingest = start(&root, &hook);
+            continue;
+        }
+        if ingest.writer_mut().buffered_rows() == 0 {
+            break;
+        }
+    }
+    assert!(ingest.flush(true).is_ok());
+    drop(ingest);
+    // The next start finds nothing to do.
+    let mut ingest = start(&root, &hook);
+    assert_eq!(ingest.stats().replayed, 0, "nothing left in the log after a clean shutdown");
+    assert!(ingest.flush(true).is_ok());
+    (root, hook)
+}
+
+/// (zone, time) -> rows in the `zone` table, over the files `dq` reads (live) or over every
+/// published file (what a plain glob reads).
+fn stored(root: &Path, live_only: bool) -> BTreeMap<(String, i64), usize> {
+    let files: Vec<PathBuf> = if live_only {
+        list_table(root, Table::Zone, |_| true, |_| true).unwrap().into_iter().map(|f| f.path).collect()
+    } else {
+        walk(root).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.starts_with(root.join("zone"))).collect()
+    };
+    let mut out = BTreeMap::new();
+    for f in files {
+        for b in read_file(&f).unwrap() {
+            let times = b.column(0).as_primitive::<TimestampMicrosecondType>();
+            let zones = b.column(2).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                *out.entry((zones.value(i).to_owned(), times.value(i))).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn expected() -> BTreeMap<(String, i64), usize> {
+    let mut out = BTreeMap::new();
+    for batch in batches() {
+        for (_, bytes) in batch {
+            let p = Packet::decode(bytes.as_slice()).unwrap();
+            out.insert((p.name.clone(), p.sample_time_us()), 1);
+        }
+    }
+    out
+}
+
+fn check(root: &Path, what: &str) {
+    let want = expected();
+    assert_eq!(stored(root, true), want, "{what}: live files");
+    assert_eq!(stored(root, false), want, "{what}: every published file");
+    let cpu_rows: usize = list_table(root, Table::Cpu, |_| true, |_| true)
+        .unwrap()
+        .iter()
+        .map(|f| read_file(&f.path).unwrap().iter().map(|b| b.num_rows()).sum::<usize>())
+        .sum();
+    assert_eq!(cpu_rows, 2 * want.len(), "{what}: cpu rows");
+    let litter: Vec<PathBuf> = walk(root)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".tmp") || name == "flush.journal" || name == "compaction.intent" || name == "rejected.wal"
+        })
+        .collect();
+    assert!(litter.is_empty(), "{what}: left behind {litter:?}");
+}
+
+#[test]
+fn undisturbed_run_stores_every_frame_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, _) = run(dir.path(), vec![]);
+    check(&root, "undisturbed");
+    // Hour 0 was compacted into one file per zone and table, by this writer.
+    let hour0_start = Granularity::Hour.period_start(NOW) - 3 * HOUR;
+    let hour0 = list_table(&root, Table::Cpu, |_| true, |d| d.granularity == Granularity::Day || d.start_us == hour0_start).unwrap();
+    assert_eq!(hour0.len(), 3, "{hour0:?}");
+}
+
+#[test]
+fn an_error_at_any_step_stores_every_frame_once() {
+    for step in WriteStep::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        // Start-only steps need something to recover: a crash after a commit leaves a journal.
+        let triggers = match step {
+            WriteStep::RecoveryJournalFound => vec![(WriteStep::FlushCommitted, Action::Crash), (step, Action::Fail)],
+            WriteStep::ReplayBuffered => vec![(WriteStep::FlushJournalWritten, Action::Crash), (step, Action::Fail)],
+            _ => vec![(step, Action::Fail)],
+        };
+        let (root, hook) = run(dir.path(), triggers);
+        assert_eq!(hook.pending(), 0, "{step:?} was never reached");
+        check(&root, &format!("error at {step:?}"));
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_stores_every_frame_once() {
+    for step in WriteStep::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let triggers = match step {
+            WriteStep::RecoveryJournalFound => vec![(WriteStep::FlushCommitted, Action::Crash), (step, Action::Crash)],
+            WriteStep::ReplayBuffered => vec![(WriteStep::FlushJournalWritten, Action::Crash), (step, Action::Crash)],
+            _ => vec![(step, Action::Crash)],
+        };
+        let (root, hook) = run(dir.path(), triggers);
+        assert_eq!(hook.pending(), 0, "{step:?} was never reached");
+        check(&root, &format!("crash at {step:?}"));
+    }
+}
+
+#[test]
+fn a_replayed_frame_no_longer_admitted_is_kept_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let hook = Arc::new(Triggers(Mutex::new(VecDeque::new())));
+    let mut ingest = start(&root, &hook);
+    ingest.accept_batch(&batches()[0], NOW);
+    drop(ingest); // crash with the batch only in the log
+    // The next run has a lower size limit: every logged frame is now too large.
+    let writer = ArchiveWriter::open(&root, options(&hook)).unwrap();
+    let mut ingest = Ingest::new(writer, Admission::new(8), vec!["tcp://test:1".into()]);
+    replay_log(&mut ingest).unwrap();
+    let kept = wal::WalReader::rejected(&root.join("_archiver/wal")).unwrap();
+    assert_eq!(kept.len(), batches()[0].len(), "every refused record is kept");
+    assert_eq!(ingest.writer_mut().stats().replay_rejected, kept.len() as u64);
+    assert_eq!(kept[0].frame, batches()[0][0].1);
+    assert_eq!(ingest.stats().replayed, 0);
+}
