@@ -66,6 +66,11 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "FILE", hide = true)]
     pub audit_log: Option<PathBuf>,
 
+    /// Testing only: abort the process the first time the writer reaches this step (a real
+    /// crash at a named stage of flush, compaction, recovery or replay).
+    #[arg(long, value_name = "STEP", hide = true)]
+    pub crash_at: Option<crate::write_step::WriteStep>,
+
     /// Embedded generator (no --connect): statistics source.
     #[arg(long, value_enum, default_value_t = generator::SourceKind::native())]
     pub source: generator::SourceKind,
@@ -84,6 +89,7 @@ impl ArchiverConfig {
             max_files_per_partition: self.max_files_per_partition.max(1),
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
+            step_hook: self.crash_at.map(|s| std::sync::Arc::new(crate::write_step::AbortAt(s)) as std::sync::Arc<dyn crate::write_step::StepHook + Sync>),
             ..WriterOptions::default()
         }
     }

@@ -27,7 +27,7 @@ pub use frame_proto::admission;
 use anyhow as _;
 // Used by the integration tests only.
 #[cfg(test)]
-use {bytes as _, proptest as _, prost as _, tempfile as _};
+use {bytes as _, chrono as _, proptest as _, prost as _, tempfile as _};
 
 use std::path::PathBuf;
 
@@ -116,9 +116,9 @@ pub enum ArchiverError {
         /// The last error seen.
         last_error: String,
     },
-    /// The embedded generator's thread panicked.
-    #[error("embedded generator thread panicked: {0}")]
-    GeneratorPanicked(String),
+    /// The embedded generator stopped by itself (an error, or a panic of its thread).
+    #[error("embedded generator stopped: {0}")]
+    EmbeddedGeneratorStopped(String),
     /// The embedded generator failed.
     #[error("embedded generator: {0}")]
     Generator(#[from] generator::GeneratorError),

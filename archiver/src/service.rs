@@ -303,10 +303,13 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
             // After a failure, retry sooner than a whole interval, but not in a tight loop.
             next_flush = now + if flushed.is_ok() { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
         }
-        if let Some(handle) = embedded.take_if(|h| h.is_finished()) {
-            // The embedded generator only stops when told to; anything else is an error.
-            join_embedded(handle)?;
-            return Err(ArchiverError::GeneratorPanicked("the embedded generator stopped by itself".into()));
+        // The embedded generator only stops when told to; anything else is an error. (Checked
+        // in this order: a generator that finished because `stop` was set is seen with it set.)
+        if embedded.as_ref().is_some_and(|h| h.is_finished()) && !stop.load(Ordering::Relaxed) {
+            if let Some(handle) = embedded.take() {
+                join_embedded(handle)?;
+            }
+            return Err(ArchiverError::EmbeddedGeneratorStopped("the embedded generator stopped by itself".into()));
         }
         if now >= next_stats {
             ingest.report();
@@ -374,7 +377,7 @@ fn join_embedded(handle: std::thread::JoinHandle<Result<(), generator::Generator
         Ok(result) => Ok(result?),
         Err(panic) => {
             let what = panic.downcast_ref::<&str>().map(|s| (*s).to_owned()).or_else(|| panic.downcast_ref::<String>().cloned());
-            Err(ArchiverError::GeneratorPanicked(what.unwrap_or_else(|| "no message".into())))
+            Err(ArchiverError::EmbeddedGeneratorStopped(what.unwrap_or_else(|| "no message".into())))
         }
     }
 }

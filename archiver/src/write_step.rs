@@ -54,6 +54,50 @@ impl WriteStep {
     ];
 }
 
+impl WriteStep {
+    /// The step's name on the command line (`--crash-at`), e.g. `flush-committed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteStep::FlushBatchesReady => "flush-batches-ready",
+            WriteStep::FlushJournalWritten => "flush-journal-written",
+            WriteStep::FlushTempWritten => "flush-temp-written",
+            WriteStep::FlushCommitted => "flush-committed",
+            WriteStep::FlushRenamed => "flush-renamed",
+            WriteStep::FlushLogTrimmed => "flush-log-trimmed",
+            WriteStep::CompactionIntentWritten => "compaction-intent-written",
+            WriteStep::CompactionPublished => "compaction-published",
+            WriteStep::CompactionInputsRemoved => "compaction-inputs-removed",
+            WriteStep::RecoveryJournalFound => "recovery-journal-found",
+            WriteStep::ReplayBuffered => "replay-buffered",
+        }
+    }
+}
+
+impl std::str::FromStr for WriteStep {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WriteStep::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
+            format!("unknown write step {s:?} (one of: {})", WriteStep::ALL.map(WriteStep::name).join(", "))
+        })
+    }
+}
+
+/// Ends the process at once (`abort`, no unwinding, no clean-up) the first time the writer
+/// reaches `step`: a real crash at a named step, for the archiver's hidden `--crash-at`
+/// flag (tests only).
+#[derive(Debug)]
+pub struct AbortAt(pub WriteStep);
+
+impl StepHook for AbortAt {
+    fn at(&self, step: WriteStep) -> std::io::Result<()> {
+        if step == self.0 {
+            tracing::error!(step = step.name(), "--crash-at: aborting");
+            std::process::abort();
+        }
+        Ok(())
+    }
+}
+
 /// Called by the writer at every [`WriteStep`]. Return `Err` to make the step fail as if
 /// the file system had; panic to crash there.
 pub trait StepHook: Debug + Send {

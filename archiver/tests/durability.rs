@@ -125,6 +125,55 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     assert_eq!(dq_rows(&archive, "SELECT count(*) FROM cpu"), vec![vec![(rows * 4).to_string()]]);
 }
 
+#[test]
+fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
+    // Each round runs the archiver with `--crash-at STEP` until it aborts there (a real
+    // process crash: no unwinding, no clean-up), and the next round's start recovers from
+    // it. Recovery and replay steps are reached because the round before left work.
+    let steps = [
+        "flush-temp-written", "replay-buffered", "flush-committed", "recovery-journal-found", "flush-renamed",
+        "flush-log-trimmed", "compaction-intent-written", "compaction-published", "compaction-inputs-removed",
+        "flush-journal-written", "flush-batches-ready",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let audit = dir.path().join("audit.tsv");
+    let audit_str = audit.to_str().unwrap().to_owned();
+    let port = free_port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let mut generator = KillOnDrop(start_realtime_generator(port, 10));
+    let flags = ["--flush-interval", "1", "--max-files-per-partition", "2", "--stats-interval", "1", "--wal-segment-bytes", "65536"];
+    for step in steps {
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["--audit-log", &audit_str, "--crash-at", step]);
+        let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &args));
+        let exit = wait_exit(&mut archiver, Duration::from_secs(30), &format!("archiver crashing at {step}"));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(exit.signal(), Some(6), "{step}: expected an abort, got {exit:?}");
+    }
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["--audit-log", &audit_str]);
+    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &args));
+    std::thread::sleep(Duration::from_millis(1500));
+    generator.kill().unwrap();
+    generator.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    terminate(&archiver);
+    assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
+
+    let accepted = audited(&audit);
+    let (stored, rows) = archived(&archive);
+    eprintln!("{} named crashes: {} frames accepted, {} stored, {rows} rows", steps.len(), accepted.len(), stored.len());
+    assert!(accepted.len() > 500, "the test must move data: {}", accepted.len());
+    assert_eq!(rows, stored.len(), "duplicate rows in the archive");
+    let lost: Vec<_> = accepted.difference(&stored).take(5).collect();
+    assert!(lost.is_empty(), "{} accepted frames missing, e.g. {lost:?}", accepted.difference(&stored).count());
+    assert_eq!(dq_rows(&archive, "SELECT count(*) FROM cpu"), vec![vec![(rows * 4).to_string()]]);
+    let leftovers: Vec<_> = walk(&archive).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(!archive.join("_archiver/flush.journal").exists() && !archive.join("_archiver/compaction.intent").exists());
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
