@@ -62,19 +62,19 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let audit = dir.path().join("audit.tsv");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let mut generator = KillOnDrop(start_realtime_generator(port, 10));
+    let generator = KillOnDrop(start_realtime_generator(port, 10));
     // Tiny flush and segment limits: many flushes and rotations, so kills land in every
     // phase (append, write, commit, rename, log removal, compaction).
     let flags = [
         "--flush-interval", "1", "--max-buffered-rows", "3000", "--max-files-per-partition", "3",
-        "--stats-interval", "1", "--wal-segment-bytes", "65536", "--audit-log",
+        "--stats-interval", "1", "--wal-segment-bytes", "65536",
     ];
     let mut seed = 0x5eed_u64;
     let mut killed_with_data = 0;
     for round in 0..ROUNDS {
         let mut args: Vec<&str> = flags.to_vec();
         let audit_str = audit.to_str().unwrap().to_owned();
-        args.push(&audit_str);
+        args.extend(["--audit-log", &audit_str]);
         let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &args));
         let lifetime = Duration::from_millis(300 + next(&mut seed) % 1500);
         std::thread::sleep(lifetime);
@@ -93,36 +93,10 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         }
         eprintln!("round {round}: killed after {lifetime:?}");
     }
-    // A last, clean run: replay, then SIGTERM.
-    let mut args: Vec<&str> = flags.to_vec();
-    let audit_str = audit.to_str().unwrap().to_owned();
-    args.push(&audit_str);
-    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &args));
-    std::thread::sleep(Duration::from_millis(1500));
-    generator.kill().unwrap();
-    generator.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    terminate(&archiver);
-    assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
-
-    let accepted = audited(&audit);
-    let (stored, rows) = archived(&archive);
-    eprintln!(
-        "{ROUNDS} SIGKILL rounds ({killed_with_data} with unpublished log segments): {} frames accepted, {} stored, {rows} rows",
-        accepted.len(),
-        stored.len()
-    );
-    assert!(accepted.len() > 1000, "the test must actually move data: {}", accepted.len());
+    let (accepted, rows) = clean_run_then_check_exactly_once(&archive, &endpoint, &flags, &audit, generator);
+    eprintln!("{ROUNDS} SIGKILL rounds ({killed_with_data} with unpublished frames in the log): {accepted} frames accepted, {rows} rows");
+    assert!(accepted > 1000, "the test must actually move data: {accepted}");
     assert!(killed_with_data >= ROUNDS / 2, "most kills must hit unpublished frames in the log: {killed_with_data} of {ROUNDS}");
-    assert_eq!(rows, stored.len(), "duplicate rows in the archive");
-    let lost: Vec<_> = accepted.difference(&stored).take(5).collect();
-    assert!(lost.is_empty(), "{} accepted frames missing, e.g. {lost:?}", accepted.difference(&stored).count());
-    // Nothing half-written is left: no temporary files, the journal is gone, the log empty.
-    let leftovers: Vec<_> = walk(&archive).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert!(!archive.join("_archiver/flush.journal").exists());
-    // Every table is readable and consistent with the zone table.
-    assert_eq!(dq_rows(&archive, "SELECT count(*) FROM cpu"), vec![vec![(rows * 4).to_string()]]);
 }
 
 #[test]
@@ -141,7 +115,7 @@ fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
     let audit_str = audit.to_str().unwrap().to_owned();
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let mut generator = KillOnDrop(start_realtime_generator(port, 10));
+    let generator = KillOnDrop(start_realtime_generator(port, 10));
     let flags = ["--flush-interval", "1", "--max-files-per-partition", "2", "--stats-interval", "1", "--wal-segment-bytes", "65536"];
     for step in steps {
         let mut args: Vec<&str> = flags.to_vec();
@@ -151,9 +125,19 @@ fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(exit.signal(), Some(6), "{step}: expected an abort, got {exit:?}");
     }
+    let (accepted, rows) = clean_run_then_check_exactly_once(&archive, &endpoint, &flags, &audit, generator);
+    eprintln!("{} named crashes: {accepted} frames accepted, {rows} rows", steps.len());
+    assert!(accepted > 500, "the test must move data: {accepted}");
+}
+
+/// A last, clean run after crashes (replay, more frames, SIGTERM), then: every frame the
+/// audit log accepted is stored exactly once, nothing half-written is left, and the tables
+/// agree. Returns (frames accepted, rows of the zone table).
+fn clean_run_then_check_exactly_once(archive: &Path, endpoint: &str, flags: &[&str], audit: &Path, mut generator: KillOnDrop) -> (usize, usize) {
     let mut args: Vec<&str> = flags.to_vec();
+    let audit_str = audit.to_str().unwrap().to_owned();
     args.extend(["--audit-log", &audit_str]);
-    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &args));
+    let mut archiver = KillOnDrop(start_archiver(archive, &[endpoint.to_owned()], &args));
     std::thread::sleep(Duration::from_millis(1500));
     generator.kill().unwrap();
     generator.wait().unwrap();
@@ -161,32 +145,20 @@ fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
     terminate(&archiver);
     assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
 
-    let accepted = audited(&audit);
-    let (stored, rows) = archived(&archive);
-    eprintln!("{} named crashes: {} frames accepted, {} stored, {rows} rows", steps.len(), accepted.len(), stored.len());
-    assert!(accepted.len() > 500, "the test must move data: {}", accepted.len());
+    let accepted = audited(audit);
+    let (stored, rows) = archived(archive);
     assert_eq!(rows, stored.len(), "duplicate rows in the archive");
     let lost: Vec<_> = accepted.difference(&stored).take(5).collect();
     assert!(lost.is_empty(), "{} accepted frames missing, e.g. {lost:?}", accepted.difference(&stored).count());
-    assert_eq!(dq_rows(&archive, "SELECT count(*) FROM cpu"), vec![vec![(rows * 4).to_string()]]);
-    let leftovers: Vec<_> = walk(&archive).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
+    // Nothing half-written is left: no temporary files, no journal, no compaction intent.
+    let leftovers: Vec<_> = walk(archive).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert!(!archive.join("_archiver/flush.journal").exists() && !archive.join("_archiver/compaction.intent").exists());
+    // Every table is readable and consistent with the zone table (4 cores per frame).
+    assert_eq!(dq_rows(archive, "SELECT count(*) FROM cpu"), vec![vec![(rows * 4).to_string()]]);
+    (accepted.len(), rows)
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            }
-            out.push(e.path());
-        }
-    }
-    out
-}
 
 #[test]
 fn write_failures_publish_nothing_half_written_and_catch_up() {

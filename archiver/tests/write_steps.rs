@@ -8,6 +8,8 @@
 //! file, journal or intent may be left. Real files in a temporary directory; no sockets.
 #![allow(unused_crate_dependencies)]
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use archiver::archive_writer::{ArchiveWriter, WriterOptions};
 use archiver::parquet_file::read_file;
 use archiver::service::{Ingest, replay_log};
 use archiver::write_step::{StepHook, WriteStep};
+use common::walk;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use frame_proto::Packet;
@@ -188,19 +191,6 @@ fn stored(root: &Path, live_only: bool) -> BTreeMap<(String, i64), usize> {
     out
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            }
-            out.push(e.path());
-        }
-    }
-    out
-}
 
 fn expected() -> BTreeMap<(String, i64), usize> {
     let mut out = BTreeMap::new();
@@ -244,35 +234,31 @@ fn undisturbed_run_stores_every_frame_once() {
     assert_eq!(hour0.len(), 3, "{hour0:?}");
 }
 
-#[test]
-fn an_error_at_any_step_stores_every_frame_once() {
+/// Stops the writer at every step with `action`, each in a fresh archive.
+fn at_every_step(action: Action) {
     for step in WriteStep::ALL {
         let dir = tempfile::tempdir().unwrap();
-        // Start-only steps need something to recover: a crash after a commit leaves a journal.
+        // Start-only steps need something to recover: a crash after a commit leaves a
+        // journal, a crash before it leaves rows in the log.
         let triggers = match step {
-            WriteStep::RecoveryJournalFound => vec![(WriteStep::FlushCommitted, Action::Crash), (step, Action::Fail)],
-            WriteStep::ReplayBuffered => vec![(WriteStep::FlushJournalWritten, Action::Crash), (step, Action::Fail)],
-            _ => vec![(step, Action::Fail)],
+            WriteStep::RecoveryJournalFound => vec![(WriteStep::FlushCommitted, Action::Crash), (step, action)],
+            WriteStep::ReplayBuffered => vec![(WriteStep::FlushJournalWritten, Action::Crash), (step, action)],
+            _ => vec![(step, action)],
         };
         let (root, hook) = run(dir.path(), triggers);
         assert_eq!(hook.pending(), 0, "{step:?} was never reached");
-        check(&root, &format!("error at {step:?}"));
+        check(&root, &format!("{action:?} at {step:?}"));
     }
 }
 
 #[test]
+fn an_error_at_any_step_stores_every_frame_once() {
+    at_every_step(Action::Fail);
+}
+
+#[test]
 fn a_crash_at_any_step_stores_every_frame_once() {
-    for step in WriteStep::ALL {
-        let dir = tempfile::tempdir().unwrap();
-        let triggers = match step {
-            WriteStep::RecoveryJournalFound => vec![(WriteStep::FlushCommitted, Action::Crash), (step, Action::Crash)],
-            WriteStep::ReplayBuffered => vec![(WriteStep::FlushJournalWritten, Action::Crash), (step, Action::Crash)],
-            _ => vec![(step, Action::Crash)],
-        };
-        let (root, hook) = run(dir.path(), triggers);
-        assert_eq!(hook.pending(), 0, "{step:?} was never reached");
-        check(&root, &format!("crash at {step:?}"));
-    }
+    at_every_step(Action::Crash);
 }
 
 #[test]

@@ -88,6 +88,21 @@ pub fn dq_rows(archive: &Path, sql: &str) -> Vec<Vec<String>> {
     String::from_utf8(out.stdout).expect("utf8").lines().skip(1).map(|l| l.split(',').map(str::to_owned).collect()).collect()
 }
 
+/// Every file and directory under `dir`.
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+            out.push(e.path());
+        }
+    }
+    out
+}
+
 /// Every published Parquet file under `dir`.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
