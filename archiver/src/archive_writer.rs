@@ -275,10 +275,11 @@ impl ArchiveWriter {
     }
 
     /// Keeps a replayed record that the admission rules now refuse (see
-    /// [`wal::Wal::keep_rejected`]) and counts it.
+    /// [`wal::Wal::keep_rejected`]) and counts it (once, however often it is replayed).
     pub fn keep_rejected(&mut self, record: &WalRecord) -> Result<(), ArchiverError> {
-        self.wal.keep_rejected(record)?;
-        self.stats.replay_rejected += 1;
+        if self.wal.keep_rejected(record)? {
+            self.stats.replay_rejected += 1;
+        }
         Ok(())
     }
 
@@ -360,6 +361,17 @@ impl ArchiveWriter {
             match wrote.and_then(|bytes| self.step(WriteStep::FlushTempWritten).map(|()| bytes)) {
                 Ok(bytes) => written.push(bytes),
                 Err(e) => return Err(self.roll_back_after(&journal, e)),
+            }
+        }
+        // The temporary files' names must be durable before the commit names them: after a
+        // power loss a committed journal must find them (their directories, if new, were
+        // made durable when created).
+        let mut dirs: Vec<&Path> = journal.pairs.iter().filter_map(|(tmp, _)| tmp.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            if let Err(e) = sync_dir(&self.root.join(dir)) {
+                return Err(self.roll_back_after(&journal, e));
             }
         }
         if let Err(e) = journal.commit() {

@@ -114,14 +114,14 @@ impl Compactor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(ArchiverError::Io { what: "read", path: self.intent_path.clone(), source }),
         };
-        let intent = Intent::parse(&text).ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a compaction intent" })?;
+        let Some(intent) = Intent::parse(&text) else {
+            return match PartitionKey::parse_relative_dir(Path::new(text.trim_end_matches('\n'))) {
+                Ok(key) => self.settle_version_1(&key),
+                Err(_) => Err(ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a compaction intent" }),
+            };
+        };
         tracing::warn!(partition = %intent.output.key.relative_dir().display(), "finishing an interrupted compaction");
-        let temp = intent.output.temp_path(&self.root);
-        match fs::remove_file(&temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(ArchiverError::Io { what: "remove", path: temp, source }),
-        }
+        remove_if_present(&intent.output.temp_path(&self.root))?;
         self.compact(&intent.output.key, step)?;
         Ok(())
     }
@@ -166,6 +166,27 @@ impl Compactor {
         Ok(removed)
     }
 
+    /// An intent left by an archiver of format version 1 (the partition's path alone): its
+    /// compaction is finished the way that version would have: its temporary files removed,
+    /// the files its published output supersedes removed. Its files are writer 0's.
+    fn settle_version_1(&self, key: &PartitionKey) -> Result<(), ArchiverError> {
+        tracing::warn!(partition = %key.relative_dir().display(), "finishing a compaction interrupted under format version 1");
+        let dir = self.root.join(key.relative_dir());
+        let legacy: Vec<FileId> = partition_files(&self.root, key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == WriterId::LEGACY).collect();
+        // Its temporary files (a version 1 name, hidden, `.tmp`).
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let published = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).and_then(FileId::parse_file_name);
+            if published.is_some_and(|id| id.writer == WriterId::LEGACY) {
+                remove_if_present(&e.path())?;
+            }
+        }
+        let live = live_files(legacy.clone());
+        self.remove_superseded(key, &legacy, &live)?;
+        self.remove_intent()
+    }
+
     fn write_intent(&self, intent: &Intent) -> Result<(), ArchiverError> {
         let tmp = self.intent_path.with_extension("intent.tmp");
         let io = |what, source| ArchiverError::Io { what, path: tmp.clone(), source };
@@ -201,6 +222,14 @@ impl Compactor {
     }
 }
 
+fn remove_if_present(path: &Path) -> Result<(), ArchiverError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ArchiverError::Io { what: "remove", path: path.to_owned(), source }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +254,28 @@ mod tests {
         // The same sealed partition, flushed into by this very cycle, waits.
         p.insert(key("a", 0), PartitionState { files_this_run: 2, last_flush_cycle: 5 });
         assert_eq!(pick_due(&p, latest, 5, 8), vec![key("b", 1)]);
+    }
+
+    #[test]
+    fn a_version_1_intent_is_finished_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let state = root.join("_archiver");
+        fs::create_dir_all(&state).unwrap();
+        let key = key("global", 5);
+        let legacy = |lo, hi| ParquetFilePath::new(key.clone(), FileId { writer: WriterId::LEGACY, lo, hi });
+        for p in [legacy(1, 1), legacy(2, 2), legacy(1, 2)] {
+            let path = p.absolute_path(root);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, b"x").unwrap();
+        }
+        fs::write(legacy(3, 4).temp_path(root), b"half").unwrap();
+        fs::write(state.join(INTENT_FILE), key.relative_dir().to_string_lossy().as_bytes()).unwrap();
+        let c = Compactor::new(root, &state, WriterId(9), Encoder::COMPACT);
+        c.settle(&mut |_| Ok(())).unwrap();
+        let left: Vec<FileId> = partition_files(root, &key).unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(left, vec![legacy(1, 2).id]);
+        assert!(!legacy(3, 4).temp_path(root).exists() && !state.join(INTENT_FILE).exists());
     }
 
     #[test]

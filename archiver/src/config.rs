@@ -45,7 +45,7 @@ pub struct ArchiverConfig {
     pub stats_interval: u64,
 
     /// Reject frames larger than this many bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = frame_proto::FrameDecoder::DEFAULT_MAX_LEN)]
+    #[arg(long, value_name = "BYTES", default_value_t = frame_proto::FrameDecoder::DEFAULT_MAX_LEN, value_parser = parse_frame_limit)]
     pub max_frame_bytes: usize,
 
     /// Frames queued per endpoint inside the archiver before ZeroMQ drops (ZMQ_RCVHWM).
@@ -103,4 +103,12 @@ impl ArchiverConfig {
     pub fn stats_every(&self) -> Duration {
         Duration::from_secs(self.stats_interval)
     }
+}
+
+/// `--max-frame-bytes`: 1 byte to 32 MiB (a logged frame must stay far below the log's
+/// record limit, `wal::MAX_RECORD`).
+fn parse_frame_limit(s: &str) -> Result<usize, String> {
+    const MAX: usize = 32 << 20;
+    let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    if (1..=MAX).contains(&n) { Ok(n) } else { Err(format!("{n} is out of range (1..={MAX})")) }
 }

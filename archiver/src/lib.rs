@@ -116,6 +116,13 @@ pub enum ArchiverError {
         /// The last error seen.
         last_error: String,
     },
+    /// Every row was published at shutdown, but merging files failed (they stay as they are,
+    /// readable; a later run merges a partition only if it publishes into it again).
+    #[error("compacting at shutdown failed (every row is published, in more files than usual): {last_error}")]
+    ShutdownCompaction {
+        /// The last error seen.
+        last_error: String,
+    },
     /// The embedded generator stopped by itself (an error, or a panic of its thread).
     #[error("embedded generator stopped: {0}")]
     EmbeddedGeneratorStopped(String),

@@ -120,7 +120,7 @@ impl Encoder {
         let temp = path.temp_path(root);
         let dir = temp.parent().unwrap_or(root).to_owned();
         let result = (|| {
-            fs::create_dir_all(&dir).map_err(|source| ArchiverError::Io { what: "create partition directory", path: dir.clone(), source })?;
+            create_dir_durably(&dir)?;
             let file = File::create(&temp).map_err(|source| ArchiverError::Io { what: "create", path: temp.clone(), source })?;
             let buffered = self
                 .write_with_metadata(BufWriter::with_capacity(1 << 16, file), path.key.table, file_metadata(path), batches)
@@ -158,6 +158,23 @@ fn remove_litter(temp: &Path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %temp.display(), error = %e, "cannot remove a temporary file"),
     }
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of each directory it creates,
+/// so that a new partition directory survives a power loss once a file in it is published.
+pub fn create_dir_durably(dir: &Path) -> Result<(), ArchiverError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(source) => return Err(ArchiverError::Io { what: "create partition directory", path: dir.to_owned(), source }),
+    }
+    sync_dir(dir.parent().unwrap_or(Path::new(".")))
 }
 
 /// fsyncs a directory, so a rename or unlink in it is durable.

@@ -43,6 +43,9 @@ pub struct IngestStats {
     pub replayed: u64,
     /// Lines the audit log could not take.
     pub audit_failures: u64,
+    /// Timed fsyncs of the write-ahead log that failed (what they covered may be lost on a
+    /// power loss, not on a process crash).
+    pub log_sync_failures: u64,
 }
 
 /// Ingest state: admission, sequence tracking, the writer.
@@ -237,6 +240,7 @@ impl Ingest {
             "replayed": self.stats.replayed,
             "replay_rejected": w.replay_rejected,
             "audit_failures": self.stats.audit_failures,
+            "log_sync_failures": self.stats.log_sync_failures,
             "senders": senders,
         });
         write_atomically(&status_path(self.writer.root()), status.to_string().as_bytes())
@@ -291,6 +295,7 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
             ingest.accept_batch(&batch, generator::now_us());
             batch.clear();
         } else if let Err(e) = ingest.writer.sync_log() {
+            ingest.stats.log_sync_failures += 1;
             tracing::error!(error = %e, "cannot fsync the write-ahead log");
         }
         let now = Instant::now();
@@ -335,7 +340,12 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
         attempts += 1;
         if attempts >= 3 || matches!(e, ArchiverError::Poisoned(_)) {
             ingest.report();
-            return Err(ArchiverError::ShutdownPublish { rows: ingest.writer.buffered_rows(), last_error: e.to_string() });
+            let rows = ingest.writer.buffered_rows();
+            return Err(if rows == 0 {
+                ArchiverError::ShutdownCompaction { last_error: e.to_string() }
+            } else {
+                ArchiverError::ShutdownPublish { rows, last_error: e.to_string() }
+            });
         }
         std::thread::sleep(Duration::from_secs(1));
     }

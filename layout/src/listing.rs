@@ -41,7 +41,12 @@ fn visible_subdirs(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, LayoutError
     for e in entries(dir)? {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with(prefix) && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        // A partition directory that cannot be told apart from a file is an error, never
+        // silently left out of a listing.
+        if e.file_type().map_err(list_err(&e.path()))?.is_dir() {
             out.push(e.path());
         }
     }

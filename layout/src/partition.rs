@@ -6,7 +6,9 @@
 //! [`MAX_ZONE_DIR_VALUE`] bytes is stored under a *bounded form*: the first bytes of the
 //! escaped name, `~`, and 32 hex digits of a 128-bit SipHash-1-3 of the whole name
 //! ([`zone_dir_value`]). `~` is escaped in every other name, so the two forms never meet, and
-//! the bounded form is a function of the name, so one zone always maps to one directory. The
+//! the bounded form is a function of the name, so one zone always maps to one directory
+//! (format version 1 did not escape `~`; [`PartitionDir::holds_zone`] still finds its
+//! directories, whatever their shape). The
 //! bounded form cannot be turned back into the name: the `zone` column of every file holds
 //! the whole name.
 
@@ -172,7 +174,11 @@ impl PartitionDir {
     /// Whether rows of `zone` are stored in this directory (format version 1 left `~`
     /// unescaped; such directories still match their zone).
     pub fn holds_zone(&self, zone: &str) -> bool {
-        zone_dir_value(zone) == self.zone_value || self.zone().as_deref() == Some(zone)
+        // The second test also covers a version 1 name of the bounded form's shape (`x~` and
+        // 32 hex digits, stored as it was). It may match a bounded directory of another zone
+        // for a name that is literally that form unescaped: reading more than needed, never
+        // less (readers filter rows by the `zone` column anyway).
+        zone_dir_value(zone) == self.zone_value || unescape_partition_value(&self.zone_value).as_deref() == Some(zone)
     }
 
     /// One past the last microsecond of the period.
@@ -274,9 +280,13 @@ mod tests {
         assert_eq!(zone_dir_value(&tilde), format!("x%7E{}", "0".repeat(32)));
         let key = PartitionKey::for_sample(Table::Cpu, &tilde, 0, Granularity::Hour);
         assert_eq!(PartitionKey::parse_relative_dir(&key.relative_dir()).unwrap(), key);
-        // A version 1 directory with a bare `~` still matches its zone.
+        // A version 1 directory with a bare `~` still matches its zone, even in the shape of
+        // a bounded form.
         let v1 = PartitionDir::parse_relative(Path::new("cpu/zone=a~b/date=2025-01-01/hour=00")).unwrap();
         assert!(v1.holds_zone("a~b"));
+        let v1_like_bounded = format!("app~{}", "0123456789abcdef".repeat(2));
+        let v1 = PartitionDir::parse_relative(Path::new(&format!("cpu/zone={v1_like_bounded}/date=2025-01-01/hour=00"))).unwrap();
+        assert!(v1.holds_zone(&v1_like_bounded));
     }
 
     proptest! {

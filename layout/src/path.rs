@@ -8,7 +8,8 @@
 //! superseded files, so the moment between publishing a compacted file and deleting its
 //! inputs never shows a row twice to them, and a crash in that moment leaves nothing to
 //! repair but deleting the inputs. Files of different writers never supersede each other,
-//! so several archivers can share an archive without one's file hiding another's.
+//! so that archivers can later share an archive without one's file hiding another's (today
+//! the archiver's lock allows one writer per archive).
 //!
 //! Archives of format version 1 named files `{lo:016x}-{hi:016x}.parquet`; those still
 //! parse, as files of the reserved writer id 0.

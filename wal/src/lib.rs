@@ -42,6 +42,12 @@ pub enum WalError {
         #[source]
         source: std::io::Error,
     },
+    /// A record larger than [`MAX_RECORD`] (replay would refuse it, so it is never written).
+    #[error("log record of {bytes} bytes exceeds the limit of {MAX_RECORD} bytes")]
+    TooLarge {
+        /// The record's payload size.
+        bytes: usize,
+    },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WalError + 'a {
@@ -70,7 +76,8 @@ pub const REJECTED_FILE: &str = "rejected.wal";
 const MAGIC: &[u8; 4] = b"ZWAL";
 const HEADER: usize = 12;
 const VERSION: u8 = 1;
-/// Largest payload a record may have (a frame is at most the admission limit).
+/// Largest payload a record may have; [`Wal::append`] refuses larger ones (the archiver's
+/// frame size limit stays below it).
 pub const MAX_RECORD: usize = 64 << 20;
 
 /// When appended records are forced to disk.
@@ -142,6 +149,8 @@ pub struct Wal {
     unsynced: bool,
     /// A failed append could not be cut back: start a new segment before the next one.
     damaged: bool,
+    /// The records of `rejected.wal`, once read.
+    rejected: Option<Vec<WalRecord>>,
     buf: Vec<u8>,
 }
 
@@ -190,6 +199,7 @@ impl Wal {
             last_sync: Instant::now(),
             unsynced: false,
             damaged: false,
+            rejected: None,
             buf: Vec::with_capacity(1 << 16),
         })
     }
@@ -234,14 +244,28 @@ impl Wal {
         if self.damaged {
             self.start_next_segment().map_err(|e| fail(0, e))?;
         }
+        let sync_now = match self.policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Every(d) => self.last_sync.elapsed() >= d,
+            FsyncPolicy::Never => false,
+        };
         for (recv_us, host, frame) in records {
+            let payload = 11 + host.len().min(u16::MAX as usize) + frame.len();
+            if payload > MAX_RECORD {
+                // Never write what replay would refuse: the records before it are written,
+                // this one and the rest of the batch are not accepted.
+                if in_buf > 0 {
+                    self.write_part(sync_now).map_err(|e| fail(accepted, e))?;
+                    accepted += in_buf;
+                }
+                return Err(fail(accepted, WalError::TooLarge { bytes: payload }));
+            }
             let before = self.buf.len();
             encode_record(&mut self.buf, recv_us, host, frame);
-            let grown = self.len + self.buf.len() as u64;
-            if in_buf > 0 && grown > self.max_segment_bytes {
-                // Write what fits, then continue the batch in a new segment.
+            if in_buf > 0 && self.len + self.buf.len() as u64 > self.max_segment_bytes {
+                // Write what fits (durably: the segment is closed), then go on in a new one.
                 let tail = self.buf.split_off(before);
-                self.write_buf().map_err(|e| fail(accepted, e))?;
+                self.write_part(true).map_err(|e| fail(accepted, e))?;
                 accepted += in_buf;
                 in_buf = 0;
                 self.start_next_segment().map_err(|e| fail(accepted, e))?;
@@ -252,35 +276,41 @@ impl Wal {
         if in_buf == 0 {
             return Ok(accepted);
         }
-        self.write_buf().map_err(|e| fail(accepted, e))?;
+        self.write_part(sync_now).map_err(|e| fail(accepted, e))?;
         accepted += in_buf;
-        match self.policy {
-            FsyncPolicy::Always => self.sync().map_err(|e| fail(0, e))?,
-            FsyncPolicy::Every(d) if self.last_sync.elapsed() >= d => self.sync().map_err(|e| fail(0, e))?,
-            _ => {}
-        }
         if self.len >= self.max_segment_bytes {
-            self.start_next_segment().map_err(|e| fail(accepted, e))?;
+            if let Err(e) = self.start_next_segment() {
+                // Every record is in; start the new segment before the next append instead.
+                tracing::warn!(error = %e, "cannot start a new log segment yet; retried at the next append");
+                self.damaged = true;
+            }
         }
         Ok(accepted)
     }
 
-    /// Writes the buffer to the current segment; on error cuts the segment back.
-    fn write_buf(&mut self) -> Result<(), WalError> {
-        let result = self.file.write_all(&self.buf);
+    /// Writes the buffer to the current segment (and fsyncs it if `sync`); on any error cuts
+    /// the segment back to where this write began, so none of its records is replayed.
+    fn write_part(&mut self, sync: bool) -> Result<(), WalError> {
+        let start = self.len;
         let written = self.buf.len() as u64;
+        let path = segment_path(&self.dir, self.segment);
+        let mut result = self.file.write_all(&self.buf).map_err(io_err("append to log", &path));
         self.buf.clear();
-        if let Err(source) = result {
-            let path = segment_path(&self.dir, self.segment);
-            if let Err(e) = self.file.set_len(self.len) {
+        if result.is_ok() {
+            self.len += written;
+            self.unsynced = true;
+            if sync {
+                result = self.sync();
+            }
+        }
+        if result.is_err() {
+            if let Err(e) = self.file.set_len(start) {
                 tracing::error!(segment = %path.display(), error = %e, "cannot cut a failed append back; the next append starts a new segment");
                 self.damaged = true;
             }
-            return Err(WalError::Io { what: "append to log", path, source });
+            self.len = start;
         }
-        self.len += written;
-        self.unsynced = true;
-        Ok(())
+        result
     }
 
     /// Forces appended records to disk.
@@ -336,14 +366,25 @@ impl Wal {
     /// Keeps a replayed record that the archiver no longer admits (its rules changed between
     /// runs, for example a lower size limit): appended, fsynced, to [`REJECTED_FILE`] in the
     /// log directory, in the log's own format, before its segment may be removed.
-    pub fn keep_rejected(&mut self, record: &WalRecord) -> Result<(), WalError> {
+    /// A record already kept (a crash before its segment was removed replays it again) is
+    /// not kept twice; returns whether it was kept now.
+    pub fn keep_rejected(&mut self, record: &WalRecord) -> Result<bool, WalError> {
+        let kept = match &mut self.rejected {
+            Some(kept) => kept,
+            None => self.rejected.insert(WalReader::rejected(&self.dir)?),
+        };
+        if kept.contains(record) {
+            return Ok(false);
+        }
+        kept.push(record.clone());
         let path = self.dir.join(REJECTED_FILE);
         let mut buf = Vec::with_capacity(HEADER + 11 + record.endpoint_host.len() + record.frame.len());
         encode_record(&mut buf, record.recv_us, &record.endpoint_host, &record.frame);
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err("open", &path))?;
         f.write_all(&buf).map_err(io_err("append to", &path))?;
         f.sync_data().map_err(io_err("fsync", &path))?;
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        Ok(true)
     }
 }
 
@@ -392,12 +433,25 @@ pub fn next_record(data: &[u8], pos: &mut usize, damage: &mut ReplayDamage, segm
                 return Some(record);
             }
             bad => {
-                // Look for the next record that checks out. None: the rest is a torn tail
-                // (or garbage at the end); some: skip a corrupt record.
+                // A torn tail (the length runs past the end: a crash mid-append) or a corrupt
+                // record. If the header is intact and a record starts where it says it ends,
+                // go on there; otherwise look for the next record that checks out (None: the
+                // rest is a torn tail or garbage, dropped). The search also runs past a torn
+                // length so that a length corrupted in the middle of a segment does not cost
+                // the records after it; its price is that bytes inside a damaged record that
+                // happen to form a whole record (a sender could craft such a frame) are
+                // replayed as one, and still go through the admission rules.
+                let claimed_end = data
+                    .get(*pos..*pos + 8)
+                    .filter(|h| &h[..4] == MAGIC)
+                    .map(|h| *pos + HEADER + u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize)
+                    .filter(|&end| matches!(parse_at(data, end), Ok(Some(_))));
                 let from = *pos + 1;
-                let next_good = (from..data.len().saturating_sub(3))
-                    .filter(|&p| &data[p..p + 4] == MAGIC)
-                    .find(|&p| matches!(parse_at(data, p), Ok(Some(_))));
+                let next_good = claimed_end.or_else(|| {
+                    (from..data.len().saturating_sub(3))
+                        .filter(|&p| &data[p..p + 4] == MAGIC)
+                        .find(|&p| matches!(parse_at(data, p), Ok(Some(_))))
+                });
                 match next_good {
                     Some(p) => {
                         damage.corrupt_records += 1;
@@ -544,12 +598,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, 1 << 20).unwrap();
         let rec = WalRecord { recv_us: 9, endpoint_host: "e".into(), frame: b"bad".to_vec() };
-        wal.keep_rejected(&rec).unwrap();
-        wal.keep_rejected(&rec).unwrap();
-        assert_eq!(WalReader::rejected(dir.path()).unwrap(), vec![rec.clone(), rec]);
+        let other = WalRecord { recv_us: 10, ..rec.clone() };
+        assert!(wal.keep_rejected(&rec).unwrap());
+        assert!(!wal.keep_rejected(&rec).unwrap(), "kept once");
+        assert!(wal.keep_rejected(&other).unwrap());
+        assert_eq!(WalReader::rejected(dir.path()).unwrap(), vec![rec.clone(), other.clone()]);
         drop(wal);
-        let wal = Wal::open(dir.path(), FsyncPolicy::Never, 1 << 20).unwrap();
+        let mut wal = Wal::open(dir.path(), FsyncPolicy::Never, 1 << 20).unwrap();
         assert_eq!(wal.segments_to_replay().unwrap(), vec![1], "rejected.wal is not a segment (1 is the first run's, empty)");
+        assert!(!wal.keep_rejected(&rec).unwrap(), "a later run does not keep it again");
     }
 
     proptest! {
