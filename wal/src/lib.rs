@@ -13,7 +13,9 @@
 //! to a new segment) and, once its files are published, removes every segment up to the
 //! rotation point. On start the remaining segments are replayed. A torn last record (a crash
 //! mid-append) fails its length or checksum and is dropped; a corrupt record in the middle is
-//! reported and skipped by searching for the next magic whose checksum holds.
+//! reported and skipped: to the end its header claims if a valid record starts there, else
+//! to the next magic whose checksum holds ([`next_record`]). A failed append is cut back
+//! (see [`Wal::append`]), so a segment holds only whole batches' records, torn tail aside.
 //!
 //! fsync policy ([`FsyncPolicy`]): a process crash never loses an appended record (it is in
 //! the kernel's page cache once `write` returns); the policy decides what a power loss or
