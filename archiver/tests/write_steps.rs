@@ -279,3 +279,28 @@ fn a_replayed_frame_no_longer_admitted_is_kept_and_counted() {
     assert_eq!(kept[0].frame, batches()[0][0].1);
     assert_eq!(ingest.stats().replayed, 0);
 }
+
+#[test]
+fn state_files_the_archiver_never_writes_stop_the_start_naming_the_file() {
+    let hook = Arc::new(Triggers(Mutex::new(VecDeque::new())));
+    for (file, text) in [
+        ("file-seq", "not a number\n"),
+        ("writer-id", "00000000\n"),
+        ("compaction.intent", "cpu\thour\tnope\n"),
+        ("flush.journal", "a\tb\ncommit\n"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        drop(ArchiveWriter::open(&root, options(&hook)).unwrap());
+        std::fs::write(root.join("_archiver").join(file), text).unwrap();
+        let err = ArchiveWriter::open(&root, options(&hook)).unwrap_err().to_string();
+        assert!(err.contains(file), "{file}: {err}");
+    }
+    // An archive of a newer format is refused, by the writer as by dq.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    drop(ArchiveWriter::open(&root, options(&hook)).unwrap());
+    std::fs::write(root.join(archive_layout::format::FORMAT_FILE), "{\"format\": \"zonestat-archive\", \"version\": 3}").unwrap();
+    let err = ArchiveWriter::open(&root, options(&hook)).unwrap_err().to_string();
+    assert!(err.contains("newer"), "{err}");
+}

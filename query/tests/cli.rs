@@ -52,3 +52,14 @@ fn relative_archive_path_reads_files() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().nth(1), Some("0"));
 }
+
+#[test]
+fn an_archive_of_a_newer_format_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("_archive.json"), "{\"format\": \"zonestat-archive\", \"version\": 99}").unwrap();
+    let out = dq(&["--archive", dir.path().to_str().unwrap(), "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("version 99 is newer"), "{err}");
+}
