@@ -211,11 +211,11 @@ fn write_failures_publish_nothing_half_written_and_catch_up() {
 fn hostile_frames_are_counted_and_names_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
-    let port = free_port();
-    let endpoint = format!("tcp://127.0.0.1:{port}");
     let ctx = zmq::Context::new();
     let publisher = ctx.socket(zmq::XPUB).unwrap();
-    publisher.bind(&endpoint).unwrap();
+    // Let ZeroMQ pick the port: no window in which another test can take it.
+    publisher.bind("tcp://127.0.0.1:*").unwrap();
+    let endpoint = publisher.get_last_endpoint().unwrap().unwrap();
     let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]));
     // Wait for the subscription before sending.
     assert!(publisher.poll(zmq::POLLIN, 20_000).unwrap() > 0, "archiver did not subscribe");
