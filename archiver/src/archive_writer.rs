@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,7 +27,7 @@ use wal::{FsyncPolicy, Wal, WalReader, WalRecord};
 use crate::ArchiverError;
 use crate::buffers::{PendingBatch, RowBuffers};
 use crate::compaction::{Compactor, PartitionState, is_sealed, pick_due};
-use crate::parquet_file::{Encoder, sync_dir};
+use crate::parquet_file::{Encoder, sync_dir, write_atomically};
 use crate::publish::{FlushJournal, JournalState};
 use crate::write_step::{StepHook, WriteStep};
 
@@ -143,17 +142,6 @@ impl FileSeq {
     }
 }
 
-/// Writes `bytes` to `path` durably and atomically (temporary file, fsync, rename, fsync of
-/// the directory).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> {
-    let tmp = path.with_extension("tmp");
-    let io = |what, source| ArchiverError::Io { what, path: tmp.clone(), source };
-    let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
-    f.write_all(bytes).map_err(|e| io("write", e))?;
-    f.sync_all().map_err(|e| io("fsync", e))?;
-    fs::rename(&tmp, path).map_err(|source| ArchiverError::Io { what: "rename into place", path: path.to_owned(), source })?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
 
 fn hook_step(hook: Option<&Arc<dyn StepHook + Sync>>, step: WriteStep) -> Result<(), ArchiverError> {
     match hook {

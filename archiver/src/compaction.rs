@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use archive_layout::listing::partition_files;
@@ -19,7 +18,7 @@ use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::array::AsArray;
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, read_file, sync_dir};
+use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
 use crate::rows::stable_time_order;
 use crate::write_step::WriteStep;
 
@@ -188,13 +187,7 @@ impl Compactor {
     }
 
     fn write_intent(&self, intent: &Intent) -> Result<(), ArchiverError> {
-        let tmp = self.intent_path.with_extension("intent.tmp");
-        let io = |what, source| ArchiverError::Io { what, path: tmp.clone(), source };
-        let mut f = fs::File::create(&tmp).map_err(|e| io("create", e))?;
-        f.write_all(intent.to_text().as_bytes()).map_err(|e| io("write", e))?;
-        f.sync_all().map_err(|e| io("fsync", e))?;
-        fs::rename(&tmp, &self.intent_path).map_err(|source| ArchiverError::Io { what: "rename into place", path: self.intent_path.clone(), source })?;
-        sync_dir(self.intent_path.parent().unwrap_or(&self.root))
+        write_atomically(&self.intent_path, intent.to_text().as_bytes())
     }
 
     fn remove_intent(&self) -> Result<(), ArchiverError> {

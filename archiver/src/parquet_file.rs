@@ -177,6 +177,21 @@ pub fn create_dir_durably(dir: &Path) -> Result<(), ArchiverError> {
     sync_dir(dir.parent().unwrap_or(Path::new(".")))
 }
 
+/// Replaces `path` with `bytes`, durably and atomically: `PATH.tmp` written and fsynced,
+/// renamed over `path`, the directory fsynced. A reader (or a restart) sees the old content
+/// or the new, never a torn file. For the archiver's small state files.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let io = |what, source| ArchiverError::Io { what, path: tmp.clone(), source };
+    let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
+    std::io::Write::write_all(&mut f, bytes).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("fsync", e))?;
+    fs::rename(&tmp, path).map_err(|source| ArchiverError::Io { what: "rename into place", path: path.to_owned(), source })?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// fsyncs a directory, so a rename or unlink in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), ArchiverError> {
     File::open(dir)

@@ -15,6 +15,7 @@ use crate::admission::{Admission, Rejection, SequenceTracker, endpoint_host};
 use std::io::Write;
 
 use crate::archive_writer::{ArchiveWriter, STATE_DIR};
+use crate::parquet_file::write_atomically;
 use crate::subscriber::Subscriber;
 use wal::WalRecord;
 use crate::{ArchiverConfig, ArchiverError};
@@ -250,13 +251,6 @@ impl Ingest {
 /// Where the status file lives.
 pub fn status_path(archive: &Path) -> PathBuf {
     archive.join(STATE_DIR).join("status.json")
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| ArchiverError::Io { what: "write", path: path.to_owned(), source })
 }
 
 /// Makes a write past the file-size limit (RLIMIT_FSIZE) fail with EFBIG instead of
