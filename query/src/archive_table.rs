@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use archive_layout::listing::list_table;
-use archive_layout::{Table, zone_dir_value};
+use archive_layout::{Table, unescape_partition_value, zone_dir_value};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
@@ -55,10 +55,14 @@ impl ArchiveTable {
 
     /// The files a scan with `bounds` reads, in path order.
     pub fn files(&self, bounds: &ScanBounds) -> Result<Vec<ScanFile>, archive_layout::LayoutError> {
-        // The directory values of the zones asked for (long names have a bounded form).
+        // The directory values of the zones asked for, computed once (long names have a
+        // bounded form); a version 1 directory, stored unescaped `~` and all, matches by its
+        // unescaped value (what `PartitionDir::holds_zone` does, without hashing per directory).
         let zone_values: Option<Vec<String>> = bounds.zones.as_ref().map(|z| z.iter().map(|z| zone_dir_value(z)).collect());
         let admit_zone = |dir: &archive_layout::PartitionDir| match (&bounds.zones, &zone_values) {
-            (Some(zones), Some(values)) => values.contains(&dir.zone_value) || zones.iter().any(|z| dir.holds_zone(z)),
+            (Some(zones), Some(values)) => {
+                values.contains(&dir.zone_value) || unescape_partition_value(&dir.zone_value).is_some_and(|z| zones.contains(&z))
+            }
             _ => true,
         };
         let admit = |dir: &archive_layout::PartitionDir| bounds.admits_period(dir.start_us, dir.end_us());
