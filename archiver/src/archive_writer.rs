@@ -2,16 +2,18 @@
 //! row buffers, publishing and compaction together, and keeps them consistent.
 //!
 //! Rows are buffered per (host, zone, period) ([`crate::buffers`]). A flush publishes one
-//! small file per buffered (table, host, zone, period) through the flush journal
-//! ([`crate::publish`]), whose commit line is the single commit point: before it nothing is
-//! visible and the rows stay buffered; after it the in-memory state has moved on, and what
-//! is left to do (renames, log trimming) is finished by the next call or by restart, never
-//! redone. Compaction ([`crate::compaction`]) merges a partition's files once its period is
-//! over. Every step passes a [`WriteStep`] hook, so tests can fail or crash the writer there.
+//! run per buffered (table, period), whatever the number of zones and hosts
+//! ([`archive_layout::RunKey`]), through the flush journal ([`crate::publish`]), whose commit
+//! line is the single commit point: before it nothing is visible and the rows stay
+//! buffered; after it the in-memory state has moved on, and what is left to do (renames,
+//! log trimming) is finished by the next call or by restart, never redone. Once a period
+//! is over, sealing ([`crate::seal`]) merges each zone's rows of its runs into one file in
+//! the zone's partition, once. So a row is encoded twice before its period's file is
+//! final. Every step passes a [`WriteStep`] hook, so tests can fail or crash the writer there.
 //!
 //! The state directory `_archiver/` holds the lock, the writer id, the file sequence, the
-//! journal, the compaction intent and the log (`wal/`, owned by the `wal` crate). Must not
-//! touch sockets or decode frames.
+//! journal, the seal intent, the runs and the log (`wal/`, owned by the `wal` crate). Must
+//! not touch sockets or decode frames.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -20,19 +22,20 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use archive_layout::format::{FORMAT_FILE, format_file_text, read_format_version};
-use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, WriterId};
+use archive_layout::{FileId, Granularity, RunKey, RunPath, WriterId};
 use frame_proto::Packet;
 use wal::{FsyncPolicy, Wal, WalReader, WalRecord};
 
 use crate::ArchiverError;
 use crate::buffers::{PendingBatch, RowBuffers};
-use crate::compaction::{Compactor, PartitionState, is_sealed, pick_due};
+use crate::compaction::Compactor;
+use crate::seal::{RunState, SealOutcome, Sealer, pick_due};
 use crate::parquet_file::{Encoder, sync_dir, write_atomically};
 use crate::publish::{FlushJournal, JournalState};
 use crate::write_step::{StepHook, WriteStep};
 
-/// The directory under the archive root that holds the archiver's own state (never data).
-pub const STATE_DIR: &str = "_archiver";
+/// The directory under the archive root that holds the archiver's own state.
+pub use archive_layout::STATE_DIR;
 
 /// How the writer behaves; see the archiver's flags for the user-facing side.
 #[derive(Debug, Clone)]
@@ -41,12 +44,11 @@ pub struct WriterOptions {
     pub granularity: Granularity,
     /// Flush when this many rows are buffered, whatever the timer says (bounds memory).
     pub max_buffered_rows: usize,
-    /// Compact a partition once this run has published more files than this into it, even
-    /// if its period is still open.
-    pub max_files_per_partition: usize,
-    /// Encoding of flushed files.
+    /// Decoded rows a seal holds at a time (it seals zones in groups that fit).
+    pub seal_budget_bytes: usize,
+    /// Encoding of flush runs.
     pub flush_encoder: Encoder,
-    /// Encoding of compacted files.
+    /// Encoding of sealed files.
     pub compact_encoder: Encoder,
     /// When the write-ahead log is forced to disk.
     pub fsync: FsyncPolicy,
@@ -61,7 +63,7 @@ impl Default for WriterOptions {
         Self {
             granularity: Granularity::Hour,
             max_buffered_rows: 1_000_000,
-            max_files_per_partition: 32,
+            seal_budget_bytes: 48 << 20,
             flush_encoder: Encoder::FLUSH,
             compact_encoder: Encoder::COMPACT,
             fsync: FsyncPolicy::Every(std::time::Duration::from_millis(1000)),
@@ -89,9 +91,13 @@ pub struct WriterStats {
     pub rows_flushed: u64,
     /// Bytes of those files.
     pub bytes_flushed: u64,
-    /// Partitions compacted.
+    /// (table, period)s sealed.
     pub compactions: u64,
-    /// Files removed because a compacted file replaced them.
+    /// Zone files published by seals.
+    pub files_sealed: u64,
+    /// Runs removed by seals.
+    pub runs_sealed: u64,
+    /// Files removed because a sealed file replaced them.
     pub files_replaced: u64,
     /// Flushes or compactions that failed (and are retried).
     pub publish_errors: u64,
@@ -178,12 +184,13 @@ pub struct ArchiveWriter {
     buffers: RowBuffers,
     /// Batches taken from the buffers by a flush that did not reach its commit point.
     pending: Vec<PendingBatch>,
-    partitions: HashMap<PartitionKey, PartitionState>,
+    runs: HashMap<RunKey, RunState>,
     flush_cycle: u64,
     seq: FileSeq,
     stats: WriterStats,
     wal: Wal,
     compactor: Compactor,
+    sealer: Sealer,
     /// Set when the outcome of a commit is unknown: nothing more may be done in this process.
     poisoned: Option<String>,
     _lock: File,
@@ -205,9 +212,11 @@ impl ArchiveWriter {
         let writer = writer_id(&state_dir)?;
         let wal = Wal::open(&state_dir.join("wal"), options.fsync, options.wal_segment_bytes)?;
         let compactor = Compactor::new(root, &state_dir, writer, options.compact_encoder);
+        let sealer = Sealer::new(root, &state_dir, writer, options.compact_encoder, options.seal_budget_bytes);
         let mut this = Self {
             wal,
             compactor,
+            sealer,
             writer,
             root: root.to_owned(),
             seq: FileSeq::open(&state_dir)?,
@@ -215,7 +224,7 @@ impl ArchiveWriter {
             buffers: RowBuffers::new(options.granularity),
             options,
             pending: Vec::new(),
-            partitions: HashMap::new(),
+            runs: HashMap::new(),
             flush_cycle: 0,
             stats: WriterStats::default(),
             poisoned: None,
@@ -223,6 +232,10 @@ impl ArchiveWriter {
         };
         this.settle_journal(true)?;
         this.settle_compaction()?;
+        // Runs an earlier process left: sealed when due (or at shutdown).
+        for key in this.sealer.runs_on_disk()? {
+            this.runs.insert(key, RunState { last_flush_cycle: 0 });
+        }
         Ok(this)
     }
 
@@ -337,7 +350,7 @@ impl ArchiveWriter {
 
         let mut paths = Vec::with_capacity(self.pending.len());
         for p in &self.pending {
-            paths.push(ParquetFilePath::new(p.key.clone(), FileId::single(self.writer, self.seq.take()?)));
+            paths.push(RunPath { key: p.run, id: FileId::single(self.writer, self.seq.take()?) });
         }
         let journal = FlushJournal::new(&self.root, &self.state_dir, through, &paths);
         if let Err(e) = journal.begin().and_then(|()| self.step(WriteStep::FlushJournalWritten)) {
@@ -345,7 +358,7 @@ impl ArchiveWriter {
         }
         let mut written = Vec::with_capacity(paths.len());
         for (p, path) in self.pending.iter().zip(&paths) {
-            let wrote = self.options.flush_encoder.write_temp(&self.root, path, std::slice::from_ref(&p.batch));
+            let wrote = self.options.flush_encoder.write_run_temp(&self.root, path, std::slice::from_ref(&p.batch));
             match wrote.and_then(|bytes| self.step(WriteStep::FlushTempWritten).map(|()| bytes)) {
                 Ok(bytes) => written.push(bytes),
                 Err(e) => return Err(self.roll_back_after(&journal, e)),
@@ -377,9 +390,7 @@ impl ArchiveWriter {
             self.stats.files_flushed += 1;
             self.stats.rows_flushed += p.batch.num_rows() as u64;
             self.stats.bytes_flushed += bytes;
-            let state = self.partitions.entry(path.key).or_default();
-            state.files_this_run += 1;
-            state.last_flush_cycle = self.flush_cycle;
+            self.runs.entry(path.key).or_default().last_flush_cycle = self.flush_cycle;
         }
         self.step(WriteStep::FlushCommitted)?;
         self.roll_forward(&journal)?;
@@ -431,49 +442,44 @@ impl ArchiveWriter {
 
     fn settle_compaction(&mut self) -> Result<(), ArchiverError> {
         let hook = self.options.step_hook.clone();
-        self.compactor.settle(&mut |s| hook_step(hook.as_ref(), s))
+        self.compactor.settle(&mut |s| hook_step(hook.as_ref(), s))?;
+        self.sealer.settle(&mut |s| hook_step(hook.as_ref(), s))
     }
 
-    /// Compacts the partitions that are sealed or have too many files; returns how many.
-    pub fn compact_due(&mut self) -> Result<usize, ArchiverError> {
-        let buffers = &self.buffers;
-        let due = pick_due(&self.partitions, |z| buffers.latest_sample(z), self.flush_cycle, self.options.max_files_per_partition);
-        self.compact_keys(due)
+    /// Seals the (table, period)s that are due (see [`crate::seal::pick_due`]); returns how many.
+    pub fn seal_due(&mut self) -> Result<usize, ArchiverError> {
+        let due = pick_due(&self.runs, self.buffers.latest_sample(), self.flush_cycle);
+        self.seal_keys(due)
     }
 
-    /// Compacts every partition this run published more than one file into (at shutdown).
-    pub fn compact_all(&mut self) -> Result<usize, ArchiverError> {
-        let mut keys: Vec<PartitionKey> = self.partitions.iter().filter(|(_, s)| s.files_this_run > 1).map(|(k, _)| k.clone()).collect();
+    /// Seals every (table, period) with runs, open ones included (at shutdown).
+    pub fn seal_all(&mut self) -> Result<usize, ArchiverError> {
+        let mut keys: Vec<RunKey> = self.runs.keys().copied().collect();
         keys.sort();
-        self.compact_keys(keys)
+        self.seal_keys(keys)
     }
 
-    fn compact_keys(&mut self, keys: Vec<PartitionKey>) -> Result<usize, ArchiverError> {
+    fn seal_keys(&mut self, keys: Vec<RunKey>) -> Result<usize, ArchiverError> {
         self.check_poisoned()?;
-        // Never merge while a committed flush is half done: finish it first.
-        let result = self.settle_journal(false).and_then(|()| self.settle_compaction()).and_then(|()| self.compact_each(keys));
+        // Never seal while a committed flush is half done: finish it first.
+        let result = self.settle_journal(false).and_then(|()| self.settle_compaction()).and_then(|()| self.seal_each(keys));
         if result.is_err() {
             self.stats.publish_errors += 1;
         }
         result
     }
 
-    fn compact_each(&mut self, keys: Vec<PartitionKey>) -> Result<usize, ArchiverError> {
+    fn seal_each(&mut self, keys: Vec<RunKey>) -> Result<usize, ArchiverError> {
         let mut done = 0;
         for key in keys {
             let hook = self.options.step_hook.clone();
-            let replaced = self.compactor.compact(&key, &mut |s| hook_step(hook.as_ref(), s))?;
+            let SealOutcome { zones, runs, replaced } = self.sealer.seal(key, &mut |s| hook_step(hook.as_ref(), s))?;
+            self.runs.remove(&key);
+            self.stats.files_sealed += zones as u64;
+            self.stats.runs_sealed += runs as u64;
             self.stats.files_replaced += replaced as u64;
-            if replaced > 0 {
-                self.stats.compactions += 1;
-                done += 1;
-            }
-            // A sealed partition is done with; forget it so memory stays flat over months.
-            if is_sealed(&key, self.buffers.latest_sample(&key.zone)) {
-                self.partitions.remove(&key);
-            } else if let Some(state) = self.partitions.get_mut(&key) {
-                state.files_this_run = 1;
-            }
+            self.stats.compactions += 1;
+            done += 1;
         }
         Ok(done)
     }

@@ -1,25 +1,29 @@
 //! Rows waiting for the next flush: per (host, zone, period), one [`ZoneRows`] each.
 //!
-//! Owns the count of buffered rows and the newest sample time seen per zone (what decides
-//! that a partition's period is over). Turning the buffers into batches is all or nothing:
+//! Owns the count of buffered rows and the newest sample time seen (what decides that a
+//! period is over). Turning the buffers into batches, one per (table, period) with rows
+//! ordered by zone then time (a run, see [`archive_layout::RunKey`]), is all or nothing:
 //! either every buffered row becomes part of a batch, or none leaves the buffers. Must not
 //! do I/O.
 
 use std::collections::{BTreeMap, HashMap};
 
-use archive_layout::{Granularity, PartitionKey};
-use datafusion::arrow::array::RecordBatch;
+use archive_layout::{Granularity, RunKey};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::error::ArrowError;
 use frame_proto::Packet;
 
 use crate::ArchiverError;
-use crate::rows::ZoneRows;
+use crate::rows::{ZoneRows, stable_time_order};
 
-/// A finished batch of one partition, waiting to be published.
+/// A finished run, waiting to be published.
 #[derive(Debug)]
 pub struct PendingBatch {
-    /// Where it goes.
-    pub key: PartitionKey,
-    /// Its rows, sorted by time.
+    /// Its table and period.
+    pub run: RunKey,
+    /// Its rows, ordered by zone, then time (stable).
     pub batch: RecordBatch,
 }
 
@@ -32,13 +36,13 @@ pub struct RowBuffers {
     granularity: Granularity,
     hosts: HashMap<Box<str>, HostBuffers>,
     rows: usize,
-    latest_sample_per_zone: HashMap<Box<str>, i64>,
+    latest_sample: Option<i64>,
 }
 
 impl RowBuffers {
     /// Empty buffers for partitions of `granularity`.
     pub fn new(granularity: Granularity) -> Self {
-        Self { granularity, hosts: HashMap::new(), rows: 0, latest_sample_per_zone: HashMap::new() }
+        Self { granularity, hosts: HashMap::new(), rows: 0, latest_sample: None }
     }
 
     /// Rows held.
@@ -46,9 +50,9 @@ impl RowBuffers {
         self.rows
     }
 
-    /// The newest sample time seen for `zone` (µs), if any.
-    pub fn latest_sample(&self, zone: &str) -> Option<i64> {
-        self.latest_sample_per_zone.get(zone).copied()
+    /// The newest sample time seen (µs, any zone), if any.
+    pub fn latest_sample(&self) -> Option<i64> {
+        self.latest_sample
     }
 
     /// Buffers the rows of one (already admitted) frame from `host`; returns rows added.
@@ -65,42 +69,52 @@ impl RowBuffers {
         };
         let added = periods.entry(period).or_default().append(packet, t);
         self.rows += added;
-        match self.latest_sample_per_zone.get_mut(packet.name.as_str()) {
-            Some(latest) => *latest = (*latest).max(t),
-            None => {
-                self.latest_sample_per_zone.insert(packet.name.as_str().into(), t);
-            }
-        }
+        self.latest_sample = Some(self.latest_sample.map_or(t, |l| l.max(t)));
         added
     }
 
-    /// Turns every buffered row into batches, appended to `out`; all or nothing: on error
-    /// `out` is as it was and the buffers still hold every row.
+    /// Turns every buffered row into one batch per (table, period), appended to `out`; all
+    /// or nothing: on error `out` is as it was and the buffers still hold every row.
     pub fn finish_into(&mut self, out: &mut Vec<PendingBatch>) -> Result<(), ArchiverError> {
-        let before = out.len();
-        let mut failed = None;
-        'all: for (host, zones) in &mut self.hosts {
-            for (zone, periods) in zones.iter_mut() {
-                for (&period, rows) in periods.iter_mut() {
-                    match rows.batches(host, zone) {
-                        Ok(batches) => out.extend(batches.into_iter().map(|(table, batch)| PendingBatch {
-                            key: PartitionKey { table, zone: zone.to_string(), start_us: period, granularity: self.granularity },
-                            batch,
-                        })),
-                        Err(source) => {
-                            failed = Some(ArchiverError::Arrow { context: format!("rows of zone {zone:?} of host {host:?}"), source });
-                            break 'all;
-                        }
+        // (table, period) -> zone -> one batch per host.
+        let mut runs: BTreeMap<RunKey, BTreeMap<&str, Vec<RecordBatch>>> = BTreeMap::new();
+        for (host, zones) in &self.hosts {
+            for (zone, periods) in zones {
+                for (&period, rows) in periods {
+                    let batches = rows
+                        .batches(host, zone)
+                        .map_err(|source| ArchiverError::Arrow { context: format!("rows of zone {zone:?} of host {host:?}"), source })?;
+                    for (table, batch) in batches {
+                        let key = RunKey { table, start_us: period, granularity: self.granularity };
+                        runs.entry(key).or_default().entry(zone).or_default().push(batch);
                     }
                 }
             }
         }
-        if let Some(e) = failed {
-            out.truncate(before);
-            return Err(e);
+        let mut finished = Vec::with_capacity(runs.len());
+        for (key, zones) in runs {
+            let batch = run_batch(key, zones).map_err(|source| ArchiverError::Arrow { context: format!("the run of {} at {}", key.table, key.start_us), source })?;
+            finished.push(PendingBatch { run: key, batch });
         }
+        out.extend(finished);
         self.hosts.clear();
         self.rows = 0;
         Ok(())
     }
+}
+
+/// One run's rows: zones in order, each zone's rows (of every host) by time, stable.
+fn run_batch(key: RunKey, zones: BTreeMap<&str, Vec<RecordBatch>>) -> Result<RecordBatch, ArrowError> {
+    let schema = key.table.schema();
+    let mut parts = Vec::with_capacity(zones.len());
+    for (_, mut batches) in zones {
+        if batches.len() == 1 {
+            parts.extend(batches.pop());
+            continue;
+        }
+        let merged = concat_batches(&schema, &batches)?;
+        let order = stable_time_order(merged.column(0).as_primitive::<TimestampMicrosecondType>().values())?;
+        parts.push(take_record_batch(&merged, &order)?);
+    }
+    concat_batches(&schema, &parts)
 }

@@ -1,6 +1,7 @@
-//! Compaction: which partitions to merge (policy, a pure function over what the writer
-//! knows of its partitions, tested without files), and merging one partition's files into
-//! one (work, through a durable intent so a crash at any step is finished at restart).
+//! Compaction of one partition's files into one, through a durable intent. Since flushes
+//! write runs and periods are sealed once ([`crate::seal`]), the writer only uses it to
+//! finish a compaction that an archiver of an earlier version left interrupted (its intent,
+//! format 2 or 1); it passes the seal's steps. [`pick_due`] is the policy that version used.
 //!
 //! A merged file covers the sequence numbers of the files it merged, so it supersedes them
 //! ([`archive_layout::live_files`]): publishing it is the commit point, and removing the
@@ -143,7 +144,7 @@ impl Compactor {
         // inside it, since numbers are unique and every such file of the directory is an input.
         let out = ParquetFilePath::new(key.clone(), FileId { writer: self.writer, lo, hi });
         self.write_intent(&Intent { output: out.clone() })?;
-        step(WriteStep::CompactionIntentWritten)?;
+        step(WriteStep::SealIntentWritten)?;
 
         let mut batches = Vec::new();
         for id in &live {
@@ -158,9 +159,9 @@ impl Compactor {
             .map_err(|source| ArchiverError::Arrow { context: context(), source })?;
         drop(merged);
         self.encoder.publish(&self.root, &out, &[sorted])?;
-        step(WriteStep::CompactionPublished)?;
+        step(WriteStep::SealZonePublished)?;
         let removed = self.remove_superseded(key, &ours, &[out.id])?;
-        step(WriteStep::CompactionInputsRemoved)?;
+        step(WriteStep::SealRunsRemoved)?;
         self.remove_intent()?;
         Ok(removed)
     }

@@ -35,11 +35,6 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "ROWS", default_value_t = 1_000_000)]
     pub max_buffered_rows: usize,
 
-    /// Compact a partition once this run has published more files than this into it, even
-    /// before its period ends.
-    #[arg(long, value_name = "N", default_value_t = 32, hide = true)]
-    pub max_files_per_partition: usize,
-
     /// Write a status line to the log (and _archiver/status.json) this often, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub stats_interval: u64,
@@ -86,7 +81,6 @@ impl ArchiverConfig {
         WriterOptions {
             granularity: self.partition,
             max_buffered_rows: self.max_buffered_rows.max(1),
-            max_files_per_partition: self.max_files_per_partition.max(1),
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
             step_hook: self.crash_at.map(|s| std::sync::Arc::new(crate::write_step::AbortAt(s)) as std::sync::Arc<dyn crate::write_step::StepHook + Sync>),

@@ -15,6 +15,7 @@ pub mod config;
 pub mod parquet_file;
 pub mod publish;
 pub mod rows;
+pub mod seal;
 pub mod service;
 pub mod subscriber;
 pub mod write_step;

@@ -11,8 +11,8 @@ use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::Path;
 
-use archive_layout::format::file_metadata;
-use archive_layout::{ColumnType, ParquetFilePath, Table};
+use archive_layout::format::{file_metadata, run_metadata};
+use archive_layout::{ColumnType, ParquetFilePath, RunPath, Table};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -114,16 +114,26 @@ impl Encoder {
     }
 
     /// Writes `batches` to `path`'s temporary name and fsyncs it (not published: the caller
-    /// renames it, see the flush journal). Returns the bytes written; on error the temporary
-    /// file is removed.
+    /// renames it). Returns the bytes written; on error the temporary file is removed.
     pub fn write_temp(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        let temp = path.temp_path(root);
-        let dir = temp.parent().unwrap_or(root).to_owned();
+        self.write_fsynced(&path.temp_path(root), path.key.table, file_metadata(path), batches)
+    }
+
+    /// Writes a run (rows of one table and period, ordered by zone then time) to its
+    /// temporary name and fsyncs it; the flush journal renames it. Returns the bytes written;
+    /// on error the temporary file is removed.
+    pub fn write_run_temp(&self, root: &Path, run: &RunPath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
+        self.write_fsynced(&run.temp_path(root), run.key.table, run_metadata(run), batches)
+    }
+
+    fn write_fsynced(&self, temp: &Path, table: Table, metadata: Vec<(String, String)>, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
+        let temp = temp.to_owned();
+        let dir = temp.parent().unwrap_or(Path::new(".")).to_owned();
         let result = (|| {
             create_dir_durably(&dir)?;
             let file = File::create(&temp).map_err(|source| ArchiverError::Io { what: "create", path: temp.clone(), source })?;
             let buffered = self
-                .write_with_metadata(BufWriter::with_capacity(1 << 16, file), path.key.table, file_metadata(path), batches)
+                .write_with_metadata(BufWriter::with_capacity(1 << 16, file), table, metadata, batches)
                 .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
             let file = buffered.into_inner().map_err(|e| ArchiverError::Io { what: "flush", path: temp.clone(), source: e.into_error() })?;
             file.sync_all().map_err(|source| ArchiverError::Io { what: "fsync", path: temp.clone(), source })?;

@@ -18,7 +18,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use archive_layout::ParquetFilePath;
+use archive_layout::RunPath;
 
 use crate::ArchiverError;
 use crate::parquet_file::sync_dir;
@@ -47,9 +47,9 @@ pub enum JournalState {
 }
 
 impl FlushJournal {
-    /// A journal for publishing `paths` of the archive at `root`, whose state directory is
-    /// `state_dir`, holding rows of log segments up to `through`.
-    pub fn new(root: &Path, state_dir: &Path, through: u64, paths: &[ParquetFilePath]) -> Self {
+    /// A journal for publishing the runs `paths` of the archive at `root`, whose state
+    /// directory is `state_dir`, holding rows of log segments up to `through`.
+    pub fn new(root: &Path, state_dir: &Path, through: u64, paths: &[RunPath]) -> Self {
         let pairs = paths
             .iter()
             .map(|p| {

@@ -173,11 +173,11 @@ impl Ingest {
         &mut self.writer
     }
 
-    /// Publishes buffered rows and compacts what is due. An error is logged and returned;
+    /// Publishes buffered rows and seals the periods that are due (all, at shutdown). An error is logged and returned;
     /// the next call (or a restart) finishes or retries what it left, and no row is dropped
     /// or published twice. Only [`ArchiverError::Poisoned`] means the writer cannot go on.
-    pub fn flush(&mut self, compact_everything: bool) -> Result<(), ArchiverError> {
-        let result = self.writer.flush().and_then(|_| if compact_everything { self.writer.compact_all() } else { self.writer.compact_due() });
+    pub fn flush(&mut self, seal_everything: bool) -> Result<(), ArchiverError> {
+        let result = self.writer.flush().and_then(|_| if seal_everything { self.writer.seal_all() } else { self.writer.seal_due() });
         if let Err(e) = &result {
             tracing::error!(error = %e, unpublished_rows = self.writer.buffered_rows(), "publishing failed; retried at the next flush");
         }

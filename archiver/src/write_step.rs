@@ -25,12 +25,13 @@ pub enum WriteStep {
     FlushRenamed,
     /// Flush: the log segments holding the flushed rows are removed.
     FlushLogTrimmed,
-    /// Compaction: the intent naming the partition is durable.
-    CompactionIntentWritten,
-    /// Compaction: the merged file is published (its inputs are superseded, still present).
-    CompactionPublished,
-    /// Compaction: the superseded inputs are removed.
-    CompactionInputsRemoved,
+    /// Seal: the intent naming the (table, period) is durable.
+    SealIntentWritten,
+    /// Seal: one zone's file is published (the runs' rows of that zone are superseded, the
+    /// runs still present). Each zone passes here.
+    SealZonePublished,
+    /// Seal: the sealed runs are removed.
+    SealRunsRemoved,
     /// Recovery at start: a journal left by a crash was found (before acting on it).
     RecoveryJournalFound,
     /// Replay at start: the replayed rows were buffered (before they are flushed).
@@ -38,7 +39,7 @@ pub enum WriteStep {
 }
 
 impl WriteStep {
-    /// Every step, in the order a flush, a compaction and a start pass them.
+    /// Every step, in the order a flush, a seal and a start pass them.
     pub const ALL: [WriteStep; 11] = [
         WriteStep::FlushBatchesReady,
         WriteStep::FlushJournalWritten,
@@ -46,9 +47,9 @@ impl WriteStep {
         WriteStep::FlushCommitted,
         WriteStep::FlushRenamed,
         WriteStep::FlushLogTrimmed,
-        WriteStep::CompactionIntentWritten,
-        WriteStep::CompactionPublished,
-        WriteStep::CompactionInputsRemoved,
+        WriteStep::SealIntentWritten,
+        WriteStep::SealZonePublished,
+        WriteStep::SealRunsRemoved,
         WriteStep::RecoveryJournalFound,
         WriteStep::ReplayBuffered,
     ];
@@ -64,9 +65,9 @@ impl WriteStep {
             WriteStep::FlushCommitted => "flush-committed",
             WriteStep::FlushRenamed => "flush-renamed",
             WriteStep::FlushLogTrimmed => "flush-log-trimmed",
-            WriteStep::CompactionIntentWritten => "compaction-intent-written",
-            WriteStep::CompactionPublished => "compaction-published",
-            WriteStep::CompactionInputsRemoved => "compaction-inputs-removed",
+            WriteStep::SealIntentWritten => "seal-intent-written",
+            WriteStep::SealZonePublished => "seal-zone-published",
+            WriteStep::SealRunsRemoved => "seal-runs-removed",
             WriteStep::RecoveryJournalFound => "recovery-journal-found",
             WriteStep::ReplayBuffered => "replay-buffered",
         }

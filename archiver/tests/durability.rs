@@ -35,10 +35,13 @@ fn archived(archive: &Path) -> (BTreeSet<(String, i64)>, usize) {
     (set, n)
 }
 
-fn start_realtime_generator(port: u16, interval_ms: u64) -> Child {
+/// A generator whose simulated clock runs at `pace` times real time (300: an hour every
+/// 12 s), so that periods end and are sealed while the test runs.
+fn start_paced_generator(port: u16, pace: u32) -> Child {
+    let pace = pace.to_string();
     Command::new(binary("generator"))
         .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "3", "--cores", "4", "--processes", "5"])
-        .args(["--interval", &interval_ms.to_string()])
+        .args(["--simulate-from", "2025-11-24T00:00:00Z", "--pace", &pace])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -62,11 +65,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let audit = dir.path().join("audit.tsv");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let generator = KillOnDrop(start_realtime_generator(port, 10));
+    let generator = KillOnDrop(start_paced_generator(port, 300));
     // Tiny flush and segment limits: many flushes and rotations, so kills land in every
     // phase (append, write, commit, rename, log removal, compaction).
     let flags = [
-        "--flush-interval", "1", "--max-buffered-rows", "3000", "--max-files-per-partition", "3",
+        "--flush-interval", "1", "--max-buffered-rows", "3000",
         "--stats-interval", "1", "--wal-segment-bytes", "65536",
     ];
     let mut seed = 0x5eed_u64;
@@ -106,7 +109,7 @@ fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
     // it. Recovery and replay steps are reached because the round before left work.
     let steps = [
         "flush-temp-written", "replay-buffered", "flush-committed", "recovery-journal-found", "flush-renamed",
-        "flush-log-trimmed", "compaction-intent-written", "compaction-published", "compaction-inputs-removed",
+        "flush-log-trimmed", "seal-intent-written", "seal-zone-published", "seal-runs-removed",
         "flush-journal-written", "flush-batches-ready",
     ];
     let dir = tempfile::tempdir().unwrap();
@@ -115,8 +118,8 @@ fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
     let audit_str = audit.to_str().unwrap().to_owned();
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let generator = KillOnDrop(start_realtime_generator(port, 10));
-    let flags = ["--flush-interval", "1", "--max-files-per-partition", "2", "--stats-interval", "1", "--wal-segment-bytes", "65536"];
+    let generator = KillOnDrop(start_paced_generator(port, 300));
+    let flags = ["--flush-interval", "1", "--stats-interval", "1", "--wal-segment-bytes", "65536"];
     for step in steps {
         let mut args: Vec<&str> = flags.to_vec();
         args.extend(["--audit-log", &audit_str, "--crash-at", step]);
@@ -298,11 +301,11 @@ fn dq_reads_while_the_archiver_writes_and_compacts() {
     let archive = dir.path().join("archive");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let mut generator = KillOnDrop(start_realtime_generator(port, 10));
+    let mut generator = KillOnDrop(start_paced_generator(port, 300));
     let mut archiver = KillOnDrop(start_archiver(
         &archive,
         std::slice::from_ref(&endpoint),
-        &["--flush-interval", "1", "--max-files-per-partition", "2", "--stats-interval", "1"],
+        &["--flush-interval", "1", "--stats-interval", "1"],
     ));
     wait_for(Duration::from_secs(30), "the archiver's first status", || status(&archive));
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -120,7 +120,7 @@ fn generator_to_archiver_to_dq_and_parquet() {
         assert_eq!(meta.get("zonestat.table").map(String::as_str), Some(path.key.table.name()));
         assert_eq!(meta.get("zonestat.period_start"), Some(&period(path.key.start_us)));
         assert_eq!(meta.get("zonestat.period_end"), Some(&period(path.key.end_us())));
-        assert_eq!(meta.get("zonestat.format_version").map(String::as_str), Some("2"));
+        assert_eq!(meta.get("zonestat.format_version").map(String::as_str), Some("3"));
         let mut last = i64::MIN;
         for batch in reader.build().unwrap() {
             let batch = batch.unwrap();

@@ -76,6 +76,11 @@ pub fn main(config: GeneratorConfig, stop: &AtomicBool) -> anyhow::Result<()> {
     let mut stamp = FrameStamp::new(&config.host_name());
     let ctx = zmq::Context::new();
     let mut publisher = if config.quiet { None } else { Some(Publisher::bind(&ctx, &config.endpoint(), config.sndhwm)?) };
+    if let (Some(p), Some(_)) = (publisher.as_mut(), config.simulate_from) {
+        // A simulated run (backfill, load) outpaces a subscriber by design: block on a full
+        // queue rather than drop, so the subscriber gets every frame, only later.
+        p.set_block_when_full(true)?;
+    }
     if let Some(p) = &publisher {
         tracing::info!(endpoint = %p.endpoint(), source = source.name(), host = %stamp.host, interval_ms = config.interval_ms, "publishing");
         if config.wait_subscribers > 0 {
@@ -90,11 +95,8 @@ pub fn main(config: GeneratorConfig, stop: &AtomicBool) -> anyhow::Result<()> {
         last_time: 0,
     };
     let sent = run(source.as_mut(), &mut stamp, &mut sink, config.schedule(), stop)?;
-    // A simulated run (backfill, load) outpaces a subscriber by design: its last frames may
-    // still be queued when it ends. Give them time to arrive rather than the 5 s of a live
-    // generator's exit. (This does not stop PUB from dropping frames once the subscriber's
-    // queues are full during the run: ZMQ_XPUB_NODROP would, but zmq 0.10 does not expose
-    // it; see docs/operations.md.)
+    // A simulated run's last frames may still be queued when it ends: give them time to
+    // arrive rather than the 5 s of a live generator's exit.
     if let (Some(p), Some(_)) = (&publisher, config.simulate_from) {
         p.set_linger(SIMULATED_RUN_LINGER)?;
         tracing::info!(frames = sent, linger_s = SIMULATED_RUN_LINGER.as_secs(), "stopped; delivering queued frames");

@@ -90,6 +90,11 @@ pub struct GeneratorConfig {
     #[arg(long, value_name = "TIME", value_parser = parse_time_us)]
     pub simulate_from: Option<i64>,
 
+    /// With --simulate-from: run at this many times real time (10: ten simulated seconds a
+    /// second) instead of as fast as possible. For live-cadence load tests.
+    #[arg(long, value_name = "FACTOR", requires = "simulate_from")]
+    pub pace: Option<f64>,
+
     /// Stop after this many intervals.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -141,7 +146,12 @@ impl GeneratorConfig {
 
     /// When to sample.
     pub fn schedule(&self) -> Schedule {
-        Schedule { interval: Duration::from_millis(self.interval_ms), simulate_from_us: self.simulate_from, count: self.count }
+        Schedule {
+            interval: Duration::from_millis(self.interval_ms),
+            simulate_from_us: self.simulate_from,
+            pace: self.pace,
+            count: self.count,
+        }
     }
 
     /// The synthetic source's shape.
@@ -163,6 +173,9 @@ impl GeneratorConfig {
         }
         if (self.illumos_replay.is_some() || self.record_illumos.is_some()) && self.source != SourceKind::Illumos {
             return Err(GeneratorError::Config("--illumos-replay and --record-illumos need --source illumos".into()));
+        }
+        if self.pace.is_some_and(|p| !(p.is_finite() && p > 0.0 && p <= 1e6)) {
+            return Err(GeneratorError::Config("--pace must be a factor above 0 (and at most 1000000)".into()));
         }
         Ok(())
     }

@@ -48,6 +48,20 @@ impl Publisher {
             .map_err(|source| GeneratorError::Zmq { what: "set LINGER on", endpoint: self.endpoint.clone(), source })
     }
 
+    /// Whether a full queue blocks the sender (`true`) or drops the frame for that
+    /// subscriber (`false`, ZeroMQ's PUB default). A simulated run (a backfill) blocks, so
+    /// a subscriber slower than the run loses nothing; a live generator drops, so one slow
+    /// subscriber never stalls sampling (the archiver counts the gap from sequence numbers).
+    /// ZMQ_XPUB_NODROP, set through the raw socket: zmq 0.10 has no setter for it.
+    pub fn set_block_when_full(&mut self, block: bool) -> Result<(), GeneratorError> {
+        let value: std::ffi::c_int = block.into();
+        set_int_option(&mut self.socket, zmq_sys::ZMQ_XPUB_NODROP as std::ffi::c_int, value).map_err(|errno| GeneratorError::Zmq {
+            what: "set XPUB_NODROP on",
+            endpoint: self.endpoint.clone(),
+            source: zmq::Error::from_raw(errno),
+        })
+    }
+
     /// The endpoint this socket is bound to (with the real port if `:0` was asked for... as
     /// ZeroMQ reports it).
     pub fn endpoint(&self) -> String {
@@ -88,5 +102,21 @@ impl FrameSink for Publisher {
         self.socket
             .send(&self.buf[..], 0)
             .map_err(|source| GeneratorError::Zmq { what: "send to", endpoint: self.endpoint.clone(), source })
+    }
+}
+
+/// `zmq_setsockopt` of an int option on `socket`; on failure, ZeroMQ's errno.
+#[allow(unsafe_code)]
+fn set_int_option(socket: &mut zmq::Socket, option: std::ffi::c_int, value: std::ffi::c_int) -> Result<(), i32> {
+    let ptr = socket.as_mut_ptr();
+    // SAFETY: `ptr` is the live socket owned by `socket` (borrowed mutably for the call);
+    // the option value is a plain int read by libzmq during the call only, with its size.
+    // zmq_errno reads this thread's errno, set by the call just made.
+    unsafe {
+        if zmq_sys::zmq_setsockopt(ptr, option, (&raw const value).cast(), std::mem::size_of::<std::ffi::c_int>()) == 0 {
+            Ok(())
+        } else {
+            Err(zmq_sys::zmq_errno())
+        }
     }
 }

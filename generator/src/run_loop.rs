@@ -20,8 +20,11 @@ pub trait FrameSink {
 pub struct Schedule {
     /// Interval between samples.
     pub interval: Duration,
-    /// `Some(start_us)`: simulated time from `start_us`, as fast as possible.
+    /// `Some(start_us)`: simulated time from `start_us`, as fast as possible (or at `pace`).
     pub simulate_from_us: Option<i64>,
+    /// Simulated time only: run at this many times real time (10.0: ten simulated seconds
+    /// a second) instead of as fast as possible.
+    pub pace: Option<f64>,
     /// Stop after this many intervals.
     pub count: Option<u64>,
 }
@@ -73,9 +76,21 @@ pub fn run(
     let mut sent = 0;
     let mut n = 0u64;
     let mut next_tick = Instant::now();
+    let started = Instant::now();
     while !stop.load(Ordering::Relaxed) && schedule.count.is_none_or(|c| n < c) {
         let time_us = match schedule.simulate_from_us {
-            Some(start) => start + n as i64 * interval_us,
+            Some(start) => {
+                if let Some(pace) = schedule.pace {
+                    // Sample n is due at n intervals of simulated time, divided by the pace.
+                    let due = started + schedule.interval.mul_f64(n as f64 / pace);
+                    let now = Instant::now();
+                    if now < due {
+                        std::thread::sleep((due - now).min(Duration::from_millis(100)));
+                        continue;
+                    }
+                }
+                start + n as i64 * interval_us
+            }
             None => {
                 let now = Instant::now();
                 if now < next_tick {

@@ -4,7 +4,11 @@
 //! - `_archive.json` at the root: `{"format": "zonestat-archive", "version": N}`. Version 1
 //!   (no such file) named files `{lo}-{hi}.parquet` and stored at most 128-byte zone names;
 //!   version 2 adds writer ids to file names, the bounded form of long zone names, escapes
-//!   `~`, and the key-value metadata below. Readers of version 2 read version 1 archives.
+//!   `~`, and the key-value metadata below. Version 3 adds flush runs under
+//!   `_archiver/runs/` ([`crate::RunKey`]): rows of periods not yet sealed, which a reader
+//!   that wants them must read with the coverage rule of [`crate::zone_file_covers_run`];
+//!   a reader of version 2 would miss them, so it refuses version 3. Readers of version 3
+//!   read versions 1 and 2.
 //! - In each Parquet file's key-value metadata ([`file_metadata`]): the format version, the
 //!   table, the whole zone name, the period the file's partition covers (RFC 3339, UTC,
 //!   end exclusive), the writer id and the sequence numbers it covers.
@@ -12,7 +16,7 @@
 use crate::{LayoutError, ParquetFilePath};
 
 /// The format this crate writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The file at the archive root that records the format.
 pub const FORMAT_FILE: &str = "_archive.json";
 const FORMAT_NAME: &str = "zonestat-archive";
@@ -81,6 +85,24 @@ pub fn file_metadata(path: &ParquetFilePath) -> Vec<(String, String)> {
         (keys::PERIOD_END.into(), rfc(path.key.end_us())),
         (keys::WRITER.into(), path.id.writer.to_string()),
         (keys::SEQUENCE.into(), format!("{:x}-{:x}", path.id.lo, path.id.hi)),
+    ]
+}
+
+/// The key-value metadata of a flush run (see [`crate::RunKey`]): as [`file_metadata`] but
+/// without a zone (a run holds rows of many zones).
+pub fn run_metadata(run: &crate::RunPath) -> Vec<(String, String)> {
+    let rfc = |us: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    vec![
+        (keys::FORMAT_VERSION.into(), FORMAT_VERSION.to_string()),
+        (keys::TABLE.into(), run.key.table.name().into()),
+        (keys::PERIOD_START.into(), rfc(run.key.start_us)),
+        (keys::PERIOD_END.into(), rfc(run.key.end_us())),
+        (keys::WRITER.into(), run.id.writer.to_string()),
+        (keys::SEQUENCE.into(), format!("{:x}-{:x}", run.id.lo, run.id.hi)),
     ]
 }
 

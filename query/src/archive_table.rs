@@ -2,15 +2,18 @@
 //!
 //! On each scan it asks `archive_layout::listing` for the table's live files in the
 //! partitions the query's zone and time filters admit ([`ScanBounds`]): a compacted file
-//! hides the files it replaced, and hour and day partitions are both found. Files outside
-//! the filters are never opened. The layout rules come from `archive_layout`; this module
-//! must not walk directories or parse paths itself.
+//! hides the files it replaced, and hour and day partitions are both found. It also reads
+//! the flush runs of periods not yet sealed (`archive_layout::list_runs`), so rows are
+//! queryable within a flush interval: a run's rows of a zone whose partition already holds
+//! a file covering the run (a seal in progress, or interrupted) are left out, so no row is
+//! counted twice. Files outside the filters are never opened. The layout rules come from
+//! `archive_layout`; this module must not walk directories or parse paths itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use archive_layout::listing::list_table;
-use archive_layout::{Table, unescape_partition_value, zone_dir_value};
+use archive_layout::listing::{ListedFile, list_table};
+use archive_layout::{Table, list_runs, unescape_partition_value, zone_dir_value, zone_file_covers_run};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
@@ -45,6 +48,9 @@ pub struct ScanFile {
     pub path: PathBuf,
     /// Size in bytes.
     pub size: u64,
+    /// For a run: the zones whose rows of it are already in their partition (sorted);
+    /// those rows must be left out. Empty for every other file.
+    pub sealed_zones: Vec<String>,
 }
 
 impl ArchiveTable {
@@ -66,11 +72,40 @@ impl ArchiveTable {
             _ => true,
         };
         let admit = |dir: &archive_layout::PartitionDir| bounds.admits_period(dir.start_us, dir.end_us());
-        let mut files: Vec<ScanFile> =
-            list_table(&self.root, self.table, admit_zone, admit)?.into_iter().map(|f| ScanFile { path: f.path, size: f.size }).collect();
+        let listed = list_table(&self.root, self.table, admit_zone, admit)?;
+        let mut files = Vec::with_capacity(listed.len());
+        for r in list_runs(&self.root, self.table, |start, end| bounds.admits_period(start, end))? {
+            let mut sealed_zones = Vec::new();
+            for f in listed.iter().filter(|f| {
+                f.dir.start_us == r.run.key.start_us && f.dir.granularity == r.run.key.granularity && zone_file_covers_run(&f.id, &r.run.id)
+            }) {
+                sealed_zones.push(zone_of(f)?);
+            }
+            sealed_zones.sort();
+            sealed_zones.dedup();
+            files.push(ScanFile { path: r.path, size: r.size, sealed_zones });
+        }
+        files.extend(listed.into_iter().map(|f| ScanFile { path: f.path, size: f.size, sealed_zones: Vec::new() }));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
+}
+
+/// The zone a listed file holds: its directory says, or (the bounded form of a long name)
+/// its own metadata does.
+fn zone_of(f: &ListedFile) -> Result<String, archive_layout::LayoutError> {
+    if let Some(zone) = f.dir.zone() {
+        return Ok(zone);
+    }
+    let unreadable = || archive_layout::LayoutError::BadPath { path: f.path.display().to_string(), reason: "a long zone name's file without its zone in the metadata" };
+    let file = std::fs::File::open(&f.path).map_err(|source| archive_layout::LayoutError::List { path: f.path.clone(), source })?;
+    let meta = datafusion::parquet::file::reader::SerializedFileReader::new(file).map_err(|_| unreadable())?;
+    use datafusion::parquet::file::reader::FileReader;
+    meta.metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == archive_layout::format::keys::ZONE).and_then(|e| e.value.clone()))
+        .ok_or_else(unreadable)
 }
 
 #[async_trait]
@@ -100,6 +135,42 @@ impl TableProvider for ArchiveTable {
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema(), projection)?)));
         }
+        let (whole, partial): (Vec<ScanFile>, Vec<ScanFile>) = files.into_iter().partition(|f| f.sealed_zones.is_empty());
+        let mut plans = Vec::new();
+        if !whole.is_empty() {
+            plans.push(self.scan_files(state, whole, projection, limit).await?);
+        }
+        // Runs some of whose zones are sealed already (rare: a seal in progress): each scanned
+        // whole, then the sealed zones' rows dropped, then projected as asked.
+        for run in partial {
+            let all = self.scan_files(state, vec![run.clone()], None, None).await?;
+            let schema = self.schema();
+            let zone = datafusion::physical_expr::expressions::col("zone", &schema)?;
+            let list = run.sealed_zones.iter().map(|z| datafusion::physical_expr::expressions::lit(z.as_str())).collect();
+            let keep = datafusion::physical_expr::expressions::in_list(zone, list, &true, &schema)?;
+            let filtered: Arc<dyn ExecutionPlan> = Arc::new(datafusion::physical_plan::filter::FilterExec::try_new(keep, all)?);
+            let columns: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..schema.fields().len()).collect());
+            let exprs = columns
+                .iter()
+                .map(|&i| {
+                    let name = schema.field(i).name().clone();
+                    datafusion::physical_expr::expressions::col(&name, &schema).map(|c| (c, name))
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            plans.push(Arc::new(datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, filtered)?));
+        }
+        datafusion::physical_plan::union::UnionExec::try_new(plans)
+    }
+}
+
+impl ArchiveTable {
+    async fn scan_files(
+        &self,
+        state: &dyn Session,
+        files: Vec<ScanFile>,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         // Spread files over the target partitions, largest first, to even out the work.
         let groups_n = state.config().target_partitions().max(1).min(files.len());
         let mut by_size = files;

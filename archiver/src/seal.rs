@@ -1,0 +1,358 @@
+//! Sealing: when a period is over, every zone's rows in the period's runs (see
+//! [`archive_layout::RunKey`]) become one file in the zone's partition, encoded once more
+//! (for good); then the runs are removed. The policy (which periods are due, a pure function
+//! over what the writer knows, tested without files) and the work (through a durable intent,
+//! so a failure or a crash at any step is finished by the next attempt or at restart).
+//!
+//! Per zone, a seal merges the rows of every run not yet covered for that zone with the
+//! files this writer already has in the zone's partition (late rows, or an earlier seal),
+//! sorts them by time (stable) and publishes one file whose range covers all of them
+//! ([`archive_layout::zone_file_covers_run`]): publishing it is that zone's commit point,
+//! and a zone whose partition already covers every run is skipped, so a repeated seal never
+//! stores a row twice. Runs are removed only once every zone is sealed.
+//!
+//! Memory: zones are sealed in groups whose decoded rows stay under the sealer's budget
+//! (estimated from the runs' own metadata); each group reads only its zones' rows of each
+//! run (runs are ordered by zone). Must not touch the log or the buffers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use archive_layout::listing::partition_files;
+use archive_layout::{FileId, Granularity, ListedRun, ParquetFilePath, RunKey, Table, WriterId, list_runs, live_files, zone_file_covers_run};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use datafusion::parquet::file::metadata::PageIndexPolicy;
+
+use crate::ArchiverError;
+use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
+use crate::rows::stable_time_order;
+use crate::write_step::WriteStep;
+
+/// Where the intent lives, under the state directory.
+pub const INTENT_FILE: &str = "seal.intent";
+
+/// What the writer knows of the runs of one (table, period) it wrote in this process.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunState {
+    /// The flush cycle that last wrote a run of it (0: runs found on disk at start).
+    pub last_flush_cycle: u64,
+}
+
+/// The (table, period)s due for sealing: the newest sample the writer has seen (any zone)
+/// is past the period's end, and the last flush brought it nothing new (so a host a few
+/// seconds behind the others still lands in the runs, not in a late seal). Sorted.
+pub fn pick_due(runs: &HashMap<RunKey, RunState>, latest_sample: Option<i64>, flush_cycle: u64) -> Vec<RunKey> {
+    let mut due: Vec<RunKey> = runs
+        .iter()
+        .filter(|(key, state)| state.last_flush_cycle < flush_cycle && latest_sample.is_some_and(|t| t >= key.end_us()))
+        .map(|(k, _)| *k)
+        .collect();
+    due.sort();
+    due
+}
+
+/// What one seal did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SealOutcome {
+    /// Zone files published.
+    pub zones: usize,
+    /// Runs removed.
+    pub runs: usize,
+    /// Zone files removed because a sealed file superseded them.
+    pub replaced: usize,
+}
+
+/// One zone's slices of the runs: (run index, first row, rows).
+type Slices = Vec<(usize, usize, usize)>;
+
+/// Seals periods; one per writer.
+#[derive(Debug)]
+pub struct Sealer {
+    root: PathBuf,
+    intent_path: PathBuf,
+    writer: WriterId,
+    encoder: Encoder,
+    /// Decoded bytes a group of zones may take.
+    budget_bytes: usize,
+}
+
+impl Sealer {
+    /// A sealer of `writer`'s runs in the archive at `root` (state in `state_dir`), encoding
+    /// with `encoder`, holding at most about `budget_bytes` of decoded rows at a time.
+    pub fn new(root: &Path, state_dir: &Path, writer: WriterId, encoder: Encoder, budget_bytes: usize) -> Self {
+        Self { root: root.to_owned(), intent_path: state_dir.join(INTENT_FILE), writer, encoder, budget_bytes: budget_bytes.max(1 << 20) }
+    }
+
+    /// Every (table, period) this writer has runs of on disk (at start: left by an earlier
+    /// run of the archiver, to seal when due).
+    pub fn runs_on_disk(&self) -> Result<Vec<RunKey>, ArchiverError> {
+        let mut keys = Vec::new();
+        for table in Table::ALL {
+            for r in list_runs(&self.root, table, |_, _| true)? {
+                if r.run.id.writer == self.writer && keys.last() != Some(&r.run.key) {
+                    keys.push(r.run.key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Finishes a seal that a failure or a crash interrupted (its intent is still there) by
+    /// sealing the period again. An intent that cannot be read or parsed is an error naming
+    /// it: it is written atomically, so it is never torn.
+    pub fn settle(&self, step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>) -> Result<(), ArchiverError> {
+        let text = match fs::read_to_string(&self.intent_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(ArchiverError::Io { what: "read", path: self.intent_path.clone(), source }),
+        };
+        let key = parse_intent(&text).ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a seal intent" })?;
+        tracing::warn!(table = %key.table, start_us = key.start_us, "finishing an interrupted seal");
+        self.seal(key, step)?;
+        Ok(())
+    }
+
+    /// Seals `key`: see the module docs.
+    pub fn seal(&self, key: RunKey, step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>) -> Result<SealOutcome, ArchiverError> {
+        let runs: Vec<ListedRun> = list_runs(&self.root, key.table, |start, _| start == key.start_us)?
+            .into_iter()
+            .filter(|r| r.run.key == key && r.run.id.writer == self.writer)
+            .collect();
+        let mut outcome = SealOutcome::default();
+        if runs.is_empty() {
+            return self.remove_intent().map(|()| outcome);
+        }
+        write_atomically(&self.intent_path, intent_text(&key).as_bytes())?;
+        step(WriteStep::SealIntentWritten)?;
+
+        let (zones, bytes_per_row) = self.zone_slices(&runs)?;
+        let mut group: Vec<(&String, &Slices)> = Vec::new();
+        let mut group_bytes = 0usize;
+        let zones: Vec<(&String, &Slices)> = zones.iter().collect();
+        for (i, (zone, slices)) in zones.iter().enumerate() {
+            let rows: usize = slices.iter().map(|(_, _, n)| n).sum();
+            let bytes: usize = slices.iter().map(|(r, _, n)| n * bytes_per_row[*r]).sum::<usize>().max(rows);
+            group.push((zone, slices));
+            group_bytes += bytes;
+            let last = i + 1 == zones.len();
+            let next_bytes = zones.get(i + 1).map_or(0, |(_, s)| s.iter().map(|(r, _, n)| n * bytes_per_row[*r]).sum());
+            if last || group_bytes + next_bytes > self.budget_bytes {
+                self.seal_group(&key, &runs, &group, &mut outcome, step)?;
+                group.clear();
+                group_bytes = 0;
+            }
+        }
+        // Every zone of every run is now in its partition: the runs go.
+        for r in &runs {
+            match fs::remove_file(&r.path) {
+                Ok(()) => outcome.runs += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ArchiverError::Io { what: "remove sealed run", path: r.path.clone(), source }),
+            }
+        }
+        let dir = self.root.join(key.relative_dir());
+        sync_dir(&dir)?;
+        step(WriteStep::SealRunsRemoved)?;
+        // The period's directory, if nothing else is in it (a run written meanwhile stays).
+        if fs::remove_dir(&dir).is_ok() {
+            sync_dir(dir.parent().unwrap_or(&self.root))?;
+        }
+        self.remove_intent()?;
+        Ok(outcome)
+    }
+
+    /// Per zone (in the runs' order), its rows in each run; and per run, the decoded bytes
+    /// of a row (from the run's metadata), to size the groups.
+    fn zone_slices(&self, runs: &[ListedRun]) -> Result<(BTreeMap<String, Slices>, Vec<usize>), ArchiverError> {
+        let mut zones: BTreeMap<String, Slices> = BTreeMap::new();
+        let mut bytes_per_row = Vec::with_capacity(runs.len());
+        for (i, r) in runs.iter().enumerate() {
+            let builder = open(&r.path, false)?;
+            let meta = builder.metadata().clone();
+            let rows = meta.file_metadata().num_rows().max(1) as usize;
+            let bytes: i64 = meta.row_groups().iter().map(|g| g.total_byte_size()).sum();
+            bytes_per_row.push((bytes.max(0) as usize).div_ceil(rows).max(1));
+            let mask = ProjectionMask::leaves(builder.parquet_schema(), [2]);
+            let reader = builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(|source| ArchiverError::Parquet { path: r.path.clone(), source })?;
+            let mut row = 0usize;
+            for batch in reader {
+                let batch = batch.map_err(|e| ArchiverError::Parquet { path: r.path.clone(), source: e.into() })?;
+                let zone = batch.column(0).as_string::<i32>();
+                let mut start = 0;
+                while start < zone.len() {
+                    let z = zone.value(start);
+                    let mut end = start + 1;
+                    while end < zone.len() && zone.value(end) == z {
+                        end += 1;
+                    }
+                    let slices = match zones.get_mut(z) {
+                        Some(s) => s,
+                        None => zones.entry(z.to_owned()).or_default(),
+                    };
+                    // A zone continuing across batch boundaries extends its slice.
+                    match slices.last_mut() {
+                        Some((run, first, n)) if *run == i && *first + *n == row + start => *n += end - start,
+                        _ => slices.push((i, row + start, end - start)),
+                    }
+                    start = end;
+                }
+                row += zone.len();
+            }
+        }
+        Ok((zones, bytes_per_row))
+    }
+
+    fn seal_group(
+        &self,
+        key: &RunKey,
+        runs: &[ListedRun],
+        group: &[(&String, &Slices)],
+        outcome: &mut SealOutcome,
+        step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
+    ) -> Result<(), ArchiverError> {
+        // Which zones still need their rows of which runs.
+        let mut todo: Vec<(&String, Vec<FileId>, Vec<(usize, usize, usize)>)> = Vec::new();
+        for (zone, slices) in group {
+            let partition = key.partition(zone);
+            let ours: Vec<FileId> = partition_files(&self.root, &partition)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();
+            let live = live_files(ours);
+            let uncovered: Vec<(usize, usize, usize)> =
+                slices.iter().copied().filter(|(r, _, _)| !live.iter().any(|f| zone_file_covers_run(f, &runs[*r].run.id))).collect();
+            if !uncovered.is_empty() {
+                todo.push((zone, live, uncovered));
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        // Read each run once for the whole group: only the rows of the group's zones.
+        let mut per_run: BTreeMap<usize, Vec<(usize, usize, usize)>> = BTreeMap::new(); // run -> (todo index, first, rows)
+        for (t, (_, _, slices)) in todo.iter().enumerate() {
+            for (r, first, n) in slices {
+                per_run.entry(*r).or_default().push((t, *first, *n));
+            }
+        }
+        let mut rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); todo.len()];
+        for (r, mut wanted) in per_run {
+            wanted.sort_by_key(|(_, first, _)| *first);
+            let mut selectors = Vec::with_capacity(wanted.len() * 2);
+            let mut at = 0;
+            for (_, first, n) in &wanted {
+                if *first > at {
+                    selectors.push(RowSelector::skip(first - at));
+                }
+                selectors.push(RowSelector::select(*n));
+                at = first + n;
+            }
+            let path = &runs[r].path;
+            let selected: usize = wanted.iter().map(|(_, _, n)| n).sum();
+            let reader = open(path, true)?
+                .with_row_selection(RowSelection::from(selectors))
+                .with_batch_size(selected.max(1))
+                .build()
+                .map_err(|source| ArchiverError::Parquet { path: path.clone(), source })?;
+            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| ArchiverError::Parquet { path: path.clone(), source: e.into() })?;
+            let all = concat_batches(&key.table.schema(), &batches).map_err(|source| ArchiverError::Arrow { context: format!("reading {}", path.display()), source })?;
+            let mut offset = 0;
+            for (t, _, n) in wanted {
+                rows[t].push(all.slice(offset, n));
+                offset += n;
+            }
+        }
+        for ((zone, live, uncovered), mut batches) in todo.into_iter().zip(rows) {
+            let partition = key.partition(zone);
+            for id in &live {
+                batches.extend(read_file(&ParquetFilePath::new(partition.clone(), *id).absolute_path(&self.root))?);
+            }
+            let lo = live.iter().map(|f| f.lo).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.lo)).min().unwrap_or(0);
+            let hi = live.iter().map(|f| f.hi).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.hi)).max().unwrap_or(0);
+            let context = || format!("sealing {}", partition.relative_dir().display());
+            let merged = concat_batches(&key.table.schema(), &batches).map_err(|source| ArchiverError::Arrow { context: context(), source })?;
+            drop(batches);
+            let times = merged.column(0).as_primitive::<TimestampMicrosecondType>();
+            let sorted = stable_time_order(times.values())
+                .and_then(|order| take_record_batch(&merged, &order))
+                .map_err(|source| ArchiverError::Arrow { context: context(), source })?;
+            drop(merged);
+            let out = ParquetFilePath::new(partition.clone(), FileId { writer: self.writer, lo, hi });
+            self.encoder.publish(&self.root, &out, &[sorted])?;
+            outcome.zones += 1;
+            step(WriteStep::SealZonePublished)?;
+            // The zone's older files of this writer are inside the new range: superseded.
+            for id in live.iter().filter(|id| out.id.supersedes(id)) {
+                let path = ParquetFilePath::new(partition.clone(), *id).absolute_path(&self.root);
+                match fs::remove_file(&path) {
+                    Ok(()) => outcome.replaced += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(ArchiverError::Io { what: "remove superseded file", path, source }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_intent(&self) -> Result<(), ArchiverError> {
+        match fs::remove_file(&self.intent_path) {
+            Ok(()) => sync_dir(self.intent_path.parent().unwrap_or(&self.root)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ArchiverError::Io { what: "remove", path: self.intent_path.clone(), source }),
+        }
+    }
+}
+
+fn open(path: &Path, page_index: bool) -> Result<ParquetRecordBatchReaderBuilder<File>, ArchiverError> {
+    let file = File::open(path).map_err(|source| ArchiverError::Io { what: "open", path: path.to_owned(), source })?;
+    ParquetRecordBatchReaderBuilder::try_new_with_options(file, ArrowReaderOptions::new().with_page_index_policy(if page_index { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip }))
+        .map_err(|source| ArchiverError::Parquet { path: path.to_owned(), source })
+}
+
+fn intent_text(key: &RunKey) -> String {
+    let g = match key.granularity {
+        Granularity::Hour => "hour",
+        Granularity::Day => "day",
+    };
+    format!("{}\t{g}\t{}\n", key.table.name(), key.start_us)
+}
+
+fn parse_intent(text: &str) -> Option<RunKey> {
+    let mut f = text.trim_end_matches('\n').split('\t');
+    let table = Table::from_name(f.next()?).ok()?;
+    let granularity: Granularity = f.next()?.parse().ok()?;
+    let start_us: i64 = f.next()?.parse().ok()?;
+    (f.next().is_none() && granularity.period_start(start_us) == start_us).then_some(RunKey { table, start_us, granularity })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(hour: i64) -> RunKey {
+        RunKey::for_sample(Table::Cpu, hour * 3_600_000_000, Granularity::Hour)
+    }
+
+    #[test]
+    fn due_once_the_clock_is_past_and_the_last_flush_left_it_alone() {
+        let mut runs = HashMap::new();
+        runs.insert(key(0), RunState { last_flush_cycle: 4 });
+        runs.insert(key(1), RunState { last_flush_cycle: 5 });
+        runs.insert(key(2), RunState { last_flush_cycle: 0 });
+        let t = Some(2 * 3_600_000_000 + 1);
+        assert_eq!(pick_due(&runs, t, 5), vec![key(0)], "hour 1 was flushed into by this cycle, hour 2 is open");
+        assert_eq!(pick_due(&runs, Some(3 * 3_600_000_000), 6), vec![key(0), key(1), key(2)]);
+        assert!(pick_due(&runs, None, 9).is_empty(), "no clock yet (after a restart, before any frame)");
+    }
+
+    #[test]
+    fn intent_round_trips() {
+        for k in [key(5), RunKey::for_sample(Table::Process, 86_400_000_000 * 3, Granularity::Day)] {
+            assert_eq!(parse_intent(&intent_text(&k)), Some(k));
+        }
+        assert_eq!(parse_intent("cpu\thour\t5"), None, "not a period start");
+        assert_eq!(parse_intent("cpu\thour"), None);
+    }
+}

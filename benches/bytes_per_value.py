@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Stored bytes per measured value of an archive: every *.parquet file's size over the
+non-null cells of every column but time, host, zone and the series keys (the figure the
+storage targets use; the same rule as `cargo bench -p benches --bench ingest`).
+
+    python3 benches/bytes_per_value.py ARCHIVE   (needs pyarrow)
+"""
+import pathlib
+import sys
+
+import pyarrow.parquet as pq
+
+KEYS = {"time", "host", "zone", "core", "instance", "pid", "name", "bucket_ns", "zonename"}
+
+
+def main(root):
+    files = [p for p in pathlib.Path(root).rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)]
+    size = sum(p.stat().st_size for p in files)
+    values = 0
+    for p in files:
+        meta = pq.ParquetFile(p).metadata
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            for c in range(group.num_columns):
+                col = group.column(c)
+                if col.path_in_schema in KEYS:
+                    continue
+                nulls = col.statistics.null_count if col.statistics is not None and col.statistics.has_null_count else 0
+                values += group.num_rows - nulls
+    print(f"{size} bytes in {len(files)} files, {values} measured values: {size / max(values, 1):.3f} bytes per value")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
