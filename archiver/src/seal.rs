@@ -176,7 +176,11 @@ impl Sealer {
             let meta = builder.metadata().clone();
             let rows = meta.file_metadata().num_rows().max(1) as usize;
             let bytes: i64 = meta.row_groups().iter().map(|g| g.total_byte_size()).sum();
-            bytes_per_row.push((bytes.max(0) as usize).div_ceil(rows).max(1));
+            // Decoded, a row also holds its host and zone as whole strings with offsets (a
+            // dictionary in the file), and a group's rows exist up to three times at once
+            // (read, merged, sorted): count all of it against the budget.
+            let strings = 2 * (8 + 32);
+            bytes_per_row.push(3 * ((bytes.max(0) as usize).div_ceil(rows) + strings));
             let mask = ProjectionMask::leaves(builder.parquet_schema(), [2]);
             let reader = builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(|source| ArchiverError::Parquet { path: r.path.clone(), source })?;
             let mut row = 0usize;
@@ -216,7 +220,8 @@ impl Sealer {
         step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
     ) -> Result<(), ArchiverError> {
         // Which zones still need their rows of which runs.
-        let mut todo: Vec<(&String, Vec<FileId>, Vec<(usize, usize, usize)>)> = Vec::new();
+        // (zone, its live files of this writer, its slices of runs those files do not cover)
+        let mut todo: Vec<(&String, Vec<FileId>, Slices)> = Vec::new();
         for (zone, slices) in group {
             let partition = key.partition(zone);
             let ours: Vec<FileId> = partition_files(&self.root, &partition)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();

@@ -151,7 +151,7 @@ pub fn list_runs(root: &Path, table: Table, admit: impl Fn(i64, i64) -> bool) ->
             out.push(ListedRun { path: run.absolute_path(root), run, size });
         }
     }
-    out.sort_by(|a, b| a.run.cmp(&b.run));
+    out.sort_by_key(|r| r.run);
     Ok(out)
 }
 

@@ -174,7 +174,7 @@ impl ArchiveTable {
         // Spread files over the target partitions, largest first, to even out the work.
         let groups_n = state.config().target_partitions().max(1).min(files.len());
         let mut by_size = files;
-        by_size.sort_by(|a, b| b.size.cmp(&a.size));
+        by_size.sort_by_key(|f| std::cmp::Reverse(f.size));
         let mut groups: Vec<(u64, Vec<PartitionedFile>)> = (0..groups_n).map(|_| (0, Vec::new())).collect();
         for f in by_size {
             let Some(g) = groups.iter_mut().min_by_key(|(bytes, _)| *bytes) else { break };
