@@ -14,13 +14,10 @@ use std::path::{Path, PathBuf};
 
 use archive_layout::listing::partition_files;
 use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, Table, WriterId, escape_partition_value, live_files, unescape_partition_value};
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
-use datafusion::arrow::array::AsArray;
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
-use crate::rows::stable_time_order;
+use crate::rows::merge_by_time;
 use crate::write_step::WriteStep;
 
 /// Where the intent lives, under the state directory.
@@ -150,14 +147,9 @@ impl Compactor {
         for id in &live {
             batches.extend(read_file(&ParquetFilePath::new(key.clone(), *id).absolute_path(&self.root))?);
         }
-        let context = || format!("compacting {}", key.relative_dir().display());
-        let merged = concat_batches(&key.table.schema(), &batches).map_err(|source| ArchiverError::Arrow { context: context(), source })?;
+        let sorted = merge_by_time(key.table, &batches)
+            .map_err(|source| ArchiverError::Arrow { context: format!("compacting {}", key.relative_dir().display()), source })?;
         drop(batches);
-        let times = merged.column(0).as_primitive::<TimestampMicrosecondType>();
-        let sorted = stable_time_order(times.values())
-            .and_then(|order| take_record_batch(&merged, &order))
-            .map_err(|source| ArchiverError::Arrow { context: context(), source })?;
-        drop(merged);
         self.encoder.publish(&self.root, &out, &[sorted])?;
         step(WriteStep::SealZonePublished)?;
         let removed = self.remove_superseded(key, &ours, &[out.id])?;

@@ -263,6 +263,15 @@ pub fn stable_time_order(times: &[i64]) -> Result<UInt32Array, ArrowError> {
     Ok(UInt32Array::from(order))
 }
 
+/// `batches` (all of `table`'s schema) as one batch sorted by time, stable: what a seal or
+/// a compaction writes.
+pub fn merge_by_time(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
+    let merged = datafusion::arrow::compute::concat_batches(&table.schema(), batches)?;
+    let times = merged.column(0).as_any().downcast_ref::<TimestampMicrosecondArray>().map(|t| t.values().to_vec()).unwrap_or_default();
+    let order = stable_time_order(&times)?;
+    datafusion::arrow::compute::take_record_batch(&merged, &order)
+}
+
 /// Every table's rows of one (host, zone, period).
 #[derive(Debug)]
 pub struct ZoneRows {

@@ -22,15 +22,14 @@ use std::path::{Path, PathBuf};
 use archive_layout::listing::partition_files;
 use archive_layout::{FileId, Granularity, ListedRun, ParquetFilePath, RunKey, Table, WriterId, list_runs, live_files, zone_file_covers_run};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use datafusion::parquet::file::metadata::PageIndexPolicy;
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
-use crate::rows::stable_time_order;
+use crate::rows::merge_by_time;
 use crate::write_step::WriteStep;
 
 /// Where the intent lives, under the state directory.
@@ -276,14 +275,9 @@ impl Sealer {
             }
             let lo = live.iter().map(|f| f.lo).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.lo)).min().unwrap_or(0);
             let hi = live.iter().map(|f| f.hi).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.hi)).max().unwrap_or(0);
-            let context = || format!("sealing {}", partition.relative_dir().display());
-            let merged = concat_batches(&key.table.schema(), &batches).map_err(|source| ArchiverError::Arrow { context: context(), source })?;
+            let sorted = merge_by_time(key.table, &batches)
+                .map_err(|source| ArchiverError::Arrow { context: format!("sealing {}", partition.relative_dir().display()), source })?;
             drop(batches);
-            let times = merged.column(0).as_primitive::<TimestampMicrosecondType>();
-            let sorted = stable_time_order(times.values())
-                .and_then(|order| take_record_batch(&merged, &order))
-                .map_err(|source| ArchiverError::Arrow { context: context(), source })?;
-            drop(merged);
             let out = ParquetFilePath::new(partition.clone(), FileId { writer: self.writer, lo, hi });
             self.encoder.publish(&self.root, &out, &[sorted])?;
             outcome.zones += 1;

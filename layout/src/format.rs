@@ -72,25 +72,18 @@ pub fn read_format_version(root: &std::path::Path) -> Result<u32, LayoutError> {
 
 /// The key-value metadata of the file at `path` (see the module docs).
 pub fn file_metadata(path: &ParquetFilePath) -> Vec<(String, String)> {
-    let rfc = |us: i64| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default()
-    };
-    vec![
-        (keys::FORMAT_VERSION.into(), FORMAT_VERSION.to_string()),
-        (keys::TABLE.into(), path.key.table.name().into()),
-        (keys::ZONE.into(), path.key.zone.clone()),
-        (keys::PERIOD_START.into(), rfc(path.key.start_us)),
-        (keys::PERIOD_END.into(), rfc(path.key.end_us())),
-        (keys::WRITER.into(), path.id.writer.to_string()),
-        (keys::SEQUENCE.into(), format!("{:x}-{:x}", path.id.lo, path.id.hi)),
-    ]
+    let mut kv = common_metadata(path.key.table, path.key.start_us, path.key.end_us(), &path.id);
+    kv.insert(2, (keys::ZONE.into(), path.key.zone.clone()));
+    kv
 }
 
 /// The key-value metadata of a flush run (see [`crate::RunKey`]): as [`file_metadata`] but
 /// without a zone (a run holds rows of many zones).
 pub fn run_metadata(run: &crate::RunPath) -> Vec<(String, String)> {
+    common_metadata(run.key.table, run.key.start_us, run.key.end_us(), &run.id)
+}
+
+fn common_metadata(table: crate::Table, start_us: i64, end_us: i64, id: &crate::FileId) -> Vec<(String, String)> {
     let rfc = |us: i64| {
         chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -98,11 +91,11 @@ pub fn run_metadata(run: &crate::RunPath) -> Vec<(String, String)> {
     };
     vec![
         (keys::FORMAT_VERSION.into(), FORMAT_VERSION.to_string()),
-        (keys::TABLE.into(), run.key.table.name().into()),
-        (keys::PERIOD_START.into(), rfc(run.key.start_us)),
-        (keys::PERIOD_END.into(), rfc(run.key.end_us())),
-        (keys::WRITER.into(), run.id.writer.to_string()),
-        (keys::SEQUENCE.into(), format!("{:x}-{:x}", run.id.lo, run.id.hi)),
+        (keys::TABLE.into(), table.name().into()),
+        (keys::PERIOD_START.into(), rfc(start_us)),
+        (keys::PERIOD_END.into(), rfc(end_us)),
+        (keys::WRITER.into(), id.writer.to_string()),
+        (keys::SEQUENCE.into(), format!("{:x}-{:x}", id.lo, id.hi)),
     ]
 }
 
