@@ -73,10 +73,10 @@ fn print_storage_figures() {
     for (label, encoder) in [
         ("flush (zstd 3)", Encoder::FLUSH),
         ("compacted (zstd 9)", Encoder::COMPACT),
-        ("zstd 1", Encoder { codec: Codec::Zstd(1) }),
-        ("lz4_raw", Encoder { codec: Codec::Lz4Raw }),
-        ("snappy", Encoder { codec: Codec::Snappy }),
-        ("uncompressed", Encoder { codec: Codec::Uncompressed }),
+        ("zstd 1", Encoder { codec: Codec::Zstd(1), per_column: false }),
+        ("lz4_raw", Encoder { codec: Codec::Lz4Raw, per_column: false }),
+        ("snappy", Encoder { codec: Codec::Snappy, per_column: false }),
+        ("uncompressed", Encoder { codec: Codec::Uncompressed, per_column: false }),
     ] {
         let mut bytes = 0usize;
         let mut values = 0usize;
@@ -135,7 +135,7 @@ fn bench(c: &mut Criterion) {
     });
     // The flush codec alone (files are compacted with zstd 9 later): speed here, size below.
     for (label, codec) in [("zstd1", Codec::Zstd(1)), ("lz4_raw", Codec::Lz4Raw), ("snappy", Codec::Snappy), ("none", Codec::Uncompressed)] {
-        let encoder = Encoder { codec };
+        let encoder = Encoder { codec, per_column: false };
         g.bench_function(format!("batches_to_parquet_{label}"), |b| {
             b.iter(|| {
                 for (table, batch) in &all {

@@ -1,0 +1,67 @@
+//! The sealed files read by every reader the docs promise: pyarrow, Polars, the DuckDB CLI
+//! (PyPI `duckdb-cli`) and Spark 4 (PyPI `pyspark`, Java 17) each read every table of an
+//! archive the archiver wrote (real processes on loopback), and each agrees with `dq` on the
+//! row count and on the sums of columns of every encoding the archiver uses (dictionary,
+//! DELTA_BINARY_PACKED, PLAIN). `.ci/run` installs the readers; without them this test fails.
+#![allow(unused_crate_dependencies)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let port = free_port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let frames = 2 * 1800 * 3u64; // an hour (crossing its end) of 3 zones
+    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "1", "--stats-interval", "1"]));
+    let mut generator = KillOnDrop(
+        Command::new(binary("generator"))
+            .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "3", "--cores", "4", "--processes", "5"])
+            .args(["--simulate-from", "2025-11-24T22:30:00Z", "--count", "3600", "--wait-subscribers", "1", "--wait-timeout-ms", "20000"])
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_exit(&mut generator, Duration::from_secs(120), "generator").success());
+    wait_for(Duration::from_secs(60), "every frame accepted", || status(&archive).filter(|s| s["frames_accepted"] == frames).map(|_| ()));
+    terminate(&archiver);
+    assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers.py");
+    let out = Command::new("python3").arg(&script).arg(&archive).output().expect("python3");
+    assert!(out.status.success(), "readers.py: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    eprintln!("readers: {}", report["versions"]);
+    let figures = report["figures"].as_object().unwrap();
+    assert_eq!(figures.len(), 4, "{figures:?}");
+    for (reader, tables) in figures {
+        for (table, got) in tables.as_object().unwrap() {
+            let columns = match table.as_str() {
+                "zone" => "ticks, threads, processes",
+                "cpu" => "core, usage",
+                "mem" => "rss, freemem, maj_fault",
+                "net" => "obytes64, opackets, ierrors",
+                "disk" => "nread, reads, rtime",
+                "process" => "pid, usage, cpu",
+                "callfreq" => "bucket_ns, value",
+                "cpuqueue" => "core, length, amount",
+                other => panic!("unexpected table {other}"),
+            };
+            let sums: Vec<String> = columns.split(", ").map(|c| format!("sum(CAST({c} AS DOUBLE))")).collect();
+            let want: Vec<f64> = dq_rows(&archive, &format!("SELECT CAST(count(*) AS DOUBLE), {} FROM {table}", sums.join(", ")))[0]
+                .iter()
+                .map(|v| if v.is_empty() { 0.0 } else { v.parse().unwrap() })
+                .collect();
+            let got: Vec<f64> = got.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert!(want[0] > 0.0, "{table}: no rows");
+            assert_eq!(got, want, "{reader} on {table}");
+        }
+    }
+}
