@@ -42,8 +42,11 @@ pub use archive_layout::STATE_DIR;
 pub struct WriterOptions {
     /// Period of one partition.
     pub granularity: Granularity,
-    /// Flush when this many rows are buffered, whatever the timer says (bounds memory).
+    /// Flush when this many rows are buffered, whatever the timer says.
     pub max_buffered_rows: usize,
+    /// Flush when the buffered rows take this many bytes (the buffers' share of the memory
+    /// budget, see [`crate::memory_budget`]).
+    pub max_buffered_bytes: usize,
     /// Decoded rows a seal holds at a time (it seals zones in groups that fit).
     pub seal_budget_bytes: usize,
     /// Encoding of flush runs.
@@ -63,7 +66,8 @@ impl Default for WriterOptions {
         Self {
             granularity: Granularity::Hour,
             max_buffered_rows: 1_000_000,
-            seal_budget_bytes: 48 << 20,
+            max_buffered_bytes: crate::memory_budget::shares(crate::memory_budget::DEFAULT_MIB << 20, 1).buffered_bytes,
+            seal_budget_bytes: crate::memory_budget::shares(crate::memory_budget::DEFAULT_MIB << 20, 1).seal_bytes,
             flush_encoder: Encoder::FLUSH,
             compact_encoder: Encoder::COMPACT,
             fsync: FsyncPolicy::Every(std::time::Duration::from_millis(1000)),
@@ -307,9 +311,21 @@ impl ArchiveWriter {
         self.buffers.rows() + self.pending.iter().map(|p| p.batch.num_rows()).sum::<usize>()
     }
 
-    /// Whether the buffer has reached its row limit and should be flushed now.
+    /// Bytes of rows accepted and not yet published (buffered, or in batches a failed flush
+    /// left).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.bytes() + self.pending.iter().map(|p| p.batch.get_array_memory_size()).sum::<usize>()
+    }
+
+    /// Whether the buffers have reached their row or byte limit and should be flushed now.
     pub fn wants_flush(&self) -> bool {
-        self.buffered_rows() >= self.options.max_buffered_rows
+        self.buffered_rows() >= self.options.max_buffered_rows || self.buffered_bytes() >= self.options.max_buffered_bytes
+    }
+
+    /// Whether the rows held are past twice the byte limit (flushes are failing): the
+    /// service stops reading until a flush succeeds, so memory does not grow.
+    pub fn over_budget(&self) -> bool {
+        self.buffered_bytes() >= 2 * self.options.max_buffered_bytes
     }
 
     /// Buffers the rows of one (already admitted and logged) frame from `host`; returns

@@ -36,18 +36,24 @@ pub struct RowBuffers {
     granularity: Granularity,
     hosts: HashMap<Box<str>, HostBuffers>,
     rows: usize,
+    bytes: usize,
     latest_sample: Option<i64>,
 }
 
 impl RowBuffers {
     /// Empty buffers for partitions of `granularity`.
     pub fn new(granularity: Granularity) -> Self {
-        Self { granularity, hosts: HashMap::new(), rows: 0, latest_sample: None }
+        Self { granularity, hosts: HashMap::new(), rows: 0, bytes: 0, latest_sample: None }
     }
 
     /// Rows held.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Column bytes held (estimated from what was appended).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The newest sample time seen (µs, any zone), if any.
@@ -67,7 +73,10 @@ impl RowBuffers {
             Some(p) => p,
             None => zones.entry(packet.name.as_str().into()).or_default(),
         };
-        let added = periods.entry(period).or_default().append(packet, t);
+        let rows = periods.entry(period).or_default();
+        let before = rows.bytes();
+        let added = rows.append(packet, t);
+        self.bytes += rows.bytes() - before;
         self.rows += added;
         self.latest_sample = Some(self.latest_sample.map_or(t, |l| l.max(t)));
         added
@@ -99,6 +108,7 @@ impl RowBuffers {
         out.extend(finished);
         self.hosts.clear();
         self.rows = 0;
+        self.bytes = 0;
         Ok(())
     }
 }

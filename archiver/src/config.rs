@@ -31,7 +31,13 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub flush_interval: u64,
 
-    /// Also publish when this many rows are buffered (bounds memory during backfill).
+    /// Memory the archiver's data may take, in MiB: ZeroMQ's receive queues, the frames
+    /// being accepted, buffered rows and a seal's rows share it (see docs/operations.md).
+    /// Past it the archiver flushes early, or stops reading until a flush succeeds.
+    #[arg(long, value_name = "MIB", default_value_t = crate::memory_budget::DEFAULT_MIB, value_parser = parse_budget)]
+    pub memory_budget: usize,
+
+    /// Also publish when this many rows are buffered, whatever their size.
     #[arg(long, value_name = "ROWS", default_value_t = 1_000_000)]
     pub max_buffered_rows: usize,
 
@@ -44,8 +50,9 @@ pub struct ArchiverConfig {
     pub max_frame_bytes: usize,
 
     /// Frames queued per endpoint inside the archiver before ZeroMQ drops (ZMQ_RCVHWM).
-    #[arg(long, value_name = "N", default_value_t = crate::subscriber::DEFAULT_RCVHWM)]
-    pub rcvhwm: i32,
+    /// Default: the receive queues' share of --memory-budget, split between endpoints.
+    #[arg(long, value_name = "N")]
+    pub rcvhwm: Option<i32>,
 
     /// When the write-ahead log is forced to disk: `always` (after every batch of frames),
     /// a number of milliseconds, or `never`. A process crash loses nothing under any policy;
@@ -76,11 +83,23 @@ pub struct ArchiverConfig {
 }
 
 impl ArchiverConfig {
+    /// How the memory budget is shared, for the endpoints this config subscribes to.
+    pub fn memory_shares(&self) -> crate::memory_budget::MemoryShares {
+        let mut shares = crate::memory_budget::shares(self.memory_budget << 20, self.connect.len());
+        if let Some(n) = self.rcvhwm {
+            shares.rcvhwm = n;
+        }
+        shares
+    }
+
     /// The writer's options.
     pub fn writer_options(&self) -> WriterOptions {
+        let shares = self.memory_shares();
         WriterOptions {
             granularity: self.partition,
             max_buffered_rows: self.max_buffered_rows.max(1),
+            max_buffered_bytes: shares.buffered_bytes,
+            seal_budget_bytes: shares.seal_bytes,
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
             step_hook: self.crash_at.map(|s| std::sync::Arc::new(crate::write_step::AbortAt(s)) as std::sync::Arc<dyn crate::write_step::StepHook + Sync>),
@@ -97,6 +116,12 @@ impl ArchiverConfig {
     pub fn stats_every(&self) -> Duration {
         Duration::from_secs(self.stats_interval)
     }
+}
+
+/// `--memory-budget`: 8 MiB to 1 TiB.
+fn parse_budget(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number of MiB"))?;
+    if (8..=1 << 20).contains(&n) { Ok(n) } else { Err(format!("{n} MiB is out of range (8..=1048576)")) }
 }
 
 /// `--max-frame-bytes`: 1 byte to 32 MiB (a logged frame must stay far below the log's

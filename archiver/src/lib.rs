@@ -12,6 +12,7 @@ pub mod archive_writer;
 pub mod buffers;
 pub mod compaction;
 pub mod config;
+pub mod memory_budget;
 pub mod parquet_file;
 pub mod publish;
 pub mod rows;

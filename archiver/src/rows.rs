@@ -193,6 +193,10 @@ impl ColumnBuilder {
 #[derive(Debug)]
 pub struct TableRows {
     table: Table,
+    /// Column bytes of one row but its strings' contents (time, values, offsets).
+    row_bytes: usize,
+    /// Column bytes held (an estimate of the builders' contents, not their capacity).
+    bytes: usize,
     time: Vec<i64>,
     columns: Vec<ColumnBuilder>,
     /// For each frame field (in field order), the position of its column's builder.
@@ -208,7 +212,20 @@ impl TableRows {
             .iter()
             .map(|(name, _)| table.value_columns().iter().position(|(c, _)| c == name).unwrap_or(usize::MAX))
             .collect();
-        Self { table, time: Vec::new(), columns, slots, sorted: true }
+        let row_bytes = 8 + table
+            .value_columns()
+            .iter()
+            .map(|(_, ty)| match ty {
+                ColumnType::U32 | ColumnType::Utf8 => 4,
+                ColumnType::U64 => 8,
+            })
+            .sum::<usize>();
+        Self { table, row_bytes, bytes: 0, time: Vec::new(), columns, slots, sorted: true }
+    }
+
+    /// Column bytes held (estimated from what was appended).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Rows held.
@@ -227,11 +244,16 @@ impl TableRows {
             self.sorted &= last <= time_us;
         }
         self.time.push(time_us);
+        self.bytes += self.row_bytes;
         for (field, &slot) in fields.iter().zip(&self.slots) {
             match (field, &mut self.columns[slot]) {
                 (Field::U32(_, get), ColumnBuilder::U32(b)) => b.append_option(get(entry)),
                 (Field::U64(_, get), ColumnBuilder::U64(b)) => b.append_option(get(entry)),
-                (Field::Utf8(_, get), ColumnBuilder::Utf8(b)) => b.append_option(get(entry)),
+                (Field::Utf8(_, get), ColumnBuilder::Utf8(b)) => {
+                    let value = get(entry);
+                    self.bytes += value.map_or(0, str::len);
+                    b.append_option(value)
+                }
                 (f, b) => unreachable!("{}.{}: field and builder types differ ({b:?}); see check_mapping", self.table, f.column()),
             }
         }
@@ -293,6 +315,11 @@ impl ZoneRows {
     /// Whether no row is held.
     pub fn is_empty(&self) -> bool {
         self.tables.iter().all(TableRows::is_empty)
+    }
+
+    /// Column bytes held, all tables together (estimated from what was appended).
+    pub fn bytes(&self) -> usize {
+        self.tables.iter().map(TableRows::bytes).sum()
     }
 
     /// Appends the rows of one frame whose sample time is `t` (µs); returns rows added.

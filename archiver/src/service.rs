@@ -23,12 +23,6 @@ use crate::{ArchiverConfig, ArchiverError};
 /// The in-process endpoint of the embedded generator.
 pub const EMBEDDED_ENDPOINT: &str = "inproc://embedded-generator";
 
-/// Most frames taken from the sockets, logged and buffered as one batch. Every frame of a
-/// batch is held decoded until the batch is logged, so this bounds the archiver's memory
-/// under a burst (10,000 held ~50 MiB of decoded frames at the reference shape; 1,000 hold
-/// ~5 MiB) while one log write still covers many frames.
-pub const RECEIVE_BATCH: usize = 1_000;
-
 /// Counters of the ingest side.
 #[derive(Debug, Default, Clone)]
 pub struct IngestStats {
@@ -270,7 +264,12 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     } else {
         (config.connect.clone(), None)
     };
-    let subscriber = Subscriber::connect(&ctx, &endpoints, config.rcvhwm)?;
+    // Every frame of a receive batch is held decoded until the batch is logged; the batch,
+    // the receive queues, the buffers and a seal share the memory budget.
+    let shares = config.memory_shares();
+    let receive_batch = shares.receive_batch;
+    let subscriber = Subscriber::connect(&ctx, &endpoints, shares.rcvhwm)?;
+    tracing::info!(budget_mib = config.memory_budget, rcvhwm = shares.rcvhwm, receive_batch, buffered_bytes = shares.buffered_bytes, seal_bytes = shares.seal_bytes, "memory budget");
     tracing::info!(archive = %config.archive.display(), endpoints = ?endpoints, partition = ?config.partition, "archiving");
     let mut ingest = Ingest::new(writer, Admission::new(config.max_frame_bytes), endpoints);
     if let Some(path) = &config.audit_log {
@@ -284,7 +283,13 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let wait = next_flush.min(next_stats).saturating_duration_since(now).min(Duration::from_millis(200));
-        subscriber.receive(wait, RECEIVE_BATCH, |from, bytes| batch.push((from, bytes.to_vec())))?;
+        if ingest.writer.over_budget() {
+            // Flushes are failing and the rows fill the budget: stop reading (ZeroMQ's queues
+            // fill, then a live generator drops and a simulated one waits) until one succeeds.
+            std::thread::sleep(wait);
+        } else {
+            subscriber.receive(wait, receive_batch, |from, bytes| batch.push((from, bytes.to_vec())))?;
+        }
         if !batch.is_empty() {
             ingest.accept_batch(&batch, generator::now_us());
             batch.clear();
@@ -321,7 +326,7 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     // Bounded: a generator that keeps sending must not keep the archiver from stopping.
     let drain_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < drain_until
-        && subscriber.receive(Duration::from_millis(50), RECEIVE_BATCH, |from, bytes| batch.push((from, bytes.to_vec())))? > 0
+        && subscriber.receive(Duration::from_millis(50), receive_batch, |from, bytes| batch.push((from, bytes.to_vec())))? > 0
     {
         ingest.accept_batch(&batch, generator::now_us());
         batch.clear();

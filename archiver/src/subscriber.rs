@@ -5,10 +5,6 @@ use std::time::Duration;
 
 use crate::ArchiverError;
 
-/// Default receive high-water mark per endpoint (frames queued in the archiver before
-/// ZeroMQ drops: about 1,000 s of a 100-zone generator). Drops show up as sequence gaps.
-pub const DEFAULT_RCVHWM: i32 = 100_000;
-
 /// Kernel receive buffer asked for each TCP connection (4 MiB: a burst of a few thousand
 /// frames while the archiver flushes does not stall the sender).
 pub const DEFAULT_RCVBUF: i32 = 4 << 20;

@@ -61,8 +61,13 @@ fn generator_to_archiver_to_dq_and_parquet() {
     let expected = expected();
     let frames = SECONDS as u64 * SHAPE.zones as u64;
 
-    // A long flush interval: the rows reach Parquet only through the SIGTERM path.
-    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]));
+    // A long flush interval and a budget that holds every row: the rows reach Parquet only
+    // through the SIGTERM path.
+    let mut archiver = KillOnDrop(start_archiver(
+        &archive,
+        std::slice::from_ref(&endpoint),
+        &["--flush-interval", "3600", "--memory-budget", "1024", "--stats-interval", "1"],
+    ));
     let mut generator = KillOnDrop(Command::new(binary("generator"))
         .args(["--source", "synthetic", "-p", &port.to_string(), "--host", "gen-a"])
         .args(["--zones", "3", "--cores", "4", "--processes", "5", "--seed", "7"])

@@ -349,3 +349,28 @@ fn state_files_the_archiver_never_writes_stop_the_start_naming_the_file() {
     let err = ArchiveWriter::open(&root, options(&hook)).unwrap_err().to_string();
     assert!(err.contains("newer"), "{err}");
 }
+
+#[test]
+fn failing_flushes_past_the_memory_budget_ask_the_service_to_stop_reading() {
+    // Every flush fails at its first temporary file; the rows stay (buffered or pending).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let hook = Arc::new(Triggers(Mutex::new((0..100).map(|_| (WriteStep::FlushTempWritten, Action::Fail)).collect())));
+    let options = WriterOptions { max_buffered_bytes: 8 << 10, ..options(&hook) };
+    let writer = ArchiveWriter::open(&root, options).unwrap();
+    let mut ingest = Ingest::new(writer, Admission::new(1 << 20), vec!["tcp://test:1".into()]);
+    let mut saw = (false, false); // (wants a flush, over budget)
+    for batch in batches() {
+        ingest.accept_batch(&batch, NOW);
+        saw.0 |= ingest.writer_mut().wants_flush();
+        assert!(ingest.flush(false).is_err(), "every flush fails");
+        saw.1 |= ingest.writer_mut().over_budget();
+    }
+    assert!(saw.0 && saw.1, "{saw:?}: {} bytes held", ingest.writer_mut().buffered_bytes());
+    // Once a flush succeeds, the budget is free again and nothing was lost.
+    hook.0.lock().unwrap().clear();
+    ingest.flush(true).unwrap();
+    assert!(!ingest.writer_mut().over_budget() && ingest.writer_mut().buffered_rows() == 0);
+    drop(ingest);
+    assert_eq!(stored(&root, false), expected());
+}
