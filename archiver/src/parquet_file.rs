@@ -90,7 +90,7 @@ pub fn sealed_encoding(table: Table, column: &str) -> ColumnEncoding {
 
 impl Encoder {
     /// For the runs a flush writes: fast.
-    pub const FLUSH: Encoder = Encoder { codec: Codec::Zstd(3), per_column: false };
+    pub const FLUSH: Encoder = Encoder { codec: Codec::Lz4Raw, per_column: false };
     /// For sealed files, which stay for months: smaller.
     pub const COMPACT: Encoder = Encoder { codec: Codec::Zstd(9), per_column: true };
 

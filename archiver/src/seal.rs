@@ -130,20 +130,23 @@ impl Sealer {
         step(WriteStep::SealIntentWritten)?;
 
         let (zones, bytes_per_row) = self.zone_slices(&runs)?;
+        // A group holds its zones' rows once, and while one zone is merged and sorted, two
+        // more copies of that zone's rows: groups are cut so that this fits the budget.
         let mut group: Vec<(&String, &Slices)> = Vec::new();
-        let mut group_bytes = 0usize;
+        let (mut group_bytes, mut largest) = (0usize, 0usize);
         let zones: Vec<(&String, &Slices)> = zones.iter().collect();
+        let zone_bytes = |s: &Slices| s.iter().map(|(r, _, n)| n * bytes_per_row[*r]).sum::<usize>();
         for (i, (zone, slices)) in zones.iter().enumerate() {
-            let rows: usize = slices.iter().map(|(_, _, n)| n).sum();
-            let bytes: usize = slices.iter().map(|(r, _, n)| n * bytes_per_row[*r]).sum::<usize>().max(rows);
+            let bytes = zone_bytes(slices);
             group.push((zone, slices));
             group_bytes += bytes;
+            largest = largest.max(bytes);
             let last = i + 1 == zones.len();
-            let next_bytes = zones.get(i + 1).map_or(0, |(_, s)| s.iter().map(|(r, _, n)| n * bytes_per_row[*r]).sum());
-            if last || group_bytes + next_bytes > self.budget_bytes {
+            let next = zones.get(i + 1).map_or(0, |(_, s)| zone_bytes(s));
+            if last || group_bytes + next + 2 * largest.max(next) > self.budget_bytes {
                 self.seal_group(&key, &runs, &group, &mut outcome, step)?;
                 group.clear();
-                group_bytes = 0;
+                (group_bytes, largest) = (0, 0);
             }
         }
         // Every zone of every run is now in its partition: the runs go.
@@ -176,10 +179,8 @@ impl Sealer {
             let rows = meta.file_metadata().num_rows().max(1) as usize;
             let bytes: i64 = meta.row_groups().iter().map(|g| g.total_byte_size()).sum();
             // Decoded, a row also holds its host and zone as whole strings with offsets (a
-            // dictionary in the file), and a group's rows exist up to three times at once
-            // (read, merged, sorted): count all of it against the budget.
-            let strings = 2 * (8 + 32);
-            bytes_per_row.push(3 * ((bytes.max(0) as usize).div_ceil(rows) + strings));
+            // dictionary in the file): count 56 bytes for them.
+            bytes_per_row.push((bytes.max(0) as usize).div_ceil(rows) + 56);
             let mask = ProjectionMask::leaves(builder.parquet_schema(), [2]);
             let reader = builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(|source| ArchiverError::Parquet { path: r.path.clone(), source })?;
             let mut row = 0usize;
