@@ -17,7 +17,7 @@ use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, Table, 
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
-use crate::rows::merge_by_time;
+use crate::rows::TimeMerge;
 use crate::write_step::WriteStep;
 
 /// Where the intent lives, under the state directory.
@@ -147,10 +147,9 @@ impl Compactor {
         for id in &live {
             batches.extend(read_file(&ParquetFilePath::new(key.clone(), *id).absolute_path(&self.root))?);
         }
-        let sorted = merge_by_time(key.table, &batches)
+        let mut merge = TimeMerge::new(batches)
             .map_err(|source| ArchiverError::Arrow { context: format!("compacting {}", key.relative_dir().display()), source })?;
-        drop(batches);
-        self.encoder.publish(&self.root, &out, &[sorted])?;
+        self.encoder.publish_from(&self.root, &out, &mut merge)?;
         step(WriteStep::SealZonePublished)?;
         let removed = self.remove_superseded(key, &ours, &[out.id])?;
         step(WriteStep::SealRunsRemoved)?;

@@ -27,8 +27,9 @@ pub struct MemoryShares {
     pub rcvhwm: i32,
     /// Most frames taken from the sockets and held decoded as one batch.
     pub receive_batch: usize,
-    /// Buffered rows (column data) at which a flush starts early; a flush holds them about
-    /// three times over while it turns them into runs.
+    /// Buffered rows (column data) at which a flush starts early. The builders' capacity
+    /// can be up to twice what they hold, and a flush holds the rows twice more while it
+    /// turns them into runs: a quarter of the buffers' share.
     pub buffered_bytes: usize,
     /// Decoded rows a seal holds at a time (its own estimate counts its copies).
     pub seal_bytes: usize,
@@ -45,7 +46,7 @@ pub fn shares(budget_bytes: usize, endpoints: usize) -> MemoryShares {
     MemoryShares {
         rcvhwm: i32::try_from(rcvhwm).unwrap_or(i32::MAX),
         receive_batch: batch.clamp(16, 10_000),
-        buffered_bytes: (budget_bytes / 4 / 3).max(1 << 20),
+        buffered_bytes: (budget_bytes / 4 / 4).max(1 << 20),
         seal_bytes: (budget_bytes * 3 / 8).max(4 << 20),
     }
 }
@@ -59,7 +60,7 @@ mod tests {
         let one = shares(DEFAULT_MIB << 20, 1);
         assert_eq!(one.rcvhwm, 12_288, "24 MiB of 2 KiB frames");
         assert_eq!(one.receive_batch, 1_536);
-        assert_eq!(one.buffered_bytes, 8 << 20);
+        assert_eq!(one.buffered_bytes, 6 << 20);
         assert_eq!(one.seal_bytes, 36 << 20);
         let hundred = shares(DEFAULT_MIB << 20, 100);
         assert_eq!(hundred.rcvhwm, 122, "the queues' share is split between endpoints");
@@ -67,7 +68,7 @@ mod tests {
         // Every part fits in the budget together (the queue at typical frame sizes).
         let total = one.rcvhwm as usize * TYPICAL_FRAME_BYTES
             + one.receive_batch * TYPICAL_FRAME_BYTES * DECODED_PER_WIRE_BYTE
-            + 3 * one.buffered_bytes
+            + 4 * one.buffered_bytes
             + one.seal_bytes;
         assert!(total <= DEFAULT_MIB << 20, "{total}");
         let tiny = shares(1 << 20, 1000);

@@ -14,6 +14,7 @@ use std::path::Path;
 use archive_layout::format::{file_metadata, run_metadata};
 use archive_layout::{ColumnType, ParquetFilePath, RunPath, Table};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -152,16 +153,17 @@ impl Encoder {
 
     /// Encodes `batches` of `table` as one Parquet file into `out`; returns `out`.
     pub fn write<W: std::io::Write + Send>(&self, out: W, table: Table, batches: &[RecordBatch]) -> Result<W, ParquetError> {
-        self.write_with_metadata(out, table, Vec::new(), batches)
+        self.write_with_metadata(out, table, Vec::new(), &mut batches.iter().cloned().map(Ok))
     }
 
-    /// [`Encoder::write`] with key-value metadata in the file's footer.
+    /// [`Encoder::write`] with key-value metadata in the file's footer, taking the batches
+    /// one at a time (a merge hands them out as it goes).
     pub fn write_with_metadata<W: std::io::Write + Send>(
         &self,
         out: W,
         table: Table,
         metadata: Vec<(String, String)>,
-        batches: &[RecordBatch],
+        batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
     ) -> Result<W, ParquetError> {
         let mut props = self.builder(table).map_err(|e| ParquetError::General(e.to_string()))?;
         if !metadata.is_empty() {
@@ -170,7 +172,7 @@ impl Encoder {
         let props = props.build();
         let mut writer = ArrowWriter::try_new(out, table.schema(), Some(props))?;
         for batch in batches {
-            writer.write(batch)?;
+            writer.write(&batch?)?;
         }
         writer.into_inner()
     }
@@ -178,17 +180,23 @@ impl Encoder {
     /// Writes `batches` to `path`'s temporary name and fsyncs it (not published: the caller
     /// renames it). Returns the bytes written; on error the temporary file is removed.
     pub fn write_temp(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        self.write_fsynced(&path.temp_path(root), path.key.table, file_metadata(path), batches)
+        self.write_fsynced(&path.temp_path(root), path.key.table, file_metadata(path), &mut batches.iter().cloned().map(Ok))
     }
 
     /// Writes a run (rows of one table and period, ordered by zone then time) to its
     /// temporary name and fsyncs it; the flush journal renames it. Returns the bytes written;
     /// on error the temporary file is removed.
     pub fn write_run_temp(&self, root: &Path, run: &RunPath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        self.write_fsynced(&run.temp_path(root), run.key.table, run_metadata(run), batches)
+        self.write_fsynced(&run.temp_path(root), run.key.table, run_metadata(run), &mut batches.iter().cloned().map(Ok))
     }
 
-    fn write_fsynced(&self, temp: &Path, table: Table, metadata: Vec<(String, String)>, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
+    fn write_fsynced(
+        &self,
+        temp: &Path,
+        table: Table,
+        metadata: Vec<(String, String)>,
+        batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
+    ) -> Result<u64, ArchiverError> {
         let temp = temp.to_owned();
         let dir = temp.parent().unwrap_or(Path::new(".")).to_owned();
         let result = (|| {
@@ -211,7 +219,17 @@ impl Encoder {
     /// `root`: temporary file, fsync, rename, directory fsync. Returns the bytes written.
     /// On error no file is published and the temporary file is removed.
     pub fn publish(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        let len = self.write_temp(root, path, batches)?;
+        self.publish_from(root, path, &mut batches.iter().cloned().map(Ok))
+    }
+
+    /// [`Encoder::publish`] of batches taken one at a time (a [`crate::rows::TimeMerge`]).
+    pub fn publish_from(
+        &self,
+        root: &Path,
+        path: &ParquetFilePath,
+        batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
+    ) -> Result<u64, ArchiverError> {
+        let len = self.write_fsynced(&path.temp_path(root), path.key.table, file_metadata(path), batches)?;
         let (temp, final_path) = (path.temp_path(root), path.absolute_path(root));
         if let Err(source) = fs::rename(&temp, &final_path) {
             remove_litter(&temp);

@@ -29,7 +29,7 @@ use datafusion::parquet::file::metadata::PageIndexPolicy;
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
-use crate::rows::merge_by_time;
+use crate::rows::TimeMerge;
 use crate::write_step::WriteStep;
 
 /// Where the intent lives, under the state directory.
@@ -129,21 +129,22 @@ impl Sealer {
         write_atomically(&self.intent_path, intent_text(&key).as_bytes())?;
         step(WriteStep::SealIntentWritten)?;
 
-        let (zones, bytes_per_row) = self.zone_slices(&runs)?;
-        // A group holds its zones' rows once, and while one zone is merged and sorted, two
-        // more copies of that zone's rows: groups are cut so that this fits the budget.
+        let zones = self.zone_slices(&runs)?;
+        let row_bytes = decoded_row_bytes(key.table);
+        // A group holds its zones' rows once; merging a zone adds a chunk of rows (and a copy
+        // of a part that was not in time order, which the margin of one zone covers).
         let mut group: Vec<(&String, &Slices)> = Vec::new();
         let (mut group_bytes, mut largest) = (0usize, 0usize);
         let zones: Vec<(&String, &Slices)> = zones.iter().collect();
-        let zone_bytes = |s: &Slices| s.iter().map(|(r, _, n)| n * bytes_per_row[*r]).sum::<usize>();
+        let zone_bytes = |zone: &str, s: &Slices| s.iter().map(|(_, _, n)| n).sum::<usize>() * (row_bytes + zone.len());
         for (i, (zone, slices)) in zones.iter().enumerate() {
-            let bytes = zone_bytes(slices);
+            let bytes = zone_bytes(zone, slices);
             group.push((zone, slices));
             group_bytes += bytes;
             largest = largest.max(bytes);
             let last = i + 1 == zones.len();
-            let next = zones.get(i + 1).map_or(0, |(_, s)| zone_bytes(s));
-            if last || group_bytes + next + 2 * largest.max(next) > self.budget_bytes {
+            let next = zones.get(i + 1).map_or(0, |(z, s)| zone_bytes(z, s));
+            if last || group_bytes + next + largest.max(next) > self.budget_bytes {
                 self.seal_group(&key, &runs, &group, &mut outcome, step)?;
                 group.clear();
                 (group_bytes, largest) = (0, 0);
@@ -168,19 +169,11 @@ impl Sealer {
         Ok(outcome)
     }
 
-    /// Per zone (in the runs' order), its rows in each run; and per run, the decoded bytes
-    /// of a row (from the run's metadata), to size the groups.
-    fn zone_slices(&self, runs: &[ListedRun]) -> Result<(BTreeMap<String, Slices>, Vec<usize>), ArchiverError> {
+    /// Per zone (in the runs' order), its rows in each run.
+    fn zone_slices(&self, runs: &[ListedRun]) -> Result<BTreeMap<String, Slices>, ArchiverError> {
         let mut zones: BTreeMap<String, Slices> = BTreeMap::new();
-        let mut bytes_per_row = Vec::with_capacity(runs.len());
         for (i, r) in runs.iter().enumerate() {
             let builder = open(&r.path, false)?;
-            let meta = builder.metadata().clone();
-            let rows = meta.file_metadata().num_rows().max(1) as usize;
-            let bytes: i64 = meta.row_groups().iter().map(|g| g.total_byte_size()).sum();
-            // Decoded, a row also holds its host and zone as whole strings with offsets (a
-            // dictionary in the file): count 56 bytes for them.
-            bytes_per_row.push((bytes.max(0) as usize).div_ceil(rows) + 56);
             let mask = ProjectionMask::leaves(builder.parquet_schema(), [2]);
             let reader = builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(|source| ArchiverError::Parquet { path: r.path.clone(), source })?;
             let mut row = 0usize;
@@ -208,7 +201,7 @@ impl Sealer {
                 row += zone.len();
             }
         }
-        Ok((zones, bytes_per_row))
+        Ok(zones)
     }
 
     fn seal_group(
@@ -242,7 +235,11 @@ impl Sealer {
                 per_run.entry(*r).or_default().push((t, *first, *n));
             }
         }
-        let mut rows: Vec<Vec<RecordBatch>> = vec![Vec::new(); todo.len()];
+        // Per run, its selected rows as one batch; per zone, where its rows are in those
+        // (batch, offset, rows). Slices are cut only when the zone is merged: kept for every
+        // (zone, run) pair, their array headers alone took 100 MiB for 1,000 zones.
+        let mut run_rows: Vec<RecordBatch> = Vec::with_capacity(per_run.len());
+        let mut parts: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); todo.len()];
         for (r, mut wanted) in per_run {
             wanted.sort_by_key(|(_, first, _)| *first);
             let mut selectors = Vec::with_capacity(wanted.len() * 2);
@@ -265,22 +262,24 @@ impl Sealer {
             let all = concat_batches(&key.table.schema(), &batches).map_err(|source| ArchiverError::Arrow { context: format!("reading {}", path.display()), source })?;
             let mut offset = 0;
             for (t, _, n) in wanted {
-                rows[t].push(all.slice(offset, n));
+                parts[t].push((run_rows.len(), offset, n));
                 offset += n;
             }
+            run_rows.push(all);
         }
-        for ((zone, live, uncovered), mut batches) in todo.into_iter().zip(rows) {
+        for ((zone, live, uncovered), parts) in todo.into_iter().zip(parts) {
+            let mut batches: Vec<RecordBatch> = parts.iter().map(|(b, offset, n)| run_rows[*b].slice(*offset, *n)).collect();
             let partition = key.partition(zone);
             for id in &live {
                 batches.extend(read_file(&ParquetFilePath::new(partition.clone(), *id).absolute_path(&self.root))?);
             }
             let lo = live.iter().map(|f| f.lo).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.lo)).min().unwrap_or(0);
             let hi = live.iter().map(|f| f.hi).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.hi)).max().unwrap_or(0);
-            let sorted = merge_by_time(key.table, &batches)
+            let mut merge = TimeMerge::new(batches)
                 .map_err(|source| ArchiverError::Arrow { context: format!("sealing {}", partition.relative_dir().display()), source })?;
-            drop(batches);
             let out = ParquetFilePath::new(partition.clone(), FileId { writer: self.writer, lo, hi });
-            self.encoder.publish(&self.root, &out, &[sorted])?;
+            self.encoder.publish_from(&self.root, &out, &mut merge)?;
+            drop(merge);
             outcome.zones += 1;
             step(WriteStep::SealZonePublished)?;
             // The zone's older files of this writer are inside the new range: superseded.
@@ -303,6 +302,22 @@ impl Sealer {
             Err(source) => Err(ArchiverError::Io { what: "remove", path: self.intent_path.clone(), source }),
         }
     }
+}
+
+/// What a row of `table` takes decoded (Arrow), but its zone name's bytes: time, each value
+/// column (a string as an offset and 16 bytes), the host (an offset and 32 bytes) and the
+/// zone's offset. The encoded size says little: a delta-encoded time takes a few bits.
+fn decoded_row_bytes(table: Table) -> usize {
+    let values: usize = table
+        .value_columns()
+        .iter()
+        .map(|(_, ty)| match ty {
+            archive_layout::ColumnType::U32 => 4,
+            archive_layout::ColumnType::U64 => 8,
+            archive_layout::ColumnType::Utf8 => 4 + 16,
+        })
+        .sum();
+    8 + values + (4 + 32) + 4
 }
 
 fn open(path: &Path, page_index: bool) -> Result<ParquetRecordBatchReaderBuilder<File>, ArchiverError> {
