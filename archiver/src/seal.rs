@@ -84,7 +84,7 @@ impl Sealer {
     /// A sealer of `writer`'s runs in the archive at `root` (state in `state_dir`), encoding
     /// with `encoder`, holding at most about `budget_bytes` of decoded rows at a time.
     pub fn new(root: &Path, state_dir: &Path, writer: WriterId, encoder: Encoder, budget_bytes: usize) -> Self {
-        Self { root: root.to_owned(), intent_path: state_dir.join(INTENT_FILE), writer, encoder, budget_bytes: budget_bytes.max(1 << 20) }
+        Self { root: root.to_owned(), intent_path: state_dir.join(INTENT_FILE), writer, encoder, budget_bytes }
     }
 
     /// Every (table, period) this writer has runs of on disk (at start: left by an earlier

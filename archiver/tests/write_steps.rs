@@ -277,6 +277,24 @@ fn undisturbed_run_stores_every_frame_once() {
     assert_eq!(hour0.len(), 3, "{hour0:?}");
 }
 
+#[test]
+fn sealing_zone_by_zone_under_a_tiny_budget_stores_every_frame_once() {
+    // A seal budget of one byte: every zone is a group of its own, each reading the runs.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let hook = Arc::new(Triggers(Mutex::new(VecDeque::new())));
+    let writer = ArchiveWriter::open(&root, WriterOptions { seal_budget_bytes: 1, ..options(&hook) }).unwrap();
+    let mut ingest = Ingest::new(writer, Admission::new(1 << 20), vec!["tcp://test:1".into()]);
+    for batch in batches() {
+        ingest.accept_batch(&batch, NOW);
+        ingest.flush(false).unwrap();
+    }
+    ingest.flush(true).unwrap();
+    assert!(ingest.writer_mut().stats().files_sealed >= 6, "{:?}", ingest.writer_mut().stats());
+    drop(ingest);
+    check(&root, "tiny seal budget");
+}
+
 /// Stops the writer at every step with `action`, each in a fresh archive.
 fn at_every_step(action: Action) {
     for step in WriteStep::ALL {
