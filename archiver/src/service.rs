@@ -242,6 +242,45 @@ impl Ingest {
     }
 }
 
+/// The frames of one receive batch, copied out of ZeroMQ's messages into buffers that are
+/// kept from batch to batch (no allocation per frame once warm; a buffer grown past 64 KiB
+/// by a large frame is given back at the next clear).
+#[derive(Debug, Default)]
+pub struct ReceiveBatch {
+    frames: Vec<(usize, Vec<u8>)>,
+    len: usize,
+}
+
+impl ReceiveBatch {
+    /// Adds a frame received from endpoint `from`.
+    pub fn push(&mut self, from: usize, bytes: &[u8]) {
+        match self.frames.get_mut(self.len) {
+            Some((f, buf)) => {
+                *f = from;
+                buf.clear();
+                buf.extend_from_slice(bytes);
+            }
+            None => self.frames.push((from, bytes.to_vec())),
+        }
+        self.len += 1;
+    }
+
+    /// The frames added since the last clear.
+    pub fn frames(&self) -> &[(usize, Vec<u8>)] {
+        &self.frames[..self.len]
+    }
+
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        for (_, buf) in &mut self.frames[..self.len] {
+            if buf.capacity() > 64 << 10 {
+                *buf = Vec::new();
+            }
+        }
+        self.len = 0;
+    }
+}
+
 /// Where the status file lives.
 pub fn status_path(archive: &Path) -> PathBuf {
     archive.join(STATE_DIR).join("status.json")
@@ -276,7 +315,7 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
         ingest.set_audit_log(path)?;
     }
     replay_log(&mut ingest)?;
-    let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(1024);
+    let mut batch = ReceiveBatch::default();
 
     let mut next_flush = Instant::now() + config.flush_every();
     let mut next_stats = Instant::now() + config.stats_every();
@@ -288,10 +327,10 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
             // fill, then a live generator drops and a simulated one waits) until one succeeds.
             std::thread::sleep(wait);
         } else {
-            subscriber.receive(wait, receive_batch, |from, bytes| batch.push((from, bytes.to_vec())))?;
+            subscriber.receive(wait, receive_batch, |from, bytes| batch.push(from, bytes))?;
         }
-        if !batch.is_empty() {
-            ingest.accept_batch(&batch, generator::now_us());
+        if !batch.frames().is_empty() {
+            ingest.accept_batch(batch.frames(), generator::now_us());
             batch.clear();
         } else if let Err(e) = ingest.writer.sync_log() {
             ingest.stats.log_sync_failures += 1;
@@ -326,9 +365,9 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     // Bounded: a generator that keeps sending must not keep the archiver from stopping.
     let drain_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < drain_until
-        && subscriber.receive(Duration::from_millis(50), receive_batch, |from, bytes| batch.push((from, bytes.to_vec())))? > 0
+        && subscriber.receive(Duration::from_millis(50), receive_batch, |from, bytes| batch.push(from, bytes))? > 0
     {
-        ingest.accept_batch(&batch, generator::now_us());
+        ingest.accept_batch(batch.frames(), generator::now_us());
         batch.clear();
     }
     if let Some(handle) = embedded {
@@ -414,4 +453,23 @@ fn start_embedded_generator(
         }
         result
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receive_batch_keeps_its_buffers_but_not_a_large_one() {
+        let mut b = ReceiveBatch::default();
+        b.push(0, b"abc");
+        b.push(1, &vec![7; 100 << 10]);
+        assert_eq!(b.frames().iter().map(|(f, v)| (*f, v.len())).collect::<Vec<_>>(), vec![(0, 3), (1, 100 << 10)]);
+        b.clear();
+        assert!(b.frames().is_empty());
+        b.push(2, b"de");
+        assert_eq!(b.frames(), &[(2, b"de".to_vec())]);
+        assert!(b.frames[0].1.capacity() >= 3, "the first buffer is reused");
+        assert_eq!(b.frames[1].1.capacity(), 0, "the 100 KiB buffer was given back");
+    }
 }
