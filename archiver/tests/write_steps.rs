@@ -160,6 +160,13 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
             // their partitions, the runs still there. dq reads each row once all the same.
             if root.join("_archiver/seal.intent").exists() {
                 assert_eq!(dq_view(&root), accepted, "what dq reads in the middle of a crashed seal");
+                // And dq itself: its plan filters the sealed zones out of the runs, whatever
+                // the query projects.
+                let n = accepted.len().to_string();
+                assert_eq!(common::dq_rows(&root, "SELECT count(*) FROM zone"), vec![vec![n.clone()]]);
+                assert_eq!(common::dq_rows(&root, "SELECT count(time) FROM zone"), vec![vec![n]]);
+                let per_zone = common::dq_rows(&root, "SELECT count(DISTINCT zone), max(length(zone)) FROM zone");
+                assert_eq!(per_zone, vec![vec!["3".to_owned(), "1024".to_owned()]]);
                 SEAL_CRASHES_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             ingest = start(&root, &hook);
