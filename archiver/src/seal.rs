@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use archive_layout::listing::partition_files;
-use archive_layout::{FileId, Granularity, ListedRun, ParquetFilePath, RunKey, Table, WriterId, list_runs, live_files, zone_file_covers_run};
+use archive_layout::{FileId, Granularity, ListedRun, ParquetFilePath, PartitionKey, RunKey, Table, WriterId, list_runs, live_files, zone_file_covers_run};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::parquet::arrow::ProjectionMask;
@@ -218,11 +218,15 @@ impl Sealer {
         for (zone, slices) in group {
             let partition = key.partition(zone);
             let ours: Vec<FileId> = partition_files(&self.root, &partition)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();
-            let live = live_files(ours);
+            let live = live_files(ours.clone());
             let uncovered: Vec<(usize, usize, usize)> =
                 slices.iter().copied().filter(|(r, _, _)| !live.iter().any(|f| zone_file_covers_run(f, &runs[*r].run.id))).collect();
-            if !uncovered.is_empty() {
-                todo.push((zone, live, uncovered));
+            if uncovered.is_empty() {
+                // Sealed already (a repeated seal): only superseded files a crash left remain.
+                let superseded: Vec<FileId> = ours.into_iter().filter(|id| !live.contains(id)).collect();
+                self.remove_superseded(&partition, &superseded, outcome)?;
+            } else {
+                todo.push((zone, ours, uncovered));
             }
         }
         if todo.is_empty() {
@@ -267,7 +271,8 @@ impl Sealer {
             }
             run_rows.push(all);
         }
-        for ((zone, live, uncovered), parts) in todo.into_iter().zip(parts) {
+        for ((zone, ours, uncovered), parts) in todo.into_iter().zip(parts) {
+            let live = live_files(ours.clone());
             let mut batches: Vec<RecordBatch> = parts.iter().map(|(b, offset, n)| run_rows[*b].slice(*offset, *n)).collect();
             let partition = key.partition(zone);
             for id in &live {
@@ -282,15 +287,24 @@ impl Sealer {
             drop(merge);
             outcome.zones += 1;
             step(WriteStep::SealZonePublished)?;
-            // The zone's older files of this writer are inside the new range: superseded.
-            for id in live.iter().filter(|id| out.id.supersedes(id)) {
-                let path = ParquetFilePath::new(partition.clone(), *id).absolute_path(&self.root);
-                match fs::remove_file(&path) {
-                    Ok(()) => outcome.replaced += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(ArchiverError::Io { what: "remove superseded file", path, source }),
-                }
+            // Every older file of this writer in the partition is inside the new range.
+            let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
+            self.remove_superseded(&partition, &superseded, outcome)?;
+        }
+        Ok(())
+    }
+
+    fn remove_superseded(&self, partition: &PartitionKey, ids: &[FileId], outcome: &mut SealOutcome) -> Result<(), ArchiverError> {
+        for id in ids {
+            let path = ParquetFilePath::new(partition.clone(), *id).absolute_path(&self.root);
+            match fs::remove_file(&path) {
+                Ok(()) => outcome.replaced += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ArchiverError::Io { what: "remove superseded file", path, source }),
             }
+        }
+        if !ids.is_empty() {
+            sync_dir(&self.root.join(partition.relative_dir()))?;
         }
         Ok(())
     }

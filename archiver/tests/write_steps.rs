@@ -41,6 +41,8 @@ const HOUR: i64 = 3_600_000_000;
 enum Action {
     Fail,
     Crash,
+    /// Let the step pass (to reach a later occurrence of it).
+    Pass,
 }
 
 /// Fires each (step, action) once, in order.
@@ -56,6 +58,7 @@ impl StepHook for Triggers {
             match action {
                 Action::Fail => return Err(std::io::Error::other(format!("injected failure at {step:?}"))),
                 Action::Crash => std::panic::panic_any(format!("injected crash at {step:?}")),
+                Action::Pass => {}
             }
         }
         Ok(())
@@ -83,17 +86,21 @@ fn frame(zone: &str, t: i64, seq: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Four batches: two in hour 0, two in hour 1 (whose arrival seals hour 0 by the zones' own
-/// clock, so hour 0 is compacted), three zones, one a 1 KiB name.
+/// Five batches: two in hour 0, two in hour 1 (whose arrival seals hour 0), then late rows
+/// of hour 0 (so hour 0 is sealed again, merging its sealed files); three zones, one a 1 KiB
+/// name.
 fn batches() -> Vec<Vec<(usize, Vec<u8>)>> {
     let zones = ["a".to_owned(), "b/c".to_owned(), "k".repeat(1024)];
     let start = Granularity::Hour.period_start(NOW) - 3 * HOUR;
     let mut seq = 0;
-    (0..4)
+    (0..5)
         .map(|b| {
             let mut out = Vec::new();
             for i in 0..5 {
-                let t = start + (b / 2) * HOUR + (b % 2) * 600_000_000 + i * 10_000_000;
+                let t = match b {
+                    4 => start + 1_200_000_000 + i * 10_000_000, // late: hour 0, after it was sealed
+                    _ => start + (b / 2) * HOUR + (b % 2) * 600_000_000 + i * 10_000_000,
+                };
                 for z in &zones {
                     out.push((0, frame(z, t, seq)));
                     seq += 1;
@@ -300,6 +307,25 @@ fn sealing_zone_by_zone_under_a_tiny_budget_stores_every_frame_once() {
     assert!(ingest.writer_mut().stats().files_sealed >= 6, "{:?}", ingest.writer_mut().stats());
     drop(ingest);
     check(&root, "tiny seal budget");
+}
+
+#[test]
+fn a_crash_after_any_zone_of_any_seal_leaves_no_superseded_file() {
+    // Crash right after the k-th zone file a seal publishes, for every k, re-seals of the
+    // late hour included (where the zone's earlier file is superseded and must go).
+    let mut k = 0;
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let mut triggers = vec![(WriteStep::SealZonePublished, Action::Pass); k];
+        triggers.push((WriteStep::SealZonePublished, Action::Crash));
+        let (root, hook) = run(dir.path(), triggers);
+        if hook.pending() > 0 {
+            assert!(k > 6, "the re-seal was reached: {k} zone files published in all");
+            break;
+        }
+        check(&root, &format!("crash after seal publish {k}"));
+        k += 1;
+    }
 }
 
 /// Stops the writer at every step with `action`, each in a fresh archive.
