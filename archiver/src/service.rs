@@ -318,6 +318,7 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     let mut batch = ReceiveBatch::default();
 
     let mut next_flush = Instant::now() + config.flush_every();
+    let mut flush_failing = false;
     let mut next_stats = Instant::now() + config.stats_every();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -337,8 +338,11 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
             tracing::error!(error = %e, "cannot fsync the write-ahead log");
         }
         let now = Instant::now();
-        if now >= next_flush || ingest.writer.wants_flush() {
+        // A full buffer flushes at once, unless the last flush failed: then the retry waits
+        // for `next_flush` (5 s at most), not one attempt per receive batch.
+        if now >= next_flush || (!flush_failing && ingest.writer.wants_flush()) {
             let flushed = ingest.flush(false);
+            flush_failing = flushed.is_err();
             if let Err(ArchiverError::Poisoned(why)) = flushed {
                 ingest.report();
                 return Err(ArchiverError::Poisoned(why));

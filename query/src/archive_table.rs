@@ -74,11 +74,24 @@ impl ArchiveTable {
         let admit = |dir: &archive_layout::PartitionDir| bounds.admits_period(dir.start_us, dir.end_us());
         let listed = list_table(&self.root, self.table, admit_zone, admit)?;
         let mut files = Vec::with_capacity(listed.len());
-        for r in list_runs(&self.root, self.table, |start, end| bounds.admits_period(start, end))? {
+        let runs = list_runs(&self.root, self.table, |start, end| bounds.admits_period(start, end))?;
+        // The zone files of the periods that have runs (a handful), not the whole listing
+        // once per run: a year of files against an hour of runs.
+        let mut by_period: std::collections::HashMap<(i64, archive_layout::Granularity), Vec<&ListedFile>> = std::collections::HashMap::new();
+        if !runs.is_empty() {
+            let periods: std::collections::HashSet<(i64, archive_layout::Granularity)> =
+                runs.iter().map(|r| (r.run.key.start_us, r.run.key.granularity)).collect();
+            for f in &listed {
+                let period = (f.dir.start_us, f.dir.granularity);
+                if periods.contains(&period) {
+                    by_period.entry(period).or_default().push(f);
+                }
+            }
+        }
+        for r in runs {
             let mut sealed_zones = Vec::new();
-            for f in listed.iter().filter(|f| {
-                f.dir.start_us == r.run.key.start_us && f.dir.granularity == r.run.key.granularity && zone_file_covers_run(&f.id, &r.run.id)
-            }) {
+            let same_period = by_period.get(&(r.run.key.start_us, r.run.key.granularity)).map_or(&[][..], Vec::as_slice);
+            for f in same_period.iter().filter(|f| zone_file_covers_run(&f.id, &r.run.id)) {
                 sealed_zones.push(zone_of(f)?);
             }
             sealed_zones.sort();
