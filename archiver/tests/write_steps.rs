@@ -208,9 +208,14 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
 /// (zone, time) -> rows in the `zone` table as `dq` reads it: live zone files and runs,
 /// without the rows of zones a run is sealed for.
 fn dq_view(root: &Path) -> BTreeMap<(String, i64), usize> {
+    dq_view_skipping(root, None)
+}
+
+/// [`dq_view`] leaving out the file `skip`.
+fn dq_view_skipping(root: &Path, skip: Option<&Path>) -> BTreeMap<(String, i64), usize> {
     let table = query::ArchiveTable::new(root, Table::Zone);
     let mut out = BTreeMap::new();
-    for f in table.files(&query::pruning::ScanBounds::default()).unwrap() {
+    for f in table.files(&query::pruning::ScanBounds::default()).unwrap().into_iter().filter(|f| Some(f.path.as_path()) != skip) {
         for b in read_file(&f.path).unwrap() {
             let times = b.column(0).as_primitive::<TimestampMicrosecondType>();
             let zones = b.column(2).as_string::<i32>();
@@ -382,6 +387,7 @@ fn state_files_the_archiver_never_writes_stop_the_start_naming_the_file() {
         ("file-seq", "not a number\n"),
         ("writer-id", "00000000\n"),
         ("compaction.intent", "cpu\thour\tnope\n"),
+        ("seal.intent", "cpu\thour\t5\n"),
         ("flush.journal", "a\tb\ncommit\n"),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -425,3 +431,24 @@ fn failing_flushes_past_the_memory_budget_ask_the_service_to_stop_reading() {
     drop(ingest);
     assert_eq!(stored(&root, false), expected());
 }
+
+#[test]
+fn an_unreadable_run_stops_its_seal_naming_it_and_loses_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    let hook = Arc::new(Triggers(Mutex::new(VecDeque::new())));
+    let writer = ArchiveWriter::open(&root, options(&hook)).unwrap();
+    let id = writer.writer_id();
+    let mut ingest = Ingest::new(writer, Admission::new(1 << 20), vec!["tcp://test:1".into()]);
+    ingest.accept_batch(&batches()[0], NOW);
+    ingest.writer_mut().flush().unwrap();
+    // A run of the same table and period that is not Parquet (a damaged disk, say).
+    let run = archive_layout::list_runs(&root, Table::Zone, |_, _| true).unwrap().remove(0).run;
+    let bad = archive_layout::RunPath { key: run.key, id: archive_layout::FileId::single(id, run.id.lo + 1_000) };
+    std::fs::write(bad.absolute_path(&root), b"not parquet").unwrap();
+    let err = ingest.writer_mut().seal_all().unwrap_err().to_string();
+    assert!(err.contains(&bad.relative_path().display().to_string()), "{err}");
+    // Nothing was removed: the good run still holds its rows, and dq reads it.
+    assert_eq!(dq_view_skipping(&root, Some(&bad.absolute_path(&root))).len(), batches()[0].len());
+}
+
