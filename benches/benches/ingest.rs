@@ -71,8 +71,8 @@ fn print_storage_figures() {
     let frames = frames(1800);
     let all = batches(&frames);
     for (label, encoder) in [
-        ("flush (zstd 3)", Encoder::FLUSH),
-        ("compacted (zstd 9)", Encoder::COMPACT),
+        ("flush runs (lz4_raw)", Encoder::FLUSH),
+        ("sealed (zstd 9, per column)", Encoder::COMPACT),
         ("zstd 1", Encoder { codec: Codec::Zstd(1), per_column: false }),
         ("lz4_raw", Encoder { codec: Codec::Lz4Raw, per_column: false }),
         ("snappy", Encoder { codec: Codec::Snappy, per_column: false }),
@@ -81,6 +81,7 @@ fn print_storage_figures() {
         let mut bytes = 0usize;
         let mut values = 0usize;
         let mut per_table: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+        let started = std::time::Instant::now();
         for (table, batch) in &all {
             let out = encoder.write(Vec::new(), *table, std::slice::from_ref(batch)).expect("encode");
             let v = measured_values(*table, batch);
@@ -91,9 +92,10 @@ fn print_storage_figures() {
             e.1 += v;
         }
         println!(
-            "storage, {label}: {} frames, {values} measured values, {bytes} bytes, {:.3} bytes/value",
+            "storage, {label}: {} frames, {values} measured values, {bytes} bytes, {:.3} bytes/value, encoded in {:.2} us a frame",
             frames.len(),
-            bytes as f64 / values as f64
+            bytes as f64 / values as f64,
+            started.elapsed().as_secs_f64() * 1e6 / frames.len() as f64
         );
         for (t, (b, v)) in per_table {
             println!("  {t:<9} {b:>9} bytes {v:>9} values {:.3} bytes/value", b as f64 / v.max(1) as f64);
