@@ -23,15 +23,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use archive_layout::format::{FORMAT_FILE, format_file_text, read_format_version};
 use archive_layout::{FileId, Granularity, RunKey, RunPath, WriterId};
+use catalog::{CatalogWriter, Edit};
 use frame_proto::Packet;
 use wal::{FsyncPolicy, Wal, WalReader, WalRecord};
 
 use crate::ArchiverError;
 use crate::buffers::{PendingBatch, RowBuffers};
 use crate::compaction::Compactor;
-use crate::seal::{RunState, SealOutcome, Sealer, pick_due};
 use crate::parquet_file::{Encoder, sync_dir, write_atomically};
 use crate::publish::{FlushJournal, JournalState};
+use crate::seal::{RunState, SealOutcome, Sealer, pick_due};
 use crate::write_step::{StepHook, WriteStep};
 
 /// The directory under the archive root that holds the archiver's own state.
@@ -125,7 +126,10 @@ impl FileSeq {
     fn open(state_dir: &Path) -> Result<Self, ArchiverError> {
         let path = state_dir.join("file-seq");
         let stored = match fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<u64>().map_err(|_| ArchiverError::Corrupt { path: path.clone(), reason: "not a sequence number" })?,
+            Ok(text) => text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ArchiverError::Corrupt { path: path.clone(), reason: "not a sequence number" })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(source) => return Err(ArchiverError::Io { what: "read", path, source }),
         };
@@ -151,7 +155,6 @@ impl FileSeq {
         Ok(seq)
     }
 }
-
 
 fn hook_step(hook: Option<&Arc<dyn StepHook + Sync>>, step: WriteStep) -> Result<(), ArchiverError> {
     match hook {
@@ -195,6 +198,8 @@ pub struct ArchiveWriter {
     wal: Wal,
     compactor: Compactor,
     sealer: Sealer,
+    /// The archive's catalog (`None` only while opening an archive that has none yet).
+    catalog: Option<CatalogWriter>,
     /// Set when the outcome of a commit is unknown: nothing more may be done in this process.
     poisoned: Option<String>,
     _lock: File,
@@ -206,9 +211,17 @@ impl ArchiveWriter {
     /// interrupted flush is finished or undone, an interrupted compaction finished.
     pub fn open(root: &Path, options: WriterOptions) -> Result<Self, ArchiverError> {
         let state_dir = root.join(STATE_DIR);
-        fs::create_dir_all(&state_dir).map_err(|source| ArchiverError::Io { what: "create archive directory", path: state_dir.clone(), source })?;
+        fs::create_dir_all(&state_dir).map_err(|source| ArchiverError::Io {
+            what: "create archive directory",
+            path: state_dir.clone(),
+            source,
+        })?;
         let lock_path = state_dir.join("lock");
-        let lock = File::create(&lock_path).map_err(|source| ArchiverError::Io { what: "create lock", path: lock_path.clone(), source })?;
+        let lock = File::create(&lock_path).map_err(|source| ArchiverError::Io {
+            what: "create lock",
+            path: lock_path.clone(),
+            source,
+        })?;
         lock.try_lock().map_err(|_| ArchiverError::Locked(root.to_owned()))?;
         if read_format_version(root)? < archive_layout::format::FORMAT_VERSION || !root.join(FORMAT_FILE).exists() {
             write_atomically(&root.join(FORMAT_FILE), format_file_text().as_bytes())?;
@@ -217,7 +230,19 @@ impl ArchiveWriter {
         let wal = Wal::open(&state_dir.join("wal"), options.fsync, options.wal_segment_bytes)?;
         let compactor = Compactor::new(root, &state_dir, writer, options.compact_encoder);
         let sealer = Sealer::new(root, &state_dir, writer, options.compact_encoder, options.seal_budget_bytes);
+        // The files are the truth: a catalog that is missing or cannot be read is rebuilt
+        // from them once recovery is done (and after an older version's compaction, which
+        // never recorded its changes).
+        let catalog = match CatalogWriter::open(root) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the catalog cannot be read; it is rebuilt from the files");
+                None
+            }
+        };
+        let legacy_compaction = state_dir.join(crate::compaction::INTENT_FILE).exists();
         let mut this = Self {
+            catalog,
             wal,
             compactor,
             sealer,
@@ -236,11 +261,24 @@ impl ArchiveWriter {
         };
         this.settle_journal(true)?;
         this.settle_compaction()?;
+        if this.catalog.is_none() || legacy_compaction {
+            this.rebuild_catalog()?;
+        }
         // Runs an earlier process left: sealed when due (or at shutdown).
         for key in this.sealer.runs_on_disk()? {
             this.runs.insert(key, RunState { last_flush_cycle: 0 });
         }
         Ok(this)
+    }
+
+    /// Replaces the catalog with one built from the files (every footer is read).
+    pub fn rebuild_catalog(&mut self) -> Result<(), ArchiverError> {
+        let started = std::time::Instant::now();
+        let entries = catalog::scan_archive(&self.root)?;
+        let files = entries.len();
+        self.catalog = Some(CatalogWriter::create(&self.root, entries)?);
+        tracing::info!(files, seconds = started.elapsed().as_secs_f64(), "built the catalog from the files");
+        Ok(())
     }
 
     /// The archive root.
@@ -396,7 +434,9 @@ impl ArchiveWriter {
             // removed before anything else, so if that works the flush never happened.
             return Err(match journal.roll_back() {
                 Ok(()) => e,
-                Err(undo) => self.poison(format!("flush commit failed ({e}) and could not be undone ({undo}); restart to recover from the journal")),
+                Err(undo) => self.poison(format!(
+                    "flush commit failed ({e}) and could not be undone ({undo}); restart to recover from the journal"
+                )),
             });
         }
 
@@ -432,6 +472,14 @@ impl ArchiveWriter {
     fn roll_forward(&mut self, journal: &FlushJournal) -> Result<(), ArchiverError> {
         journal.rename_all()?;
         self.step(WriteStep::FlushRenamed)?;
+        if let Some(catalog) = self.catalog.as_mut() {
+            let mut add = Vec::with_capacity(journal.pairs.len());
+            for (_, relative) in &journal.pairs {
+                add.push(catalog::entry_of_run(&self.root, &RunPath::parse_relative(relative)?)?);
+            }
+            catalog.commit(&Edit { add, remove: Vec::new() })?;
+        }
+        self.step(WriteStep::FlushCatalogued)?;
         self.wal.remove_through(journal.through)?;
         self.step(WriteStep::FlushLogTrimmed)?;
         journal.remove()
@@ -450,7 +498,10 @@ impl ArchiveWriter {
                 self.roll_forward(&journal)
             }
             JournalState::Uncommitted(journal) => {
-                tracing::warn!(files = journal.pairs.len(), "undoing a flush interrupted before its commit; its rows are still buffered or in the log");
+                tracing::warn!(
+                    files = journal.pairs.len(),
+                    "undoing a flush interrupted before its commit; its rows are still buffered or in the log"
+                );
                 journal.roll_back()
             }
         }
@@ -459,7 +510,7 @@ impl ArchiveWriter {
     fn settle_compaction(&mut self) -> Result<(), ArchiverError> {
         let hook = self.options.step_hook.clone();
         self.compactor.settle(&mut |s| hook_step(hook.as_ref(), s))?;
-        self.sealer.settle(&mut |s| hook_step(hook.as_ref(), s))
+        self.sealer.settle(&mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)
     }
 
     /// Seals the (table, period)s that are due (see [`crate::seal::pick_due`]); returns how many.
@@ -489,7 +540,8 @@ impl ArchiveWriter {
         let mut done = 0;
         for key in keys {
             let hook = self.options.step_hook.clone();
-            let SealOutcome { zones, runs, replaced } = self.sealer.seal(key, &mut |s| hook_step(hook.as_ref(), s))?;
+            let SealOutcome { zones, runs, replaced } =
+                self.sealer.seal(key, &mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)?;
             self.runs.remove(&key);
             self.stats.files_sealed += zones as u64;
             self.stats.runs_sealed += runs as u64;

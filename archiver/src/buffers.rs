@@ -90,9 +90,10 @@ impl RowBuffers {
         for (host, zones) in &self.hosts {
             for (zone, periods) in zones {
                 for (&period, rows) in periods {
-                    let batches = rows
-                        .batches(host, zone)
-                        .map_err(|source| ArchiverError::Arrow { context: format!("rows of zone {zone:?} of host {host:?}"), source })?;
+                    let batches = rows.batches(host, zone).map_err(|source| ArchiverError::Arrow {
+                        context: format!("rows of zone {zone:?} of host {host:?}"),
+                        source,
+                    })?;
                     for (table, batch) in batches {
                         let key = RunKey { table, start_us: period, granularity: self.granularity };
                         runs.entry(key).or_default().entry(zone).or_default().push(batch);
@@ -102,7 +103,10 @@ impl RowBuffers {
         }
         let mut finished = Vec::with_capacity(runs.len());
         for (key, zones) in runs {
-            let batch = run_batch(key, zones).map_err(|source| ArchiverError::Arrow { context: format!("the run of {} at {}", key.table, key.start_us), source })?;
+            let batch = run_batch(key, zones).map_err(|source| ArchiverError::Arrow {
+                context: format!("the run of {} at {}", key.table, key.start_us),
+                source,
+            })?;
             finished.push(PendingBatch { run: key, batch });
         }
         out.extend(finished);

@@ -13,7 +13,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use archive_layout::listing::partition_files;
-use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, Table, WriterId, escape_partition_value, live_files, unescape_partition_value};
+use archive_layout::{
+    FileId, Granularity, ParquetFilePath, PartitionKey, Table, WriterId, escape_partition_value, live_files,
+    unescape_partition_value,
+};
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
@@ -82,7 +85,9 @@ impl Intent {
         let start_us = f.next()?.parse().ok()?;
         let zone = unescape_partition_value(f.next()?)?;
         let id = FileId::parse_file_name(f.next()?)?;
-        f.next().is_none().then_some(Intent { output: ParquetFilePath::new(PartitionKey { table, zone, start_us, granularity }, id) })
+        f.next()
+            .is_none()
+            .then_some(Intent { output: ParquetFilePath::new(PartitionKey { table, zone, start_us, granularity }, id) })
     }
 }
 
@@ -126,8 +131,13 @@ impl Compactor {
     /// Merges the live files of `key` written by this writer into one file sorted by time
     /// (stable), publishes it, then removes every file of this writer it supersedes.
     /// Returns the number of files removed (0: nothing to do).
-    pub fn compact(&self, key: &PartitionKey, step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>) -> Result<usize, ArchiverError> {
-        let ours: Vec<FileId> = partition_files(&self.root, key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();
+    pub fn compact(
+        &self,
+        key: &PartitionKey,
+        step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
+    ) -> Result<usize, ArchiverError> {
+        let ours: Vec<FileId> =
+            partition_files(&self.root, key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();
         let live = live_files(ours.clone());
         if live.len() < 2 {
             // Still remove superseded leftovers (a crash after publishing a merged file).
@@ -163,7 +173,8 @@ impl Compactor {
     fn settle_version_1(&self, key: &PartitionKey) -> Result<(), ArchiverError> {
         tracing::warn!(partition = %key.relative_dir().display(), "finishing a compaction interrupted under format version 1");
         let dir = self.root.join(key.relative_dir());
-        let legacy: Vec<FileId> = partition_files(&self.root, key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == WriterId::LEGACY).collect();
+        let legacy: Vec<FileId> =
+            partition_files(&self.root, key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == WriterId::LEGACY).collect();
         // Its temporary files (a version 1 name, hidden, `.tmp`).
         for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = e.file_name();

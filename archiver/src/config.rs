@@ -102,7 +102,9 @@ impl ArchiverConfig {
             seal_budget_bytes: shares.seal_bytes,
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
-            step_hook: self.crash_at.map(|s| std::sync::Arc::new(crate::write_step::AbortAt(s)) as std::sync::Arc<dyn crate::write_step::StepHook + Sync>),
+            step_hook: self.crash_at.map(|s| {
+                std::sync::Arc::new(crate::write_step::AbortAt(s)) as std::sync::Arc<dyn crate::write_step::StepHook + Sync>
+            }),
             ..WriterOptions::default()
         }
     }

@@ -88,6 +88,9 @@ pub enum ArchiverError {
     /// Listing the archive or reading its format failed.
     #[error(transparent)]
     Layout(#[from] archive_layout::LayoutError),
+    /// The catalog could not be read or written.
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
     /// A state file of the archiver holds something it never writes.
     #[error("corrupt state file {path}: {reason}")]
     Corrupt {
@@ -111,7 +114,9 @@ pub enum ArchiverError {
     Poisoned(String),
     /// Buffered rows could not be published before exiting (they stay in the log and are
     /// published at the next start).
-    #[error("could not publish {rows} buffered rows at shutdown (they stay in the write-ahead log for the next start): {last_error}")]
+    #[error(
+        "could not publish {rows} buffered rows at shutdown (they stay in the write-ahead log for the next start): {last_error}"
+    )]
     ShutdownPublish {
         /// Rows left.
         rows: usize,

@@ -11,9 +11,10 @@ use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::Path;
 
-use archive_layout::format::{file_metadata, run_metadata};
-use archive_layout::{ColumnType, ParquetFilePath, RunPath, Table};
-use datafusion::arrow::array::RecordBatch;
+use archive_layout::format::{file_metadata, keys, run_metadata};
+use archive_layout::{ColumnType, ParquetFilePath, RunPath, Table, ZoneRowRange};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -129,7 +130,9 @@ impl Encoder {
             for (name, ty) in table.value_columns() {
                 if *ty != ColumnType::Utf8 {
                     let col = ColumnPath::from(*name);
-                    b = b.set_column_dictionary_enabled(col.clone(), false).set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+                    b = b
+                        .set_column_dictionary_enabled(col.clone(), false)
+                        .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
                 }
             }
             return Ok(b);
@@ -140,8 +143,12 @@ impl Encoder {
             let col = ColumnPath::from(name);
             b = match sealed_encoding(table, name) {
                 ColumnEncoding::Dictionary => b.set_column_dictionary_enabled(col.clone(), true),
-                ColumnEncoding::Delta => b.set_column_dictionary_enabled(col.clone(), false).set_column_encoding(col.clone(), Encoding::DELTA_BINARY_PACKED),
-                ColumnEncoding::Plain => b.set_column_dictionary_enabled(col.clone(), false).set_column_encoding(col.clone(), Encoding::PLAIN),
+                ColumnEncoding::Delta => b
+                    .set_column_dictionary_enabled(col.clone(), false)
+                    .set_column_encoding(col.clone(), Encoding::DELTA_BINARY_PACKED),
+                ColumnEncoding::Plain => {
+                    b.set_column_dictionary_enabled(col.clone(), false).set_column_encoding(col.clone(), Encoding::PLAIN)
+                }
             };
             let string = name == "host" || table.value_columns().iter().any(|(n, t)| *n == name && *t == ColumnType::Utf8);
             if string && name != "zone" && !keys.contains(&name) {
@@ -187,7 +194,9 @@ impl Encoder {
     /// temporary name and fsyncs it; the flush journal renames it. Returns the bytes written;
     /// on error the temporary file is removed.
     pub fn write_run_temp(&self, root: &Path, run: &RunPath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        self.write_fsynced(&run.temp_path(root), run.key.table, run_metadata(run), &mut batches.iter().cloned().map(Ok))
+        let mut metadata = run_metadata(run);
+        metadata.push((keys::ZONE_ROWS.to_owned(), ZoneRowRange::encode(&zone_row_ranges(batches))));
+        self.write_fsynced(&run.temp_path(root), run.key.table, metadata, &mut batches.iter().cloned().map(Ok))
     }
 
     fn write_fsynced(
@@ -205,7 +214,11 @@ impl Encoder {
             let buffered = self
                 .write_with_metadata(BufWriter::with_capacity(1 << 16, file), table, metadata, batches)
                 .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
-            let file = buffered.into_inner().map_err(|e| ArchiverError::Io { what: "flush", path: temp.clone(), source: e.into_error() })?;
+            let file = buffered.into_inner().map_err(|e| ArchiverError::Io {
+                what: "flush",
+                path: temp.clone(),
+                source: e.into_error(),
+            })?;
             file.sync_all().map_err(|source| ArchiverError::Io { what: "fsync", path: temp.clone(), source })?;
             file.metadata().map(|m| m.len()).map_err(|source| ArchiverError::Io { what: "stat", path: temp.clone(), source })
         })();
@@ -238,6 +251,30 @@ impl Encoder {
         sync_dir(final_path.parent().unwrap_or(root))?;
         Ok(len)
     }
+}
+
+/// Where each zone's rows are in a run's batches (ordered by zone, then time) and their time
+/// range: what the run's footer records ([`archive_layout::format::keys::ZONE_ROWS`]).
+pub fn zone_row_ranges(batches: &[RecordBatch]) -> Vec<ZoneRowRange> {
+    let mut out: Vec<ZoneRowRange> = Vec::new();
+    let mut row = 0u64;
+    for batch in batches {
+        let time = batch.column(0).as_primitive::<TimestampMicrosecondType>().values();
+        let zone = batch.column(2).as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            let (z, t) = (zone.value(i), time[i]);
+            match out.last_mut() {
+                Some(r) if r.zone == z => {
+                    r.rows += 1;
+                    r.min_time_us = r.min_time_us.min(t);
+                    r.max_time_us = r.max_time_us.max(t);
+                }
+                _ => out.push(ZoneRowRange { zone: z.to_owned(), first_row: row, rows: 1, min_time_us: t, max_time_us: t }),
+            }
+            row += 1;
+        }
+    }
+    out
 }
 
 /// Removes a temporary file after a failure; a file that cannot be removed is only litter
@@ -284,9 +321,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> 
 
 /// fsyncs a directory, so a rename or unlink in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), ArchiverError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| ArchiverError::Io { what: "fsync directory", path: dir.to_owned(), source })
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| ArchiverError::Io {
+        what: "fsync directory",
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Reads a whole published file.
@@ -295,7 +334,5 @@ pub fn read_file(path: &Path) -> Result<Vec<RecordBatch>, ArchiverError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(64 * 1024).build())
         .map_err(|source| ArchiverError::Parquet { path: path.to_owned(), source })?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ArchiverError::Parquet { path: path.to_owned(), source: e.into() })
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| ArchiverError::Parquet { path: path.to_owned(), source: e.into() })
 }

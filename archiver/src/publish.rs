@@ -101,7 +101,9 @@ impl FlushJournal {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 // Harmless litter (a hidden name no reader globs); say so and go on.
-                Err(e) => tracing::warn!(path = %tmp.display(), error = %e, "cannot remove the temporary file of a rolled-back flush"),
+                Err(e) => {
+                    tracing::warn!(path = %tmp.display(), error = %e, "cannot remove the temporary file of a rolled-back flush")
+                }
             }
         }
         Ok(())

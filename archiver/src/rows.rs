@@ -256,7 +256,9 @@ impl TableRows {
                     self.bytes += value.map_or(0, str::len);
                     b.append_option(value)
                 }
-                (f, b) => unreachable!("{}.{}: field and builder types differ ({b:?}); see check_mapping", self.table, f.column()),
+                (f, b) => {
+                    unreachable!("{}.{}: field and builder types differ ({b:?}); see check_mapping", self.table, f.column())
+                }
             }
         }
     }
@@ -444,7 +446,11 @@ mod tests {
         assert_eq!(cpu.num_rows(), 4);
         let times = cpu.column(0).as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
         assert_eq!(times.values().to_vec(), vec![10_000_000, 10_000_000, 20_000_000, 20_000_000]);
-        assert_eq!(cpu.column_by_name("core").unwrap().as_primitive::<UInt32Type>().values().to_vec(), vec![0, 1, 0, 1], "stable");
+        assert_eq!(
+            cpu.column_by_name("core").unwrap().as_primitive::<UInt32Type>().values().to_vec(),
+            vec![0, 1, 0, 1],
+            "stable"
+        );
         let usage = cpu.column_by_name("usage").unwrap().as_primitive::<UInt32Type>();
         assert_eq!(usage.value(0), 5);
         assert!(usage.is_null(1));

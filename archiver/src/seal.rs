@@ -20,12 +20,17 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use archive_layout::listing::partition_files;
-use archive_layout::{FileId, Granularity, ListedRun, ParquetFilePath, PartitionKey, RunKey, Table, WriterId, list_runs, live_files, zone_file_covers_run};
+use archive_layout::{
+    FileId, Granularity, ListedRun, ParquetFilePath, PartitionKey, RunKey, Table, WriterId, list_runs, live_files,
+    zone_file_covers_run,
+};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use datafusion::parquet::file::metadata::PageIndexPolicy;
+
+use catalog::{CatalogWriter, Edit, catalog_path};
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
@@ -69,6 +74,17 @@ pub struct SealOutcome {
 /// One zone's slices of the runs: (run index, first row, rows).
 type Slices = Vec<(usize, usize, usize)>;
 
+/// The catalog a seal records its changes in (`None`: an archive whose catalog is rebuilt
+/// once recovery is done).
+type CatalogSlot = Option<CatalogWriter>;
+
+fn record(catalog: &mut CatalogSlot, edit: Edit) -> Result<(), ArchiverError> {
+    match catalog {
+        Some(c) => Ok(c.commit(&edit)?),
+        None => Ok(()),
+    }
+}
+
 /// Seals periods; one per writer.
 #[derive(Debug)]
 pub struct Sealer {
@@ -104,20 +120,30 @@ impl Sealer {
     /// Finishes a seal that a failure or a crash interrupted (its intent is still there) by
     /// sealing the period again. An intent that cannot be read or parsed is an error naming
     /// it: it is written atomically, so it is never torn.
-    pub fn settle(&self, step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>) -> Result<(), ArchiverError> {
+    pub fn settle(
+        &self,
+        step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
+        catalog: &mut CatalogSlot,
+    ) -> Result<(), ArchiverError> {
         let text = match fs::read_to_string(&self.intent_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(ArchiverError::Io { what: "read", path: self.intent_path.clone(), source }),
         };
-        let key = parse_intent(&text).ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a seal intent" })?;
+        let key = parse_intent(&text)
+            .ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a seal intent" })?;
         tracing::warn!(table = %key.table, start_us = key.start_us, "finishing an interrupted seal");
-        self.seal(key, step)?;
+        self.seal(key, step, catalog)?;
         Ok(())
     }
 
     /// Seals `key`: see the module docs.
-    pub fn seal(&self, key: RunKey, step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>) -> Result<SealOutcome, ArchiverError> {
+    pub fn seal(
+        &self,
+        key: RunKey,
+        step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
+        catalog: &mut CatalogSlot,
+    ) -> Result<SealOutcome, ArchiverError> {
         let runs: Vec<ListedRun> = list_runs(&self.root, key.table, |start, _| start == key.start_us)?
             .into_iter()
             .filter(|r| r.run.key == key && r.run.id.writer == self.writer)
@@ -145,12 +171,15 @@ impl Sealer {
             let last = i + 1 == zones.len();
             let next = zones.get(i + 1).map_or(0, |(z, s)| zone_bytes(z, s));
             if last || group_bytes + next + largest.max(next) > self.budget_bytes {
-                self.seal_group(&key, &runs, &group, &mut outcome, step)?;
+                self.seal_group(&key, &runs, &group, &mut outcome, step, catalog)?;
                 group.clear();
                 (group_bytes, largest) = (0, 0);
             }
         }
-        // Every zone of every run is now in its partition: the runs go.
+        // Every zone of every run is now in its partition: the runs go, from the catalog
+        // first (a catalog never names a file that is gone).
+        record(catalog, Edit { add: Vec::new(), remove: runs.iter().map(|r| catalog_path(&r.run.relative_path())).collect() })?;
+        step(WriteStep::SealRunsUncatalogued)?;
         for r in &runs {
             match fs::remove_file(&r.path) {
                 Ok(()) => outcome.runs += 1,
@@ -173,9 +202,25 @@ impl Sealer {
     fn zone_slices(&self, runs: &[ListedRun]) -> Result<BTreeMap<String, Slices>, ArchiverError> {
         let mut zones: BTreeMap<String, Slices> = BTreeMap::new();
         for (i, r) in runs.iter().enumerate() {
+            // The run's footer says where each zone's rows are (runs of format version 3 do
+            // not: their zone column is read).
+            if let Some(ranges) = catalog::run_zone_rows(&r.path)? {
+                for z in ranges {
+                    let slices = match zones.get_mut(&z.zone) {
+                        Some(s) => s,
+                        None => zones.entry(z.zone.clone()).or_default(),
+                    };
+                    slices.push((i, z.first_row as usize, z.rows as usize));
+                }
+                continue;
+            }
             let builder = open(&r.path, false)?;
             let mask = ProjectionMask::leaves(builder.parquet_schema(), [2]);
-            let reader = builder.with_projection(mask).with_batch_size(64 * 1024).build().map_err(|source| ArchiverError::Parquet { path: r.path.clone(), source })?;
+            let reader = builder
+                .with_projection(mask)
+                .with_batch_size(64 * 1024)
+                .build()
+                .map_err(|source| ArchiverError::Parquet { path: r.path.clone(), source })?;
             let mut row = 0usize;
             for batch in reader {
                 let batch = batch.map_err(|e| ArchiverError::Parquet { path: r.path.clone(), source: e.into() })?;
@@ -211,19 +256,33 @@ impl Sealer {
         group: &[(&String, &Slices)],
         outcome: &mut SealOutcome,
         step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
+        catalog: &mut CatalogSlot,
     ) -> Result<(), ArchiverError> {
         // Which zones still need their rows of which runs.
         // (zone, its live files of this writer, its slices of runs those files do not cover)
         let mut todo: Vec<(&String, Vec<FileId>, Slices)> = Vec::new();
         for (zone, slices) in group {
             let partition = key.partition(zone);
-            let ours: Vec<FileId> = partition_files(&self.root, &partition)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();
+            let ours: Vec<FileId> = partition_files(&self.root, &partition)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .filter(|id| id.writer == self.writer)
+                .collect();
             let live = live_files(ours.clone());
-            let uncovered: Vec<(usize, usize, usize)> =
-                slices.iter().copied().filter(|(r, _, _)| !live.iter().any(|f| zone_file_covers_run(f, &runs[*r].run.id))).collect();
+            let uncovered: Vec<(usize, usize, usize)> = slices
+                .iter()
+                .copied()
+                .filter(|(r, _, _)| !live.iter().any(|f| zone_file_covers_run(f, &runs[*r].run.id)))
+                .collect();
             if uncovered.is_empty() {
-                // Sealed already (a repeated seal): only superseded files a crash left remain.
+                // Sealed already (a repeated seal): the catalog may not name the zone's file
+                // yet, and superseded files a crash left may remain.
                 let superseded: Vec<FileId> = ours.into_iter().filter(|id| !live.contains(id)).collect();
+                let mut add = Vec::with_capacity(live.len());
+                for id in &live {
+                    add.push(catalog::entry_of_file(&self.root, &ParquetFilePath::new(partition.clone(), *id))?);
+                }
+                record(catalog, Edit { add, remove: superseded_paths(&partition, &superseded) })?;
                 self.remove_superseded(&partition, &superseded, outcome)?;
             } else {
                 todo.push((zone, ours, uncovered));
@@ -262,8 +321,11 @@ impl Sealer {
                 .with_batch_size(selected.max(1))
                 .build()
                 .map_err(|source| ArchiverError::Parquet { path: path.clone(), source })?;
-            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| ArchiverError::Parquet { path: path.clone(), source: e.into() })?;
-            let all = concat_batches(&key.table.schema(), &batches).map_err(|source| ArchiverError::Arrow { context: format!("reading {}", path.display()), source })?;
+            let batches = reader
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ArchiverError::Parquet { path: path.clone(), source: e.into() })?;
+            let all = concat_batches(&key.table.schema(), &batches)
+                .map_err(|source| ArchiverError::Arrow { context: format!("reading {}", path.display()), source })?;
             let mut offset = 0;
             for (t, _, n) in wanted {
                 parts[t].push((run_rows.len(), offset, n));
@@ -280,8 +342,10 @@ impl Sealer {
             }
             let lo = live.iter().map(|f| f.lo).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.lo)).min().unwrap_or(0);
             let hi = live.iter().map(|f| f.hi).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.hi)).max().unwrap_or(0);
-            let mut merge = TimeMerge::new(batches)
-                .map_err(|source| ArchiverError::Arrow { context: format!("sealing {}", partition.relative_dir().display()), source })?;
+            let mut merge = TimeMerge::new(batches).map_err(|source| ArchiverError::Arrow {
+                context: format!("sealing {}", partition.relative_dir().display()),
+                source,
+            })?;
             let out = ParquetFilePath::new(partition.clone(), FileId { writer: self.writer, lo, hi });
             self.encoder.publish_from(&self.root, &out, &mut merge)?;
             drop(merge);
@@ -289,12 +353,22 @@ impl Sealer {
             step(WriteStep::SealZonePublished)?;
             // Every older file of this writer in the partition is inside the new range.
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
+            record(
+                catalog,
+                Edit { add: vec![catalog::entry_of_file(&self.root, &out)?], remove: superseded_paths(&partition, &superseded) },
+            )?;
+            step(WriteStep::SealZoneCatalogued)?;
             self.remove_superseded(&partition, &superseded, outcome)?;
         }
         Ok(())
     }
 
-    fn remove_superseded(&self, partition: &PartitionKey, ids: &[FileId], outcome: &mut SealOutcome) -> Result<(), ArchiverError> {
+    fn remove_superseded(
+        &self,
+        partition: &PartitionKey,
+        ids: &[FileId],
+        outcome: &mut SealOutcome,
+    ) -> Result<(), ArchiverError> {
         for id in ids {
             let path = ParquetFilePath::new(partition.clone(), *id).absolute_path(&self.root);
             match fs::remove_file(&path) {
@@ -318,6 +392,10 @@ impl Sealer {
     }
 }
 
+fn superseded_paths(partition: &PartitionKey, ids: &[FileId]) -> Vec<String> {
+    ids.iter().map(|id| catalog_path(&ParquetFilePath::new(partition.clone(), *id).relative_path())).collect()
+}
+
 /// What a row of `table` takes decoded (Arrow), but its zone name's bytes: time, each value
 /// column (a string as an offset and 16 bytes), the host (an offset and 32 bytes) and the
 /// zone's offset. The encoded size says little: a delta-encoded time takes a few bits.
@@ -336,8 +414,15 @@ fn decoded_row_bytes(table: Table) -> usize {
 
 fn open(path: &Path, page_index: bool) -> Result<ParquetRecordBatchReaderBuilder<File>, ArchiverError> {
     let file = File::open(path).map_err(|source| ArchiverError::Io { what: "open", path: path.to_owned(), source })?;
-    ParquetRecordBatchReaderBuilder::try_new_with_options(file, ArrowReaderOptions::new().with_page_index_policy(if page_index { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip }))
-        .map_err(|source| ArchiverError::Parquet { path: path.to_owned(), source })
+    ParquetRecordBatchReaderBuilder::try_new_with_options(
+        file,
+        ArrowReaderOptions::new().with_page_index_policy(if page_index {
+            PageIndexPolicy::Optional
+        } else {
+            PageIndexPolicy::Skip
+        }),
+    )
+    .map_err(|source| ArchiverError::Parquet { path: path.to_owned(), source })
 }
 
 fn intent_text(key: &RunKey) -> String {

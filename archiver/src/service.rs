@@ -17,8 +17,8 @@ use std::io::Write;
 use crate::archive_writer::{ArchiveWriter, STATE_DIR};
 use crate::parquet_file::write_atomically;
 use crate::subscriber::Subscriber;
-use wal::WalRecord;
 use crate::{ArchiverConfig, ArchiverError};
+use wal::WalRecord;
 
 /// The in-process endpoint of the embedded generator.
 pub const EMBEDDED_ENDPOINT: &str = "inproc://embedded-generator";
@@ -110,7 +110,11 @@ impl Ingest {
                 Ok(true)
             }
             Err(reason) => {
-                tracing::warn!(reason = reason.name(), bytes = record.frame.len(), "a replayed frame is no longer admitted; kept in the log's rejected.wal");
+                tracing::warn!(
+                    reason = reason.name(),
+                    bytes = record.frame.len(),
+                    "a replayed frame is no longer admitted; kept in the log's rejected.wal"
+                );
                 self.writer.keep_rejected(record)?;
                 Ok(false)
             }
@@ -153,11 +157,11 @@ impl Ingest {
 
     /// Appends every accepted frame's host, zone and sequence number to `path`.
     pub fn set_audit_log(&mut self, path: &Path) -> Result<(), ArchiverError> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| ArchiverError::Io { what: "open audit log", path: path.to_owned(), source })?;
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|source| ArchiverError::Io {
+            what: "open audit log",
+            path: path.to_owned(),
+            source,
+        })?;
         self.audit = Some(file);
         Ok(())
     }
@@ -171,7 +175,8 @@ impl Ingest {
     /// the next call (or a restart) finishes or retries what it left, and no row is dropped
     /// or published twice. Only [`ArchiverError::Poisoned`] means the writer cannot go on.
     pub fn flush(&mut self, seal_everything: bool) -> Result<(), ArchiverError> {
-        let result = self.writer.flush().and_then(|_| if seal_everything { self.writer.seal_all() } else { self.writer.seal_due() });
+        let result =
+            self.writer.flush().and_then(|_| if seal_everything { self.writer.seal_all() } else { self.writer.seal_due() });
         if let Err(e) = &result {
             tracing::error!(error = %e, unpublished_rows = self.writer.buffered_rows(), "publishing failed; retried at the next flush");
         }
@@ -308,7 +313,14 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     let shares = config.memory_shares();
     let receive_batch = shares.receive_batch;
     let subscriber = Subscriber::connect(&ctx, &endpoints, shares.rcvhwm)?;
-    tracing::info!(budget_mib = config.memory_budget, rcvhwm = shares.rcvhwm, receive_batch, buffered_bytes = shares.buffered_bytes, seal_bytes = shares.seal_bytes, "memory budget");
+    tracing::info!(
+        budget_mib = config.memory_budget,
+        rcvhwm = shares.rcvhwm,
+        receive_batch,
+        buffered_bytes = shares.buffered_bytes,
+        seal_bytes = shares.seal_bytes,
+        "memory budget"
+    );
     tracing::info!(archive = %config.archive.display(), endpoints = ?endpoints, partition = ?config.partition, "archiving");
     let mut ingest = Ingest::new(writer, Admission::new(config.max_frame_bytes), endpoints);
     if let Some(path) = &config.audit_log {
@@ -348,7 +360,8 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
                 return Err(ArchiverError::Poisoned(why));
             }
             // After a failure, retry sooner than a whole interval, but not in a tight loop.
-            next_flush = now + if flushed.is_ok() { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
+            next_flush =
+                now + if flushed.is_ok() { config.flush_every() } else { config.flush_every().min(Duration::from_secs(5)) };
         }
         // The embedded generator only stops when told to; anything else is an error. (Checked
         // in this order: a generator that finished because `stop` was set is seen with it set.)
@@ -411,7 +424,13 @@ pub fn replay_log(ingest: &mut Ingest) -> Result<(), ArchiverError> {
         return Ok(());
     }
     ingest.stats.replayed = frames;
-    tracing::info!(frames, rejected, torn_tails = reader.damage.torn_tails, corrupt_records = reader.damage.corrupt_records, "replayed the write-ahead log");
+    tracing::info!(
+        frames,
+        rejected,
+        torn_tails = reader.damage.torn_tails,
+        corrupt_records = reader.damage.corrupt_records,
+        "replayed the write-ahead log"
+    );
     ingest.writer.replay_buffered()?;
     // Publish now, so that the replayed segments are removed before new frames arrive.
     match ingest.flush(false) {
@@ -440,9 +459,13 @@ fn start_embedded_generator(
     config: &ArchiverConfig,
     stop: &Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<Result<(), generator::GeneratorError>>, ArchiverError> {
-    let gen_config = generator::GeneratorConfig::from_args(
-        ["generator".to_owned(), "--source".to_owned(), format!("{:?}", config.source).to_lowercase(), "--interval".to_owned(), config.interval.to_string()],
-    )
+    let gen_config = generator::GeneratorConfig::from_args([
+        "generator".to_owned(),
+        "--source".to_owned(),
+        format!("{:?}", config.source).to_lowercase(),
+        "--interval".to_owned(),
+        config.interval.to_string(),
+    ])
     .map_err(|e| ArchiverError::Config(format!("embedded generator: {e}")))?;
     let mut source = generator::cli::open_source(&gen_config)?;
     let mut publisher = generator::publisher::Publisher::bind(ctx, EMBEDDED_ENDPOINT, generator::publisher::DEFAULT_SNDHWM)?;

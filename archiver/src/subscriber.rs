@@ -51,7 +51,12 @@ impl Subscriber {
 
     /// Waits up to `timeout` for messages, then hands each available message (at most
     /// `max` in all) to `on_message(endpoint_index, bytes)`; returns how many were handed.
-    pub fn receive(&self, timeout: Duration, max: usize, mut on_message: impl FnMut(usize, &[u8])) -> Result<usize, ArchiverError> {
+    pub fn receive(
+        &self,
+        timeout: Duration,
+        max: usize,
+        mut on_message: impl FnMut(usize, &[u8]),
+    ) -> Result<usize, ArchiverError> {
         let mut items: Vec<zmq::PollItem<'_>> = self.sockets.iter().map(|(s, _)| s.as_poll_item(zmq::POLLIN)).collect();
         let ready = match zmq::poll(&mut items, timeout.as_millis().min(i64::MAX as u128) as i64) {
             Ok(n) => n,

@@ -23,13 +23,20 @@ pub enum WriteStep {
     FlushCommitted,
     /// Flush: every file is renamed into place and its directory fsynced.
     FlushRenamed,
+    /// Flush: the catalog's edit adding the new runs is durable.
+    FlushCatalogued,
     /// Flush: the log segments holding the flushed rows are removed.
     FlushLogTrimmed,
     /// Seal: the intent naming the (table, period) is durable.
     SealIntentWritten,
     /// Seal: one zone's file is published (the runs' rows of that zone are superseded, the
-    /// runs still present). Each zone passes here.
+    /// runs still present), not yet in the catalog. Each zone passes here.
     SealZonePublished,
+    /// Seal: the catalog's edit adding the zone's file (and removing the files it
+    /// supersedes, still on disk) is durable. Each zone passes here.
+    SealZoneCatalogued,
+    /// Seal: the catalog's edit removing the runs is durable (the runs still on disk).
+    SealRunsUncatalogued,
     /// Seal: the sealed runs are removed.
     SealRunsRemoved,
     /// Recovery at start: a journal left by a crash was found (before acting on it).
@@ -40,15 +47,18 @@ pub enum WriteStep {
 
 impl WriteStep {
     /// Every step, in the order a flush, a seal and a start pass them.
-    pub const ALL: [WriteStep; 11] = [
+    pub const ALL: [WriteStep; 14] = [
         WriteStep::FlushBatchesReady,
         WriteStep::FlushJournalWritten,
         WriteStep::FlushTempWritten,
         WriteStep::FlushCommitted,
         WriteStep::FlushRenamed,
+        WriteStep::FlushCatalogued,
         WriteStep::FlushLogTrimmed,
         WriteStep::SealIntentWritten,
         WriteStep::SealZonePublished,
+        WriteStep::SealZoneCatalogued,
+        WriteStep::SealRunsUncatalogued,
         WriteStep::SealRunsRemoved,
         WriteStep::RecoveryJournalFound,
         WriteStep::ReplayBuffered,
@@ -64,9 +74,12 @@ impl WriteStep {
             WriteStep::FlushTempWritten => "flush-temp-written",
             WriteStep::FlushCommitted => "flush-committed",
             WriteStep::FlushRenamed => "flush-renamed",
+            WriteStep::FlushCatalogued => "flush-catalogued",
             WriteStep::FlushLogTrimmed => "flush-log-trimmed",
             WriteStep::SealIntentWritten => "seal-intent-written",
             WriteStep::SealZonePublished => "seal-zone-published",
+            WriteStep::SealZoneCatalogued => "seal-zone-catalogued",
+            WriteStep::SealRunsUncatalogued => "seal-runs-uncatalogued",
             WriteStep::SealRunsRemoved => "seal-runs-removed",
             WriteStep::RecoveryJournalFound => "recovery-journal-found",
             WriteStep::ReplayBuffered => "replay-buffered",
@@ -77,9 +90,10 @@ impl WriteStep {
 impl std::str::FromStr for WriteStep {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        WriteStep::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
-            format!("unknown write step {s:?} (one of: {})", WriteStep::ALL.map(WriteStep::name).join(", "))
-        })
+        WriteStep::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| format!("unknown write step {s:?} (one of: {})", WriteStep::ALL.map(WriteStep::name).join(", ")))
     }
 }
 

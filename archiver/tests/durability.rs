@@ -68,10 +68,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let generator = KillOnDrop(start_paced_generator(port, 300));
     // Tiny flush and segment limits: many flushes and rotations, so kills land in every
     // phase (append, write, commit, rename, log removal, compaction).
-    let flags = [
-        "--flush-interval", "1", "--max-buffered-rows", "3000",
-        "--stats-interval", "1", "--wal-segment-bytes", "65536",
-    ];
+    let flags = ["--flush-interval", "1", "--max-buffered-rows", "3000", "--stats-interval", "1", "--wal-segment-bytes", "65536"];
     let mut seed = 0x5eed_u64;
     let mut killed_with_data = 0;
     for round in 0..ROUNDS {
@@ -97,7 +94,9 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         eprintln!("round {round}: killed after {lifetime:?}");
     }
     let (accepted, rows) = clean_run_then_check_exactly_once(&archive, &endpoint, &flags, &audit, generator);
-    eprintln!("{ROUNDS} SIGKILL rounds ({killed_with_data} with unpublished frames in the log): {accepted} frames accepted, {rows} rows");
+    eprintln!(
+        "{ROUNDS} SIGKILL rounds ({killed_with_data} with unpublished frames in the log): {accepted} frames accepted, {rows} rows"
+    );
     assert!(accepted > 1000, "the test must actually move data: {accepted}");
     assert!(killed_with_data >= ROUNDS / 2, "most kills must hit unpublished frames in the log: {killed_with_data} of {ROUNDS}");
 }
@@ -108,9 +107,17 @@ fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
     // process crash: no unwinding, no clean-up), and the next round's start recovers from
     // it. Recovery and replay steps are reached because the round before left work.
     let steps = [
-        "flush-temp-written", "replay-buffered", "flush-committed", "recovery-journal-found", "flush-renamed",
-        "flush-log-trimmed", "seal-intent-written", "seal-zone-published", "seal-runs-removed",
-        "flush-journal-written", "flush-batches-ready",
+        "flush-temp-written",
+        "replay-buffered",
+        "flush-committed",
+        "recovery-journal-found",
+        "flush-renamed",
+        "flush-log-trimmed",
+        "seal-intent-written",
+        "seal-zone-published",
+        "seal-runs-removed",
+        "flush-journal-written",
+        "flush-batches-ready",
     ];
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
@@ -136,7 +143,13 @@ fn a_real_crash_at_each_named_step_loses_and_duplicates_nothing() {
 /// A last, clean run after crashes (replay, more frames, SIGTERM), then: every frame the
 /// audit log accepted is stored exactly once, nothing half-written is left, and the tables
 /// agree. Returns (frames accepted, rows of the zone table).
-fn clean_run_then_check_exactly_once(archive: &Path, endpoint: &str, flags: &[&str], audit: &Path, mut generator: KillOnDrop) -> (usize, usize) {
+fn clean_run_then_check_exactly_once(
+    archive: &Path,
+    endpoint: &str,
+    flags: &[&str],
+    audit: &Path,
+    mut generator: KillOnDrop,
+) -> (usize, usize) {
     let mut args: Vec<&str> = flags.to_vec();
     let audit_str = audit.to_str().unwrap().to_owned();
     args.extend(["--audit-log", &audit_str]);
@@ -162,7 +175,6 @@ fn clean_run_then_check_exactly_once(archive: &Path, endpoint: &str, flags: &[&s
     (accepted.len(), rows)
 }
 
-
 #[test]
 fn write_failures_publish_nothing_half_written_and_catch_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,21 +183,25 @@ fn write_failures_publish_nothing_half_written_and_catch_up() {
     let endpoint = format!("tcp://127.0.0.1:{port}");
     // Files may not exceed 48 KiB: log segments (16 KiB) fit, the Parquet files of a flush
     // holding 1,200 frames do not.
-    let mut archiver = KillOnDrop(Command::new("prlimit")
-        .arg("--fsize=49152:unlimited")
-        .arg("--")
-        .arg(binary("archiver"))
-        .arg("--archive")
-        .arg(&archive)
-        .args(["--connect", &endpoint, "--flush-interval", "1", "--stats-interval", "1", "--wal-segment-bytes", "16384"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap());
-    let mut generator = KillOnDrop(Command::new(binary("generator"))
-        .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "1", "--cores", "16", "--processes", "40"])
-        .args(["--simulate-from", "2025-11-24T10:00:00Z", "--count", "1200", "--wait-subscribers", "1"])
-        .spawn()
-        .unwrap());
+    let mut archiver = KillOnDrop(
+        Command::new("prlimit")
+            .arg("--fsize=49152:unlimited")
+            .arg("--")
+            .arg(binary("archiver"))
+            .arg("--archive")
+            .arg(&archive)
+            .args(["--connect", &endpoint, "--flush-interval", "1", "--stats-interval", "1", "--wal-segment-bytes", "16384"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut generator = KillOnDrop(
+        Command::new(binary("generator"))
+            .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "1", "--cores", "16", "--processes", "40"])
+            .args(["--simulate-from", "2025-11-24T10:00:00Z", "--count", "1200", "--wait-subscribers", "1"])
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_exit(&mut generator, Duration::from_secs(60), "generator").success());
     let s = wait_for(Duration::from_secs(60), "frames accepted and a failed publish", || {
         status(&archive).filter(|s| s["frames_accepted"] == 1200 && s["publish_errors"].as_u64() >= Some(2))
@@ -193,7 +209,8 @@ fn write_failures_publish_nothing_half_written_and_catch_up() {
     assert_eq!(s["files_flushed"], 0, "nothing published while every flush fails: {s}");
     assert!(s["buffered_rows"].as_u64().unwrap() > 0);
     // No temporary or half-written file is left behind, and readers see an empty archive.
-    let tmp: Vec<_> = walk(&archive).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp") && !p.ends_with("status.json.tmp")).collect();
+    let tmp: Vec<_> =
+        walk(&archive).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp") && !p.ends_with("status.json.tmp")).collect();
     assert!(tmp.is_empty(), "{tmp:?}");
     assert!(parquet_files(&archive).is_empty());
     assert_eq!(dq_rows(&archive, "SELECT count(*) FROM process"), vec![vec!["0".to_owned()]]);
@@ -219,7 +236,11 @@ fn hostile_frames_are_counted_and_names_round_trip() {
     // Let ZeroMQ pick the port: no window in which another test can take it.
     publisher.bind("tcp://127.0.0.1:*").unwrap();
     let endpoint = publisher.get_last_endpoint().unwrap().unwrap();
-    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]));
+    let mut archiver = KillOnDrop(start_archiver(
+        &archive,
+        std::slice::from_ref(&endpoint),
+        &["--flush-interval", "3600", "--stats-interval", "1"],
+    ));
     // Wait for the subscription before sending.
     assert!(publisher.poll(zmq::POLLIN, 20_000).unwrap() > 0, "archiver did not subscribe");
     let _ = publisher.recv_bytes(0).unwrap();
@@ -228,13 +249,27 @@ fn hostile_frames_are_counted_and_names_round_trip() {
     // (systemd driver), names whose escaped form passes 255 bytes, `~` (the bounded form's mark).
     let k8s = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope";
     let names: Vec<String> = vec![
-        "..".into(), ".".into(), "a/b".into(), "../../etc/passwd".into(), "x\0y".into(), "tab\there\nnewline".into(),
-        "é☃ zone".into(), "%2F".into(), "zone=x".into(), "n".repeat(128), k8s.into(), format!("{k8s}/sub"),
-        "é".repeat(512), "%/".repeat(300), "x".repeat(4096), format!("a~{}", "0".repeat(32)),
+        "..".into(),
+        ".".into(),
+        "a/b".into(),
+        "../../etc/passwd".into(),
+        "x\0y".into(),
+        "tab\there\nnewline".into(),
+        "é☃ zone".into(),
+        "%2F".into(),
+        "zone=x".into(),
+        "n".repeat(128),
+        k8s.into(),
+        format!("{k8s}/sub"),
+        "é".repeat(512),
+        "%/".repeat(300),
+        "x".repeat(4096),
+        format!("a~{}", "0".repeat(32)),
     ];
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let frame = |name: &str, time: u64| {
-        frame_proto::Packet { name: name.into(), time, host: Some("evil/../host".into()), threads: Some(1), ..Default::default() }.encode_to_vec()
+        frame_proto::Packet { name: name.into(), time, host: Some("evil/../host".into()), threads: Some(1), ..Default::default() }
+            .encode_to_vec()
     };
     for name in &names {
         publisher.send(frame(name, now), 0).unwrap();
@@ -253,12 +288,16 @@ fn hostile_frames_are_counted_and_names_round_trip() {
 
     let s = wait_for(Duration::from_secs(30), "every frame handled", || {
         status(&archive).filter(|s| {
-            let rejected: u64 = s["frames_rejected"].as_object().map(|o| o.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
+            let rejected: u64 =
+                s["frames_rejected"].as_object().map(|o| o.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
             s["frames_accepted"].as_u64() == Some(names.len() as u64) && rejected == 8
         })
     });
     let r = &s["frames_rejected"];
-    assert_eq!((r["bad_zone_name"].as_u64(), r["time_out_of_range"].as_u64(), r["too_many_entries"].as_u64(), r["too_large"].as_u64()), (Some(1), Some(2), Some(1), Some(1)));
+    assert_eq!(
+        (r["bad_zone_name"].as_u64(), r["time_out_of_range"].as_u64(), r["too_many_entries"].as_u64(), r["too_large"].as_u64()),
+        (Some(1), Some(2), Some(1), Some(1))
+    );
     terminate(&archiver);
     assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
 
@@ -277,8 +316,20 @@ fn hostile_frames_are_counted_and_names_round_trip() {
     assert!(rows.iter().all(|r| r["host"] == "evil/../host"));
     // Zone pruning works on escaped names too (a NUL cannot be passed in a command line; the
     // NUL name came back through the query above).
-    for name in ["a/b".to_owned(), "..".into(), "é☃ zone".into(), "%2F".into(), k8s.into(), "é".repeat(512), "%/".repeat(300), "x".repeat(4096)] {
-        let out = dq(&archive, &["--format", "json", &format!("SELECT count(*) AS n, max(length(zone)) AS len FROM zone WHERE zone = '{name}'")]);
+    for name in [
+        "a/b".to_owned(),
+        "..".into(),
+        "é☃ zone".into(),
+        "%2F".into(),
+        k8s.into(),
+        "é".repeat(512),
+        "%/".repeat(300),
+        "x".repeat(4096),
+    ] {
+        let out = dq(
+            &archive,
+            &["--format", "json", &format!("SELECT count(*) AS n, max(length(zone)) AS len FROM zone WHERE zone = '{name}'")],
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v[0]["n"], 1, "{name:?}");
         assert_eq!(v[0]["len"], name.chars().count(), "the zone column holds the whole name");
@@ -290,7 +341,8 @@ fn hostile_frames_are_counted_and_names_round_trip() {
         .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
         .filter(|n| n.starts_with("zone=") && archive_layout::is_bounded_zone_dir_value(&n[5..]))
         .count();
-    let too_long = names.iter().filter(|n| archive_layout::escape_partition_value(n).len() > archive_layout::MAX_ZONE_DIR_VALUE).count();
+    let too_long =
+        names.iter().filter(|n| archive_layout::escape_partition_value(n).len() > archive_layout::MAX_ZONE_DIR_VALUE).count();
     assert!(too_long >= 3, "é x512, %/ x300 and x x4096 at least");
     assert_eq!(bounded, too_long, "every name too long for a directory takes the bounded form");
 }

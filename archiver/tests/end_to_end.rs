@@ -68,12 +68,23 @@ fn generator_to_archiver_to_dq_and_parquet() {
         std::slice::from_ref(&endpoint),
         &["--flush-interval", "3600", "--memory-budget", "1024", "--stats-interval", "1"],
     ));
-    let mut generator = KillOnDrop(Command::new(binary("generator"))
-        .args(["--source", "synthetic", "-p", &port.to_string(), "--host", "gen-a"])
-        .args(["--zones", "3", "--cores", "4", "--processes", "5", "--seed", "7"])
-        .args(["--simulate-from", START, "--count", &SECONDS.to_string(), "--wait-subscribers", "1", "--wait-timeout-ms", "20000"])
-        .spawn()
-        .unwrap());
+    let mut generator = KillOnDrop(
+        Command::new(binary("generator"))
+            .args(["--source", "synthetic", "-p", &port.to_string(), "--host", "gen-a"])
+            .args(["--zones", "3", "--cores", "4", "--processes", "5", "--seed", "7"])
+            .args([
+                "--simulate-from",
+                START,
+                "--count",
+                &SECONDS.to_string(),
+                "--wait-subscribers",
+                "1",
+                "--wait-timeout-ms",
+                "20000",
+            ])
+            .spawn()
+            .unwrap(),
+    );
     let gen_status = wait_exit(&mut generator, Duration::from_secs(120), "generator");
     assert!(gen_status.success(), "generator: {gen_status}");
     wait_for(Duration::from_secs(60), "the archiver to accept every frame", || {
@@ -120,7 +131,9 @@ fn generator_to_archiver_to_dq_and_parquet() {
         assert_eq!(reader.schema().fields(), path.key.table.schema().fields(), "{}", rel.display());
         // The file says what it holds and which period, without its folders.
         let meta = reader.schema().metadata().clone();
-        let period = |us: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let period = |us: i64| {
+            chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
         assert_eq!(meta.get("zonestat.zone"), Some(&path.key.zone), "{}", rel.display());
         assert_eq!(meta.get("zonestat.table").map(String::as_str), Some(path.key.table.name()));
         assert_eq!(meta.get("zonestat.period_start"), Some(&period(path.key.start_us)));
@@ -159,12 +172,18 @@ fn zone_and_time_filters_prune_files() {
     let archive = dir.path().join("archive");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "3600", "--stats-interval", "1"]));
-    let mut generator = KillOnDrop(Command::new(binary("generator"))
-        .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "2", "--cores", "2", "--processes", "2"])
-        .args(["--simulate-from", "2025-11-24T10:59:00Z", "--count", "120", "--wait-subscribers", "1"])
-        .spawn()
-        .unwrap());
+    let mut archiver = KillOnDrop(start_archiver(
+        &archive,
+        std::slice::from_ref(&endpoint),
+        &["--flush-interval", "3600", "--stats-interval", "1"],
+    ));
+    let mut generator = KillOnDrop(
+        Command::new(binary("generator"))
+            .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "2", "--cores", "2", "--processes", "2"])
+            .args(["--simulate-from", "2025-11-24T10:59:00Z", "--count", "120", "--wait-subscribers", "1"])
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_exit(&mut generator, Duration::from_secs(60), "generator").success());
     wait_for(Duration::from_secs(60), "all frames", || status(&archive).filter(|s| s["frames_accepted"] == 240).map(|_| ()));
     terminate(&archiver);

@@ -41,8 +41,7 @@ fn expected() -> Vec<(String, String, String)> {
         .collect()
 }
 
-const CHECKS: [(&str, &str); 4] =
-    [("zone", "ticks"), ("cpu", "usage"), ("mem", "rss"), ("process", "usage")];
+const CHECKS: [(&str, &str); 4] = [("zone", "ticks"), ("cpu", "usage"), ("mem", "rss"), ("process", "usage")];
 
 fn answers(archive: &Path) -> Vec<(String, String, String)> {
     CHECKS
@@ -75,10 +74,27 @@ fn todays_archiver_writes_on_into_a_version_1_archive() {
     // Replay its log (empty), then archive 30 more simulated seconds into the same hours.
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "1", "--stats-interval", "1"]));
+    let mut archiver = KillOnDrop(start_archiver(
+        &archive,
+        std::slice::from_ref(&endpoint),
+        &["--flush-interval", "1", "--stats-interval", "1"],
+    ));
     let mut generator = KillOnDrop(
         std::process::Command::new(binary("generator"))
-            .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "2", "--cores", "2", "--processes", "3", "--seed", "7"])
+            .args([
+                "--source",
+                "synthetic",
+                "-p",
+                &port.to_string(),
+                "--zones",
+                "2",
+                "--cores",
+                "2",
+                "--processes",
+                "3",
+                "--seed",
+                "7",
+            ])
             .args(["--simulate-from", "2025-11-24T10:00:30Z", "--count", "30", "--wait-subscribers", "1"])
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -103,7 +119,9 @@ fn todays_archiver_writes_on_into_a_version_1_archive() {
     }
     // Every old row is read once beside the new ones (the fixture ends before 10:00:30).
     for (table, n) in before {
-        let old: u64 = dq_rows(&archive, &format!("SELECT count(*) FROM {table} WHERE time < '2025-11-24T10:00:30Z'"))[0][0].parse().unwrap();
+        let old: u64 = dq_rows(&archive, &format!("SELECT count(*) FROM {table} WHERE time < '2025-11-24T10:00:30Z'"))[0][0]
+            .parse()
+            .unwrap();
         assert_eq!(old, n, "{table}");
     }
     let zone_rows: u64 = dq_rows(&archive, "SELECT count(*) FROM zone")[0][0].parse().unwrap();

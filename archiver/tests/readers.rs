@@ -19,16 +19,31 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     let frames = 2 * 1800 * 3u64; // an hour (crossing its end) of 3 zones
-    let mut archiver = KillOnDrop(start_archiver(&archive, std::slice::from_ref(&endpoint), &["--flush-interval", "1", "--stats-interval", "1"]));
+    let mut archiver = KillOnDrop(start_archiver(
+        &archive,
+        std::slice::from_ref(&endpoint),
+        &["--flush-interval", "1", "--stats-interval", "1"],
+    ));
     let mut generator = KillOnDrop(
         Command::new(binary("generator"))
             .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "3", "--cores", "4", "--processes", "5"])
-            .args(["--simulate-from", "2025-11-24T22:30:00Z", "--count", "3600", "--wait-subscribers", "1", "--wait-timeout-ms", "20000"])
+            .args([
+                "--simulate-from",
+                "2025-11-24T22:30:00Z",
+                "--count",
+                "3600",
+                "--wait-subscribers",
+                "1",
+                "--wait-timeout-ms",
+                "20000",
+            ])
             .spawn()
             .unwrap(),
     );
     assert!(wait_exit(&mut generator, Duration::from_secs(120), "generator").success());
-    wait_for(Duration::from_secs(60), "every frame accepted", || status(&archive).filter(|s| s["frames_accepted"] == frames).map(|_| ()));
+    wait_for(Duration::from_secs(60), "every frame accepted", || {
+        status(&archive).filter(|s| s["frames_accepted"] == frames).map(|_| ())
+    });
     terminate(&archiver);
     assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
 
@@ -55,10 +70,11 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
                 other => panic!("unexpected table {other}"),
             };
             let sums: Vec<String> = columns.split(", ").map(|c| format!("sum(CAST({c} AS DOUBLE))")).collect();
-            let want: Vec<f64> = dq_rows(&archive, &format!("SELECT CAST(count(*) AS DOUBLE), {} FROM {table}", sums.join(", ")))[0]
-                .iter()
-                .map(|v| if v.is_empty() { 0.0 } else { v.parse().unwrap() })
-                .collect();
+            let want: Vec<f64> = dq_rows(&archive, &format!("SELECT CAST(count(*) AS DOUBLE), {} FROM {table}", sums.join(", ")))
+                [0]
+            .iter()
+            .map(|v| if v.is_empty() { 0.0 } else { v.parse().unwrap() })
+            .collect();
             let got: Vec<f64> = got.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             assert!(want[0] > 0.0, "{table}: no rows");
             assert_eq!(got, want, "{reader} on {table}");

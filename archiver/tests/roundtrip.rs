@@ -142,7 +142,10 @@ fn packet() -> impl Strategy<Value = Packet> {
     let cpu = proptest::collection::vec((u32o(), u32o()).prop_map(|(core, usage)| Cpu { core, usage }), 0..5);
     let mem = proptest::collection::vec(
         ((u64o(), u64o(), u64o(), u64o(), u64o(), u64o()), (u64o(), u64o(), u64o(), u32o(), u32o(), u32o())).prop_map(
-            |((rss, physcap, swap, swapcap, physmem, pp_kernel), (freemem, nalloc_calls, nfree_calls, maj_fault, as_fault, pgin))| Mem {
+            |(
+                (rss, physcap, swap, swapcap, physmem, pp_kernel),
+                (freemem, nalloc_calls, nfree_calls, maj_fault, as_fault, pgin),
+            )| Mem {
                 rss,
                 physcap,
                 swap,
@@ -161,13 +164,24 @@ fn packet() -> impl Strategy<Value = Packet> {
     );
     let net = proptest::collection::vec(
         (opt("\\PC{0,12}"), u64o(), u64o(), u64o(), u64o(), u32o(), u32o()).prop_map(
-            |(instance, obytes64, rbytes64, opackets, ipackets, oerrors, ierrors)| Net { instance, obytes64, rbytes64, opackets, ipackets, oerrors, ierrors },
+            |(instance, obytes64, rbytes64, opackets, ipackets, oerrors, ierrors)| Net {
+                instance,
+                obytes64,
+                rbytes64,
+                opackets,
+                ipackets,
+                oerrors,
+                ierrors,
+            },
         ),
         0..3,
     );
     let disk = proptest::collection::vec(
         (("\\PC{0,8}", u64o(), u64o(), u32o(), u32o(), u64o()), (u64o(), u64o(), u64o(), u32o(), u32o(), u32o())).prop_map(
-            |((instance, nread, nwritten, reads, writes, rtime), (wtime, rlentime, wlentime, harderror, softerror, tranerror))| Disk {
+            |(
+                (instance, nread, nwritten, reads, writes, rtime),
+                (wtime, rlentime, wlentime, harderror, softerror, tranerror),
+            )| Disk {
                 instance,
                 nread,
                 nwritten,
@@ -188,32 +202,38 @@ fn packet() -> impl Strategy<Value = Packet> {
         (u32o(), opt("\\PC{0,20}"), u32o(), u32o()).prop_map(|(pid, execname, usage, cpu)| Process { pid, execname, usage, cpu }),
         0..4,
     );
-    let callfreq =
-        proptest::collection::vec(("\\PC{0,10}", u64o(), u32o()).prop_map(|(name, time, value)| CallFreq { name, time, value }), 0..4);
-    let cpuqueue = proptest::collection::vec((u32o(), u32o(), u32o()).prop_map(|(core, length, amount)| Cpuqueue { core, length, amount }), 0..4);
+    let callfreq = proptest::collection::vec(
+        ("\\PC{0,10}", u64o(), u32o()).prop_map(|(name, time, value)| CallFreq { name, time, value }),
+        0..4,
+    );
+    let cpuqueue = proptest::collection::vec(
+        (u32o(), u32o(), u32o()).prop_map(|(core, length, amount)| Cpuqueue { core, length, amount }),
+        0..4,
+    );
     let zonename = proptest::collection::vec("\\PC{1,40}|[a-z/]{200,1024}", 0..3);
     // Zone names up to 1 KiB and beyond (a Kubernetes cgroup path is about 190 bytes).
     let name = "\\PC{1,30}|[a-z0-9./-]{150,1100}";
-    (name, 0i64..86_400_000_000, (u32o(), u32o(), u32o()), (cpu, mem, net, disk), (process, callfreq, cpuqueue, zonename)).prop_map(
-        |(name, dt, (ticks, threads, processes), (cpu, mem, net, disk), (process, callfreq, cpuqueue, zonename))| Packet {
-            name,
-            time: ((NOW - dt) / 1_000_000) as u64,
-            time_us: Some((NOW - dt) as u64),
-            ticks,
-            threads,
-            processes,
-            cpu,
-            mem,
-            net,
-            disk,
-            process,
-            callfreq,
-            cpuqueue,
-            zonename,
-            host: Some("h".into()),
-            ..Default::default()
-        },
-    )
+    (name, 0i64..86_400_000_000, (u32o(), u32o(), u32o()), (cpu, mem, net, disk), (process, callfreq, cpuqueue, zonename))
+        .prop_map(|(name, dt, (ticks, threads, processes), (cpu, mem, net, disk), (process, callfreq, cpuqueue, zonename))| {
+            Packet {
+                name,
+                time: ((NOW - dt) / 1_000_000) as u64,
+                time_us: Some((NOW - dt) as u64),
+                ticks,
+                threads,
+                processes,
+                cpu,
+                mem,
+                net,
+                disk,
+                process,
+                callfreq,
+                cpuqueue,
+                zonename,
+                host: Some("h".into()),
+                ..Default::default()
+            }
+        })
 }
 
 fn through_parquet(table: Table, batch: &RecordBatch) -> RecordBatch {

@@ -177,6 +177,10 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
                 SEAL_CRASHES_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             ingest = start(&root, &hook);
+            catalog_matches_files(&root, "after recovery");
+        }
+        if !root.join("_archiver/flush.journal").exists() && !root.join("_archiver/seal.intent").exists() {
+            catalog_matches_files(&root, "after a flush that left nothing to finish");
         }
         let seen = dq_view(&root);
         assert!(seen.values().all(|n| *n == 1), "a row twice in what dq reads: {:?}", seen.iter().find(|(_, n)| **n > 1));
@@ -203,6 +207,12 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
     assert_eq!(ingest.stats().replayed, 0, "nothing left in the log after a clean shutdown");
     assert!(ingest.flush(true).is_ok());
     (root, hook)
+}
+
+/// The catalog names exactly the files there are, with what their footers say.
+fn catalog_matches_files(root: &Path, when: &str) {
+    let differences = catalog::check(root).unwrap().expect("the archive has a catalog");
+    assert!(differences.is_empty(), "{when}: the catalog differs from the files: {differences:?}");
 }
 
 /// (zone, time) -> rows in the `zone` table as `dq` reads it: live zone files and runs,
@@ -235,7 +245,10 @@ fn stored(root: &Path, live_only: bool) -> BTreeMap<(String, i64), usize> {
     let files: Vec<PathBuf> = if live_only {
         list_table(root, Table::Zone, |_| true, |_| true).unwrap().into_iter().map(|f| f.path).collect()
     } else {
-        walk(root).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.starts_with(root.join("zone"))).collect()
+        walk(root)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.starts_with(root.join("zone")))
+            .collect()
     };
     let mut out = BTreeMap::new();
     for f in files {
@@ -249,7 +262,6 @@ fn stored(root: &Path, live_only: bool) -> BTreeMap<(String, i64), usize> {
     }
     out
 }
-
 
 fn expected() -> BTreeMap<(String, i64), usize> {
     let mut out = BTreeMap::new();
@@ -277,11 +289,16 @@ fn check(root: &Path, what: &str) {
         .into_iter()
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".tmp") || name == "flush.journal" || name == "compaction.intent" || name == "seal.intent" || name == "rejected.wal"
+            name.ends_with(".tmp")
+                || name == "flush.journal"
+                || name == "compaction.intent"
+                || name == "seal.intent"
+                || name == "rejected.wal"
         })
         .collect();
     let runs: Vec<_> = Table::ALL.into_iter().flat_map(|t| archive_layout::list_runs(root, t, |_, _| true).unwrap()).collect();
     assert!(runs.is_empty(), "{what}: runs left after shutdown: {runs:?}");
+    catalog_matches_files(root, what);
     assert!(litter.is_empty(), "{what}: left behind {litter:?}");
 }
 
@@ -292,7 +309,8 @@ fn undisturbed_run_stores_every_frame_once() {
     check(&root, "undisturbed");
     // Hour 0 was sealed into one file per zone and table, by this writer.
     let hour0_start = Granularity::Hour.period_start(NOW) - 3 * HOUR;
-    let hour0 = list_table(&root, Table::Cpu, |_| true, |d| d.granularity == Granularity::Day || d.start_us == hour0_start).unwrap();
+    let hour0 =
+        list_table(&root, Table::Cpu, |_| true, |d| d.granularity == Granularity::Day || d.start_us == hour0_start).unwrap();
     assert_eq!(hour0.len(), 3, "{hour0:?}");
 }
 
@@ -451,4 +469,3 @@ fn an_unreadable_run_stops_its_seal_naming_it_and_loses_nothing_else() {
     // Nothing was removed: the good run still holds its rows, and dq reads it.
     assert_eq!(dq_view_skipping(&root, Some(&bad.absolute_path(&root))).len(), batches()[0].len());
 }
-

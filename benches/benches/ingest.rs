@@ -136,7 +136,9 @@ fn bench(c: &mut Criterion) {
         })
     });
     // The flush codec alone (files are compacted with zstd 9 later): speed here, size below.
-    for (label, codec) in [("zstd1", Codec::Zstd(1)), ("lz4_raw", Codec::Lz4Raw), ("snappy", Codec::Snappy), ("none", Codec::Uncompressed)] {
+    for (label, codec) in
+        [("zstd1", Codec::Zstd(1)), ("lz4_raw", Codec::Lz4Raw), ("snappy", Codec::Snappy), ("none", Codec::Uncompressed)]
+    {
         let encoder = Encoder { codec, per_column: false };
         g.bench_function(format!("batches_to_parquet_{label}"), |b| {
             b.iter(|| {

@@ -22,7 +22,9 @@ pub fn open_source(config: &GeneratorConfig) -> Result<Box<dyn StatSource>, Gene
     config.validate()?;
     Ok(match config.source {
         SourceKind::Synthetic => Box::new(SyntheticSource::new(config.synthetic_shape())),
-        SourceKind::Linux => Box::new(LinuxSource::new(LinuxOptions { root: config.linux_root.clone(), top_processes: config.processes })?),
+        SourceKind::Linux => {
+            Box::new(LinuxSource::new(LinuxOptions { root: config.linux_root.clone(), top_processes: config.processes })?)
+        }
         SourceKind::Illumos => crate::illumos::open(config)?,
     })
 }

@@ -18,9 +18,9 @@ pub mod run_loop;
 pub use config::{GeneratorConfig, SourceKind};
 
 // Used by the integration tests only.
+pub use run_loop::{FrameSink, FrameStamp, Schedule, now_us, run};
 #[cfg(test)]
 use tempfile as _;
-pub use run_loop::{FrameSink, FrameStamp, Schedule, now_us, run};
 
 /// Errors of the generator; each names what failed (endpoint, file, zone).
 #[derive(Debug, thiserror::Error)]

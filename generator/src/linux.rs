@@ -255,13 +255,12 @@ impl LinuxSource {
         // CPU: v1 cpuacct gives a per-core split (ns); v2 only a total (µs), reported as one
         // row with no core.
         let mut cpu = Vec::new();
-        let percpu = m
-            .v1
-            .get("cpuacct")
-            .and_then(|p| self.mounts.v1_dir("cpuacct", p))
-            .and_then(|d| std::fs::read_to_string(d.join("cpuacct.usage_percpu")).ok())
-            .map(|t| t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>())
-            .filter(|v| !v.is_empty() && m.v1.get("cpuacct").is_some_and(|p| p != "/"));
+        let percpu =
+            m.v1.get("cpuacct")
+                .and_then(|p| self.mounts.v1_dir("cpuacct", p))
+                .and_then(|d| std::fs::read_to_string(d.join("cpuacct.usage_percpu")).ok())
+                .map(|t| t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>())
+                .filter(|v| !v.is_empty() && m.v1.get("cpuacct").is_some_and(|p| p != "/"));
         let v2_dir = m.v2.as_deref().filter(|p| *p != "/").and_then(|p| self.mounts.v2_dir(p));
         if let Some(percpu) = percpu {
             for (core, ns) in percpu.iter().enumerate() {
@@ -331,7 +330,8 @@ impl LinuxSource {
             .iter()
             .find_map(|p| {
                 let ns = std::fs::read_link(self.proc_dir.join(p.pid.to_string()).join("ns/net")).ok()?;
-                (Some(&ns) != self.host_netns.as_ref()).then(|| read_net_dev(&self.proc_dir.join(p.pid.to_string()).join("net/dev")))
+                (Some(&ns) != self.host_netns.as_ref())
+                    .then(|| read_net_dev(&self.proc_dir.join(p.pid.to_string()).join("net/dev")))
             })
             .unwrap_or_default();
 

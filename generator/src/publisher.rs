@@ -43,9 +43,11 @@ impl Publisher {
     /// How long, at exit, queued frames may take to reach subscribers (ZMQ_LINGER).
     pub fn set_linger(&self, linger: Duration) -> Result<(), GeneratorError> {
         let ms = i32::try_from(linger.as_millis()).unwrap_or(i32::MAX);
-        self.socket
-            .set_linger(ms)
-            .map_err(|source| GeneratorError::Zmq { what: "set LINGER on", endpoint: self.endpoint.clone(), source })
+        self.socket.set_linger(ms).map_err(|source| GeneratorError::Zmq {
+            what: "set LINGER on",
+            endpoint: self.endpoint.clone(),
+            source,
+        })
     }
 
     /// Whether a full queue blocks the sender (`true`) or drops the frame for that
@@ -55,10 +57,12 @@ impl Publisher {
     /// ZMQ_XPUB_NODROP, set through the raw socket: zmq 0.10 has no setter for it.
     pub fn set_block_when_full(&mut self, block: bool) -> Result<(), GeneratorError> {
         let value: std::ffi::c_int = block.into();
-        set_int_option(&mut self.socket, zmq_sys::ZMQ_XPUB_NODROP as std::ffi::c_int, value).map_err(|errno| GeneratorError::Zmq {
-            what: "set XPUB_NODROP on",
-            endpoint: self.endpoint.clone(),
-            source: zmq::Error::from_raw(errno),
+        set_int_option(&mut self.socket, zmq_sys::ZMQ_XPUB_NODROP as std::ffi::c_int, value).map_err(|errno| {
+            GeneratorError::Zmq {
+                what: "set XPUB_NODROP on",
+                endpoint: self.endpoint.clone(),
+                source: zmq::Error::from_raw(errno),
+            }
         })
     }
 
@@ -82,10 +86,11 @@ impl Publisher {
                 .poll(zmq::POLLIN, left.as_millis().min(i64::MAX as u128) as i64)
                 .map_err(|source| GeneratorError::Zmq { what: "poll", endpoint: self.endpoint.clone(), source })?;
             if ready > 0 {
-                let msg = self
-                    .socket
-                    .recv_bytes(0)
-                    .map_err(|source| GeneratorError::Zmq { what: "receive subscription on", endpoint: self.endpoint.clone(), source })?;
+                let msg = self.socket.recv_bytes(0).map_err(|source| GeneratorError::Zmq {
+                    what: "receive subscription on",
+                    endpoint: self.endpoint.clone(),
+                    source,
+                })?;
                 if msg.first() == Some(&1) {
                     seen += 1;
                 }
@@ -99,9 +104,11 @@ impl FrameSink for Publisher {
     fn send(&mut self, packet: &Packet) -> Result<(), GeneratorError> {
         self.buf.clear();
         packet.encode(&mut self.buf).map_err(|source| GeneratorError::Encode { zone: packet.name.clone(), source })?;
-        self.socket
-            .send(&self.buf[..], 0)
-            .map_err(|source| GeneratorError::Zmq { what: "send to", endpoint: self.endpoint.clone(), source })
+        self.socket.send(&self.buf[..], 0).map_err(|source| GeneratorError::Zmq {
+            what: "send to",
+            endpoint: self.endpoint.clone(),
+            source,
+        })
     }
 }
 

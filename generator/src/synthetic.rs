@@ -183,7 +183,11 @@ impl SyntheticSource {
             .collect();
         let cpuqueue = if global {
             (0..shape.cores)
-                .map(|c| Cpuqueue { core: Some(c as u32), length: Some(rng.below(3) as u32), amount: Some(rng.below(100) as u32) })
+                .map(|c| Cpuqueue {
+                    core: Some(c as u32),
+                    length: Some(rng.below(3) as u32),
+                    amount: Some(rng.below(100) as u32),
+                })
                 .collect()
         } else {
             Vec::new()

@@ -35,7 +35,11 @@ fn write_sample(root: &Path, busy: u64, majflt: u64, percpu: [u64; 2], proc_time
             busy2 = busy * 2
         ),
     );
-    write(root, "proc/vmstat", &format!("pgalloc_normal 1000\npgalloc_dma 10\npgfree 900\npgfault {}\npgmajfault {majflt}\npswpin 7\n", majflt * 10));
+    write(
+        root,
+        "proc/vmstat",
+        &format!("pgalloc_normal 1000\npgalloc_dma 10\npgfree 900\npgfault {}\npgmajfault {majflt}\npswpin 7\n", majflt * 10),
+    );
     write(root, "proc/1/stat", &proc_stat_line(1, "init", 10, 10, 1, 0));
     write(root, "proc/200/stat", &proc_stat_line(200, "nginx", proc_time, 0, 4, 1));
     write(root, "proc/300/stat", &proc_stat_line(300, "web app", 5, 5, 2, 0));
@@ -86,16 +90,27 @@ fn hybrid_host(root: &Path) {
     write(root, "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
     write(root, "sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes", "8192\n");
     write(root, "sys/fs/cgroup/memory/docker/abc/memory.memsw.usage_in_bytes", "10240\n");
-    write(root, "sys/fs/cgroup/blkio/docker/abc/blkio.throttle.io_service_bytes", "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n");
+    write(
+        root,
+        "sys/fs/cgroup/blkio/docker/abc/blkio.throttle.io_service_bytes",
+        "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n",
+    );
     write(root, "sys/fs/cgroup/blkio/docker/abc/blkio.throttle.io_serviced", "8:0 Read 1\n8:0 Write 2\n");
     write(root, "sys/fs/cgroup/unified/system.slice/web.service/memory.stat", "anon 123456\npgmajfault 3\n");
     write(root, "sys/fs/cgroup/unified/system.slice/web.service/memory.max", "max\n");
     write(root, "sys/fs/cgroup/unified/system.slice/web.service/memory.swap.current", "0\n");
-    write(root, "sys/fs/cgroup/unified/system.slice/web.service/io.stat", "8:0 rbytes=512 wbytes=1024 rios=3 wios=4 dbytes=0 dios=0\n");
+    write(
+        root,
+        "sys/fs/cgroup/unified/system.slice/web.service/io.stat",
+        "8:0 rbytes=512 wbytes=1024 rios=3 wios=4 dbytes=0 dios=0\n",
+    );
 }
 
 fn zone<'a>(frames: &'a [Packet], name: &str) -> &'a Packet {
-    frames.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no zone {name}: {:?}", frames.iter().map(|f| &f.name).collect::<Vec<_>>()))
+    frames
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no zone {name}: {:?}", frames.iter().map(|f| &f.name).collect::<Vec<_>>()))
 }
 
 #[test]
@@ -131,17 +146,26 @@ fn hybrid_host_global_v1_and_v2_zones() {
     assert_eq!((m.nalloc_calls, m.nfree_calls), (Some(1010), Some(900)));
     assert_eq!((m.maj_fault, m.as_fault, m.pgin), (Some(4), Some(40), Some(0)));
     assert_eq!(g.net.iter().map(|n| n.instance.as_deref().unwrap()).collect::<Vec<_>>(), ["eth0", "lo"]);
-    assert_eq!((g.net[0].rbytes64, g.net[0].obytes64, g.net[0].ierrors, g.net[0].oerrors), (Some(5000), Some(7000), Some(1), Some(2)));
+    assert_eq!(
+        (g.net[0].rbytes64, g.net[0].obytes64, g.net[0].ierrors, g.net[0].oerrors),
+        (Some(5000), Some(7000), Some(1), Some(2))
+    );
     assert_eq!(g.disk.len(), 1, "whole disks only: {:?}", g.disk);
     let sda = &g.disk[0];
-    assert_eq!((sda.instance.as_str(), sda.nread, sda.nwritten, sda.reads, sda.writes), ("sda", Some(80 * 512), Some(160 * 512), Some(10), Some(20)));
+    assert_eq!(
+        (sda.instance.as_str(), sda.nread, sda.nwritten, sda.reads, sda.writes),
+        ("sda", Some(80 * 512), Some(160 * 512), Some(10), Some(20))
+    );
     assert_eq!((sda.rtime, sda.rlentime, sda.wtime), (Some(7_000_000), Some(11_000_000), None));
     assert_eq!(g.cpuqueue.len(), 1);
     assert_eq!((g.cpuqueue[0].core, g.cpuqueue[0].length), (None, Some(3)));
     assert_eq!(g.zonename, ["global", "docker/abc", "system.slice/web.service"]);
     // Busiest processes: nginx used 30 ticks (0.3 s) in the interval.
     assert_eq!(g.process.len(), 2);
-    assert_eq!((g.process[0].pid, g.process[0].execname.as_deref(), g.process[0].usage, g.process[0].cpu), (Some(200), Some("nginx"), Some(1499), Some(1)));
+    assert_eq!(
+        (g.process[0].pid, g.process[0].execname.as_deref(), g.process[0].usage, g.process[0].cpu),
+        (Some(200), Some("nginx"), Some(1499), Some(1))
+    );
 
     // A v1 container: per-core CPU from cpuacct, memory from the memory controller.
     let d = zone(&frames, "docker/abc");
@@ -162,7 +186,10 @@ fn hybrid_host_global_v1_and_v2_zones() {
     assert_eq!(w.cpu.len(), 1);
     assert_eq!((w.cpu[0].core, w.cpu[0].usage), (None, Some(999)));
     assert_eq!((w.mem[0].rss, w.mem[0].physcap, w.mem[0].swap), (Some(123_456), None, Some(0)));
-    assert_eq!((w.disk[0].nread, w.disk[0].nwritten, w.disk[0].reads, w.disk[0].writes), (Some(512), Some(1024), Some(3), Some(4)));
+    assert_eq!(
+        (w.disk[0].nread, w.disk[0].nwritten, w.disk[0].reads, w.disk[0].writes),
+        (Some(512), Some(1024), Some(3), Some(4))
+    );
     assert_eq!(w.process[0].execname.as_deref(), Some("web app"));
 }
 

@@ -46,8 +46,18 @@ fn a_simulated_run_blocks_for_a_slow_subscriber_and_loses_nothing() {
     const FRAMES: u64 = 3_000;
     // Queues of 20 frames on each side: a run that dropped would lose most of its frames.
     let (mut child, endpoint) = start(&[
-        "--zones", "1", "--cores", "2", "--processes", "2", "--sndhwm", "20",
-        "--simulate-from", "2025-11-24T00:00:00Z", "--count", &FRAMES.to_string(),
+        "--zones",
+        "1",
+        "--cores",
+        "2",
+        "--processes",
+        "2",
+        "--sndhwm",
+        "20",
+        "--simulate-from",
+        "2025-11-24T00:00:00Z",
+        "--count",
+        &FRAMES.to_string(),
     ]);
     let ctx = zmq::Context::new();
     let sub = subscriber(&ctx, &endpoint, 20);
@@ -68,8 +78,18 @@ fn a_simulated_run_blocks_for_a_slow_subscriber_and_loses_nothing() {
 fn pace_spreads_a_simulated_run_over_real_time() {
     // 20 simulated seconds at 100 times real time: at least 190 ms (sample n is due at n/100 s).
     let (mut child, endpoint) = start(&[
-        "--zones", "1", "--cores", "1", "--processes", "1",
-        "--simulate-from", "2025-11-24T00:00:00Z", "--count", "20", "--pace", "100",
+        "--zones",
+        "1",
+        "--cores",
+        "1",
+        "--processes",
+        "1",
+        "--simulate-from",
+        "2025-11-24T00:00:00Z",
+        "--count",
+        "20",
+        "--pace",
+        "100",
     ]);
     let ctx = zmq::Context::new();
     let sub = subscriber(&ctx, &endpoint, 1000);

@@ -54,7 +54,8 @@ fn link_rates_from_composed_kstat_output() {
     let out = Command::new("sh").arg(&script).args(["2", "2"]).env("KSTAT", &fake).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> =
+        text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
     // Per second over the 2 s interval; the zone comes from the zonename statistic, "-" when
     // the kstat has none.
     assert_eq!(

@@ -37,6 +37,9 @@ pub mod keys {
     pub const WRITER: &str = "zonestat.writer";
     /// The publish sequence numbers covered, `lo-hi` in hex.
     pub const SEQUENCE: &str = "zonestat.sequence";
+    /// A run's zones, in row order: per zone its first row, rows and time range (see
+    /// [`crate::ZoneRowRange`]). Runs only; absent from runs of format version 3.
+    pub const ZONE_ROWS: &str = "zonestat.zone_rows";
 }
 
 /// The text of [`FORMAT_FILE`] for the current version.

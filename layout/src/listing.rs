@@ -150,12 +150,15 @@ mod tests {
         let all = list_table(root, Table::Cpu, |_| true, |_| true).unwrap();
         let mut got: Vec<(Granularity, FileId)> = all.iter().map(|f| (f.dir.granularity, f.id)).collect();
         got.sort();
-        assert_eq!(got, vec![
-            (Granularity::Hour, FileId { writer: w, lo: 1, hi: 2 }),
-            (Granularity::Hour, FileId::single(w, 4)),
-            (Granularity::Hour, FileId::single(WriterId(8), 1)),
-            (Granularity::Day, FileId::single(w, 3)),
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                (Granularity::Hour, FileId { writer: w, lo: 1, hi: 2 }),
+                (Granularity::Hour, FileId::single(w, 4)),
+                (Granularity::Hour, FileId::single(WriterId(8), 1)),
+                (Granularity::Day, FileId::single(w, 3)),
+            ]
+        );
         let only_long = list_table(root, Table::Cpu, |d| d.holds_zone(&long.zone), |_| true).unwrap();
         assert_eq!(only_long.len(), 1);
         assert_eq!(only_long[0].dir.zone(), None, "the bounded form does not name its zone");

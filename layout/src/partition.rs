@@ -56,7 +56,9 @@ pub fn zone_dir_value(zone: &str) -> String {
 
 /// Whether a `zone=` directory value is the bounded form of a long name.
 pub fn is_bounded_zone_dir_value(value: &str) -> bool {
-    value.len() > HASH_HEX && value.as_bytes()[value.len() - HASH_HEX - 1] == b'~' && value[value.len() - HASH_HEX..].bytes().all(|b| b.is_ascii_hexdigit())
+    value.len() > HASH_HEX
+        && value.as_bytes()[value.len() - HASH_HEX - 1] == b'~'
+        && value[value.len() - HASH_HEX..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// How much sample time one partition covers.
@@ -251,7 +253,15 @@ mod tests {
 
     #[test]
     fn rejects_foreign_paths() {
-        for p in ["cpu", "cpu/zone=a", "cpu/zone=a/date=x/hour=1", "cpu/zone=a/date=2025-01-01/hour=24", "nope/zone=a/date=2025-01-01", "cpu/zone=%zz/date=2025-01-01", "../cpu/zone=a/date=2025-01-01"] {
+        for p in [
+            "cpu",
+            "cpu/zone=a",
+            "cpu/zone=a/date=x/hour=1",
+            "cpu/zone=a/date=2025-01-01/hour=24",
+            "nope/zone=a/date=2025-01-01",
+            "cpu/zone=%zz/date=2025-01-01",
+            "../cpu/zone=a/date=2025-01-01",
+        ] {
             assert!(PartitionKey::parse_relative_dir(Path::new(p)).is_err(), "{p}");
         }
     }
@@ -259,7 +269,9 @@ mod tests {
     #[test]
     fn long_zone_names_take_a_bounded_form_that_stays_one_component() {
         let k8s = "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0.slice/cri-containerd-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope";
-        for zone in [k8s.to_owned(), "é".repeat(600), "%".repeat(1024), "/".repeat(70), format!("{}~{}", "a".repeat(300), "0".repeat(32))] {
+        for zone in
+            [k8s.to_owned(), "é".repeat(600), "%".repeat(1024), "/".repeat(70), format!("{}~{}", "a".repeat(300), "0".repeat(32))]
+        {
             let key = PartitionKey::for_sample(Table::Cpu, &zone, 0, Granularity::Hour);
             let dir = key.relative_dir();
             let zone_dir = dir.components().nth(1).unwrap().as_os_str().to_str().unwrap().to_owned();

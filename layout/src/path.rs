@@ -79,7 +79,9 @@ impl FileId {
     /// files included.
     pub fn parse_file_name(name: &str) -> Option<Self> {
         let stem = name.strip_suffix(".parquet")?;
-        let hex = |s: &str, len: usize| (s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| u64::from_str_radix(s, 16).ok()).flatten();
+        let hex = |s: &str, len: usize| {
+            (s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| u64::from_str_radix(s, 16).ok()).flatten()
+        };
         let mut parts = stem.split('-');
         let (writer, lo, hi) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some(lo), Some(hi), None, None) => (WriterId::LEGACY, hex(lo, 16)?, hex(hi, 16)?),
@@ -171,7 +173,11 @@ impl ParquetFilePath {
 /// Characters hive escapes in partition values, plus every control character and `~` (which
 /// marks the bounded form of a long zone name, see [`crate::zone_dir_value`]).
 fn needs_escape(b: u8) -> bool {
-    b < 0x20 || matches!(b, b'"' | b'#' | b'%' | b'\'' | b'*' | b'/' | b':' | b'=' | b'?' | b'\\' | 0x7f | b'{' | b'[' | b']' | b'^' | b'~')
+    b < 0x20
+        || matches!(
+            b,
+            b'"' | b'#' | b'%' | b'\'' | b'*' | b'/' | b':' | b'=' | b'?' | b'\\' | 0x7f | b'{' | b'[' | b']' | b'^' | b'~'
+        )
 }
 
 /// Escapes a partition value the way hive does (`%XX`, upper-case hex), so that it is one
@@ -254,7 +260,13 @@ mod tests {
         let id = FileId::parse_file_name("0000000000000003-0000000000000005.parquet").unwrap();
         assert_eq!(id, FileId { writer: WriterId::LEGACY, lo: 3, hi: 5 });
         assert_eq!(id.file_name(), "0000000000000003-0000000000000005.parquet");
-        for bad in ["00000000-0000000000000003-0000000000000003.parquet", "0000000000000005-0000000000000003.parquet", "x.parquet", "+000000000000003-0000000000000003.parquet", "0000000a-3-3.parquet"] {
+        for bad in [
+            "00000000-0000000000000003-0000000000000003.parquet",
+            "0000000000000005-0000000000000003.parquet",
+            "x.parquet",
+            "+000000000000003-0000000000000003.parquet",
+            "0000000a-3-3.parquet",
+        ] {
             assert_eq!(FileId::parse_file_name(bad), None, "{bad}");
         }
         assert_eq!("0000abcd".parse::<WriterId>(), Ok(WriterId(0xabcd)));

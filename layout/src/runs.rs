@@ -84,6 +84,7 @@ impl RunKey {
 /// let run = RunPath { key, id: FileId::single(WriterId(0xab), 7) };
 /// assert_eq!(run.relative_path().to_str().unwrap(),
 ///     "_archiver/runs/cpu/hour-1764000000000000/000000ab-0000000000000007-0000000000000007.parquet");
+/// assert_eq!(RunPath::parse_relative(&run.relative_path()).unwrap(), run);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RunPath {
@@ -108,12 +109,74 @@ impl RunPath {
     pub fn temp_path(&self, root: &Path) -> PathBuf {
         root.join(self.key.relative_dir()).join(format!(".{}.tmp", self.id.file_name()))
     }
+
+    /// Parses [`RunPath::relative_path`]'s form.
+    pub fn parse_relative(path: &Path) -> Result<Self, LayoutError> {
+        let bad = |reason| LayoutError::BadPath { path: path.display().to_string(), reason };
+        let parts: Vec<&str> = path.iter().map(|c| c.to_str().unwrap_or("")).collect();
+        let [state, runs, table, period, name] = parts.as_slice() else { return Err(bad("not a run path")) };
+        if *state != STATE_DIR || *runs != RUNS_DIR {
+            return Err(bad("not under the runs directory"));
+        }
+        let table = Table::from_name(table)?;
+        let key = RunKey::parse_dir_name(table, period).ok_or_else(|| bad("not a run period directory"))?;
+        let id = FileId::parse_file_name(name).ok_or_else(|| bad("not a run file name"))?;
+        Ok(Self { key, id })
+    }
 }
 
 /// Whether `zone_file` (in a zone's partition of a run's period) holds that zone's rows of
 /// the run `run`: same writer, and its range covers the run's number.
 pub fn zone_file_covers_run(zone_file: &FileId, run: &FileId) -> bool {
     zone_file.writer == run.writer && zone_file.lo <= run.lo && run.hi <= zone_file.hi
+}
+
+/// Where one zone's rows are in a run (rows are ordered by zone, then time), and their time
+/// range: what a seal reads of the run for the zone, and what a latest-sample question
+/// answers from without reading rows. Kept in the run's footer ([`crate::format::keys::ZONE_ROWS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneRowRange {
+    /// The zone.
+    pub zone: String,
+    /// Its first row in the run.
+    pub first_row: u64,
+    /// Its rows.
+    pub rows: u64,
+    /// Its earliest sample time (µs).
+    pub min_time_us: i64,
+    /// Its latest sample time (µs).
+    pub max_time_us: i64,
+}
+
+impl ZoneRowRange {
+    /// The footer value for `ranges`: a JSON array of `[zone, first_row, rows, min, max]`.
+    pub fn encode(ranges: &[ZoneRowRange]) -> String {
+        let rows: Vec<serde_json::Value> =
+            ranges.iter().map(|r| serde_json::json!([r.zone, r.first_row, r.rows, r.min_time_us, r.max_time_us])).collect();
+        serde_json::Value::Array(rows).to_string()
+    }
+
+    /// Parses [`ZoneRowRange::encode`]'s text; `None` if it is not that.
+    pub fn parse(text: &str) -> Option<Vec<ZoneRowRange>> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        value
+            .as_array()?
+            .iter()
+            .map(|r| {
+                let r = r.as_array()?;
+                match r.as_slice() {
+                    [zone, first, rows, min, max] => Some(ZoneRowRange {
+                        zone: zone.as_str()?.to_owned(),
+                        first_row: first.as_u64()?,
+                        rows: rows.as_u64()?,
+                        min_time_us: min.as_i64()?,
+                        max_time_us: max.as_i64()?,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
 }
 
 /// A run found by a listing.
@@ -168,17 +231,33 @@ mod tests {
         let w = WriterId(3);
         let hour = RunKey::for_sample(Table::Cpu, t, Granularity::Hour);
         let next = RunKey::for_sample(Table::Cpu, t + 3_600_000_000, Granularity::Hour);
-        for run in [RunPath { key: hour, id: FileId::single(w, 2) }, RunPath { key: hour, id: FileId::single(w, 1) }, RunPath { key: next, id: FileId::single(w, 3) }] {
+        for run in [
+            RunPath { key: hour, id: FileId::single(w, 2) },
+            RunPath { key: hour, id: FileId::single(w, 1) },
+            RunPath { key: next, id: FileId::single(w, 3) },
+        ] {
             let p = run.absolute_path(root);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, b"x").unwrap();
         }
         std::fs::write(RunPath { key: hour, id: FileId::single(w, 4) }.temp_path(root), b"").unwrap();
-        let all: Vec<(i64, u64)> = list_runs(root, Table::Cpu, |_, _| true).unwrap().iter().map(|r| (r.run.key.start_us, r.run.id.lo)).collect();
+        let all: Vec<(i64, u64)> =
+            list_runs(root, Table::Cpu, |_, _| true).unwrap().iter().map(|r| (r.run.key.start_us, r.run.id.lo)).collect();
         assert_eq!(all, vec![(hour.start_us, 1), (hour.start_us, 2), (next.start_us, 3)]);
         let later = list_runs(root, Table::Cpu, |_, end| end > next.start_us).unwrap();
         assert_eq!(later.len(), 1);
         assert!(list_runs(root, Table::Mem, |_, _| true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn zone_row_ranges_round_trip() {
+        let ranges = vec![
+            ZoneRowRange { zone: "a\"b\tc".into(), first_row: 0, rows: 3, min_time_us: -5, max_time_us: 9 },
+            ZoneRowRange { zone: "z".repeat(300), first_row: 3, rows: 1, min_time_us: 1 << 60, max_time_us: 1 << 60 },
+        ];
+        assert_eq!(ZoneRowRange::parse(&ZoneRowRange::encode(&ranges)), Some(ranges));
+        assert_eq!(ZoneRowRange::parse("[[\"a\", 1]]"), None);
+        assert_eq!(ZoneRowRange::parse("{}"), None);
     }
 
     #[test]

@@ -93,8 +93,7 @@ const DISK_COLUMNS: &[(&str, ColumnType)] = &[
     ("softerror", U32),
     ("tranerror", U32),
 ];
-const PROCESS_COLUMNS: &[(&str, ColumnType)] =
-    &[("pid", U32), ("execname", Utf8), ("usage", U32), ("cpu", U32)];
+const PROCESS_COLUMNS: &[(&str, ColumnType)] = &[("pid", U32), ("execname", Utf8), ("usage", U32), ("cpu", U32)];
 const CALLFREQ_COLUMNS: &[(&str, ColumnType)] = &[("name", Utf8), ("bucket_ns", U64), ("value", U32)];
 const CPUQUEUE_COLUMNS: &[(&str, ColumnType)] = &[("core", U32), ("length", U32), ("amount", U32)];
 const ZONENAME_COLUMNS: &[(&str, ColumnType)] = &[("zonename", Utf8)];
@@ -141,10 +140,7 @@ impl Table {
     /// assert!(Table::from_name("nope").is_err());
     /// ```
     pub fn from_name(name: &str) -> Result<Table, LayoutError> {
-        Table::ALL
-            .into_iter()
-            .find(|t| t.name() == name)
-            .ok_or_else(|| LayoutError::UnknownTable(name.to_owned()))
+        Table::ALL.into_iter().find(|t| t.name() == name).ok_or_else(|| LayoutError::UnknownTable(name.to_owned()))
     }
 
     /// The statistic columns after `time`, `host`, `zone`, named as in the wire format.

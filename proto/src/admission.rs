@@ -220,7 +220,10 @@ mod tests {
         assert_eq!(a.admit(&[0; 65], "h", NOW), Err(Rejection::TooLarge));
         let a = Admission::new(1 << 20);
         assert_eq!(a.admit(&frame("", 1_764_000_000).encode_to_vec(), "h", NOW), Err(Rejection::BadZoneName));
-        assert_eq!(a.admit(&frame(&"x".repeat(MAX_ZONE_NAME + 1), 1_764_000_000).encode_to_vec(), "h", NOW), Err(Rejection::BadZoneName));
+        assert_eq!(
+            a.admit(&frame(&"x".repeat(MAX_ZONE_NAME + 1), 1_764_000_000).encode_to_vec(), "h", NOW),
+            Err(Rejection::BadZoneName)
+        );
         let mut k8s = frame(&"x".repeat(MAX_ZONE_NAME), 1_764_000_000);
         k8s.zonename = vec!["z".repeat(1024), "é".repeat(3000)];
         let p = a.admit(&k8s.encode_to_vec(), "h", NOW).unwrap();

@@ -120,7 +120,11 @@ fn every_legacy_frame_decodes_to_its_expected_fields() {
         let packet = FrameDecoder::default().decode(&bytes).unwrap();
         assert_eq!(to_json(&packet), entry["packet"], "{file}");
         // None of the fields added since 2013 are present in a 2013 frame.
-        assert_eq!((packet.host.as_ref(), packet.seq, packet.time_us, packet.run_id, packet.interval_ms), (None, None, None, None, None), "{file}");
+        assert_eq!(
+            (packet.host.as_ref(), packet.seq, packet.time_us, packet.run_id, packet.interval_ms),
+            (None, None, None, None, None),
+            "{file}"
+        );
         assert_eq!(packet.sample_time_us(), packet.time as i64 * 1_000_000);
         checked += 1;
     }

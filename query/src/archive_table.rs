@@ -1,8 +1,12 @@
 //! One archive table as a DataFusion `TableProvider` that picks its own files.
 //!
-//! On each scan it asks `archive_layout::listing` for the table's live files in the
-//! partitions the query's zone and time filters admit ([`ScanBounds`]): a compacted file
-//! hides the files it replaced, and hour and day partitions are both found. It also reads
+//! On each scan it takes the table's files from the archive's catalog (one snapshot per
+//! statement, shared by every table it reads: [`CatalogPin`]), keeping those whose zone,
+//! period and time range the query's filters admit ([`ScanBounds`]), without walking
+//! directories or opening a footer. An archive without a catalog (or whose catalog names a
+//! file that is gone) is listed instead: `archive_layout::listing` finds the live files of
+//! the partitions the filters admit (a compacted file hides the files it replaced, and hour
+//! and day partitions are both found). Either way it also reads
 //! the flush runs of periods not yet sealed (`archive_layout::list_runs`), so rows are
 //! queryable within a flush interval: a run's rows of a zone whose partition already holds
 //! a file covering the run (a seal in progress, or interrupted) are left out, so no row is
@@ -18,27 +22,62 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{Result as DfResult, project_schema};
-use datafusion::error::DataFusionError;
-use datafusion::object_store::ObjectMeta;
-use datafusion::object_store::path::Path as ObjectPath;
+use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
-use datafusion::datasource::TableProvider;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::object_store::ObjectMeta;
+use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 
 use crate::pruning::ScanBounds;
+
+/// Where the scans of a statement take their files from.
+#[derive(Debug, Clone, Default)]
+pub enum CatalogSource {
+    /// Each scan reads the catalog afresh (listing if there is none).
+    #[default]
+    Fresh,
+    /// Every scan uses this snapshot.
+    Snapshot(Arc<catalog::Snapshot>),
+    /// Every scan lists directories (no catalog, or it cannot be trusted).
+    Listing,
+}
+
+/// The source shared by the tables of one session; the session pins one per statement, so
+/// a statement reading several tables sees one commit of the archiver.
+#[derive(Debug, Default)]
+pub struct CatalogPin(std::sync::RwLock<CatalogSource>);
+
+impl CatalogPin {
+    /// Pins `source` for the scans that follow.
+    pub fn set(&self, source: CatalogSource) {
+        match self.0.write() {
+            Ok(mut g) => *g = source,
+            Err(poisoned) => *poisoned.into_inner() = source,
+        }
+    }
+
+    fn get(&self) -> CatalogSource {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
 
 /// One table of the archive.
 #[derive(Debug)]
 pub struct ArchiveTable {
     root: PathBuf,
     table: Table,
+    pin: Arc<CatalogPin>,
 }
 
 /// A file chosen for a scan.
@@ -56,11 +95,78 @@ pub struct ScanFile {
 impl ArchiveTable {
     /// The table `table` of the archive at `root`.
     pub fn new(root: &Path, table: Table) -> Self {
-        Self { root: root.to_owned(), table }
+        Self::with_pin(root, table, Arc::default())
     }
 
-    /// The files a scan with `bounds` reads, in path order.
-    pub fn files(&self, bounds: &ScanBounds) -> Result<Vec<ScanFile>, archive_layout::LayoutError> {
+    /// The table `table` of the archive at `root`, taking its files as `pin` says.
+    pub fn with_pin(root: &Path, table: Table, pin: Arc<CatalogPin>) -> Self {
+        Self { root: root.to_owned(), table, pin }
+    }
+
+    /// The files a scan with `bounds` reads, in path order: from the catalog if the archive
+    /// has one, else by listing directories.
+    pub fn files(&self, bounds: &ScanBounds) -> Result<Vec<ScanFile>, FilesError> {
+        let snapshot = match self.pin.get() {
+            CatalogSource::Snapshot(s) => Some(s),
+            CatalogSource::Listing => None,
+            CatalogSource::Fresh => catalog::Snapshot::read(&self.root)?.map(Arc::new),
+        };
+        match snapshot {
+            Some(s) => Ok(self.files_from_catalog(&s, bounds)),
+            None => Ok(self.files_by_listing(bounds)?),
+        }
+    }
+
+    /// [`ArchiveTable::files`] from a catalog snapshot.
+    pub fn files_from_catalog(&self, snapshot: &catalog::Snapshot, bounds: &ScanBounds) -> Vec<ScanFile> {
+        let admits = |e: &catalog::Entry| {
+            let end = e.period_end_us().unwrap_or(i64::MAX);
+            let (lo, hi) = match (e.min_time_us, e.max_time_us) {
+                (Some(lo), Some(hi)) => (lo, hi.saturating_add(1)),
+                _ => (e.period_start_us, end),
+            };
+            bounds.admits_period(lo.max(e.period_start_us), hi.min(end))
+        };
+        let mut runs = Vec::new();
+        let mut zone_files: std::collections::HashMap<i64, Vec<(&str, archive_layout::FileId)>> =
+            std::collections::HashMap::new();
+        let mut files = Vec::new();
+        for e in snapshot.of_table(self.table) {
+            match &e.zone {
+                None => {
+                    if bounds.admits_period(e.period_start_us, e.period_end_us().unwrap_or(i64::MAX)) {
+                        runs.push(e);
+                    }
+                }
+                Some(zone) => {
+                    if let Some(id) = e.file_id() {
+                        zone_files.entry(e.period_start_us).or_default().push((zone.as_str(), id));
+                    }
+                    if bounds.admits_zone(zone) && admits(e) {
+                        files.push(ScanFile { path: self.root.join(&e.path), size: e.bytes, sealed_zones: Vec::new() });
+                    }
+                }
+            }
+        }
+        for r in runs {
+            let Some(run_id) = r.file_id() else { continue };
+            let mut sealed_zones: Vec<String> = zone_files
+                .get(&r.period_start_us)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(|(_, id)| zone_file_covers_run(id, &run_id))
+                .map(|(z, _)| (*z).to_owned())
+                .collect();
+            sealed_zones.sort();
+            sealed_zones.dedup();
+            files.push(ScanFile { path: self.root.join(&r.path), size: r.bytes, sealed_zones });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
+    }
+
+    /// [`ArchiveTable::files`] by listing directories.
+    pub fn files_by_listing(&self, bounds: &ScanBounds) -> Result<Vec<ScanFile>, archive_layout::LayoutError> {
         // The directory values of the zones asked for, computed once (long names have a
         // bounded form); a version 1 directory, stored unescaped `~` and all, matches by its
         // unescaped value (what `PartitionDir::holds_zone` does, without hashing per directory).
@@ -77,7 +183,8 @@ impl ArchiveTable {
         let runs = list_runs(&self.root, self.table, |start, end| bounds.admits_period(start, end))?;
         // The zone files of the periods that have runs (a handful), not the whole listing
         // once per run: a year of files against an hour of runs.
-        let mut by_period: std::collections::HashMap<(i64, archive_layout::Granularity), Vec<&ListedFile>> = std::collections::HashMap::new();
+        let mut by_period: std::collections::HashMap<(i64, archive_layout::Granularity), Vec<&ListedFile>> =
+            std::collections::HashMap::new();
         if !runs.is_empty() {
             let periods: std::collections::HashSet<(i64, archive_layout::Granularity)> =
                 runs.iter().map(|r| (r.run.key.start_us, r.run.key.granularity)).collect();
@@ -104,14 +211,29 @@ impl ArchiveTable {
     }
 }
 
+/// Why the files of a scan could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// Listing the archive failed.
+    #[error(transparent)]
+    Layout(#[from] archive_layout::LayoutError),
+    /// Reading the catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+}
+
 /// The zone a listed file holds: its directory says, or (the bounded form of a long name)
 /// its own metadata does.
 fn zone_of(f: &ListedFile) -> Result<String, archive_layout::LayoutError> {
     if let Some(zone) = f.dir.zone() {
         return Ok(zone);
     }
-    let unreadable = || archive_layout::LayoutError::BadPath { path: f.path.display().to_string(), reason: "a long zone name's file without its zone in the metadata" };
-    let file = std::fs::File::open(&f.path).map_err(|source| archive_layout::LayoutError::List { path: f.path.clone(), source })?;
+    let unreadable = || archive_layout::LayoutError::BadPath {
+        path: f.path.display().to_string(),
+        reason: "a long zone name's file without its zone in the metadata",
+    };
+    let file =
+        std::fs::File::open(&f.path).map_err(|source| archive_layout::LayoutError::List { path: f.path.clone(), source })?;
     let meta = datafusion::parquet::file::reader::SerializedFileReader::new(file).map_err(|_| unreadable())?;
     use datafusion::parquet::file::reader::FileReader;
     meta.metadata()

@@ -73,6 +73,8 @@ fn one_line(e: &datafusion::error::DataFusionError) -> String {
 #[derive(Clone)]
 pub struct ArchiveSession {
     ctx: SessionContext,
+    root: PathBuf,
+    pin: Arc<archive_table::CatalogPin>,
 }
 
 impl std::fmt::Debug for ArchiveSession {
@@ -97,10 +99,11 @@ impl ArchiveSession {
         let ctx = SessionContext::new_with_config(config);
         // UTC hour/day truncation by arithmetic (see `utc_date_trunc`).
         ctx.register_udf(utc_date_trunc::UtcDateTrunc::udf());
+        let pin = Arc::new(archive_table::CatalogPin::default());
         for table in Table::ALL {
-            ctx.register_table(table.name(), Arc::new(ArchiveTable::new(root, table)))?;
+            ctx.register_table(table.name(), Arc::new(ArchiveTable::with_pin(root, table, pin.clone())))?;
         }
-        Ok(Self { ctx })
+        Ok(Self { ctx, root: root.clone(), pin })
     }
 
     /// The DataFusion context (for registering more, or for tests).
@@ -108,16 +111,35 @@ impl ArchiveSession {
         &self.ctx
     }
 
+    /// Pins the catalog snapshot the next statement plans from (listing if the archive has
+    /// no catalog or `listing` is asked).
+    fn pin_catalog(&self, listing: bool) {
+        use archive_table::CatalogSource;
+        let source = if listing {
+            CatalogSource::Listing
+        } else {
+            match catalog::Snapshot::read(&self.root) {
+                Ok(Some(s)) => CatalogSource::Snapshot(Arc::new(s)),
+                // No catalog, or one that cannot be read (`archiver check` says why): the
+                // directories are the truth.
+                Ok(None) | Err(_) => CatalogSource::Listing,
+            }
+        };
+        self.pin.set(source);
+    }
+
     /// Runs one SQL statement and collects its result.
     ///
-    /// The archiver may compact a partition while a query runs: the files the query listed
-    /// are then replaced by one file and removed. A query that hits a removed file is
-    /// planned again (its new listing finds the compacted file) up to three times, so a
-    /// reader never fails, nor sees a row twice, because of a concurrent compaction.
+    /// The statement plans from one snapshot of the archive's catalog. The archiver may
+    /// seal a period while a query runs: the runs the snapshot named are then removed. A
+    /// query that hits a removed file is planned again from a newer snapshot, and the last
+    /// of three retries lists directories instead (a catalog naming a file that is gone is
+    /// stale), so a reader never fails, nor sees a row twice, because of a concurrent seal.
     pub async fn sql(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.pin_catalog(attempt == 4);
             let df = self.ctx.sql(sql).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             match df.collect().await {

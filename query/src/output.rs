@@ -58,9 +58,7 @@ pub fn write_results(
             w.finish().map_err(|e| err(&e))?;
         }
         OutputFormat::Parquet => {
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .build();
+            let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
             let mut w = ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| err(&e))?;
             for b in batches {
                 w.write(b).map_err(|e| err(&e))?;

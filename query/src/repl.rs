@@ -15,7 +15,8 @@ fn history_path() -> Option<PathBuf> {
 /// Runs the prompt until `\q` or end of input. Errors of a statement are printed and the
 /// prompt goes on.
 pub async fn run(session: &ArchiveSession, format: OutputFormat) -> Result<(), QueryError> {
-    let mut editor = DefaultEditor::new().map_err(|e| QueryError::Output { target: "terminal".into(), message: e.to_string() })?;
+    let mut editor =
+        DefaultEditor::new().map_err(|e| QueryError::Output { target: "terminal".into(), message: e.to_string() })?;
     let history = history_path();
     if let Some(h) = &history {
         let _ = editor.load_history(h);

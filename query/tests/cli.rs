@@ -22,7 +22,13 @@ fn missing_archive_is_a_one_line_error() {
 fn empty_archive_has_every_table_and_parquet_needs_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().to_str().unwrap();
-    let out = dq(&["--archive", archive, "--format", "csv", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"]);
+    let out = dq(&[
+        "--archive",
+        archive,
+        "--format",
+        "csv",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::to_owned).collect();
     assert_eq!(names, ["callfreq", "cpu", "cpuqueue", "disk", "mem", "net", "process", "zone", "zonename"]);
@@ -41,7 +47,15 @@ fn relative_archive_path_reads_files() {
     let file = archive.join("cpu/zone=global/date=2025-11-24/hour=16/0000000000000001-0000000000000001.parquet");
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     // Export an empty cpu table through dq itself, then place it as an archive file.
-    let out = dq(&["--archive", dir.path().to_str().unwrap(), "--format", "parquet", "-o", file.to_str().unwrap(), "SELECT * FROM cpu"]);
+    let out = dq(&[
+        "--archive",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "parquet",
+        "-o",
+        file.to_str().unwrap(),
+        "SELECT * FROM cpu",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The default archive is `./archive`: a relative path must work.
     let out = Command::new(env!("CARGO_BIN_EXE_dq"))

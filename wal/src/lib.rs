@@ -416,7 +416,8 @@ fn parse_at(data: &[u8], pos: usize) -> Result<Option<(WalRecord, usize)>, ()> {
     if crc32fast::hash(payload) != crc || payload[0] != VERSION {
         return Ok(None);
     }
-    let recv_us = i64::from_le_bytes([payload[1], payload[2], payload[3], payload[4], payload[5], payload[6], payload[7], payload[8]]);
+    let recv_us =
+        i64::from_le_bytes([payload[1], payload[2], payload[3], payload[4], payload[5], payload[6], payload[7], payload[8]]);
     let host_len = u16::from_le_bytes([payload[9], payload[10]]) as usize;
     let Some(host) = payload.get(11..11 + host_len) else { return Ok(None) };
     let endpoint_host = String::from_utf8_lossy(host).into_owned();
@@ -488,7 +489,14 @@ pub struct WalReader {
 impl WalReader {
     /// A reader over `segments` of `dir`.
     pub fn new(dir: &Path, segments: Vec<u64>) -> Self {
-        Self { dir: dir.to_owned(), segments: segments.into_iter(), data: Vec::new(), pos: 0, segment: None, damage: ReplayDamage::default() }
+        Self {
+            dir: dir.to_owned(),
+            segments: segments.into_iter(),
+            data: Vec::new(),
+            pos: 0,
+            segment: None,
+            damage: ReplayDamage::default(),
+        }
     }
 
     /// A reader over the records kept by [`Wal::keep_rejected`] in `dir`.
@@ -553,7 +561,10 @@ mod tests {
         let old = wal.segments_to_replay().unwrap();
         assert_eq!(old.len(), 2);
         let (got, damage) = records(dir.path(), old.clone());
-        assert_eq!(got.iter().map(|r| (r.recv_us, r.frame.as_slice())).collect::<Vec<_>>(), [(1, &b"one"[..]), (2, b"two"), (3, b"three")]);
+        assert_eq!(
+            got.iter().map(|r| (r.recv_us, r.frame.as_slice())).collect::<Vec<_>>(),
+            [(1, &b"one"[..]), (2, b"two"), (3, b"three")]
+        );
         assert_eq!(got[1].endpoint_host, "h2");
         assert_eq!(damage, ReplayDamage::default());
         wal.remove_through(r).unwrap();

@@ -24,7 +24,8 @@ impl CgroupMounts {
         for line in mountinfo.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
-            let (Some(mount_point), Some(fstype), Some(super_opts)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 3)) else {
+            let (Some(mount_point), Some(fstype), Some(super_opts)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 3))
+            else {
                 continue;
             };
             let at = root.join(mount_point.trim_start_matches('/'));

@@ -1,0 +1,244 @@
+//! Catalog entries from the files themselves: the one place that reads a data file's footer
+//! for the catalog, the rebuild from a whole archive, and the comparison of the two.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use archive_layout::format::keys;
+use archive_layout::listing::list_table;
+use archive_layout::{ColumnType, Granularity, ParquetFilePath, RunPath, Table, ZoneRowRange, list_runs};
+use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::parquet::file::statistics::Statistics;
+
+use crate::{CatalogError, ColumnStats, Entry, Snapshot, Stat, catalog_path};
+
+fn footer(path: &Path) -> Result<(ParquetMetaData, u64), CatalogError> {
+    let file = File::open(path).map_err(|source| CatalogError::Io { what: "open", path: path.to_owned(), source })?;
+    let bytes = file.metadata().map_err(|source| CatalogError::Io { what: "stat", path: path.to_owned(), source })?.len();
+    let reader = SerializedFileReader::new(file).map_err(|source| CatalogError::Footer { path: path.to_owned(), source })?;
+    Ok((reader.metadata().clone(), bytes))
+}
+
+fn kv<'a>(meta: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
+    meta.file_metadata().key_value_metadata()?.iter().find(|e| e.key == key)?.value.as_deref()
+}
+
+fn period_name(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Hour => "hour",
+        Granularity::Day => "day",
+    }
+}
+
+/// What the footer says of each column (time as signed, integers as unsigned, strings when
+/// exact), over every row group.
+fn column_stats(
+    meta: &ParquetMetaData,
+    table: Table,
+    with_values: bool,
+) -> (Option<i64>, Option<i64>, BTreeMap<String, ColumnStats>) {
+    let types: BTreeMap<&str, ColumnType> =
+        table.value_columns().iter().map(|(n, t)| (*n, *t)).chain([("host", ColumnType::Utf8)]).collect();
+    let mut columns: BTreeMap<String, ColumnStats> = BTreeMap::new();
+    let (mut min_t, mut max_t): (Option<i64>, Option<i64>) = (None, None);
+    let mut unknown: std::collections::BTreeSet<String> = Default::default();
+    for rg in meta.row_groups() {
+        for chunk in rg.columns() {
+            let name = chunk.column_descr().name();
+            if name == "time" {
+                if let Some(Statistics::Int64(s)) = chunk.statistics() {
+                    min_t = match (min_t, s.min_opt()) {
+                        (a, Some(&b)) => Some(a.map_or(b, |a| a.min(b))),
+                        (a, None) => a,
+                    };
+                    max_t = match (max_t, s.max_opt()) {
+                        (a, Some(&b)) => Some(a.map_or(b, |a| a.max(b))),
+                        (a, None) => a,
+                    };
+                }
+                continue;
+            }
+            if !with_values || unknown.contains(name) {
+                continue;
+            }
+            let Some(ty) = types.get(name) else { continue };
+            let (lo, hi, nulls) = match (ty, chunk.statistics()) {
+                (ColumnType::U32, Some(Statistics::Int32(s))) => (
+                    s.min_opt().map(|&v| Stat::U64(u64::from(v as u32))),
+                    s.max_opt().map(|&v| Stat::U64(u64::from(v as u32))),
+                    s.null_count_opt(),
+                ),
+                (ColumnType::U64, Some(Statistics::Int64(s))) => {
+                    (s.min_opt().map(|&v| Stat::U64(v as u64)), s.max_opt().map(|&v| Stat::U64(v as u64)), s.null_count_opt())
+                }
+                (ColumnType::Utf8, Some(Statistics::ByteArray(s))) if s.min_is_exact() && s.max_is_exact() => (
+                    s.min_opt().and_then(|v| v.as_utf8().ok()).map(|v| Stat::Str(v.to_owned())),
+                    s.max_opt().and_then(|v| v.as_utf8().ok()).map(|v| Stat::Str(v.to_owned())),
+                    s.null_count_opt(),
+                ),
+                _ => {
+                    // A row group without usable statistics: nothing known of the column.
+                    unknown.insert(name.to_owned());
+                    columns.remove(name);
+                    continue;
+                }
+            };
+            let first = !columns.contains_key(name);
+            let c = columns.entry(name.to_owned()).or_default();
+            c.min = match (c.min.take(), lo) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            c.max = match (c.max.take(), hi) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            // Known only if every row group says.
+            c.nulls = if first { nulls } else { c.nulls.zip(nulls).map(|(a, b)| a + b) };
+        }
+    }
+    (min_t, max_t, columns)
+}
+
+fn entry_from_footer(
+    root: &Path,
+    relative: &Path,
+    table: Table,
+    zone: Option<String>,
+    granularity: Granularity,
+    period_start_us: i64,
+) -> Result<Entry, CatalogError> {
+    let absolute = root.join(relative);
+    let (meta, bytes) = footer(&absolute)?;
+    let run = zone.is_none();
+    let zone = if run { None } else { kv(&meta, keys::ZONE).map(str::to_owned).or(zone) };
+    let (min_time_us, max_time_us, columns) = column_stats(&meta, table, !run);
+    Ok(Entry {
+        path: catalog_path(relative),
+        table: table.name().to_owned(),
+        zone,
+        period: period_name(granularity).to_owned(),
+        period_start_us,
+        min_time_us,
+        max_time_us,
+        rows: meta.file_metadata().num_rows().max(0) as u64,
+        bytes,
+        columns,
+    })
+}
+
+/// The entry of a published zone file, from its footer (its zone from the footer, where a
+/// long name's directory holds only a bounded form).
+pub fn entry_of_file(root: &Path, path: &ParquetFilePath) -> Result<Entry, CatalogError> {
+    let k = &path.key;
+    entry_from_footer(root, &path.relative_path(), k.table, Some(k.zone.clone()), k.granularity, k.start_us)
+}
+
+/// The entry of a flush run, from its footer.
+pub fn entry_of_run(root: &Path, run: &RunPath) -> Result<Entry, CatalogError> {
+    entry_from_footer(root, &run.relative_path(), run.key.table, None, run.key.granularity, run.key.start_us)
+}
+
+/// A run's zones with their rows and time ranges, from its footer; `None` for a run written
+/// before runs recorded them (format version 3).
+pub fn run_zone_rows(path: &Path) -> Result<Option<Vec<ZoneRowRange>>, CatalogError> {
+    let (meta, _) = footer(path)?;
+    match kv(&meta, keys::ZONE_ROWS) {
+        None => Ok(None),
+        Some(text) => ZoneRowRange::parse(text).map(Some).ok_or_else(|| CatalogError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("{} is not a list of zone row ranges", keys::ZONE_ROWS),
+        }),
+    }
+}
+
+/// Every live zone file and run of the archive at `root`, from their footers: what a
+/// catalog of it holds.
+pub fn scan_archive(root: &Path) -> Result<Vec<Entry>, CatalogError> {
+    let mut out = Vec::new();
+    for table in Table::ALL {
+        for f in list_table(root, table, |_| true, |_| true)? {
+            let relative = f.path.strip_prefix(root).map(Path::to_owned).unwrap_or_else(|_| f.path.clone());
+            let zone = f.dir.zone().unwrap_or_default();
+            out.push(entry_from_footer(root, &relative, table, Some(zone), f.dir.granularity, f.dir.start_us)?);
+        }
+        for r in list_runs(root, table, |_, _| true)? {
+            out.push(entry_of_run(root, &r.run)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Where the catalog and the files differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    /// The catalog names a file that is not there.
+    Missing {
+        /// The file (relative).
+        path: String,
+    },
+    /// A file is there that the catalog does not name.
+    Unlisted {
+        /// The file (relative).
+        path: String,
+    },
+    /// The catalog's entry says other than the file's footer.
+    Differs {
+        /// The file (relative).
+        path: PathBuf,
+        /// The fields that differ.
+        fields: Vec<&'static str>,
+    },
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::Missing { path } => write!(f, "missing: the catalog names {path}, which is not there"),
+            Difference::Unlisted { path } => write!(f, "unlisted: {path} is there, the catalog does not name it"),
+            Difference::Differs { path, fields } => write!(f, "differs: {}: {}", path.display(), fields.join(", ")),
+        }
+    }
+}
+
+/// Compares the catalog of the archive at `root` with its files (reading every footer);
+/// `None` if it has no catalog.
+pub fn check(root: &Path) -> Result<Option<Vec<Difference>>, CatalogError> {
+    let Some(snapshot) = Snapshot::read(root)? else { return Ok(None) };
+    let disk: BTreeMap<String, Entry> = scan_archive(root)?.into_iter().map(|e| (e.path.clone(), e)).collect();
+    let mut out = Vec::new();
+    for entry in snapshot.entries() {
+        match disk.get(&entry.path) {
+            None => out.push(Difference::Missing { path: entry.path.clone() }),
+            Some(found) => {
+                let mut fields = Vec::new();
+                let checks: [(&'static str, bool); 8] = [
+                    ("table", found.table == entry.table),
+                    ("zone", found.zone == entry.zone),
+                    ("period", found.period == entry.period && found.period_start_us == entry.period_start_us),
+                    ("min_time", found.min_time_us == entry.min_time_us),
+                    ("max_time", found.max_time_us == entry.max_time_us),
+                    ("rows", found.rows == entry.rows),
+                    ("bytes", found.bytes == entry.bytes),
+                    ("columns", found.columns == entry.columns),
+                ];
+                for (name, same) in checks {
+                    if !same {
+                        fields.push(name);
+                    }
+                }
+                if !fields.is_empty() {
+                    out.push(Difference::Differs { path: PathBuf::from(&entry.path), fields });
+                }
+            }
+        }
+    }
+    for path in disk.keys() {
+        if snapshot.get(path).is_none() {
+            out.push(Difference::Unlisted { path: path.clone() });
+        }
+    }
+    Ok(Some(out))
+}
