@@ -13,13 +13,17 @@ use crate::archive_writer::WriterOptions;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "archiver", version, about, long_about = None)]
 pub struct ArchiverConfig {
+    /// What to do instead of archiving (none: archive).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Generator endpoint to subscribe to (repeatable), e.g. tcp://127.0.0.1:7211. None: run
     /// the generator's native source in-process and archive this machine.
     #[arg(short = 'c', long = "connect", value_name = "ENDPOINT")]
     pub connect: Vec<String>,
 
     /// Archive directory.
-    #[arg(short = 'a', long, env = "DQ_ARCHIVE", value_name = "DIR", default_value = "./archive")]
+    #[arg(short = 'a', long, env = "DQ_ARCHIVE", value_name = "DIR", default_value = "./archive", global = true)]
     pub archive: PathBuf,
 
     /// Period of one partition: hour or day (UTC, by the sample's own time).
@@ -80,6 +84,19 @@ pub struct ArchiverConfig {
     /// Embedded generator: sampling interval in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub interval: u64,
+}
+
+/// The archiver's commands besides archiving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Compare the archive's catalog with its files (reading every file's footer), print
+    /// each difference, and exit with status 1 if there is any.
+    Check {
+        /// Replace the catalog with one built from the files (takes the archive's lock: not
+        /// while an archiver runs on it).
+        #[arg(long)]
+        rebuild: bool,
+    },
 }
 
 impl ArchiverConfig {

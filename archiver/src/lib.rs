@@ -10,6 +10,7 @@
 
 pub mod archive_writer;
 pub mod buffers;
+pub mod check;
 pub mod compaction;
 pub mod config;
 pub mod memory_budget;

@@ -1,0 +1,173 @@
+//! The catalog as operators and `dq` meet it: it names exactly the files the archiver
+//! wrote (sealed zone files and the runs of an open hour), `dq` plans from it the same files
+//! a directory listing finds, a missing or unreadable catalog is rebuilt at start, and
+//! `archiver check` names what differs when files are removed or added by hand.
+#![allow(unused_crate_dependencies)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use archive_layout::Table;
+use archiver::archive_writer::{ArchiveWriter, WriterOptions};
+use frame_proto::Packet;
+use frame_proto::packet::Cpu;
+use query::pruning::ScanBounds;
+
+const HOUR: i64 = 3_600_000_000;
+const T0: i64 = 1_764_000_000_000_000 - 1_764_000_000_000_000 % HOUR;
+const ZONES: [&str; 3] = ["a", "b/c", "global"];
+
+fn packet(zone: &str, t: i64, seq: u64) -> Packet {
+    Packet {
+        name: zone.into(),
+        time: (t / 1_000_000) as u64,
+        time_us: Some(t as u64),
+        host: Some("h".into()),
+        seq: Some(seq),
+        run_id: Some(1),
+        ticks: Some(100),
+        cpu: vec![Cpu { core: Some(0), usage: Some(seq as u32 % 5000) }, Cpu { core: Some(1), usage: Some(7) }],
+        ..Default::default()
+    }
+}
+
+/// Hour 0 sealed (a file per zone and table), hour 1 still in runs (two flushes); returns
+/// the rows of the `zone` table (one per frame).
+fn write_archive(root: &Path) -> usize {
+    let mut w = ArchiveWriter::open(root, WriterOptions::default()).unwrap();
+    let mut seq = 0;
+    for (from, to) in [(0, HOUR), (HOUR, HOUR + HOUR / 2), (HOUR + HOUR / 2, 2 * HOUR)] {
+        for t in (from..to).step_by(60_000_000) {
+            for z in ZONES {
+                seq += 1;
+                w.append("h", &packet(z, T0 + t, seq));
+            }
+        }
+        w.flush().unwrap();
+        w.flush().unwrap();
+        w.seal_due().unwrap();
+    }
+    seq as usize
+}
+
+fn archiver(args: &[&str]) -> std::process::Output {
+    Command::new(common::binary("archiver")).args(args).output().unwrap()
+}
+
+fn check(root: &Path) -> (bool, String) {
+    let out = archiver(&["check", "--archive", root.to_str().unwrap()]);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn catalog_dir(root: &Path) -> PathBuf {
+    root.join("_archiver").join(catalog::CATALOG_DIR)
+}
+
+#[test]
+fn dq_plans_from_the_catalog_the_files_a_listing_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let frames = write_archive(root);
+    let (clean, text) = check(root);
+    assert!(clean, "{text}");
+    let snapshot = catalog::Snapshot::read(root).unwrap().unwrap();
+    let runs = snapshot.entries().filter(|e| e.is_run()).count();
+    assert!(runs >= 2 && snapshot.len() > runs, "hour 1 in runs, hour 0 in zone files: {runs} runs of {}", snapshot.len());
+    for table in [Table::Zone, Table::Cpu] {
+        let t = query::ArchiveTable::new(root, table);
+        let mut zone_a = ScanBounds::default();
+        zone_a.zones = Some(["a".to_owned()].into());
+        let mut hour1 = ScanBounds::default();
+        hour1.time_min_us = T0 + HOUR;
+        let mut late = ScanBounds::default();
+        late.time_min_us = T0 + HOUR - 60_000_000 + 1;
+        late.time_max_us = T0 + HOUR - 1;
+        for bounds in [ScanBounds::default(), zone_a, hour1, late] {
+            let from_catalog = t.files_from_catalog(&snapshot, &bounds);
+            let listed = t.files_by_listing(&bounds).unwrap();
+            // The catalog also prunes by each file's own time range: never more files.
+            assert!(listed.iter().all(|f| from_catalog.contains(f) || !from_catalog.iter().any(|c| c.path == f.path)));
+            assert!(from_catalog.iter().all(|f| listed.contains(f)), "{table} {bounds:?}: {from_catalog:?} vs {listed:?}");
+            if bounds.time_max_us == i64::MAX {
+                assert_eq!(from_catalog, listed, "{table} {bounds:?}");
+            }
+        }
+    }
+    let count = |root: &Path| common::dq_rows(root, "SELECT count(*), count(DISTINCT zone), max(time) FROM zone");
+    let with_catalog = count(root);
+    assert_eq!(with_catalog[0][0], frames.to_string());
+    std::fs::remove_dir_all(catalog_dir(root)).unwrap();
+    assert_eq!(count(root), with_catalog, "the same answer by listing");
+}
+
+#[test]
+fn a_missing_or_unreadable_catalog_is_rebuilt_when_the_archiver_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_archive(root);
+    let before: Vec<catalog::Entry> = catalog::Snapshot::read(root).unwrap().unwrap().entries().cloned().collect();
+    std::fs::remove_dir_all(catalog_dir(root)).unwrap();
+    let (clean, text) = check(root);
+    assert!(!clean && text.contains("no catalog"), "{text}");
+    drop(ArchiveWriter::open(root, WriterOptions::default()).unwrap());
+    let rebuilt: Vec<catalog::Entry> = catalog::Snapshot::read(root).unwrap().unwrap().entries().cloned().collect();
+    assert_eq!(rebuilt, before, "built from the footers: the same entries the archiver recorded");
+    // A checkpoint damaged by hand: dq lists directories meanwhile, the next start rebuilds.
+    let checkpoint = std::fs::read_dir(catalog_dir(root))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("checkpoint-"))
+        .unwrap();
+    std::fs::write(&checkpoint, "{\"catalog\":1}\nnot json\n").unwrap();
+    assert!(catalog::Snapshot::read(root).is_err());
+    assert_eq!(
+        common::dq_rows(root, "SELECT count(*) FROM cpu")[0][0],
+        (2 * before.iter().filter(|e| e.table == "zone").map(|e| e.rows).sum::<u64>()).to_string()
+    );
+    drop(ArchiveWriter::open(root, WriterOptions::default()).unwrap());
+    let (clean, text) = check(root);
+    assert!(clean, "{text}");
+}
+
+#[test]
+fn check_names_files_removed_or_added_by_hand_and_dq_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let frames = write_archive(root);
+    let snapshot = catalog::Snapshot::read(root).unwrap().unwrap();
+    let removed = snapshot.entries().find(|e| e.table == "zone" && e.zone.as_deref() == Some("a")).unwrap().clone();
+    std::fs::remove_file(root.join(&removed.path)).unwrap();
+    let (clean, text) = check(root);
+    assert!(!clean, "{text}");
+    assert!(text.contains(&format!("missing: the catalog names {}", removed.path)), "{text}");
+    // dq meets the vanished file, plans again, and ends by listing: the rows that are left.
+    let left = frames - removed.rows as usize;
+    assert_eq!(common::dq_rows(root, "SELECT count(*) FROM zone")[0][0], left.to_string());
+    // A file copied in by hand (a restore, say): unlisted until a rebuild.
+    let other = snapshot.entries().find(|e| e.table == "zone" && e.zone.as_deref() == Some("global") && !e.is_run()).unwrap();
+    let copy = root.join(other.path.replace("global", "restored"));
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(root.join(&other.path), &copy).unwrap();
+    let (_, text) = check(root);
+    assert!(text.contains("unlisted: zone/zone=restored/"), "{text}");
+    let out = archiver(&["check", "--rebuild", "--archive", root.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("entries match the files"));
+    assert_eq!(common::dq_rows(root, "SELECT count(*) FROM zone")[0][0], (left + other.rows as usize).to_string());
+}
+
+#[test]
+fn a_rebuild_waits_for_no_archiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_archive(root);
+    let _running = ArchiveWriter::open(root, WriterOptions::default()).unwrap();
+    let out = archiver(&["check", "--rebuild", "--archive", root.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lock"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A plain check reads only: it runs beside the archiver.
+    let (clean, text) = check(root);
+    assert!(clean, "{text}");
+}
