@@ -19,17 +19,19 @@ shift || true
 zones=${ZONES:-10}
 frames=$((seconds * zones))
 dir=$(mktemp -d)
+# KEEP=DIR keeps the archive there (for timing dq on it).
+archive=${KEEP:-$dir/archive}
 trap 'rm -rf "$dir"' EXIT
 port=$((20000 + RANDOM % 20000))
 
-/usr/bin/time -f "%U %S %M" -o "$dir/time" "$bin/archiver" --archive "$dir/archive" \
+/usr/bin/time -f "%U %S %M" -o "$dir/time" "$bin/archiver" --archive "$archive" \
   --connect "tcp://127.0.0.1:$port" --stats-interval 1 "$@" 2>"$dir/archiver.log" &
 archiver=$!
 start=$(date +%s.%N)
 "$bin/generator" --source synthetic -p "$port" --zones "$zones" --cores "${CORES:-16}" --processes "${PROCESSES:-20}" \
   --simulate-from 2025-11-24T00:00:00Z --count "$seconds" --wait-subscribers 1 2>"$dir/generator.log"
 for _ in $(seq 1 7200); do
-  accepted=$(grep -o '"frames_accepted":[0-9]*' "$dir/archive/_archiver/status.json" 2>/dev/null | cut -d: -f2 || true)
+  accepted=$(grep -o '"frames_accepted":[0-9]*' "$archive/_archiver/status.json" 2>/dev/null | cut -d: -f2 || true)
   [ "${accepted:-0}" -ge "$frames" ] && break
   sleep 0.5
 done
@@ -38,8 +40,8 @@ received=$(date +%s.%N)
 pkill -TERM -P "$archiver" || true
 wait "$archiver" || true
 read -r user sys maxrss < "$dir/time"
-bytes=$(find "$dir/archive" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-files=$(find "$dir/archive" -name '*.parquet' | wc -l)
+bytes=$(find "$archive" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+files=$(find "$archive" -name '*.parquet' | wc -l)
 awk -v f="$frames" -v a="${accepted:-0}" -v u="$user" -v s="$sys" -v r="$maxrss" -v b="$bytes" -v n="$files" \
     -v t0="$start" -v t1="$received" 'BEGIN {
   w = t1 - t0
@@ -48,4 +50,4 @@ awk -v f="$frames" -v a="${accepted:-0}" -v u="$user" -v s="$sys" -v r="$maxrss"
   printf "archiver peak RSS %.1f MiB\n", r / 1024
   printf "stored %d bytes in %d files: %.1f bytes per frame\n", b, n, b / a
 }'
-python3 benches/bytes_per_value.py "$dir/archive" || echo "(bytes per value needs pyarrow)"
+python3 benches/bytes_per_value.py "$archive" || echo "(bytes per value needs pyarrow)"

@@ -117,6 +117,37 @@ impl ArchiveTable {
         }
     }
 
+    /// Rows and time range per zone, from the catalog (zone files' entries, and the per-zone
+    /// ranges in the footers of runs, leaving out zones a run is sealed for); `None` when
+    /// the statement lists directories, or a run does not record its zones' ranges.
+    pub fn zone_summaries(&self) -> Option<std::collections::BTreeMap<String, crate::catalog_answers::ZoneSummary>> {
+        let snapshot = match self.pin.get() {
+            CatalogSource::Snapshot(s) => s,
+            CatalogSource::Listing => return None,
+            CatalogSource::Fresh => Arc::new(catalog::Snapshot::read(&self.root).ok()??),
+        };
+        let mut parts = Vec::new();
+        for e in snapshot.of_table(self.table) {
+            if let (Some(zone), Some(lo), Some(hi)) = (&e.zone, e.min_time_us, e.max_time_us) {
+                parts.push((zone.clone(), e.rows, lo, hi));
+            }
+        }
+        let runs = snapshot.of_table(self.table).filter(|e| e.is_run()).count();
+        if runs > 0 {
+            for f in self.files_from_catalog(&snapshot, &ScanBounds::default()) {
+                if !f.path.starts_with(self.root.join(archive_layout::STATE_DIR)) {
+                    continue;
+                }
+                for r in catalog::run_zone_rows(&f.path).ok()?? {
+                    if f.sealed_zones.binary_search(&r.zone).is_err() {
+                        parts.push((r.zone, r.rows, r.min_time_us, r.max_time_us));
+                    }
+                }
+            }
+        }
+        Some(crate::catalog_answers::fold(parts))
+    }
+
     /// [`ArchiveTable::files`] from a catalog snapshot.
     pub fn files_from_catalog(&self, snapshot: &catalog::Snapshot, bounds: &ScanBounds) -> Vec<ScanFile> {
         let admits = |e: &catalog::Entry| {
