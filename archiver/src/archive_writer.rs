@@ -30,6 +30,7 @@ use wal::{FsyncPolicy, Wal, WalReader, WalRecord};
 use crate::ArchiverError;
 use crate::buffers::{PendingBatch, RowBuffers};
 use crate::compaction::Compactor;
+use crate::day_compaction::{DayCompactor, pick_days};
 use crate::parquet_file::{Encoder, sync_dir, write_atomically};
 use crate::publish::{FlushJournal, JournalState};
 use crate::seal::{RunState, SealOutcome, Sealer, pick_due};
@@ -54,6 +55,13 @@ pub struct WriterOptions {
     pub flush_encoder: Encoder,
     /// Encoding of sealed files.
     pub compact_encoder: Encoder,
+    /// Days whose end is at least this far behind the newest sample are compacted into one
+    /// file per zone and table (`None`: never).
+    pub compact_days_after: Option<std::time::Duration>,
+    /// How long a compaction's inputs stay on disk after the catalog dropped them.
+    pub retire_grace: std::time::Duration,
+    /// Day groups (zone, table, day) compacted at most per flush.
+    pub days_per_flush: usize,
     /// When the write-ahead log is forced to disk.
     pub fsync: FsyncPolicy,
     /// Start a new log segment past this size.
@@ -71,6 +79,9 @@ impl Default for WriterOptions {
             seal_budget_bytes: crate::memory_budget::shares(crate::memory_budget::DEFAULT_MIB << 20, 1).seal_bytes,
             flush_encoder: Encoder::FLUSH,
             compact_encoder: Encoder::COMPACT,
+            compact_days_after: Some(std::time::Duration::from_secs(48 * 3600)),
+            retire_grace: std::time::Duration::from_secs(60),
+            days_per_flush: 16,
             fsync: FsyncPolicy::Every(std::time::Duration::from_millis(1000)),
             wal_segment_bytes: 64 << 20,
             step_hook: None,
@@ -104,6 +115,10 @@ pub struct WriterStats {
     pub runs_sealed: u64,
     /// Files removed because a sealed file replaced them.
     pub files_replaced: u64,
+    /// (table, zone, day)s compacted into a day file.
+    pub days_compacted: u64,
+    /// Retired files (a day compaction's inputs) deleted after their grace period.
+    pub retired_deleted: u64,
     /// Flushes or compactions that failed (and are retried).
     pub publish_errors: u64,
     /// Replayed log records the admission rules refused, kept in the log's `rejected.wal`.
@@ -198,6 +213,10 @@ pub struct ArchiveWriter {
     wal: Wal,
     compactor: Compactor,
     sealer: Sealer,
+    days: DayCompactor,
+    /// The day of the newest sample when days were last looked for, and whether that look
+    /// left days to do.
+    days_checked: Option<(i64, bool)>,
     /// The archive's catalog (`None` only while opening an archive that has none yet).
     catalog: Option<CatalogWriter>,
     /// Set when the outcome of a commit is unknown: nothing more may be done in this process.
@@ -230,6 +249,7 @@ impl ArchiveWriter {
         let wal = Wal::open(&state_dir.join("wal"), options.fsync, options.wal_segment_bytes)?;
         let compactor = Compactor::new(root, &state_dir, writer, options.compact_encoder);
         let sealer = Sealer::new(root, &state_dir, writer, options.compact_encoder, options.seal_budget_bytes);
+        let days = DayCompactor::new(root, &state_dir, writer, options.compact_encoder, options.retire_grace);
         // The files are the truth: a catalog that is missing or cannot be read is rebuilt
         // from them once recovery is done (and after an older version's compaction, which
         // never recorded its changes).
@@ -242,6 +262,8 @@ impl ArchiveWriter {
         };
         let legacy_compaction = state_dir.join(crate::compaction::INTENT_FILE).exists();
         let mut this = Self {
+            days,
+            days_checked: None,
             catalog,
             wal,
             compactor,
@@ -477,7 +499,7 @@ impl ArchiveWriter {
             for (_, relative) in &journal.pairs {
                 add.push(catalog::entry_of_run(&self.root, &RunPath::parse_relative(relative)?)?);
             }
-            catalog.commit(&Edit { add, remove: Vec::new() })?;
+            catalog.commit(&Edit { add, ..Edit::default() })?;
         }
         self.step(WriteStep::FlushCatalogued)?;
         self.wal.remove_through(journal.through)?;
@@ -510,20 +532,101 @@ impl ArchiveWriter {
     fn settle_compaction(&mut self) -> Result<(), ArchiverError> {
         let hook = self.options.step_hook.clone();
         self.compactor.settle(&mut |s| hook_step(hook.as_ref(), s))?;
-        self.sealer.settle(&mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)
+        self.sealer.settle(&mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)?;
+        self.days.settle(&mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)
     }
 
     /// Seals the (table, period)s that are due (see [`crate::seal::pick_due`]); returns how many.
+    /// Then compacts the days that are due ([`crate::day_compaction::pick_days`]) and
+    /// deletes retired files whose grace period is over.
     pub fn seal_due(&mut self) -> Result<usize, ArchiverError> {
         let due = pick_due(&self.runs, self.buffers.latest_sample(), self.flush_cycle);
-        self.seal_keys(due)
+        let sealed = self.seal_keys(due)?;
+        self.guarded(|w| w.compact_days_due().and_then(|()| w.reap_retired()))?;
+        Ok(sealed)
     }
 
-    /// Seals every (table, period) with runs, open ones included (at shutdown).
+    /// Seals every (table, period) with runs, open ones included (at shutdown), and deletes
+    /// retired files whose grace period is over.
     pub fn seal_all(&mut self) -> Result<usize, ArchiverError> {
         let mut keys: Vec<RunKey> = self.runs.keys().copied().collect();
         keys.sort();
-        self.seal_keys(keys)
+        let sealed = self.seal_keys(keys)?;
+        self.guarded(Self::reap_retired)?;
+        Ok(sealed)
+    }
+
+    fn guarded(&mut self, work: impl FnOnce(&mut Self) -> Result<(), ArchiverError>) -> Result<(), ArchiverError> {
+        self.check_poisoned()?;
+        let result = work(self);
+        if result.is_err() {
+            self.stats.publish_errors += 1;
+        }
+        result
+    }
+
+    /// Compacts up to `days_per_flush` days that are due; looks for them when the newest
+    /// sample's day changed, or when the last look left some.
+    fn compact_days_due(&mut self) -> Result<(), ArchiverError> {
+        let (Some(age), Some(latest)) = (self.options.compact_days_after, self.buffers.latest_sample()) else { return Ok(()) };
+        let today = Granularity::Day.period_start(latest);
+        if self.days_checked.is_some_and(|(day, more)| day == today && !more) {
+            return Ok(());
+        }
+        // Never while a seal or a flush is half done (their intent or journal is there).
+        self.settle_journal(false)?;
+        self.settle_compaction()?;
+        let before = latest.saturating_sub(age.as_micros() as i64);
+        let Some(snapshot) = catalog::Snapshot::read(&self.root)? else { return Ok(()) };
+        let limit = self.options.days_per_flush.max(1);
+        let groups = pick_days(snapshot.entries(), before, limit);
+        drop(snapshot);
+        self.days_checked = Some((today, groups.len() == limit));
+        for group in groups {
+            let hook = self.options.step_hook.clone();
+            let outcome = self.days.compact(&group, &mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)?;
+            if outcome.published {
+                self.stats.days_compacted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the retired files whose grace period is over (and hour directories left
+    /// empty), then records that in the catalog.
+    fn reap_retired(&mut self) -> Result<(), ArchiverError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+        let due = match &self.catalog {
+            Some(c) => c.retired_due(now),
+            None => return Ok(()),
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut dirs = std::collections::BTreeSet::new();
+        for path in &due {
+            let file = self.root.join(path);
+            match fs::remove_file(&file) {
+                Ok(()) => self.stats.retired_deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ArchiverError::Io { what: "remove retired file", path: file, source }),
+            }
+            if let Some(dir) = file.parent() {
+                dirs.insert(dir.to_owned());
+            }
+        }
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            sync_dir(dir)?;
+            // An hour directory left empty goes too (never a date or zone directory).
+            if dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("hour=")) && fs::remove_dir(dir).is_ok() {
+                sync_dir(dir.parent().unwrap_or(&self.root))?;
+            }
+        }
+        self.step(WriteStep::RetiredDeleted)?;
+        if let Some(c) = self.catalog.as_mut() {
+            c.commit(&Edit { deleted: due, ..Edit::default() })?;
+        }
+        Ok(())
     }
 
     fn seal_keys(&mut self, keys: Vec<RunKey>) -> Result<usize, ArchiverError> {

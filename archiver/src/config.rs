@@ -45,6 +45,16 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "ROWS", default_value_t = 1_000_000)]
     pub max_buffered_rows: usize,
 
+    /// Merge each zone's hour files of a day into one file per table once the day ended
+    /// this many hours before the newest sample (0: never).
+    #[arg(long, value_name = "HOURS", default_value_t = 48)]
+    pub compact_days_after: u64,
+
+    /// Keep the files a day compaction replaced this many seconds before deleting them, so
+    /// readers that listed them can finish (a plain glob started meanwhile reads both).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub retire_grace: u64,
+
     /// Write a status line to the log (and _archiver/status.json) this often, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub stats_interval: u64,
@@ -117,6 +127,8 @@ impl ArchiverConfig {
             max_buffered_rows: self.max_buffered_rows.max(1),
             max_buffered_bytes: shares.buffered_bytes,
             seal_budget_bytes: shares.seal_bytes,
+            compact_days_after: (self.compact_days_after > 0).then(|| Duration::from_secs(self.compact_days_after * 3600)),
+            retire_grace: Duration::from_secs(self.retire_grace),
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
             step_hook: self.crash_at.map(|s| {

@@ -13,6 +13,7 @@ pub mod buffers;
 pub mod check;
 pub mod compaction;
 pub mod config;
+pub mod day_compaction;
 pub mod memory_budget;
 pub mod parquet_file;
 pub mod publish;

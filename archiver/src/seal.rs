@@ -178,7 +178,14 @@ impl Sealer {
         }
         // Every zone of every run is now in its partition: the runs go, from the catalog
         // first (a catalog never names a file that is gone).
-        record(catalog, Edit { add: Vec::new(), remove: runs.iter().map(|r| catalog_path(&r.run.relative_path())).collect() })?;
+        record(
+            catalog,
+            Edit {
+                add: Vec::new(),
+                remove: runs.iter().map(|r| catalog_path(&r.run.relative_path())).collect(),
+                ..Edit::default()
+            },
+        )?;
         step(WriteStep::SealRunsUncatalogued)?;
         for r in &runs {
             match fs::remove_file(&r.path) {
@@ -263,10 +270,16 @@ impl Sealer {
         let mut todo: Vec<(&String, Vec<FileId>, Slices)> = Vec::new();
         for (zone, slices) in group {
             let partition = key.partition(zone);
+            // An hour file a day file covers is a day compaction's input, kept for a grace
+            // period: its rows are in the day file, never merged again.
+            let days = match partition.granularity {
+                Granularity::Hour => archive_layout::listing::day_files_of(&self.root, &partition)?,
+                Granularity::Day => Vec::new(),
+            };
             let ours: Vec<FileId> = partition_files(&self.root, &partition)?
                 .into_iter()
                 .map(|(id, _)| id)
-                .filter(|id| id.writer == self.writer)
+                .filter(|id| id.writer == self.writer && !days.iter().any(|d| d.covers(id)))
                 .collect();
             let live = live_files(ours.clone());
             let uncovered: Vec<(usize, usize, usize)> = slices
@@ -282,7 +295,7 @@ impl Sealer {
                 for id in &live {
                     add.push(catalog::entry_of_file(&self.root, &ParquetFilePath::new(partition.clone(), *id))?);
                 }
-                record(catalog, Edit { add, remove: superseded_paths(&partition, &superseded) })?;
+                record(catalog, Edit { add, remove: superseded_paths(&partition, &superseded), ..Edit::default() })?;
                 self.remove_superseded(&partition, &superseded, outcome)?;
             } else {
                 todo.push((zone, ours, uncovered));
@@ -355,7 +368,11 @@ impl Sealer {
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
             record(
                 catalog,
-                Edit { add: vec![catalog::entry_of_file(&self.root, &out)?], remove: superseded_paths(&partition, &superseded) },
+                Edit {
+                    add: vec![catalog::entry_of_file(&self.root, &out)?],
+                    remove: superseded_paths(&partition, &superseded),
+                    ..Edit::default()
+                },
             )?;
             step(WriteStep::SealZoneCatalogued)?;
             self.remove_superseded(&partition, &superseded, outcome)?;

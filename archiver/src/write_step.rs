@@ -39,6 +39,16 @@ pub enum WriteStep {
     SealRunsUncatalogued,
     /// Seal: the sealed runs are removed.
     SealRunsRemoved,
+    /// Day compaction: the intent naming the (table, zone, day) is durable.
+    DayIntentWritten,
+    /// Day compaction: the day file is published (its inputs still listed by the catalog).
+    DayPublished,
+    /// Day compaction: the catalog's edit adding the day file and retiring its inputs is
+    /// durable (the inputs still on disk).
+    DayCatalogued,
+    /// Retired files whose grace period ended are deleted (the catalog still lists them as
+    /// retired).
+    RetiredDeleted,
     /// Recovery at start: a journal left by a crash was found (before acting on it).
     RecoveryJournalFound,
     /// Replay at start: the replayed rows were buffered (before they are flushed).
@@ -47,7 +57,7 @@ pub enum WriteStep {
 
 impl WriteStep {
     /// Every step, in the order a flush, a seal and a start pass them.
-    pub const ALL: [WriteStep; 14] = [
+    pub const ALL: [WriteStep; 18] = [
         WriteStep::FlushBatchesReady,
         WriteStep::FlushJournalWritten,
         WriteStep::FlushTempWritten,
@@ -60,6 +70,10 @@ impl WriteStep {
         WriteStep::SealZoneCatalogued,
         WriteStep::SealRunsUncatalogued,
         WriteStep::SealRunsRemoved,
+        WriteStep::DayIntentWritten,
+        WriteStep::DayPublished,
+        WriteStep::DayCatalogued,
+        WriteStep::RetiredDeleted,
         WriteStep::RecoveryJournalFound,
         WriteStep::ReplayBuffered,
     ];
@@ -81,6 +95,10 @@ impl WriteStep {
             WriteStep::SealZoneCatalogued => "seal-zone-catalogued",
             WriteStep::SealRunsUncatalogued => "seal-runs-uncatalogued",
             WriteStep::SealRunsRemoved => "seal-runs-removed",
+            WriteStep::DayIntentWritten => "day-intent-written",
+            WriteStep::DayPublished => "day-published",
+            WriteStep::DayCatalogued => "day-catalogued",
+            WriteStep::RetiredDeleted => "retired-deleted",
             WriteStep::RecoveryJournalFound => "recovery-journal-found",
             WriteStep::ReplayBuffered => "replay-buffered",
         }

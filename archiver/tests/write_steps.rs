@@ -86,19 +86,22 @@ fn frame(zone: &str, t: i64, seq: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Five batches: two in hour 0, two in hour 1 (whose arrival seals hour 0), then late rows
-/// of hour 0 (so hour 0 is sealed again, merging its sealed files); three zones, one a 1 KiB
-/// name.
+/// Six batches: two in hour 0, two in hour 1 (whose arrival seals hour 0), then late rows
+/// of hour 0 (so hour 0 is sealed again, merging its sealed files), then rows of the next
+/// day (which seal hour 1 and make the first day due for compaction: the test's writer
+/// compacts days as soon as they end and deletes retired files at once); three zones, one
+/// a 1 KiB name.
 fn batches() -> Vec<Vec<(usize, Vec<u8>)>> {
     let zones = ["a".to_owned(), "b/c".to_owned(), "k".repeat(1024)];
     let start = Granularity::Hour.period_start(NOW) - 3 * HOUR;
     let mut seq = 0;
-    (0..5)
+    (0..6)
         .map(|b| {
             let mut out = Vec::new();
             for i in 0..5 {
                 let t = match b {
                     4 => start + 1_200_000_000 + i * 10_000_000, // late: hour 0, after it was sealed
+                    5 => Granularity::Day.period_start(NOW) + 86_400_000_000 + i * 10_000_000, // the next day
                     _ => start + (b / 2) * HOUR + (b % 2) * 600_000_000 + i * 10_000_000,
                 };
                 for z in &zones {
@@ -116,6 +119,8 @@ fn options(hook: &Arc<Triggers>) -> WriterOptions {
         wal_segment_bytes: 4096,
         fsync: wal::FsyncPolicy::Never,
         step_hook: Some(Arc::clone(hook) as Arc<dyn StepHook + Sync>),
+        compact_days_after: Some(std::time::Duration::ZERO),
+        retire_grace: std::time::Duration::ZERO,
         ..WriterOptions::default()
     }
 }
@@ -179,7 +184,7 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
             ingest = start(&root, &hook);
             catalog_matches_files(&root, "after recovery");
         }
-        if !root.join("_archiver/flush.journal").exists() && !root.join("_archiver/seal.intent").exists() {
+        if ["flush.journal", "seal.intent", "day.intent"].iter().all(|f| !root.join("_archiver").join(f).exists()) {
             catalog_matches_files(&root, "after a flush that left nothing to finish");
         }
         let seen = dq_view(&root);
@@ -312,6 +317,14 @@ fn undisturbed_run_stores_every_frame_once() {
     let hour0 =
         list_table(&root, Table::Cpu, |_| true, |d| d.granularity == Granularity::Day || d.start_us == hour0_start).unwrap();
     assert_eq!(hour0.len(), 3, "{hour0:?}");
+    // The first day, over, was compacted: one day file per zone and table, its hour files
+    // deleted (the test's grace period is 0) and their directories with them.
+    let day0_start = Granularity::Day.period_start(NOW);
+    let day0 = list_table(&root, Table::Cpu, |_| true, |d| d.start_us < day0_start + 86_400_000_000).unwrap();
+    assert!(day0.len() == 3 && day0.iter().all(|f| f.dir.granularity == Granularity::Day), "{day0:?}");
+    let hour_dirs: Vec<PathBuf> =
+        walk(&root).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24/hour=")).collect();
+    assert!(hour_dirs.is_empty(), "{hour_dirs:?}");
 }
 
 #[test]

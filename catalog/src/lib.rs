@@ -147,6 +147,16 @@ impl Entry {
     }
 }
 
+/// A file no longer in the catalog but still on disk until `after_us` (wall clock, µs since
+/// the epoch), so that a reader that planned with it can finish: a compaction's inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// Path relative to the archive root, `/`-separated.
+    pub retired: String,
+    /// When it may be deleted.
+    pub after_us: i64,
+}
+
 /// One change to the catalog, recorded as a whole or not at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edit {
@@ -156,12 +166,18 @@ pub struct Edit {
     /// Paths removed (a path not there is ignored).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
+    /// Files to delete later (usually also in `remove`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retire: Vec<Retired>,
+    /// Retired files now deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted: Vec<String>,
 }
 
 impl Edit {
     /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.remove.is_empty()
+        self.add.is_empty() && self.remove.is_empty() && self.retire.is_empty() && self.deleted.is_empty()
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use archive_layout::{STATE_DIR, Table};
 
-use crate::{CatalogError, Edit, Entry};
+use crate::{CatalogError, Edit, Entry, Retired};
 
 /// The catalog's directory under the archiver's state directory.
 pub const CATALOG_DIR: &str = "catalog";
@@ -73,6 +73,8 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> CatalogError {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     entries: BTreeMap<String, Entry>,
+    /// Files out of the catalog, to delete after a time (see [`Retired`]).
+    retired: BTreeMap<String, i64>,
 }
 
 impl Snapshot {
@@ -103,6 +105,7 @@ impl Snapshot {
         let path = checkpoint_path(dir, seq);
         let file = File::open(&path).map_err(io("open", &path))?;
         let mut entries = BTreeMap::new();
+        let mut retired = BTreeMap::new();
         let mut lines = BufReader::with_capacity(1 << 16, file).lines();
         let header = lines.next().transpose().map_err(io("read", &path))?.unwrap_or_default();
         if header != format!("{{\"catalog\":{VERSION}}}") {
@@ -118,14 +121,22 @@ impl Snapshot {
                 ended = Some(count.parse::<usize>().map_err(|_| corrupt(&path, "bad end line"))?);
                 continue;
             }
+            if line.starts_with("{\"retired\":") {
+                let r: Retired = serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("retired file: {e}")))?;
+                retired.insert(r.retired, r.after_us);
+                continue;
+            }
             let entry: Entry =
                 serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("entry {}: {e}", entries.len() + 1)))?;
             entries.insert(entry.path.clone(), entry);
         }
-        if ended != Some(entries.len()) {
-            return Err(corrupt(&path, format!("truncated: {} entries, end line {ended:?}", entries.len())));
+        if ended != Some(entries.len() + retired.len()) {
+            return Err(corrupt(
+                &path,
+                format!("truncated: {} entries and {} retired files, end line {ended:?}", entries.len(), retired.len()),
+            ));
         }
-        let mut snapshot = Snapshot { entries };
+        let mut snapshot = Snapshot { entries, retired };
         let log = log_path(dir, seq);
         let (edits, whole) = read_log(&log)?;
         for edit in edits {
@@ -141,6 +152,17 @@ impl Snapshot {
         for entry in edit.add {
             self.entries.insert(entry.path.clone(), entry);
         }
+        for r in edit.retire {
+            self.retired.insert(r.retired, r.after_us);
+        }
+        for path in edit.deleted {
+            self.retired.remove(&path);
+        }
+    }
+
+    /// Files out of the catalog still to delete, with when they may be.
+    pub fn retired(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.retired.iter().map(|(p, t)| (p.as_str(), *t))
     }
 
     /// Every entry, by path.
@@ -219,6 +241,8 @@ pub struct CatalogWriter {
     log_path: PathBuf,
     /// Bytes of whole lines in the log: where the next edit goes.
     log_len: u64,
+    /// Files out of the catalog still to delete (path -> when).
+    retired: BTreeMap<String, i64>,
 }
 
 impl CatalogWriter {
@@ -228,7 +252,7 @@ impl CatalogWriter {
         let dir = catalog_dir(root);
         let Some(&seq) = checkpoints(&dir)?.last() else { return Ok(None) };
         // Read whole: proves the checkpoint and the log are readable before appending.
-        let (_, whole) = Snapshot::read_at(&dir, seq)?;
+        let (snapshot, whole) = Snapshot::read_at(&dir, seq)?;
         let log_path = log_path(&dir, seq);
         let log = OpenOptions::new().create(true).write(true).truncate(false).open(&log_path).map_err(io("open", &log_path))?;
         let len = log.metadata().map_err(io("stat", &log_path))?.len();
@@ -237,12 +261,20 @@ impl CatalogWriter {
             log.set_len(whole).map_err(io("truncate", &log_path))?;
             log.sync_all().map_err(io("fsync", &log_path))?;
         }
-        Ok(Some(Self { dir, seq, log, log_path, log_len: whole }))
+        Ok(Some(Self { dir, seq, log, log_path, log_len: whole, retired: snapshot.retired }))
     }
 
     /// Writes a new catalog for the archive at `root` holding exactly `entries` (a rebuild,
     /// or a checkpoint), replacing any older one.
     pub fn create(root: &Path, entries: impl IntoIterator<Item = Entry>) -> Result<Self, CatalogError> {
+        Self::create_with_retired(root, entries, BTreeMap::new())
+    }
+
+    fn create_with_retired(
+        root: &Path,
+        entries: impl IntoIterator<Item = Entry>,
+        retired: BTreeMap<String, i64>,
+    ) -> Result<Self, CatalogError> {
         let dir = catalog_dir(root);
         fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         sync_dir(dir.parent().unwrap_or(root))?;
@@ -261,6 +293,12 @@ impl CatalogWriter {
                 continue;
             }
             let line = serde_json::to_vec(&entry).map_err(|e| corrupt(&temp, e.to_string()))?;
+            write(&mut out, &line).map_err(io("write", &temp))?;
+            count += 1;
+        }
+        for (path, after_us) in &retired {
+            let line = serde_json::to_vec(&Retired { retired: path.clone(), after_us: *after_us })
+                .map_err(|e| corrupt(&temp, e.to_string()))?;
             write(&mut out, &line).map_err(io("write", &temp))?;
             count += 1;
         }
@@ -285,7 +323,7 @@ impl CatalogWriter {
             }
         }
         sync_dir(&dir)?;
-        Ok(Self { dir, seq, log, log_path, log_len: 0 })
+        Ok(Self { dir, seq, log, log_path, log_len: 0, retired })
     }
 
     /// Records `edit` (durably: its commit point); folds the log into a new checkpoint when
@@ -311,6 +349,12 @@ impl CatalogWriter {
             return Err(io("append", &self.log_path)(e));
         }
         self.log_len += line.len() as u64;
+        for r in &edit.retire {
+            self.retired.insert(r.retired.clone(), r.after_us);
+        }
+        for path in &edit.deleted {
+            self.retired.remove(path);
+        }
         if self.log_len > CHECKPOINT_LOG_BYTES {
             self.checkpoint()?;
         }
@@ -321,8 +365,18 @@ impl CatalogWriter {
     pub fn checkpoint(&mut self) -> Result<(), CatalogError> {
         let (snapshot, _) = Snapshot::read_at(&self.dir, self.seq)?;
         let root = self.dir.parent().and_then(Path::parent).unwrap_or(&self.dir).to_owned();
-        *self = Self::create(&root, snapshot.entries.into_values())?;
+        *self = Self::create_with_retired(&root, snapshot.entries.into_values(), snapshot.retired)?;
         Ok(())
+    }
+
+    /// Retired files whose time has come at `now_us` (wall clock, µs).
+    pub fn retired_due(&self, now_us: i64) -> Vec<String> {
+        self.retired.iter().filter(|(_, t)| **t <= now_us).map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Retired files not yet deleted.
+    pub fn retired_count(&self) -> usize {
+        self.retired.len()
     }
 
     /// The current checkpoint's number.
@@ -361,18 +415,18 @@ mod tests {
         assert!(Snapshot::read(root).unwrap().is_none());
         assert!(CatalogWriter::open(root).unwrap().is_none());
         let mut w = CatalogWriter::create(root, [entry("a", 1), entry("b", 2)]).unwrap();
-        w.commit(&Edit { add: vec![entry("c", 3), entry("a", 4)], remove: vec!["b".into()] }).unwrap();
+        w.commit(&Edit { add: vec![entry("c", 3), entry("a", 4)], remove: vec!["b".into()], ..Edit::default() }).unwrap();
         assert_eq!(paths(root), vec![("a".into(), 4), ("c".into(), 3)]);
         // A crash in the middle of the next edit.
         let log = log_path(&catalog_dir(root), w.checkpoint_seq());
         let whole = fs::read(&log).unwrap();
-        let next = log_line(&Edit { add: vec![entry("d", 5)], remove: vec![] }).unwrap();
+        let next = log_line(&Edit { add: vec![entry("d", 5)], remove: vec![], ..Edit::default() }).unwrap();
         fs::write(&log, [&whole[..], &next[..next.len() - 3]].concat()).unwrap();
         drop(w);
         assert_eq!(paths(root), vec![("a".into(), 4), ("c".into(), 3)], "the torn edit is not read");
         let mut w = CatalogWriter::open(root).unwrap().unwrap();
         assert_eq!(fs::read(&log).unwrap(), whole, "and cut when the writer opens");
-        w.commit(&Edit { add: vec![entry("e", 6)], remove: vec![] }).unwrap();
+        w.commit(&Edit { add: vec![entry("e", 6)], remove: vec![], ..Edit::default() }).unwrap();
         assert_eq!(paths(root), vec![("a".into(), 4), ("c".into(), 3), ("e".into(), 6)]);
     }
 
@@ -381,8 +435,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut w = CatalogWriter::create(root, [entry("a", 1)]).unwrap();
-        w.commit(&Edit { add: vec![entry("b", 1)], remove: vec![] }).unwrap();
-        w.commit(&Edit { add: vec![entry("c", 1)], remove: vec![] }).unwrap();
+        w.commit(&Edit { add: vec![entry("b", 1)], remove: vec![], ..Edit::default() }).unwrap();
+        w.commit(&Edit { add: vec![entry("c", 1)], remove: vec![], ..Edit::default() }).unwrap();
         let log = log_path(&catalog_dir(root), w.checkpoint_seq());
         let mut bytes = fs::read(&log).unwrap();
         bytes[12] ^= 1;
@@ -398,8 +452,12 @@ mod tests {
         let root = dir.path();
         let mut w = CatalogWriter::create(root, [entry("a", 1)]).unwrap();
         for i in 0..50 {
-            w.commit(&Edit { add: vec![entry(&format!("f{i:02}"), i)], remove: vec![format!("f{:02}", i.saturating_sub(1))] })
-                .unwrap();
+            w.commit(&Edit {
+                add: vec![entry(&format!("f{i:02}"), i)],
+                remove: vec![format!("f{:02}", i.saturating_sub(1))],
+                ..Edit::default()
+            })
+            .unwrap();
         }
         let before = paths(root);
         let first = w.checkpoint_seq();
@@ -410,8 +468,26 @@ mod tests {
         let names: Vec<String> =
             fs::read_dir(catalog_dir(root)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        w.commit(&Edit { add: vec![entry("g", 7)], remove: vec!["a".into()] }).unwrap();
+        w.commit(&Edit { add: vec![entry("g", 7)], remove: vec!["a".into()], ..Edit::default() }).unwrap();
         assert_eq!(paths(root), vec![("f49".into(), 49), ("g".into(), 7)]);
+    }
+
+    #[test]
+    fn retired_files_survive_a_checkpoint_and_a_reopen_until_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut w = CatalogWriter::create(root, [entry("a", 1), entry("b", 1)]).unwrap();
+        let retire = vec![Retired { retired: "a".into(), after_us: 10 }, Retired { retired: "b".into(), after_us: 20 }];
+        w.commit(&Edit { add: vec![entry("ab", 2)], remove: vec!["a".into(), "b".into()], retire, ..Edit::default() }).unwrap();
+        assert_eq!(w.retired_due(15), vec!["a".to_owned()]);
+        w.checkpoint().unwrap();
+        let w = CatalogWriter::open(root).unwrap().unwrap();
+        assert_eq!(w.retired_due(25), vec!["a".to_owned(), "b".to_owned()]);
+        let mut w = w;
+        w.commit(&Edit { deleted: vec!["a".into()], ..Edit::default() }).unwrap();
+        let s = Snapshot::read(root).unwrap().unwrap();
+        assert_eq!(s.retired().collect::<Vec<_>>(), vec![("b", 20)]);
+        assert_eq!(s.entries().map(|e| e.path.as_str()).collect::<Vec<_>>(), vec!["ab"]);
     }
 
     #[test]

@@ -95,13 +95,13 @@ pub fn list_table(
             if !admit_zone(&day) || !admit(&day) {
                 continue;
             }
-            push_live(&day, &date_dir, &mut out)?;
+            let days = push_live(&day, &date_dir, &mut out, &[])?;
             for hour_dir in visible_subdirs(&date_dir, "hour=")? {
                 let Ok(rel) = hour_dir.strip_prefix(root) else { continue };
                 let Ok(hour) = PartitionDir::parse_relative(rel) else { continue };
                 debug_assert_eq!(hour.granularity, Granularity::Hour);
                 if admit(&hour) {
-                    push_live(&hour, &hour_dir, &mut out)?;
+                    push_live(&hour, &hour_dir, &mut out, &days)?;
                 }
             }
         }
@@ -109,15 +109,34 @@ pub fn list_table(
     Ok(out)
 }
 
-fn push_live(dir: &PartitionDir, path: &Path, out: &mut Vec<ListedFile>) -> Result<(), LayoutError> {
+/// Pushes the live files of the partition directory `path`, but those a file of `covering`
+/// supersedes (the day files of an hour's date: a day compaction's inputs, kept for a grace
+/// period after it); returns the live ids.
+fn push_live(
+    dir: &PartitionDir,
+    path: &Path,
+    out: &mut Vec<ListedFile>,
+    covering: &[FileId],
+) -> Result<Vec<FileId>, LayoutError> {
     let found = published_files(path)?;
-    let live = live_files(found.iter().map(|(id, _)| *id).collect());
+    let live: Vec<FileId> = live_files(found.iter().map(|(id, _)| *id).collect())
+        .into_iter()
+        .filter(|id| !covering.iter().any(|day| day.covers(id)))
+        .collect();
     for (id, size) in found {
         if live.contains(&id) {
             out.push(ListedFile { dir: dir.clone(), id, path: path.join(id.file_name()), size });
         }
     }
-    Ok(())
+    Ok(live)
+}
+
+/// The live files of the day partition holding the date of `key` (an hour partition): a
+/// day compaction's output, which supersedes the hour files of its writer in its range.
+pub fn day_files_of(root: &Path, key: &PartitionKey) -> Result<Vec<FileId>, LayoutError> {
+    let day =
+        PartitionKey { granularity: Granularity::Day, start_us: Granularity::Day.period_start(key.start_us), ..key.clone() };
+    Ok(live_files(partition_files(root, &day)?.into_iter().map(|(id, _)| id).collect()))
 }
 
 #[cfg(test)]
@@ -165,5 +184,25 @@ mod tests {
         let days_only = list_table(root, Table::Cpu, |_| true, |d| d.granularity == Granularity::Day).unwrap();
         assert_eq!(days_only.len(), 1);
         assert_eq!(partition_files(root, &hour).unwrap().len(), 4);
+        // A day compaction's output hides the hour files of its writer in its range (kept
+        // for a grace period), not those of another writer nor newer ones (late rows).
+        let day_of = PartitionKey::for_sample(Table::Mem, "a", t, Granularity::Day);
+        let hour_of = PartitionKey::for_sample(Table::Mem, "a", t, Granularity::Hour);
+        touch(root, &hour_of, FileId { writer: w, lo: 10, hi: 12 });
+        touch(root, &hour_of, FileId::single(w, 30));
+        touch(root, &hour_of, FileId::single(WriterId(8), 11));
+        touch(root, &day_of, FileId { writer: w, lo: 5, hi: 20 });
+        let mut mem: Vec<(Granularity, FileId)> =
+            list_table(root, Table::Mem, |_| true, |_| true).unwrap().iter().map(|f| (f.dir.granularity, f.id)).collect();
+        mem.sort();
+        assert_eq!(
+            mem,
+            vec![
+                (Granularity::Hour, FileId::single(w, 30)),
+                (Granularity::Hour, FileId::single(WriterId(8), 11)),
+                (Granularity::Day, FileId { writer: w, lo: 5, hi: 20 }),
+            ]
+        );
+        assert_eq!(day_files_of(root, &hour_of).unwrap(), vec![FileId { writer: w, lo: 5, hi: 20 }]);
     }
 }

@@ -67,6 +67,13 @@ impl FileId {
         self != other && self.writer == other.writer && self.lo <= other.lo && other.hi <= self.hi
     }
 
+    /// Whether `self`'s range holds `other`'s (same writer; equal ranges included): how a
+    /// day file supersedes the hour files of its date, which live in other directories and
+    /// may carry the same numbers (a day merged from one hour file).
+    pub fn covers(&self, other: &FileId) -> bool {
+        self.writer == other.writer && self.lo <= other.lo && other.hi <= self.hi
+    }
+
     /// The file name, `{writer:08x}-{lo:016x}-{hi:016x}.parquet`.
     pub fn file_name(&self) -> String {
         if self.writer == WriterId::LEGACY {

@@ -1,0 +1,384 @@
+//! Day compaction: once a day is older than a configurable age, each zone's hour files of
+//! it (per table) merge into one file in the zone's day partition (`date=D/`, beside the
+//! `hour=H/` directories), through an intent and the catalog, so a year is some 16,000
+//! files for 5 zones instead of 400,000. The policy ([`pick_days`]) is a pure function over
+//! catalog entries, tested without files; the work ([`DayCompactor`]) is repeatable.
+//!
+//! The day file's range covers the numbers of every file it merges, so it supersedes them
+//! (`archive_layout::listing` hides an hour file a day file of its date covers): publishing
+//! it is the commit point for a reader that lists directories; the catalog edit that adds it
+//! and removes its inputs is the commit point for `dq`. The inputs are not deleted then but
+//! *retired*: deleted once `grace` has passed, so a reader that planned with them finishes.
+//! A plain glob started in that window reads the day twice (the limit `docs/operations.md`
+//! states). Late rows for a compacted day are sealed into an hour file again (never merged
+//! with an input kept for the grace period) and merged at the next compaction of that day.
+//!
+//! Memory: the inputs are streamed in time order, one file at a time; files whose time
+//! ranges overlap (late rows, a second writer) are merged in memory, one such group at a
+//! time. Must not touch the log, the buffers or the runs.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use archive_layout::listing::partition_files;
+use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, Table, WriterId, live_files};
+use catalog::{CatalogWriter, Edit, Entry, Retired, catalog_path};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::error::ArrowError;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::ArchiverError;
+use crate::parquet_file::{Encoder, read_file, write_atomically};
+use crate::rows::TimeMerge;
+use crate::write_step::WriteStep;
+
+/// Where the intent lives, under the state directory.
+pub const INTENT_FILE: &str = "day.intent";
+
+/// One zone's day of one table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DayGroup {
+    /// First microsecond of the day (UTC).
+    pub day_start_us: i64,
+    /// The table.
+    pub table: Table,
+    /// The zone.
+    pub zone: String,
+}
+
+impl DayGroup {
+    fn day_key(&self) -> PartitionKey {
+        PartitionKey { table: self.table, zone: self.zone.clone(), start_us: self.day_start_us, granularity: Granularity::Day }
+    }
+}
+
+/// The days to compact, oldest first, at most `limit`: every (table, zone, day) that ends at
+/// or before `before_us` and has an hour file, or more than one day file; a day that still
+/// has runs (a period not sealed yet) waits.
+pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i64, limit: usize) -> Vec<DayGroup> {
+    let day = |us: i64| Granularity::Day.period_start(us);
+    // (day, table) with runs; (day, table, zone) -> (hour files, day files).
+    let mut with_runs = std::collections::BTreeSet::new();
+    let mut files: BTreeMap<(i64, Table, String), (usize, usize)> = BTreeMap::new();
+    for e in entries {
+        let (Some(table), Some(g)) = (e.table(), e.granularity()) else { continue };
+        match &e.zone {
+            None => {
+                with_runs.insert((day(e.period_start_us), table));
+            }
+            Some(zone) => {
+                let counts = files.entry((day(e.period_start_us), table, zone.clone())).or_default();
+                match g {
+                    Granularity::Hour => counts.0 += 1,
+                    Granularity::Day => counts.1 += 1,
+                }
+            }
+        }
+    }
+    files
+        .into_iter()
+        .filter(|((d, table, _), (hours, days))| {
+            d + Granularity::Day.period_us() <= before_us && !with_runs.contains(&(*d, *table)) && (*hours > 0 || *days > 1)
+        })
+        .take(limit)
+        .map(|((day_start_us, table, zone), _)| DayGroup { day_start_us, table, zone })
+        .collect()
+}
+
+/// What one compaction did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DayOutcome {
+    /// Files merged (and retired).
+    pub inputs: usize,
+    /// Whether a day file was published.
+    pub published: bool,
+}
+
+/// Compacts days of one writer's files.
+#[derive(Debug)]
+pub struct DayCompactor {
+    root: PathBuf,
+    intent_path: PathBuf,
+    writer: WriterId,
+    encoder: Encoder,
+    grace: Duration,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+fn record(catalog: &mut Option<CatalogWriter>, edit: Edit) -> Result<(), ArchiverError> {
+    match catalog {
+        Some(c) => Ok(c.commit(&edit)?),
+        None => Ok(()),
+    }
+}
+
+impl DayCompactor {
+    /// A compactor of `writer`'s files in the archive at `root` (state in `state_dir`),
+    /// encoding with `encoder`, keeping inputs `grace` after they are replaced.
+    pub fn new(root: &Path, state_dir: &Path, writer: WriterId, encoder: Encoder, grace: Duration) -> Self {
+        Self { root: root.to_owned(), intent_path: state_dir.join(INTENT_FILE), writer, encoder, grace }
+    }
+
+    /// Finishes a compaction a failure or a crash interrupted (its intent is there).
+    pub fn settle(
+        &self,
+        step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
+        catalog: &mut Option<CatalogWriter>,
+    ) -> Result<(), ArchiverError> {
+        let text = match fs::read_to_string(&self.intent_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(ArchiverError::Io { what: "read", path: self.intent_path.clone(), source }),
+        };
+        let group = parse_intent(&text)
+            .ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a day compaction intent" })?;
+        tracing::warn!(table = %group.table, zone = %group.zone, day_start_us = group.day_start_us, "finishing an interrupted day compaction");
+        self.compact(&group, step, catalog)?;
+        Ok(())
+    }
+
+    /// This writer's live files of `key`.
+    fn ours(&self, key: &PartitionKey) -> Result<Vec<FileId>, ArchiverError> {
+        Ok(live_files(
+            partition_files(&self.root, key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect(),
+        ))
+    }
+
+    /// Compacts `group`: see the module docs.
+    pub fn compact(
+        &self,
+        group: &DayGroup,
+        step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
+        catalog: &mut Option<CatalogWriter>,
+    ) -> Result<DayOutcome, ArchiverError> {
+        write_atomically(&self.intent_path, intent_text(group).as_bytes())?;
+        step(WriteStep::DayIntentWritten)?;
+        let day_key = group.day_key();
+        let days = self.ours(&day_key)?;
+        // Every hour file of ours in the day: those a day file covers (inputs of an earlier
+        // compaction, retired) and those it does not (to merge).
+        let mut covered = Vec::new();
+        let mut hours = Vec::new();
+        for h in 0..24 {
+            let key = PartitionKey {
+                start_us: group.day_start_us + h * Granularity::Hour.period_us(),
+                granularity: Granularity::Hour,
+                ..day_key.clone()
+            };
+            for id in partition_files(&self.root, &key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer) {
+                let path = ParquetFilePath::new(key.clone(), id);
+                if days.iter().any(|d| d.covers(&id)) {
+                    covered.push(path);
+                } else {
+                    hours.push(path);
+                }
+            }
+        }
+        // Within an hour directory, a file another one there supersedes is not an input.
+        let hour_live: Vec<ParquetFilePath> = {
+            let mut by_dir: BTreeMap<PathBuf, Vec<ParquetFilePath>> = BTreeMap::new();
+            for p in hours {
+                by_dir.entry(p.key.relative_dir()).or_default().push(p);
+            }
+            by_dir
+                .into_values()
+                .flat_map(|ps| {
+                    let live = live_files(ps.iter().map(|p| p.id).collect());
+                    ps.into_iter().filter(move |p| live.contains(&p.id))
+                })
+                .collect()
+        };
+        let mut outcome = DayOutcome::default();
+        let mut inputs: Vec<ParquetFilePath> = days.iter().map(|id| ParquetFilePath::new(day_key.clone(), *id)).collect();
+        inputs.extend(hour_live);
+        let retire_after = now_us().saturating_add(self.grace.as_micros() as i64);
+        if inputs.len() <= 1 && inputs.iter().all(|p| p.key.granularity == Granularity::Day) {
+            // Done already (a repeat after a crash): make sure the catalog says so.
+            let mut add = Vec::new();
+            for p in &inputs {
+                add.push(catalog::entry_of_file(&self.root, p)?);
+            }
+            let gone: Vec<String> = covered.iter().map(|p| catalog_path(&p.relative_path())).collect();
+            let retire = gone.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
+            record(catalog, Edit { add, remove: gone, retire, ..Edit::default() })?;
+            return self.remove_intent().map(|()| outcome);
+        }
+        // Inputs in time order, with their ranges from their footers.
+        let mut timed = Vec::with_capacity(inputs.len());
+        for p in inputs {
+            let e = catalog::entry_of_file(&self.root, &p)?;
+            timed.push((e.min_time_us.unwrap_or(i64::MAX), e.max_time_us.unwrap_or(i64::MIN), p));
+        }
+        timed.sort_by_key(|(lo, hi, _)| (*lo, *hi));
+        let lo = timed.iter().map(|(_, _, p)| p.id.lo).min().unwrap_or(0);
+        let hi = timed.iter().map(|(_, _, p)| p.id.hi).max().unwrap_or(0);
+        let out = ParquetFilePath::new(day_key.clone(), FileId { writer: self.writer, lo, hi });
+        // Groups of inputs whose time ranges overlap (usually each alone).
+        let mut clusters: VecDeque<Vec<PathBuf>> = VecDeque::new();
+        let mut reach = i64::MIN;
+        for (lo, hi, p) in &timed {
+            let path = p.absolute_path(&self.root);
+            match clusters.back_mut() {
+                Some(c) if *lo <= reach => c.push(path),
+                _ => clusters.push_back(vec![path]),
+            }
+            reach = reach.max(*hi);
+        }
+        let mut batches = DayInputs { clusters, current: None };
+        self.encoder.publish_from(&self.root, &out, &mut batches)?;
+        outcome.published = true;
+        outcome.inputs = timed.len();
+        step(WriteStep::DayPublished)?;
+        let replaced: Vec<String> = timed
+            .iter()
+            .map(|(_, _, p)| p)
+            .chain(covered.iter())
+            .filter(|p| **p != out)
+            .map(|p| catalog_path(&p.relative_path()))
+            .collect();
+        let retire = replaced.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
+        record(
+            catalog,
+            Edit { add: vec![catalog::entry_of_file(&self.root, &out)?], remove: replaced, retire, ..Edit::default() },
+        )?;
+        step(WriteStep::DayCatalogued)?;
+        self.remove_intent()?;
+        Ok(outcome)
+    }
+
+    fn remove_intent(&self) -> Result<(), ArchiverError> {
+        match fs::remove_file(&self.intent_path) {
+            Ok(()) => crate::parquet_file::sync_dir(self.intent_path.parent().unwrap_or(&self.root)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ArchiverError::Io { what: "remove", path: self.intent_path.clone(), source }),
+        }
+    }
+}
+
+/// The rows of a day's inputs in time order: each cluster of overlapping files merged, a
+/// lone file streamed in batches.
+struct DayInputs {
+    clusters: VecDeque<Vec<PathBuf>>,
+    current: Option<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>>,
+}
+
+fn external(e: ArchiverError) -> ArrowError {
+    ArrowError::ExternalError(Box::new(e))
+}
+
+impl DayInputs {
+    fn open(files: Vec<PathBuf>) -> Result<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>, ArchiverError> {
+        if let [path] = files.as_slice() {
+            let file = File::open(path).map_err(|source| ArchiverError::Io { what: "open", path: path.clone(), source })?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.with_batch_size(64 * 1024).build())
+                .map_err(|source| ArchiverError::Parquet { path: path.clone(), source })?;
+            return Ok(Box::new(reader));
+        }
+        let mut parts = Vec::new();
+        for path in &files {
+            parts.extend(read_file(path)?);
+        }
+        let merge = TimeMerge::new(parts)
+            .map_err(|source| ArchiverError::Arrow { context: format!("merging {} files of a day", files.len()), source })?;
+        Ok(Box::new(merge))
+    }
+}
+
+impl Iterator for DayInputs {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(it) = &mut self.current {
+                match it.next() {
+                    Some(item) => return Some(item),
+                    None => self.current = None,
+                }
+            }
+            let files = self.clusters.pop_front()?;
+            match Self::open(files) {
+                Ok(it) => self.current = Some(it),
+                Err(e) => return Some(Err(external(e))),
+            }
+        }
+    }
+}
+
+fn intent_text(g: &DayGroup) -> String {
+    serde_json::json!({"table": g.table.name(), "zone": g.zone, "day_start_us": g.day_start_us}).to_string()
+}
+
+fn parse_intent(text: &str) -> Option<DayGroup> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let table = Table::from_name(v["table"].as_str()?).ok()?;
+    let day_start_us = v["day_start_us"].as_i64()?;
+    let zone = v["zone"].as_str()?.to_owned();
+    (Granularity::Day.period_start(day_start_us) == day_start_us).then_some(DayGroup { day_start_us, table, zone })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000_000;
+    const HOUR: i64 = 3_600_000_000;
+
+    fn entry(table: &str, zone: Option<&str>, period: &str, start: i64) -> Entry {
+        Entry {
+            path: format!("{table}/{zone:?}/{period}/{start}"),
+            table: table.into(),
+            zone: zone.map(str::to_owned),
+            period: period.into(),
+            period_start_us: start,
+            min_time_us: Some(start),
+            max_time_us: Some(start + 1),
+            rows: 1,
+            bytes: 1,
+            columns: Default::default(),
+        }
+    }
+
+    #[test]
+    fn old_days_with_hour_files_are_picked_oldest_first_and_days_with_runs_wait() {
+        let d0 = 20_000 * DAY;
+        let entries = vec![
+            entry("cpu", Some("a"), "hour", d0 + 3 * HOUR),
+            entry("cpu", Some("a"), "hour", d0 + 4 * HOUR),
+            entry("cpu", Some("b"), "day", d0),
+            entry("mem", Some("a"), "hour", d0 + DAY),
+            entry("mem", None, "hour", d0 + DAY + 5 * HOUR),
+            entry("cpu", Some("a"), "day", d0 + DAY),
+            entry("cpu", Some("b"), "hour", d0 + 2 * DAY),
+        ];
+        let picked = pick_days(&entries, d0 + 2 * DAY, 10);
+        assert_eq!(
+            picked,
+            vec![DayGroup { day_start_us: d0, table: Table::Cpu, zone: "a".into() }],
+            "b's day 0 is one day file; day 1 of mem has a run; day 2 is too young"
+        );
+        let mut two = entries.clone();
+        two.push(entry("cpu", Some("a"), "day", d0 + DAY));
+        let picked = pick_days(&two, d0 + 3 * DAY, 10);
+        assert_eq!(picked.len(), 3, "{picked:?}");
+        assert_eq!(
+            picked[1],
+            DayGroup { day_start_us: d0 + DAY, table: Table::Cpu, zone: "a".into() },
+            "two day files (late rows compacted again)"
+        );
+        assert_eq!(pick_days(&two, d0 + 3 * DAY, 1).len(), 1);
+        assert!(pick_days(&entries, d0 + DAY - 1, 10).is_empty());
+    }
+
+    #[test]
+    fn intent_round_trips() {
+        let g = DayGroup { day_start_us: 19_000 * DAY, table: Table::Process, zone: "a\tb\n\"c\"".into() };
+        assert_eq!(parse_intent(&intent_text(&g)), Some(g));
+        assert_eq!(parse_intent("{\"table\":\"cpu\",\"zone\":\"a\",\"day_start_us\":5}"), None);
+    }
+}
