@@ -542,6 +542,10 @@ impl ArchiveWriter {
     pub fn seal_due(&mut self) -> Result<usize, ArchiverError> {
         let due = pick_due(&self.runs, self.buffers.latest_sample(), self.flush_cycle);
         let sealed = self.seal_keys(due)?;
+        if sealed > 0 {
+            // A day whose last runs were just sealed may be due now.
+            self.days_checked = None;
+        }
         self.guarded(|w| w.compact_days_due().and_then(|()| w.reap_retired()))?;
         Ok(sealed)
     }

@@ -46,9 +46,9 @@ pub struct ArchiverConfig {
     pub max_buffered_rows: usize,
 
     /// Merge each zone's hour files of a day into one file per table once the day ended
-    /// this many hours before the newest sample (0: never).
-    #[arg(long, value_name = "HOURS", default_value_t = 48)]
-    pub compact_days_after: u64,
+    /// this many hours before the newest sample, or `never`.
+    #[arg(long, value_name = "HOURS", default_value = "48", value_parser = parse_hours_or_never)]
+    pub compact_days_after: HoursOrNever,
 
     /// Keep the files a day compaction replaced this many seconds before deleting them, so
     /// readers that listed them can finish (a plain glob started meanwhile reads both).
@@ -127,7 +127,7 @@ impl ArchiverConfig {
             max_buffered_rows: self.max_buffered_rows.max(1),
             max_buffered_bytes: shares.buffered_bytes,
             seal_budget_bytes: shares.seal_bytes,
-            compact_days_after: (self.compact_days_after > 0).then(|| Duration::from_secs(self.compact_days_after * 3600)),
+            compact_days_after: self.compact_days_after.0.map(|h| Duration::from_secs(h.saturating_mul(3600))),
             retire_grace: Duration::from_secs(self.retire_grace),
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
@@ -146,6 +146,18 @@ impl ArchiverConfig {
     /// The status interval.
     pub fn stats_every(&self) -> Duration {
         Duration::from_secs(self.stats_interval)
+    }
+}
+
+/// A number of hours, or `never` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoursOrNever(pub Option<u64>);
+
+/// `--compact-days-after`: a number of hours, or `never`.
+fn parse_hours_or_never(s: &str) -> Result<HoursOrNever, String> {
+    match s {
+        "never" => Ok(HoursOrNever(None)),
+        n => n.parse().map(|h| HoursOrNever(Some(h))).map_err(|_| format!("{s:?} is neither a number of hours nor `never`")),
     }
 }
 

@@ -2,7 +2,9 @@
 //! (PyPI `duckdb-cli`) and Spark 4 (PyPI `pyspark`, Java 17) each read every table of an
 //! archive the archiver wrote (real processes on loopback), and each agrees with `dq` on the
 //! row count and on the sums of columns of every encoding the archiver uses (dictionary,
-//! DELTA_BINARY_PACKED, PLAIN). `.ci/run` installs the readers; without them this test fails.
+//! DELTA_BINARY_PACKED, PLAIN), on an archive holding a compacted day (day files in
+//! `date=D/`) beside hour files (`date=D/hour=H/`). `.ci/run` installs the readers; without
+//! them this test fails.
 #![allow(unused_crate_dependencies)]
 
 mod common;
@@ -18,18 +20,20 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
     let archive = dir.path().join("archive");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let frames = 2 * 1800 * 3u64; // an hour (crossing its end) of 3 zones
+    let frames = 3600 * 3u64; // an hour (crossing midnight) of 3 zones
     let mut archiver = KillOnDrop(start_archiver(
         &archive,
         std::slice::from_ref(&endpoint),
-        &["--flush-interval", "1", "--stats-interval", "1"],
+        // The first day is compacted as soon as it is over, its hour files deleted at once:
+        // the readers see day files beside hour files.
+        &["--flush-interval", "1", "--stats-interval", "1", "--compact-days-after", "0", "--retire-grace", "0"],
     ));
     let mut generator = KillOnDrop(
         Command::new(binary("generator"))
             .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "3", "--cores", "4", "--processes", "5"])
             .args([
                 "--simulate-from",
-                "2025-11-24T22:30:00Z",
+                "2025-11-24T23:30:00Z",
                 "--count",
                 "3600",
                 "--wait-subscribers",
@@ -46,6 +50,15 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
     });
     terminate(&archiver);
     assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
+
+    let day_files: Vec<_> = walk(&archive)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.parent().is_some_and(|d| d.ends_with("date=2025-11-24")))
+        .collect();
+    let cpu_days = day_files.iter().filter(|p| p.starts_with(archive.join("cpu"))).count();
+    assert_eq!(cpu_days, 3, "a cpu day file per zone for 2025-11-24: {day_files:?}");
+    let hour_files = walk(&archive).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24/hour=")).count();
+    assert_eq!(hour_files, 0, "its hour files are gone");
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers.py");
     let out = Command::new("python3").arg(&script).arg(&archive).output().expect("python3");
