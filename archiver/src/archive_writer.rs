@@ -62,6 +62,8 @@ pub struct WriterOptions {
     pub retire_grace: std::time::Duration,
     /// Day groups (zone, table, day) compacted at most per flush.
     pub days_per_flush: usize,
+    /// Which published files leave the archive, by age and disk budget.
+    pub retention: crate::retention::RetentionPolicy,
     /// When the write-ahead log is forced to disk.
     pub fsync: FsyncPolicy,
     /// Start a new log segment past this size.
@@ -82,6 +84,7 @@ impl Default for WriterOptions {
             compact_days_after: Some(std::time::Duration::from_secs(48 * 3600)),
             retire_grace: std::time::Duration::from_secs(60),
             days_per_flush: 16,
+            retention: crate::retention::RetentionPolicy::default(),
             fsync: FsyncPolicy::Every(std::time::Duration::from_millis(1000)),
             wal_segment_bytes: 64 << 20,
             step_hook: None,
@@ -119,6 +122,10 @@ pub struct WriterStats {
     pub days_compacted: u64,
     /// Retired files (a day compaction's inputs) deleted after their grace period.
     pub retired_deleted: u64,
+    /// Files retention removed from the catalog (deleted after the grace period).
+    pub files_expired: u64,
+    /// Their bytes.
+    pub bytes_expired: u64,
     /// Flushes or compactions that failed (and are retried).
     pub publish_errors: u64,
     /// Replayed log records the admission rules refused, kept in the log's `rejected.wal`.
@@ -217,6 +224,8 @@ pub struct ArchiveWriter {
     /// The day of the newest sample when days were last looked for, and whether that look
     /// left days to do.
     days_checked: Option<(i64, bool)>,
+    /// The hour of the newest sample when retention last looked.
+    retention_checked: Option<i64>,
     /// The archive's catalog (`None` only while opening an archive that has none yet).
     catalog: Option<CatalogWriter>,
     /// Set when the outcome of a commit is unknown: nothing more may be done in this process.
@@ -264,6 +273,7 @@ impl ArchiveWriter {
         let mut this = Self {
             days,
             days_checked: None,
+            retention_checked: None,
             catalog,
             wal,
             compactor,
@@ -543,20 +553,23 @@ impl ArchiveWriter {
         let due = pick_due(&self.runs, self.buffers.latest_sample(), self.flush_cycle);
         let sealed = self.seal_keys(due)?;
         if sealed > 0 {
-            // A day whose last runs were just sealed may be due now.
+            // A day whose last runs were just sealed may be due now, and new files count
+            // against the disk budget.
             self.days_checked = None;
+            self.retention_checked = None;
         }
-        self.guarded(|w| w.compact_days_due().and_then(|()| w.reap_retired()))?;
+        self.guarded(|w| w.compact_days_due().and_then(|()| w.apply_retention()).and_then(|()| w.reap_retired()))?;
         Ok(sealed)
     }
 
-    /// Seals every (table, period) with runs, open ones included (at shutdown), and deletes
-    /// retired files whose grace period is over.
+    /// Seals every (table, period) with runs, open ones included (at shutdown), applies the
+    /// retention policy and deletes retired files whose grace period is over.
     pub fn seal_all(&mut self) -> Result<usize, ArchiverError> {
         let mut keys: Vec<RunKey> = self.runs.keys().copied().collect();
         keys.sort();
         let sealed = self.seal_keys(keys)?;
-        self.guarded(Self::reap_retired)?;
+        self.retention_checked = None;
+        self.guarded(|w| w.apply_retention().and_then(|()| w.reap_retired()))?;
         Ok(sealed)
     }
 
@@ -593,6 +606,43 @@ impl ArchiveWriter {
                 self.stats.days_compacted += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Removes the files the retention policy says are past their age (or over the disk
+    /// budget) from the catalog, retiring them (deleted after the grace period); looks once
+    /// per hour of sample time and after each seal. The log says what went.
+    fn apply_retention(&mut self) -> Result<(), ArchiverError> {
+        let (Some(latest), false) = (self.buffers.latest_sample(), self.options.retention.keeps_everything()) else {
+            return Ok(());
+        };
+        let hour = Granularity::Hour.period_start(latest);
+        if self.retention_checked == Some(hour) || self.catalog.is_none() {
+            return Ok(());
+        }
+        let Some(snapshot) = catalog::Snapshot::read(&self.root)? else { return Ok(()) };
+        let expired = crate::retention::pick_expired(snapshot.entries(), &self.options.retention, latest);
+        self.retention_checked = Some(hour);
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let bytes: u64 = expired.iter().map(|e| e.bytes).sum();
+        let oldest = expired.iter().map(|e| e.period_start_us).min().unwrap_or(0);
+        let newest = expired.iter().filter_map(|e| e.period_end_us()).max().unwrap_or(0);
+        let paths: Vec<String> = expired.iter().map(|e| e.path.clone()).collect();
+        drop(snapshot);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+        let after_us = now.saturating_add(self.options.retire_grace.as_micros() as i64);
+        let retire = paths.iter().map(|p| catalog::Retired { retired: p.clone(), after_us }).collect();
+        let files = paths.len();
+        if let Some(c) = self.catalog.as_mut() {
+            c.commit(&Edit { remove: paths, retire, ..Edit::default() })?;
+        }
+        self.stats.files_expired += files as u64;
+        self.stats.bytes_expired += bytes;
+        let rfc =
+            |us: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).map(|t| t.to_rfc3339()).unwrap_or_default();
+        tracing::info!(files, bytes, from = %rfc(oldest), to = %rfc(newest), "retention: files removed (deleted after the grace period)");
         Ok(())
     }
 

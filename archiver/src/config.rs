@@ -55,6 +55,17 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub retire_grace: u64,
 
+    /// Keep a table's files this long behind the newest sample, then remove them:
+    /// `TABLE=AGE` or `*=AGE` for every other table, AGE like `36h` or `30d` (repeatable;
+    /// default: keep everything).
+    #[arg(long = "retain", value_name = "TABLE=AGE")]
+    pub retain: Vec<String>,
+
+    /// Keep the archive's published files under this many MiB, removing the oldest hours
+    /// first (default: no budget).
+    #[arg(long, value_name = "MIB")]
+    pub disk_budget_mib: Option<u64>,
+
     /// Write a status line to the log (and _archiver/status.json) this often, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub stats_interval: u64,
@@ -120,22 +131,33 @@ impl ArchiverConfig {
     }
 
     /// The writer's options.
-    pub fn writer_options(&self) -> WriterOptions {
+    pub fn writer_options(&self) -> Result<WriterOptions, crate::ArchiverError> {
         let shares = self.memory_shares();
-        WriterOptions {
+        Ok(WriterOptions {
             granularity: self.partition,
             max_buffered_rows: self.max_buffered_rows.max(1),
             max_buffered_bytes: shares.buffered_bytes,
             seal_budget_bytes: shares.seal_bytes,
             compact_days_after: self.compact_days_after.0.map(|h| Duration::from_secs(h.saturating_mul(3600))),
             retire_grace: Duration::from_secs(self.retire_grace),
+            retention: self.retention()?,
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
             step_hook: self.crash_at.map(|s| {
                 std::sync::Arc::new(crate::write_step::AbortAt(s)) as std::sync::Arc<dyn crate::write_step::StepHook + Sync>
             }),
             ..WriterOptions::default()
+        })
+    }
+
+    /// The retention policy `--retain` and `--disk-budget-mib` describe.
+    pub fn retention(&self) -> Result<crate::retention::RetentionPolicy, crate::ArchiverError> {
+        let mut policy =
+            crate::retention::RetentionPolicy { disk_budget_bytes: self.disk_budget_mib.map(|m| m << 20), ..Default::default() };
+        for rule in &self.retain {
+            policy.add_rule(rule).map_err(|e| crate::ArchiverError::Config(format!("--retain {e}")))?;
         }
+        Ok(policy)
     }
 
     /// The flush interval.

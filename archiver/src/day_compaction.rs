@@ -172,6 +172,10 @@ impl DayCompactor {
             };
             for id in partition_files(&self.root, &key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer) {
                 let path = ParquetFilePath::new(key.clone(), id);
+                if catalog.as_ref().is_some_and(|c| c.is_retired(&catalog_path(&path.relative_path()))) {
+                    // Removed by retention, deleted after its grace period: not an input.
+                    continue;
+                }
                 if days.iter().any(|d| d.covers(&id)) {
                     covered.push(path);
                 } else {

@@ -17,6 +17,7 @@ pub mod day_compaction;
 pub mod memory_budget;
 pub mod parquet_file;
 pub mod publish;
+pub mod retention;
 pub mod rows;
 pub mod seal;
 pub mod service;

@@ -280,6 +280,11 @@ impl Sealer {
                 .into_iter()
                 .map(|(id, _)| id)
                 .filter(|id| id.writer == self.writer && !days.iter().any(|d| d.covers(id)))
+                // A file retention removed (deleted after its grace period) is not merged back.
+                .filter(|id| {
+                    let path = catalog_path(&ParquetFilePath::new(partition.clone(), *id).relative_path());
+                    !catalog.as_ref().is_some_and(|c| c.is_retired(&path))
+                })
                 .collect();
             let live = live_files(ours.clone());
             let uncovered: Vec<(usize, usize, usize)> = slices

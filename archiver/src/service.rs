@@ -302,7 +302,7 @@ pub fn survive_file_size_limit() -> std::io::Result<()> {
 /// Runs the archiver until `stop` is set.
 pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), ArchiverError> {
     let ctx = zmq::Context::new();
-    let writer = ArchiveWriter::open(&config.archive, config.writer_options())?;
+    let writer = ArchiveWriter::open(&config.archive, config.writer_options()?)?;
     let (endpoints, mut embedded) = if config.connect.is_empty() {
         (vec![EMBEDDED_ENDPOINT.to_owned()], Some(start_embedded_generator(&ctx, config, stop)?))
     } else {

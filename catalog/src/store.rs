@@ -374,6 +374,11 @@ impl CatalogWriter {
         self.retired.iter().filter(|(_, t)| **t <= now_us).map(|(p, _)| p.clone()).collect()
     }
 
+    /// Whether `path` is retired (out of the catalog, not yet deleted).
+    pub fn is_retired(&self, path: &str) -> bool {
+        self.retired.contains_key(path)
+    }
+
     /// Retired files not yet deleted.
     pub fn retired_count(&self) -> usize {
         self.retired.len()
