@@ -18,7 +18,7 @@ mod table;
 pub use partition::{Granularity, MAX_ZONE_DIR_VALUE, PartitionDir, PartitionKey, is_bounded_zone_dir_value, zone_dir_value};
 pub use path::{FileId, ParquetFilePath, WriterId, escape_partition_value, live_files, unescape_partition_value};
 pub use runs::{ListedRun, RUNS_DIR, RunKey, RunPath, STATE_DIR, ZoneRowRange, list_runs, zone_file_covers_run};
-pub use table::{ColumnType, Table};
+pub use table::{ColumnKind, ColumnType, Table};
 
 /// Errors of path parsing and archive listing; each names the input that failed.
 #[derive(Debug, thiserror::Error)]

@@ -171,6 +171,27 @@ impl Table {
         }
     }
 
+    /// What a value column measures, which decides how it is aggregated over time
+    /// (`docs/statistics.md` says the same per column); `None` for a column the table lacks.
+    pub fn column_kind(self, column: &str) -> Option<ColumnKind> {
+        use ColumnKind::{Counter, Gauge, IntervalCount, Key};
+        if self.series_key_columns().contains(&column) {
+            return Some(Key);
+        }
+        self.value_columns().iter().find(|(n, _)| *n == column)?;
+        Some(match (self, column) {
+            (Table::Mem, "nalloc_calls" | "nfree_calls") | (Table::Net, _) | (Table::Disk, _) => Counter,
+            (Table::Zone, "ticks")
+            | (Table::Cpu, "usage")
+            | (Table::Mem, "maj_fault" | "as_fault" | "pgin")
+            | (Table::Process, "usage")
+            | (Table::Callfreq, "value")
+            | (Table::Cpuqueue, "amount") => IntervalCount,
+            (Table::Process, "execname") => Key,
+            _ => Gauge,
+        })
+    }
+
     /// The Arrow schema of the table's files: `time` (µs, UTC), `host`, `zone`, then
     /// [`Table::value_columns`], all nullable but the first three.
     pub fn schema(self) -> SchemaRef {
@@ -195,6 +216,20 @@ impl Table {
     }
 }
 
+/// What a value column measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnKind {
+    /// A level at the sample's time (memory in use, threads): min, max, mean, last.
+    Gauge,
+    /// Cumulative since the source started (bytes read, packets): only grows, but for a
+    /// reset (the source restarted) or a 32-bit wrap; use `increase`/`rate` in `dq`.
+    Counter,
+    /// What happened during the sample's interval (CPU samples, faults): sum it.
+    IntervalCount,
+    /// Names a series (core, instance, pid, execname, call name): group by it.
+    Key,
+}
+
 impl std::fmt::Display for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -204,6 +239,20 @@ impl std::fmt::Display for Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_value_column_has_a_kind() {
+        for t in Table::ALL {
+            for (c, _) in t.value_columns() {
+                assert!(t.column_kind(c).is_some(), "{t}.{c}");
+            }
+            assert_eq!(t.column_kind("nope"), None);
+        }
+        assert_eq!(Table::Disk.column_kind("reads"), Some(ColumnKind::Counter));
+        assert_eq!(Table::Disk.column_kind("instance"), Some(ColumnKind::Key));
+        assert_eq!(Table::Mem.column_kind("rss"), Some(ColumnKind::Gauge));
+        assert_eq!(Table::Mem.column_kind("maj_fault"), Some(ColumnKind::IntervalCount));
+    }
 
     #[test]
     fn names_round_trip_and_index_matches_order() {

@@ -9,6 +9,7 @@ pub mod archive_table;
 pub mod catalog_answers;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod output;
 pub mod pruning;
 pub mod repl;
@@ -100,6 +101,10 @@ impl ArchiveSession {
         let ctx = SessionContext::new_with_config(config);
         // UTC hour/day truncation by arithmetic (see `utc_date_trunc`).
         ctx.register_udf(utc_date_trunc::UtcDateTrunc::udf());
+        // increase, rate, delta and resets over counters (aggregate and window forms).
+        for f in counters::CounterFunction::ALL {
+            ctx.register_udaf(f.udaf());
+        }
         // Latest sample, first sample and rows per zone from the catalog, without a scan.
         ctx.add_optimizer_rule(Arc::new(catalog_answers::CatalogAnswers));
         let pin = Arc::new(archive_table::CatalogPin::default());
