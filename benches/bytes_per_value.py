@@ -13,8 +13,7 @@ import pyarrow.parquet as pq
 KEYS = {"time", "host", "zone", "core", "instance", "pid", "name", "bucket_ns", "zonename"}
 
 
-def main(root):
-    files = [p for p in pathlib.Path(root).rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)]
+def figures(files):
     size = sum(p.stat().st_size for p in files)
     values = 0
     for p in files:
@@ -27,6 +26,18 @@ def main(root):
                     continue
                 nulls = col.statistics.null_count if col.statistics is not None and col.statistics.has_null_count else 0
                 values += group.num_rows - nulls
+    return size, values
+
+
+def main(root):
+    files = [p for p in pathlib.Path(root).rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)]
+    # Day files (a day compaction's output) sit directly in date=D/, hour files in hour=H/.
+    days = [p for p in files if p.parent.name.startswith("date=")]
+    if days and len(days) < len(files):
+        for label, part in (("day files", days), ("hour files", [p for p in files if not p.parent.name.startswith("date=")])):
+            size, values = figures(part)
+            print(f"  {label}: {size} bytes in {len(part)} files, {values} measured values: {size / max(values, 1):.3f} bytes per value")
+    size, values = figures(files)
     print(f"{size} bytes in {len(files)} files, {values} measured values: {size / max(values, 1):.3f} bytes per value")
 
 
