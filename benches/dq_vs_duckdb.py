@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
-"""dq against DuckDB on the same archive, whole-process time.
+"""dq against the DuckDB CLI on the same archive, whole-process time, same answers.
 
-Builds an archive with the release binaries (a synthetic generator of ZONES zones x 16 cores x
-20 processes publishing HOURS simulated hours as fast as it can, an archiver storing them in
-hourly partitions, compacted at SIGTERM), then runs the same queries with `dq` and with DuckDB
-over `read_parquet('ARCHIVE/TABLE/**/*.parquet')`, as docs/archive-layout.md tells DuckDB users
-to. Each query runs RUNS times per engine; the median is printed.
-
-DuckDB is timed twice: whole process (a fresh `python3 -c` that imports duckdb, connects,
-runs and prints: the interpreter's start is part of it) and inside the process (connect +
-query + fetch only, the fair lower bound of a DuckDB CLI run). dq is timed whole process.
+Builds an archive with the release binaries (a synthetic generator of ZONES zones x CORES
+cores x PROCESSES processes publishing simulated time as fast as it can, one sample every
+INTERVAL_MS, an archiver storing it; with --compact-days-after, days are compacted as the
+run goes), or takes one with --archive. Then runs each query RUNS times with `dq` and with
+the DuckDB CLI (PyPI `duckdb-cli`, over `read_parquet('ARCHIVE/TABLE/**/*.parquet')` as
+docs/archive.md tells DuckDB users to) and prints the medians; both whole process, and the
+answers must have the same rows (sorted, numbers rounded).
 
     cargo build --release -p archiver -p generator -p query
-    pip install duckdb
-    python3 benches/dq_vs_duckdb.py [--hours 24] [--zones 20] [--runs 5] [--bin target/release]
+    pip install duckdb-cli==1.5.6
+    python3 benches/dq_vs_duckdb.py                      # a day of 20 zones at 1 Hz
+    python3 benches/dq_vs_duckdb.py --zones 5 --days 365 --interval-ms 60000 --cores 4 \
+        --processes 5 --compact-days-after 0 --keep /tmp/year   # a year at one sample a minute
+    python3 benches/dq_vs_duckdb.py --archive /tmp/year  # time an archive built before
 
 Loopback only; stops by itself.
 """
@@ -58,15 +59,18 @@ QUERIES = [
 ]
 
 
-def build_archive(bin_dir, archive, hours, zones):
+def build_archive(bin_dir, archive, args):
     port = random.randint(20000, 40000)
     archiver = subprocess.Popen([os.path.join(bin_dir, "archiver"), "--archive", archive,
-                                 "--connect", f"tcp://127.0.0.1:{port}", "--stats-interval", "1"],
+                                 "--connect", f"tcp://127.0.0.1:{port}", "--stats-interval", "1",
+                                 "--compact-days-after", args.compact_days_after],
                                 stderr=subprocess.DEVNULL)
-    frames = hours * 3600 * zones
+    intervals = args.days * 86400 * 1000 // args.interval_ms
+    frames = intervals * args.zones
     subprocess.run([os.path.join(bin_dir, "generator"), "--source", "synthetic", "-p", str(port),
-                    "--zones", str(zones), "--cores", "16", "--processes", "20",
-                    "--simulate-from", START, "--count", str(hours * 3600), "--wait-subscribers", "1"],
+                    "--zones", str(args.zones), "--cores", str(args.cores), "--processes", str(args.processes),
+                    "--interval", str(args.interval_ms),
+                    "--simulate-from", START, "--count", str(intervals), "--wait-subscribers", "1"],
                    check=True, stderr=subprocess.DEVNULL)
     # Wait until every frame is in, or the count has not moved for 5 s (a burst faster than
     # the archiver loses its tail at the publisher's high-water mark: reported, not hidden).
@@ -101,47 +105,60 @@ def timed(cmd):
     return elapsed, out.stdout
 
 
+def rows(csv_text):
+    """The rows of a headered CSV answer, numbers rounded, sorted: what both must agree on."""
+    out = []
+    for line in csv_text.strip().splitlines()[1:]:
+        cells = []
+        for c in line.split(","):
+            try:
+                cells.append(f"{float(c):.6g}")
+            except ValueError:
+                cells.append(c.strip('"').replace("T", " ").replace("+00", "").replace("Z", ""))
+        out.append(tuple(cells))
+    return sorted(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=int, default=24)
+    ap.add_argument("--days", type=int, default=1)
     ap.add_argument("--zones", type=int, default=20)
+    ap.add_argument("--cores", type=int, default=16)
+    ap.add_argument("--processes", type=int, default=20)
+    ap.add_argument("--interval-ms", type=int, default=1000)
+    ap.add_argument("--compact-days-after", default="48")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default="target/release")
+    ap.add_argument("--archive", help="time this archive instead of building one")
+    ap.add_argument("--keep", help="build the archive here and keep it")
     args = ap.parse_args()
-    import duckdb  # noqa: F401  (fail early if missing)
+    shutil.which("duckdb") or sys.exit("the DuckDB CLI is missing: pip install duckdb-cli")
 
     work = tempfile.mkdtemp()
     try:
-        archive = os.path.join(work, "archive")
-        t0 = time.perf_counter()
-        frames, accepted = build_archive(args.bin, archive, args.hours, args.zones)
-        files = sum(len([f for f in fs if f.endswith(".parquet")]) for _, _, fs in os.walk(archive))
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(archive) for f in fs if f.endswith(".parquet"))
-        print(f"archive: {args.zones} zones x {args.hours} h, {accepted} of {frames} frames, {files} files, {size / 2**20:.1f} MiB "
-              f"(built in {time.perf_counter() - t0:.0f} s)")
-        print(f"{'query':<52} {'dq':>8} {'duckdb':>8} {'duckdb':>8} {'dq/duckdb':>9}")
-        print(f"{'':<52} {'process':>8} {'process':>8} {'in-proc':>8} {'process':>9}")
+        archive = args.archive or args.keep or os.path.join(work, "archive")
+        if not args.archive:
+            t0 = time.perf_counter()
+            frames, accepted = build_archive(args.bin, archive, args)
+            print(f"built: {args.zones} zones x {args.days} days every {args.interval_ms} ms, {accepted} of {frames} frames "
+                  f"in {time.perf_counter() - t0:.0f} s")
+        files = sum(len([f for f in fs if f.endswith(".parquet")]) for d, _, fs in os.walk(archive) if "/_archiver" not in d)
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(archive) for f in fs if f.endswith(".parquet") and "/_archiver" not in d)
+        print(f"archive: {files} files, {size / 2**20:.1f} MiB")
+        print(f"{'query':<52} {'dq':>8} {'duckdb':>8} {'dq/duckdb':>9}")
         dq = os.path.join(args.bin, "dq")
         for name, sql in QUERIES:
             dsql = duckdb_sql(archive, sql)
-            script = ("import duckdb,time,sys;t=time.perf_counter();c=duckdb.connect();"
-                      f"r=c.sql({dsql!r}).fetchall();sys.stderr.write(str(time.perf_counter()-t));print(len(r))")
-            dq_t, dq_out, dk_t, dk_in = [], "", [], []
+            dq_t, dk_t = [], []
             for _ in range(args.runs):
                 t, dq_out = timed([dq, "--archive", archive, "--format", "csv", sql])
                 dq_t.append(t)
-                t0 = time.perf_counter()
-                out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-                dk_t.append(time.perf_counter() - t0)
-                if out.returncode != 0:
-                    sys.exit(f"duckdb failed on {name}: {out.stderr.strip()}")
-                dk_in.append(float(out.stderr.strip().splitlines()[-1]))
-                dk_rows = int(out.stdout.strip())
-            dq_rows = max(len(dq_out.strip().splitlines()) - 1, 0)
-            if dq_rows != dk_rows:
-                sys.exit(f"{name}: dq returned {dq_rows} rows, duckdb {dk_rows}")
-            a, b, c = statistics.median(dq_t), statistics.median(dk_t), statistics.median(dk_in)
-            print(f"{name:<52} {a:>7.3f}s {b:>7.3f}s {c:>7.3f}s {a / b:>9.2f}")
+                t, dk_out = timed(["duckdb", "-csv", "-c", dsql])
+                dk_t.append(t)
+            if rows(dq_out) != rows(dk_out):
+                sys.exit(f"{name}: dq and duckdb disagree:\n{dq_out[:500]}\n---\n{dk_out[:500]}")
+            a, b = statistics.median(dq_t), statistics.median(dk_t)
+            print(f"{name:<52} {a:>7.3f}s {b:>7.3f}s {a / b:>9.2f}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -21,7 +21,7 @@ use archive_layout::{Table, list_runs, unescape_partition_value, zone_dir_value,
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::{Result as DfResult, project_schema};
+use datafusion::common::{ColumnStatistics, Result as DfResult, ScalarValue, Statistics, project_schema};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
@@ -90,6 +90,9 @@ pub struct ScanFile {
     /// For a run: the zones whose rows of it are already in their partition (sorted);
     /// those rows must be left out. Empty for every other file.
     pub sealed_zones: Vec<String>,
+    /// What the catalog says of its columns (zone files planned from a catalog), so
+    /// DataFusion can skip it without opening its footer.
+    pub statistics: Option<Arc<Statistics>>,
 }
 
 impl ArchiveTable {
@@ -174,7 +177,12 @@ impl ArchiveTable {
                         zone_files.entry(e.period_start_us).or_default().push((zone.as_str(), id));
                     }
                     if bounds.admits_zone(zone) && admits(e) {
-                        files.push(ScanFile { path: self.root.join(&e.path), size: e.bytes, sealed_zones: Vec::new() });
+                        files.push(ScanFile {
+                            path: self.root.join(&e.path),
+                            size: e.bytes,
+                            sealed_zones: Vec::new(),
+                            statistics: Some(Arc::new(entry_statistics(self.table, e))),
+                        });
                     }
                 }
             }
@@ -190,7 +198,7 @@ impl ArchiveTable {
                 .collect();
             sealed_zones.sort();
             sealed_zones.dedup();
-            files.push(ScanFile { path: self.root.join(&r.path), size: r.bytes, sealed_zones });
+            files.push(ScanFile { path: self.root.join(&r.path), size: r.bytes, sealed_zones, statistics: None });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files
@@ -234,11 +242,73 @@ impl ArchiveTable {
             }
             sealed_zones.sort();
             sealed_zones.dedup();
-            files.push(ScanFile { path: r.path, size: r.size, sealed_zones });
+            files.push(ScanFile { path: r.path, size: r.size, sealed_zones, statistics: None });
         }
-        files.extend(listed.into_iter().map(|f| ScanFile { path: f.path, size: f.size, sealed_zones: Vec::new() }));
+        files.extend(listed.into_iter().map(|f| ScanFile {
+            path: f.path,
+            size: f.size,
+            sealed_zones: Vec::new(),
+            statistics: None,
+        }));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
+    }
+}
+
+/// A zone file's statistics in the table's column order, from its catalog entry: exact
+/// row count, `time` range, the zone, and each column's min, max and nulls as its footer
+/// stated them (absent where the footer said nothing).
+fn entry_statistics(table: Table, e: &catalog::Entry) -> Statistics {
+    use datafusion::common::stats::Precision;
+    let schema = table.schema();
+    let stat = |ty: &datafusion::arrow::datatypes::DataType, v: &Option<catalog::Stat>| -> Precision<ScalarValue> {
+        use datafusion::arrow::datatypes::DataType;
+        match (ty, v) {
+            (DataType::UInt32, Some(catalog::Stat::U64(n))) => {
+                u32::try_from(*n).map_or(Precision::Absent, |n| Precision::Exact(ScalarValue::UInt32(Some(n))))
+            }
+            (DataType::UInt64, Some(catalog::Stat::U64(n))) => Precision::Exact(ScalarValue::UInt64(Some(*n))),
+            (DataType::Utf8, Some(catalog::Stat::Str(s))) => Precision::Exact(ScalarValue::Utf8(Some(s.clone()))),
+            _ => Precision::Absent,
+        }
+    };
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut c = ColumnStatistics::new_unknown();
+            match f.name().as_str() {
+                "time" => {
+                    let ts = |v: Option<i64>| {
+                        v.map_or(Precision::Absent, |t| {
+                            Precision::Exact(ScalarValue::TimestampMicrosecond(Some(t), Some("UTC".into())))
+                        })
+                    };
+                    c.min_value = ts(e.min_time_us);
+                    c.max_value = ts(e.max_time_us);
+                    c.null_count = Precision::Exact(0);
+                }
+                "zone" => {
+                    let z = e.zone.clone().map_or(Precision::Absent, |z| Precision::Exact(ScalarValue::Utf8(Some(z))));
+                    c.min_value = z.clone();
+                    c.max_value = z;
+                    c.null_count = Precision::Exact(0);
+                }
+                name => {
+                    if let Some(s) = e.columns.get(name) {
+                        c.min_value = stat(f.data_type(), &s.min);
+                        c.max_value = stat(f.data_type(), &s.max);
+                        c.null_count = s.nulls.map_or(Precision::Absent, |n| Precision::Exact(n as usize));
+                    }
+                }
+            }
+            c
+        })
+        .collect();
+    Statistics {
+        num_rows: usize::try_from(e.rows).map_or(Precision::Absent, Precision::Exact),
+        total_byte_size: usize::try_from(e.bytes).map_or(Precision::Absent, Precision::Inexact),
+        column_statistics: columns,
     }
 }
 
@@ -348,13 +418,17 @@ impl ArchiveTable {
             // From the filesystem path, so names with `%`, spaces or non-ASCII characters map
             // back to the same file (a plain string would be percent-encoded twice).
             let location = ObjectPath::from_absolute_path(&f.path).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            g.1.push(PartitionedFile::new_from_meta(ObjectMeta {
+            let mut file = PartitionedFile::new_from_meta(ObjectMeta {
                 location,
                 last_modified: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
                 size: f.size,
                 e_tag: None,
                 version: None,
-            }));
+            });
+            if let Some(s) = f.statistics {
+                file = file.with_statistics(s);
+            }
+            g.1.push(file);
         }
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(self.schema().into());
