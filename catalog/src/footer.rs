@@ -38,10 +38,10 @@ fn column_stats(
     meta: &ParquetMetaData,
     table: Table,
     with_values: bool,
-) -> (Option<i64>, Option<i64>, BTreeMap<String, ColumnStats>) {
+) -> (Option<i64>, Option<i64>, BTreeMap<&'static str, ColumnStats>) {
     let types: BTreeMap<&str, ColumnType> =
         table.value_columns().iter().map(|(n, t)| (*n, *t)).chain([("host", ColumnType::Utf8)]).collect();
-    let mut columns: BTreeMap<String, ColumnStats> = BTreeMap::new();
+    let mut columns: BTreeMap<&'static str, ColumnStats> = BTreeMap::new();
     let (mut min_t, mut max_t): (Option<i64>, Option<i64>) = (None, None);
     let mut unknown: std::collections::BTreeSet<String> = Default::default();
     for rg in meta.row_groups() {
@@ -63,7 +63,7 @@ fn column_stats(
             if !with_values || unknown.contains(name) {
                 continue;
             }
-            let Some(ty) = types.get(name) else { continue };
+            let (Some(ty), Some(name)) = (types.get(name), crate::known_column(name)) else { continue };
             let (lo, hi, nulls) = match (ty, chunk.statistics()) {
                 (ColumnType::U32, Some(Statistics::Int32(s))) => (
                     s.min_opt().map(|&v| Stat::U64(u64::from(v as u32))),
@@ -86,7 +86,7 @@ fn column_stats(
                 }
             };
             let first = !columns.contains_key(name);
-            let c = columns.entry(name.to_owned()).or_default();
+            let c = columns.entry(name).or_default();
             c.min = match (c.min.take(), lo) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

@@ -65,8 +65,9 @@ pub enum CatalogError {
     Layout(#[from] archive_layout::LayoutError),
 }
 
-/// A minimum or maximum of a column, as its footer states it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A minimum or maximum of a column, as its footer states it (in JSON: a number or a
+/// string; read without buffering, which an untagged enum would do for every value).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(untagged)]
 pub enum Stat {
     /// An unsigned integer column.
@@ -75,6 +76,31 @@ pub enum Stat {
     I64(i64),
     /// A string column (only when the footer's value is exact, not truncated).
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for Stat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Stat;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Stat, E> {
+                Ok(Stat::U64(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Stat, E> {
+                Ok(if v >= 0 { Stat::U64(v as u64) } else { Stat::I64(v) })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Stat, E> {
+                Ok(Stat::Str(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Stat, E> {
+                Ok(Stat::Str(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// What a file's footer says of one column.
@@ -115,9 +141,10 @@ pub struct Entry {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
-    /// Per value column (and `host`), what the footer says; empty for runs.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub columns: BTreeMap<String, ColumnStats>,
+    /// Per value column (and `host`), what the footer says; empty for runs. Names of
+    /// columns no table has are dropped when read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "deserialize_columns")]
+    pub columns: BTreeMap<&'static str, ColumnStats>,
 }
 
 impl Entry {
@@ -155,6 +182,37 @@ pub struct Retired {
     pub retired: String,
     /// When it may be deleted.
     pub after_us: i64,
+}
+
+/// The name of a column some table has (or `host`), as the layout spells it.
+pub fn known_column(name: &str) -> Option<&'static str> {
+    if name == "host" {
+        return Some("host");
+    }
+    Table::ALL.iter().flat_map(|t| t.value_columns().iter().map(|(n, _)| *n)).find(|n| *n == name)
+}
+
+/// Reads `columns` without allocating a string per column name (a catalog holds thousands
+/// of entries of a dozen columns each, and `dq` reads it for every statement).
+fn deserialize_columns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<&'static str, ColumnStats>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = BTreeMap<&'static str, ColumnStats>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of column statistics")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let stats: ColumnStats = map.next_value()?;
+                if let Some(k) = known_column(&key) {
+                    out.insert(k, stats);
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visitor)
 }
 
 /// One change to the catalog, recorded as a whole or not at all.

@@ -48,6 +48,9 @@ pub enum CatalogSource {
     Snapshot(Arc<catalog::Snapshot>),
     /// Every scan lists directories (no catalog, or it cannot be trusted).
     Listing,
+    /// The first scan that needs files reads the catalog, and every later scan of the
+    /// statement uses what it read (a statement that reads no table never reads it).
+    Lazy(Arc<std::sync::OnceLock<Option<Arc<catalog::Snapshot>>>>),
 }
 
 /// The source shared by the tables of one session; the session pins one per statement, so
@@ -113,6 +116,7 @@ impl ArchiveTable {
             CatalogSource::Snapshot(s) => Some(s),
             CatalogSource::Listing => None,
             CatalogSource::Fresh => catalog::Snapshot::read(&self.root)?.map(Arc::new),
+            CatalogSource::Lazy(once) => once.get_or_init(|| read_or_list(&self.root)).clone(),
         };
         match snapshot {
             Some(s) => Ok(self.files_from_catalog(&s, bounds)),
@@ -128,6 +132,7 @@ impl ArchiveTable {
             CatalogSource::Snapshot(s) => s,
             CatalogSource::Listing => return None,
             CatalogSource::Fresh => Arc::new(catalog::Snapshot::read(&self.root).ok()??),
+            CatalogSource::Lazy(once) => once.get_or_init(|| read_or_list(&self.root)).clone()?,
         };
         let mut parts = Vec::new();
         for e in snapshot.of_table(self.table) {
@@ -253,6 +258,12 @@ impl ArchiveTable {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
+}
+
+/// The archive's catalog, or `None` (list directories) when it has none or it cannot be
+/// read (`archiver check` says why).
+fn read_or_list(root: &Path) -> Option<Arc<catalog::Snapshot>> {
+    catalog::Snapshot::read(root).ok().flatten().map(Arc::new)
 }
 
 /// A zone file's statistics in the table's column order, from its catalog entry: exact

@@ -30,7 +30,7 @@ pub use config::{DqConfig, OutputFormat};
 use tokio as _;
 // Used by the integration tests only.
 #[cfg(test)]
-use tempfile as _;
+use {proptest as _, tempfile as _};
 
 /// Errors of `dq`; each message is one line naming what failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,6 @@ fn one_line(e: &datafusion::error::DataFusionError) -> String {
 #[derive(Clone)]
 pub struct ArchiveSession {
     ctx: SessionContext,
-    root: PathBuf,
     pin: Arc<archive_table::CatalogPin>,
 }
 
@@ -111,7 +110,7 @@ impl ArchiveSession {
         for table in Table::ALL {
             ctx.register_table(table.name(), Arc::new(ArchiveTable::with_pin(root, table, pin.clone())))?;
         }
-        Ok(Self { ctx, root: root.clone(), pin })
+        Ok(Self { ctx, pin })
     }
 
     /// The DataFusion context (for registering more, or for tests).
@@ -123,16 +122,10 @@ impl ArchiveSession {
     /// no catalog or `listing` is asked).
     fn pin_catalog(&self, listing: bool) {
         use archive_table::CatalogSource;
-        let source = if listing {
-            CatalogSource::Listing
-        } else {
-            match catalog::Snapshot::read(&self.root) {
-                Ok(Some(s)) => CatalogSource::Snapshot(Arc::new(s)),
-                // No catalog, or one that cannot be read (`archiver check` says why): the
-                // directories are the truth.
-                Ok(None) | Err(_) => CatalogSource::Listing,
-            }
-        };
+        // Read by the first scan that needs it: one snapshot for the whole statement. No
+        // catalog, or one that cannot be read (`archiver check` says why): the directories
+        // are the truth.
+        let source = if listing { CatalogSource::Listing } else { CatalogSource::Lazy(Arc::default()) };
         self.pin.set(source);
     }
 
