@@ -11,27 +11,11 @@ use std::process::Command;
 
 use archive_layout::Table;
 use archiver::archive_writer::{ArchiveWriter, WriterOptions};
-use frame_proto::Packet;
-use frame_proto::packet::Cpu;
 use query::pruning::ScanBounds;
 
 const HOUR: i64 = 3_600_000_000;
 const T0: i64 = 1_764_000_000_000_000 - 1_764_000_000_000_000 % HOUR;
 const ZONES: [&str; 3] = ["a", "b/c", "global"];
-
-fn packet(zone: &str, t: i64, seq: u64) -> Packet {
-    Packet {
-        name: zone.into(),
-        time: (t / 1_000_000) as u64,
-        time_us: Some(t as u64),
-        host: Some("h".into()),
-        seq: Some(seq),
-        run_id: Some(1),
-        ticks: Some(100),
-        cpu: vec![Cpu { core: Some(0), usage: Some(seq as u32 % 5000) }, Cpu { core: Some(1), usage: Some(7) }],
-        ..Default::default()
-    }
-}
 
 /// Hour 0 sealed (a file per zone and table), hour 1 still in runs (two flushes); returns
 /// the rows of the `zone` table (one per frame).
@@ -42,7 +26,7 @@ fn write_archive(root: &Path) -> usize {
         for t in (from..to).step_by(60_000_000) {
             for z in ZONES {
                 seq += 1;
-                w.append("h", &packet(z, T0 + t, seq));
+                w.append("h", &common::cpu_packet(z, T0 + t, seq));
             }
         }
         w.flush().unwrap();

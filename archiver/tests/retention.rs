@@ -10,25 +10,9 @@ use std::path::Path;
 use archive_layout::Table;
 use archiver::archive_writer::{ArchiveWriter, WriterOptions};
 use archiver::retention::RetentionPolicy;
-use frame_proto::Packet;
-use frame_proto::packet::Cpu;
 
 const HOUR: i64 = 3_600_000_000;
 const T0: i64 = 1_764_000_000_000_000 - 1_764_000_000_000_000 % (24 * HOUR);
-
-fn packet(zone: &str, t: i64, seq: u64) -> Packet {
-    Packet {
-        name: zone.into(),
-        time: (t / 1_000_000) as u64,
-        time_us: Some(t as u64),
-        host: Some("h".into()),
-        seq: Some(seq),
-        run_id: Some(1),
-        ticks: Some(100),
-        cpu: vec![Cpu { core: Some(0), usage: Some(1) }],
-        ..Default::default()
-    }
-}
 
 /// 30 hours of two zones, one frame each 10 minutes, flushed and sealed hour by hour under
 /// `retention`; returns the frames written.
@@ -45,7 +29,7 @@ fn write(root: &Path, retention: RetentionPolicy) -> u64 {
         for m in 0..6 {
             for z in ["a", "b"] {
                 seq += 1;
-                w.append("h", &packet(z, T0 + h * HOUR + m * 600_000_000, seq));
+                w.append("h", &common::cpu_packet(z, T0 + h * HOUR + m * 600_000_000, seq));
             }
         }
         w.flush().unwrap();
@@ -77,7 +61,7 @@ fn each_table_keeps_its_age_and_the_rest_is_deleted() {
     // (12 h before it), hour 17 on, give or take the hour retention last looked in.
     let oldest = (oldest_hour(root, Table::Cpu) - T0) / HOUR;
     assert!((16..=17).contains(&oldest), "cpu's oldest hour kept: {oldest}");
-    assert_eq!(count(root, "cpu"), (30 - oldest as u64) * 6 * 2);
+    assert_eq!(count(root, "cpu"), (30 - oldest as u64) * 6 * 2 * 2, "two cores a frame");
     // Gone from the disk too (grace 0), and the catalog names exactly what is there.
     let cpu_files = common::parquet_files(&root.join("cpu")).len() as i64;
     assert_eq!(cpu_files, (30 - oldest) * 2);

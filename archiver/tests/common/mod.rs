@@ -145,3 +145,20 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A frame of `zone` at `t` (µs) from host `h`: two cores (core 0's usage `seq % 5000`,
+/// core 1's 7), ticks 100.
+pub fn cpu_packet(zone: &str, t: i64, seq: u64) -> frame_proto::Packet {
+    use frame_proto::packet::Cpu;
+    frame_proto::Packet {
+        name: zone.into(),
+        time: (t / 1_000_000) as u64,
+        time_us: Some(t as u64),
+        host: Some("h".into()),
+        seq: Some(seq),
+        run_id: Some(1),
+        ticks: Some(100),
+        cpu: vec![Cpu { core: Some(0), usage: Some(seq as u32 % 5000) }, Cpu { core: Some(1), usage: Some(7) }],
+        ..Default::default()
+    }
+}
