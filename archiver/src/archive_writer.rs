@@ -631,13 +631,11 @@ impl ArchiveWriter {
         let newest = expired.iter().filter_map(|e| e.period_end_us()).max().unwrap_or(0);
         let paths: Vec<String> = expired.iter().map(|e| e.path.clone()).collect();
         drop(snapshot);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+        let now = crate::parquet_file::now_us();
         let after_us = now.saturating_add(self.options.retire_grace.as_micros() as i64);
         let retire = paths.iter().map(|p| catalog::Retired { retired: p.clone(), after_us }).collect();
         let files = paths.len();
-        if let Some(c) = self.catalog.as_mut() {
-            c.commit(&Edit { remove: paths, retire, ..Edit::default() })?;
-        }
+        crate::seal::record(&mut self.catalog, Edit { remove: paths, retire, ..Edit::default() })?;
         self.stats.files_expired += files as u64;
         self.stats.bytes_expired += bytes;
         let rfc =
@@ -649,7 +647,7 @@ impl ArchiveWriter {
     /// Deletes the retired files whose grace period is over (and hour directories left
     /// empty), then records that in the catalog.
     fn reap_retired(&mut self) -> Result<(), ArchiverError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+        let now = crate::parquet_file::now_us();
         let due = match &self.catalog {
             Some(c) => c.retired_due(now),
             None => return Ok(()),
@@ -677,9 +675,7 @@ impl ArchiveWriter {
             }
         }
         self.step(WriteStep::RetiredDeleted)?;
-        if let Some(c) = self.catalog.as_mut() {
-            c.commit(&Edit { deleted: due, ..Edit::default() })?;
-        }
+        crate::seal::record(&mut self.catalog, Edit { deleted: due, ..Edit::default() })?;
         Ok(())
     }
 

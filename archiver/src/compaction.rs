@@ -19,7 +19,7 @@ use archive_layout::{
 };
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
+use crate::parquet_file::{Encoder, read_file, remove_durably, sync_dir, write_atomically};
 use crate::rows::TimeMerge;
 use crate::write_step::WriteStep;
 
@@ -194,11 +194,7 @@ impl Compactor {
     }
 
     fn remove_intent(&self) -> Result<(), ArchiverError> {
-        match fs::remove_file(&self.intent_path) {
-            Ok(()) => sync_dir(self.intent_path.parent().unwrap_or(&self.root)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ArchiverError::Io { what: "remove", path: self.intent_path.clone(), source }),
-        }
+        remove_durably(&self.intent_path)
     }
 
     fn remove_superseded(&self, key: &PartitionKey, all: &[FileId], live: &[FileId]) -> Result<usize, ArchiverError> {

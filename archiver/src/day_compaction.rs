@@ -30,8 +30,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, read_file, write_atomically};
+use crate::parquet_file::{Encoder, now_us, read_file, remove_durably, write_atomically};
 use crate::rows::TimeMerge;
+use crate::seal::record;
 use crate::write_step::WriteStep;
 
 /// Where the intent lives, under the state directory.
@@ -104,17 +105,6 @@ pub struct DayCompactor {
     writer: WriterId,
     encoder: Encoder,
     grace: Duration,
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
-}
-
-fn record(catalog: &mut Option<CatalogWriter>, edit: Edit) -> Result<(), ArchiverError> {
-    match catalog {
-        Some(c) => Ok(c.commit(&edit)?),
-        None => Ok(()),
-    }
 }
 
 impl DayCompactor {
@@ -256,11 +246,7 @@ impl DayCompactor {
     }
 
     fn remove_intent(&self) -> Result<(), ArchiverError> {
-        match fs::remove_file(&self.intent_path) {
-            Ok(()) => crate::parquet_file::sync_dir(self.intent_path.parent().unwrap_or(&self.root)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ArchiverError::Io { what: "remove", path: self.intent_path.clone(), source }),
-        }
+        remove_durably(&self.intent_path)
     }
 }
 

@@ -319,6 +319,24 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> 
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Removes the state file `path` if it is there, durably (its directory fsynced): an
+/// intent or journal whose work is done.
+pub fn remove_durably(path: &Path) -> Result<(), ArchiverError> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ArchiverError::Io { what: "remove", path: path.to_owned(), source }),
+    }
+}
+
+/// Wall-clock time in microseconds since the epoch (0 before it).
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// fsyncs a directory, so a rename or unlink in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<(), ArchiverError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|source| ArchiverError::Io {

@@ -33,7 +33,7 @@ use datafusion::parquet::file::metadata::PageIndexPolicy;
 use catalog::{CatalogWriter, Edit, catalog_path};
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, read_file, sync_dir, write_atomically};
+use crate::parquet_file::{Encoder, read_file, remove_durably, sync_dir, write_atomically};
 use crate::rows::TimeMerge;
 use crate::write_step::WriteStep;
 
@@ -78,7 +78,8 @@ type Slices = Vec<(usize, usize, usize)>;
 /// once recovery is done).
 type CatalogSlot = Option<CatalogWriter>;
 
-fn record(catalog: &mut CatalogSlot, edit: Edit) -> Result<(), ArchiverError> {
+/// Commits `edit` to the catalog, if the archive has one open (see [`CatalogSlot`]).
+pub(crate) fn record(catalog: &mut CatalogSlot, edit: Edit) -> Result<(), ArchiverError> {
     match catalog {
         Some(c) => Ok(c.commit(&edit)?),
         None => Ok(()),
@@ -406,11 +407,7 @@ impl Sealer {
     }
 
     fn remove_intent(&self) -> Result<(), ArchiverError> {
-        match fs::remove_file(&self.intent_path) {
-            Ok(()) => sync_dir(self.intent_path.parent().unwrap_or(&self.root)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ArchiverError::Io { what: "remove", path: self.intent_path.clone(), source }),
-        }
+        remove_durably(&self.intent_path)
     }
 }
 

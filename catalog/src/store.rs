@@ -379,11 +379,6 @@ impl CatalogWriter {
         self.retired.contains_key(path)
     }
 
-    /// Retired files not yet deleted.
-    pub fn retired_count(&self) -> usize {
-        self.retired.len()
-    }
-
     /// The current checkpoint's number.
     pub fn checkpoint_seq(&self) -> u64 {
         self.seq

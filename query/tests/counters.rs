@@ -144,3 +144,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_counter_function_over_the_wrong_columns_says_what_it_takes() {
+    let ctx = context(1);
+    register(&ctx, &[("a", 0, 1, 1)], 1);
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for (sql, says) in [
+        ("SELECT increase(zone, time) FROM t", "increase(value, time)"),
+        ("SELECT rate(c32, zone) FROM t", "rate(value, time)"),
+        ("SELECT resets(c32) FROM t", "argument"),
+    ] {
+        let err = rt.block_on(async { ctx.sql(sql).await?.collect().await }).unwrap_err().to_string();
+        assert!(err.contains(says), "{sql}: {err}");
+    }
+}
