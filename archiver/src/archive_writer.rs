@@ -551,11 +551,21 @@ impl ArchiveWriter {
     /// deletes retired files whose grace period is over.
     pub fn seal_due(&mut self) -> Result<usize, ArchiverError> {
         let due = pick_due(&self.runs, self.buffers.latest_sample(), self.flush_cycle);
+        // A seal of a day already old enough to compact (its last hour, or late rows) makes
+        // that day due; a seal of recent hours cannot, so the catalog is not read again for it.
+        let old_day = match (self.options.compact_days_after, self.buffers.latest_sample()) {
+            (Some(age), Some(latest)) => {
+                let before = latest.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
+                due.iter().any(|k| Granularity::Day.period_start(k.start_us) + Granularity::Day.period_us() <= before)
+            }
+            _ => false,
+        };
         let sealed = self.seal_keys(due)?;
-        if sealed > 0 {
-            // A day whose last runs were just sealed may be due now, and new files count
-            // against the disk budget.
+        if sealed > 0 && old_day {
             self.days_checked = None;
+        }
+        if sealed > 0 && self.options.retention.disk_budget_bytes.is_some() {
+            // New files count against the disk budget.
             self.retention_checked = None;
         }
         self.guarded(|w| w.compact_days_due().and_then(|()| w.apply_retention()).and_then(|()| w.reap_retired()))?;
@@ -583,17 +593,19 @@ impl ArchiveWriter {
     }
 
     /// Compacts up to `days_per_flush` days that are due; looks for them when the newest
-    /// sample's day changed, or when the last look left some.
+    /// sample minus the age passed midnight, after a seal of an old day, or when the last
+    /// look left some.
     fn compact_days_due(&mut self) -> Result<(), ArchiverError> {
         let (Some(age), Some(latest)) = (self.options.compact_days_after, self.buffers.latest_sample()) else { return Ok(()) };
-        let today = Granularity::Day.period_start(latest);
+        // Days end before `before`; a new one can be due only once `before` passes midnight.
+        let before = latest.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
+        let today = Granularity::Day.period_start(before);
         if self.days_checked.is_some_and(|(day, more)| day == today && !more) {
             return Ok(());
         }
         // Never while a seal or a flush is half done (their intent or journal is there).
         self.settle_journal(false)?;
         self.settle_compaction()?;
-        let before = latest.saturating_sub(age.as_micros() as i64);
         let Some(snapshot) = catalog::Snapshot::read(&self.root)? else { return Ok(()) };
         let limit = self.options.days_per_flush.max(1);
         let groups = pick_days(snapshot.entries(), before, limit);
