@@ -13,7 +13,8 @@ answers must have the same rows (sorted, numbers rounded).
     pip install duckdb-cli==1.5.6
     python3 benches/dq_vs_duckdb.py                      # a day of 20 zones at 1 Hz
     python3 benches/dq_vs_duckdb.py --zones 5 --days 365 --interval-ms 60000 --cores 4 \
-        --processes 5 --compact-days-after 0 --keep /tmp/year   # a year at one sample a minute
+        --processes 5 --partition day --keep /tmp/year   # a year at one sample a minute
+    python3 benches/dq_vs_duckdb.py ... --runs 0       # build (and --keep) only
     python3 benches/dq_vs_duckdb.py --archive /tmp/year  # time an archive built before
 
 Loopback only; stops by itself.
@@ -63,7 +64,7 @@ def build_archive(bin_dir, archive, args):
     port = random.randint(20000, 40000)
     archiver = subprocess.Popen([os.path.join(bin_dir, "archiver"), "--archive", archive,
                                  "--connect", f"tcp://127.0.0.1:{port}", "--stats-interval", "1",
-                                 "--compact-days-after", args.compact_days_after],
+                                 "--compact-days-after", args.compact_days_after, "--partition", args.partition],
                                 stderr=subprocess.DEVNULL)
     intervals = args.days * 86400 * 1000 // args.interval_ms
     frames = intervals * args.zones
@@ -143,6 +144,7 @@ def main():
     ap.add_argument("--processes", type=int, default=20)
     ap.add_argument("--interval-ms", type=int, default=1000)
     ap.add_argument("--compact-days-after", default="48")
+    ap.add_argument("--partition", default="hour", help="the archiver's --partition (hour or day)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default="target/release")
     ap.add_argument("--archive", help="time this archive instead of building one")
@@ -161,6 +163,8 @@ def main():
         files = sum(len([f for f in fs if f.endswith(".parquet")]) for d, _, fs in os.walk(archive) if "/_archiver" not in d)
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(archive) for f in fs if f.endswith(".parquet") and "/_archiver" not in d)
         print(f"archive: {files} files, {size / 2**20:.1f} MiB; DuckDB CLI: {duckdb}")
+        if args.runs == 0:
+            return
         print(f"{'query':<52} {'dq':>8} {'duckdb':>8} {'dq/duckdb':>9}")
         dq = os.path.join(args.bin, "dq")
         for name, sql in QUERIES:

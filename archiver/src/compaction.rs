@@ -85,9 +85,9 @@ impl Intent {
         let start_us = f.next()?.parse().ok()?;
         let zone = unescape_partition_value(f.next()?)?;
         let id = FileId::parse_file_name(f.next()?)?;
-        f.next()
-            .is_none()
-            .then_some(Intent { output: ParquetFilePath::new(PartitionKey { table, zone, start_us, granularity }, id) })
+        f.next().is_none().then_some(Intent {
+            output: ParquetFilePath::new(PartitionKey { table, rollup: None, zone, start_us, granularity }, id),
+        })
     }
 }
 

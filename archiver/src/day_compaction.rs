@@ -31,6 +31,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, now_us, read_file, remove_durably, write_atomically};
+use crate::rollup::publish_rollups;
 use crate::rows::TimeMerge;
 use crate::seal::record;
 use crate::write_step::WriteStep;
@@ -51,7 +52,13 @@ pub struct DayGroup {
 
 impl DayGroup {
     fn day_key(&self) -> PartitionKey {
-        PartitionKey { table: self.table, zone: self.zone.clone(), start_us: self.day_start_us, granularity: Granularity::Day }
+        PartitionKey {
+            table: self.table,
+            rollup: None,
+            zone: self.zone.clone(),
+            start_us: self.day_start_us,
+            granularity: Granularity::Day,
+        }
     }
 }
 
@@ -192,12 +199,18 @@ impl DayCompactor {
         inputs.extend(hour_live);
         let retire_after = now_us().saturating_add(self.grace.as_micros() as i64);
         if inputs.len() <= 1 && inputs.iter().all(|p| p.key.granularity == Granularity::Day) {
-            // Done already (a repeat after a crash): make sure the catalog says so.
+            // Done already (a repeat after a crash): make sure the rollups are there and the
+            // catalog says so.
             let mut add = Vec::new();
+            let mut gone: Vec<String> = covered.iter().map(|p| catalog_path(&p.relative_path())).collect();
             for p in &inputs {
                 add.push(catalog::entry_of_file(&self.root, p)?);
+                let rollups = publish_rollups(&self.root, &self.encoder, self.writer, p)?;
+                for f in &rollups.files {
+                    add.push(catalog::entry_of_file(&self.root, f)?);
+                }
+                gone.extend(rollups.superseded.iter().map(|p| catalog_path(&p.relative_path())));
             }
-            let gone: Vec<String> = covered.iter().map(|p| catalog_path(&p.relative_path())).collect();
             let retire = gone.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
             record(catalog, Edit { add, remove: gone, retire, ..Edit::default() })?;
             return self.remove_intent().map(|()| outcome);
@@ -228,18 +241,22 @@ impl DayCompactor {
         outcome.published = true;
         outcome.inputs = timed.len();
         step(WriteStep::DayPublished)?;
+        let rollups = publish_rollups(&self.root, &self.encoder, self.writer, &out)?;
+        step(WriteStep::RollupsPublished)?;
         let replaced: Vec<String> = timed
             .iter()
             .map(|(_, _, p)| p)
             .chain(covered.iter())
             .filter(|p| **p != out)
+            .chain(rollups.superseded.iter())
             .map(|p| catalog_path(&p.relative_path()))
             .collect();
         let retire = replaced.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
-        record(
-            catalog,
-            Edit { add: vec![catalog::entry_of_file(&self.root, &out)?], remove: replaced, retire, ..Edit::default() },
-        )?;
+        let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
+        for f in &rollups.files {
+            add.push(catalog::entry_of_file(&self.root, f)?);
+        }
+        record(catalog, Edit { add, remove: replaced, retire, ..Edit::default() })?;
         step(WriteStep::DayCatalogued)?;
         self.remove_intent()?;
         Ok(outcome)

@@ -3,7 +3,7 @@
 //! Owns the ingest path: receiving frames ([`subscriber`]), checking them ([`admission`], from
 //! `frame_proto`), turning them into Arrow columns ([`rows`]) held in [`buffers`], publishing
 //! them through the flush journal ([`publish`], [`parquet_file`]), merging files
-//! ([`compaction`]), all tied together behind the write-ahead log (the `wal` crate) by
+//! ([`compaction`], [`seal`], [`day_compaction`]), summarising days ([`rollup`]), all tied together behind the write-ahead log (the `wal` crate) by
 //! [`archive_writer`], with named stages tests can stop at ([`write_step`]); and the service
 //! loop with periodic flushes, a status file and a clean shutdown ([`service`]). The
 //! archive's layout itself belongs to `archive_layout`; this crate must not invent paths.
@@ -18,6 +18,7 @@ pub mod memory_budget;
 pub mod parquet_file;
 pub mod publish;
 pub mod retention;
+pub mod rollup;
 pub mod rows;
 pub mod seal;
 pub mod service;

@@ -12,7 +12,7 @@ use std::io::BufWriter;
 use std::path::Path;
 
 use archive_layout::format::{file_metadata, keys, run_metadata};
-use archive_layout::{ColumnType, ParquetFilePath, RunPath, Table, ZoneRowRange};
+use archive_layout::{ColumnType, ParquetFilePath, RollupLevel, RunPath, Table, ZoneRowRange};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::error::ArrowError;
@@ -105,10 +105,10 @@ impl Encoder {
     ///   only on `host` and the other strings (one or a few values a file: nothing to prune
     ///   page by page).
     pub fn properties(&self, table: Table) -> Result<WriterProperties, ArchiverError> {
-        Ok(self.builder(table)?.build())
+        Ok(self.builder(table, None)?.build())
     }
 
-    fn builder(&self, table: Table) -> Result<WriterPropertiesBuilder, ArchiverError> {
+    fn builder(&self, table: Table, rollup: Option<RollupLevel>) -> Result<WriterPropertiesBuilder, ArchiverError> {
         let compression = match self.codec {
             Codec::Zstd(level) => Compression::ZSTD(
                 ZstdLevel::try_new(level).map_err(|e| ArchiverError::Config(format!("zstd level {level}: {e}")))?,
@@ -124,6 +124,20 @@ impl Encoder {
             .set_max_row_group_row_count(Some(1 << 20))
             .set_sorting_columns(Some(vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }]))
             .set_created_by(concat!("archiver ", env!("CARGO_PKG_VERSION")).to_owned());
+        if rollup.is_some() {
+            // A rollup: integers DELTA_BINARY_PACKED (sums and counts move slowly from one
+            // bucket to the next), strings (host, zone, keys) dictionary.
+            let schema = table.rollup_schema();
+            for field in schema.fields() {
+                let col = ColumnPath::from(field.name().as_str());
+                if field.data_type() != &datafusion::arrow::datatypes::DataType::Utf8 {
+                    b = b
+                        .set_column_dictionary_enabled(col.clone(), false)
+                        .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+                }
+            }
+            return Ok(b);
+        }
         if !self.per_column {
             let time = ColumnPath::from("time");
             b = b.set_column_dictionary_enabled(time.clone(), false).set_column_encoding(time, Encoding::DELTA_BINARY_PACKED);
@@ -160,24 +174,27 @@ impl Encoder {
 
     /// Encodes `batches` of `table` as one Parquet file into `out`; returns `out`.
     pub fn write<W: std::io::Write + Send>(&self, out: W, table: Table, batches: &[RecordBatch]) -> Result<W, ParquetError> {
-        self.write_with_metadata(out, table, Vec::new(), &mut batches.iter().cloned().map(Ok))
+        self.write_with_metadata(out, table, None, Vec::new(), &mut batches.iter().cloned().map(Ok))
     }
 
-    /// [`Encoder::write`] with key-value metadata in the file's footer, taking the batches
-    /// one at a time (a merge hands them out as it goes).
+    /// [`Encoder::write`] of `table` (or of its rollup at `rollup`) with key-value metadata
+    /// in the file's footer, taking the batches one at a time (a merge hands them out as it
+    /// goes).
     pub fn write_with_metadata<W: std::io::Write + Send>(
         &self,
         out: W,
         table: Table,
+        rollup: Option<RollupLevel>,
         metadata: Vec<(String, String)>,
         batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
     ) -> Result<W, ParquetError> {
-        let mut props = self.builder(table).map_err(|e| ParquetError::General(e.to_string()))?;
+        let mut props = self.builder(table, rollup).map_err(|e| ParquetError::General(e.to_string()))?;
         if !metadata.is_empty() {
             props = props.set_key_value_metadata(Some(metadata.into_iter().map(|(k, v)| KeyValue::new(k, v)).collect()));
         }
         let props = props.build();
-        let mut writer = ArrowWriter::try_new(out, table.schema(), Some(props))?;
+        let schema = if rollup.is_some() { table.rollup_schema() } else { table.schema() };
+        let mut writer = ArrowWriter::try_new(out, schema, Some(props))?;
         for batch in batches {
             writer.write(&batch?)?;
         }
@@ -187,7 +204,12 @@ impl Encoder {
     /// Writes `batches` to `path`'s temporary name and fsyncs it (not published: the caller
     /// renames it). Returns the bytes written; on error the temporary file is removed.
     pub fn write_temp(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        self.write_fsynced(&path.temp_path(root), path.key.table, file_metadata(path), &mut batches.iter().cloned().map(Ok))
+        self.write_fsynced(
+            &path.temp_path(root),
+            (path.key.table, path.key.rollup),
+            file_metadata(path),
+            &mut batches.iter().cloned().map(Ok),
+        )
     }
 
     /// Writes a run (rows of one table and period, ordered by zone then time) to its
@@ -196,13 +218,13 @@ impl Encoder {
     pub fn write_run_temp(&self, root: &Path, run: &RunPath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
         let mut metadata = run_metadata(run);
         metadata.push((keys::ZONE_ROWS.to_owned(), ZoneRowRange::encode(&zone_row_ranges(batches))));
-        self.write_fsynced(&run.temp_path(root), run.key.table, metadata, &mut batches.iter().cloned().map(Ok))
+        self.write_fsynced(&run.temp_path(root), (run.key.table, None), metadata, &mut batches.iter().cloned().map(Ok))
     }
 
     fn write_fsynced(
         &self,
         temp: &Path,
-        table: Table,
+        (table, rollup): (Table, Option<RollupLevel>),
         metadata: Vec<(String, String)>,
         batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
     ) -> Result<u64, ArchiverError> {
@@ -212,7 +234,7 @@ impl Encoder {
             create_dir_durably(&dir)?;
             let file = File::create(&temp).map_err(|source| ArchiverError::Io { what: "create", path: temp.clone(), source })?;
             let buffered = self
-                .write_with_metadata(BufWriter::with_capacity(1 << 16, file), table, metadata, batches)
+                .write_with_metadata(BufWriter::with_capacity(1 << 16, file), table, rollup, metadata, batches)
                 .map_err(|source| ArchiverError::Parquet { path: temp.clone(), source })?;
             let file = buffered.into_inner().map_err(|e| ArchiverError::Io {
                 what: "flush",
@@ -242,7 +264,7 @@ impl Encoder {
         path: &ParquetFilePath,
         batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
     ) -> Result<u64, ArchiverError> {
-        let len = self.write_fsynced(&path.temp_path(root), path.key.table, file_metadata(path), batches)?;
+        let len = self.write_fsynced(&path.temp_path(root), (path.key.table, path.key.rollup), file_metadata(path), batches)?;
         let (temp, final_path) = (path.temp_path(root), path.absolute_path(root));
         if let Err(source) = fs::rename(&temp, &final_path) {
             remove_litter(&temp);

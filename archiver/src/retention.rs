@@ -3,20 +3,29 @@
 //! ([`pick_expired`]), tested without files; the archive writer records the removal in one
 //! catalog edit that also retires the files, which are deleted after the grace period (so
 //! `dq` and other readers that listed them finish). Runs are never removed here.
+//!
+//! Rules name a raw table (`cpu=30d`), a rollup table (`cpu_1m=365d`), or every table of a
+//! level (`*=30d` every raw table, `*_1m=365d`, `*_1h=...`); a table's own rule wins. Under a
+//! disk budget raw files go first (oldest first), rollups only once no raw file is left.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use archive_layout::Table;
+use archive_layout::{RollupLevel, Table};
 use catalog::Entry;
+
+/// A raw table or one of its rollups.
+pub type Dataset = (Table, Option<RollupLevel>);
 
 /// How long each table's files are kept, and the disk budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Per table: files whose period ended this long before the newest sample go.
-    pub per_table: BTreeMap<Table, Duration>,
-    /// For tables without their own: the same (`None`: kept forever).
-    pub default: Option<Duration>,
+    /// Per table (raw or rollup): files whose period ended this long before the newest
+    /// sample go.
+    pub per_table: BTreeMap<Dataset, Duration>,
+    /// Per level (`None`: raw tables), for tables without their own rule (absent: kept
+    /// forever).
+    pub per_level: BTreeMap<Option<RollupLevel>, Duration>,
     /// The published files' bytes are kept under this; the oldest periods go first.
     pub disk_budget_bytes: Option<u64>,
 }
@@ -24,25 +33,34 @@ pub struct RetentionPolicy {
 impl RetentionPolicy {
     /// Whether it never removes anything.
     pub fn keeps_everything(&self) -> bool {
-        self.per_table.is_empty() && self.default.is_none() && self.disk_budget_bytes.is_none()
+        self.per_table.is_empty() && self.per_level.is_empty() && self.disk_budget_bytes.is_none()
     }
 
-    fn age_of(&self, table: Table) -> Option<Duration> {
-        self.per_table.get(&table).copied().or(self.default)
+    fn age_of(&self, dataset: Dataset) -> Option<Duration> {
+        self.per_table.get(&dataset).or_else(|| self.per_level.get(&dataset.1)).copied()
     }
 
-    /// Parses one `--retain` value: `TABLE=AGE` or `*=AGE`, AGE a number with `h` or `d`.
+    /// Parses one `--retain` value: `TABLE=AGE`, `*=AGE`, `*_1m=AGE` or `*_1h=AGE` (see the
+    /// module docs), AGE a number with `h` or `d`.
     pub fn add_rule(&mut self, rule: &str) -> Result<(), String> {
         let (table, age) = rule.split_once('=').ok_or_else(|| format!("{rule:?} is not TABLE=AGE (for example cpu=30d)"))?;
         let age = parse_age(age)?;
-        match table {
-            "*" => self.default = Some(age),
-            t => {
-                let table = Table::from_name(t).map_err(|e| e.to_string())?;
-                self.per_table.insert(table, age);
-            }
+        if table == "*" {
+            self.per_level.insert(None, age);
+        } else if let Some(level) = RollupLevel::ALL.into_iter().find(|l| table == format!("*_{}", l.suffix())) {
+            self.per_level.insert(Some(level), age);
+        } else {
+            self.per_table.insert(dataset_of(table).ok_or_else(|| format!("unknown table {table:?}"))?, age);
         }
         Ok(())
+    }
+}
+
+/// The raw or rollup table a name names.
+fn dataset_of(name: &str) -> Option<Dataset> {
+    match RollupLevel::parse_table_name(name) {
+        Some((t, l)) => Some((t, Some(l))),
+        None => Table::from_name(name).ok().map(|t| (t, None)),
     }
 }
 
@@ -72,20 +90,22 @@ pub fn pick_expired<'a>(
         if e.is_run() {
             continue;
         }
-        let (Some(table), Some(end)) = (e.table(), e.period_end_us()) else { continue };
-        match policy.age_of(table) {
+        let (Some(dataset), Some(end)) = (dataset_of(&e.table), e.period_end_us()) else { continue };
+        match policy.age_of(dataset) {
             Some(age) if end <= latest_us.saturating_sub(age.as_micros() as i64) => out.push(e),
             _ => kept.push(e),
         }
     }
     if let Some(budget) = policy.disk_budget_bytes {
         let mut total: u64 = kept.iter().map(|e| e.bytes).sum();
-        kept.sort_by_key(|e| (e.period_start_us, e.period_end_us(), e.path.clone()));
+        // Raw files before rollups, oldest first.
+        let rollup = |e: &Entry| e.table().is_none();
+        kept.sort_by_key(|e| (rollup(e), e.period_start_us, e.period_end_us(), e.path.clone()));
         let mut i = 0;
         while total > budget && i < kept.len() {
             // A whole period end at a time, so a budget never leaves half of an hour.
-            let end = kept[i].period_end_us();
-            while i < kept.len() && kept[i].period_end_us() == end {
+            let group = (rollup(kept[i]), kept[i].period_end_us());
+            while i < kept.len() && (rollup(kept[i]), kept[i].period_end_us()) == group {
                 total -= kept[i].bytes;
                 out.push(kept[i]);
                 i += 1;
@@ -147,13 +167,38 @@ mod tests {
         let entries: Vec<Entry> = (0..4).flat_map(|h| [entry("cpu", h * HOUR, 5), entry("mem", h * HOUR, 5)]).collect();
         let gone = paths(pick_expired(&entries, &policy, 4 * HOUR));
         assert_eq!(gone, vec!["cpu/0".to_owned(), "cpu/3600000000".into(), "mem/0".into(), "mem/3600000000".into()]);
+        // Rollups go only once no raw file is left, however old they are.
+        let mut with_rollups = entries.clone();
+        with_rollups.extend((0..4).map(|h| entry("cpu_1m", h * HOUR - 100 * HOUR, 5)));
+        let gone = paths(pick_expired(&with_rollups, &policy, 4 * HOUR));
+        assert!(gone.iter().all(|p| !p.starts_with("cpu_1m")), "{gone:?}");
+        let tight = RetentionPolicy { disk_budget_bytes: Some(5), ..Default::default() };
+        let gone = pick_expired(&with_rollups, &tight, 4 * HOUR);
+        assert_eq!(gone.len(), 8 + 3, "every raw file, then the oldest rollups");
+    }
+
+    #[test]
+    fn raw_and_rollup_levels_keep_their_own_ages() {
+        let mut policy = RetentionPolicy::default();
+        for rule in ["*=2h", "*_1m=5h", "cpu_1h=1h"] {
+            policy.add_rule(rule).unwrap();
+        }
+        let entries: Vec<Entry> =
+            (0..8).flat_map(|h| ["cpu", "cpu_1m", "cpu_1h", "mem_1h"].map(|t| entry(t, h * HOUR, 1))).collect();
+        let gone = paths(pick_expired(&entries, &policy, 8 * HOUR));
+        let count = |t: &str| gone.iter().filter(|p| p.split('/').next() == Some(t)).count();
+        assert_eq!((count("cpu"), count("cpu_1m"), count("cpu_1h"), count("mem_1h")), (6, 3, 7, 0));
     }
 
     #[test]
     fn rules_parse_or_say_why_not() {
         let mut p = RetentionPolicy::default();
         assert!(p.add_rule("cpu=30d").is_ok());
-        assert_eq!(p.per_table[&Table::Cpu], Duration::from_secs(30 * 86_400));
+        assert_eq!(p.per_table[&(Table::Cpu, None)], Duration::from_secs(30 * 86_400));
+        assert!(p.add_rule("cpu_1m=365d").is_ok() && p.add_rule("*_1h=3650d").is_ok());
+        assert_eq!(p.per_table[&(Table::Cpu, Some(RollupLevel::Minute))], Duration::from_secs(365 * 86_400));
+        assert_eq!(p.per_level[&Some(RollupLevel::Hour)], Duration::from_secs(3650 * 86_400));
+        assert!(p.add_rule("zonename_1m=1d").unwrap_err().contains("unknown table"));
         assert!(p.add_rule("cpu=30").unwrap_err().contains("not an age"));
         assert!(p.add_rule("nope=1d").unwrap_err().contains("unknown table"));
         assert!(p.add_rule("cpu").unwrap_err().contains("TABLE=AGE"));

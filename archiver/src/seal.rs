@@ -34,6 +34,7 @@ use catalog::{CatalogWriter, Edit, catalog_path};
 
 use crate::ArchiverError;
 use crate::parquet_file::{Encoder, read_file, remove_durably, sync_dir, write_atomically};
+use crate::rollup::publish_rollups;
 use crate::rows::TimeMerge;
 use crate::write_step::WriteStep;
 
@@ -298,10 +299,18 @@ impl Sealer {
                 // yet, and superseded files a crash left may remain.
                 let superseded: Vec<FileId> = ours.into_iter().filter(|id| !live.contains(id)).collect();
                 let mut add = Vec::with_capacity(live.len());
+                let mut remove = superseded_paths(&partition, &superseded);
                 for id in &live {
-                    add.push(catalog::entry_of_file(&self.root, &ParquetFilePath::new(partition.clone(), *id))?);
+                    let file = ParquetFilePath::new(partition.clone(), *id);
+                    add.push(catalog::entry_of_file(&self.root, &file)?);
+                    let rollups = publish_rollups(&self.root, &self.encoder, self.writer, &file)?;
+                    for f in &rollups.files {
+                        add.push(catalog::entry_of_file(&self.root, f)?);
+                    }
+                    remove.extend(rollups.superseded.iter().map(|p| catalog_path(&p.relative_path())));
+                    self.remove_rollups(&rollups.superseded)?;
                 }
-                record(catalog, Edit { add, remove: superseded_paths(&partition, &superseded), ..Edit::default() })?;
+                record(catalog, Edit { add, remove, ..Edit::default() })?;
                 self.remove_superseded(&partition, &superseded, outcome)?;
             } else {
                 todo.push((zone, ours, uncovered));
@@ -370,18 +379,24 @@ impl Sealer {
             drop(merge);
             outcome.zones += 1;
             step(WriteStep::SealZonePublished)?;
+            // A day partition's file gets its rollups (an hour partition's day gets them when
+            // it is compacted).
+            let rollups = publish_rollups(&self.root, &self.encoder, self.writer, &out)?;
+            if !rollups.files.is_empty() {
+                step(WriteStep::RollupsPublished)?;
+            }
             // Every older file of this writer in the partition is inside the new range.
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
-            record(
-                catalog,
-                Edit {
-                    add: vec![catalog::entry_of_file(&self.root, &out)?],
-                    remove: superseded_paths(&partition, &superseded),
-                    ..Edit::default()
-                },
-            )?;
+            let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
+            for f in &rollups.files {
+                add.push(catalog::entry_of_file(&self.root, f)?);
+            }
+            let mut remove = superseded_paths(&partition, &superseded);
+            remove.extend(rollups.superseded.iter().map(|p| catalog_path(&p.relative_path())));
+            record(catalog, Edit { add, remove, ..Edit::default() })?;
             step(WriteStep::SealZoneCatalogued)?;
             self.remove_superseded(&partition, &superseded, outcome)?;
+            self.remove_rollups(&rollups.superseded)?;
         }
         Ok(())
     }
@@ -402,6 +417,19 @@ impl Sealer {
         }
         if !ids.is_empty() {
             sync_dir(&self.root.join(partition.relative_dir()))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes rollup files a newer day file's rollups replaced (no longer in the catalog).
+    fn remove_rollups(&self, files: &[ParquetFilePath]) -> Result<(), ArchiverError> {
+        for f in files {
+            let path = f.absolute_path(&self.root);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ArchiverError::Io { what: "remove superseded rollup", path, source }),
+            }
         }
         Ok(())
     }

@@ -43,6 +43,9 @@ pub enum WriteStep {
     DayIntentWritten,
     /// Day compaction: the day file is published (its inputs still listed by the catalog).
     DayPublished,
+    /// A day file's rollups (`TABLE_1m`, `TABLE_1h`) are published, not yet in the catalog
+    /// (a day compaction's, or a day partition's seal per zone).
+    RollupsPublished,
     /// Day compaction: the catalog's edit adding the day file and retiring its inputs is
     /// durable (the inputs still on disk).
     DayCatalogued,
@@ -57,7 +60,7 @@ pub enum WriteStep {
 
 impl WriteStep {
     /// Every step, in the order a flush, a seal and a start pass them.
-    pub const ALL: [WriteStep; 18] = [
+    pub const ALL: [WriteStep; 19] = [
         WriteStep::FlushBatchesReady,
         WriteStep::FlushJournalWritten,
         WriteStep::FlushTempWritten,
@@ -72,6 +75,7 @@ impl WriteStep {
         WriteStep::SealRunsRemoved,
         WriteStep::DayIntentWritten,
         WriteStep::DayPublished,
+        WriteStep::RollupsPublished,
         WriteStep::DayCatalogued,
         WriteStep::RetiredDeleted,
         WriteStep::RecoveryJournalFound,
@@ -97,6 +101,7 @@ impl WriteStep {
             WriteStep::SealRunsRemoved => "seal-runs-removed",
             WriteStep::DayIntentWritten => "day-intent-written",
             WriteStep::DayPublished => "day-published",
+            WriteStep::RollupsPublished => "rollups-published",
             WriteStep::DayCatalogued => "day-catalogued",
             WriteStep::RetiredDeleted => "retired-deleted",
             WriteStep::RecoveryJournalFound => "recovery-journal-found",

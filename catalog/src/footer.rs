@@ -6,8 +6,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use archive_layout::format::keys;
-use archive_layout::listing::list_table;
-use archive_layout::{ColumnType, Granularity, ParquetFilePath, RunPath, Table, ZoneRowRange, list_runs};
+use archive_layout::listing::{list_rollup, list_table};
+use archive_layout::{
+    ColumnType, Granularity, ParquetFilePath, RollupLevel, RunPath, Table, ZoneRowRange, list_runs, table_dir_name,
+};
 use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 use datafusion::parquet::file::statistics::Statistics;
@@ -105,7 +107,7 @@ fn column_stats(
 fn entry_from_footer(
     root: &Path,
     relative: &Path,
-    table: Table,
+    (table, rollup): (Table, Option<RollupLevel>),
     zone: Option<String>,
     granularity: Granularity,
     period_start_us: i64,
@@ -117,7 +119,7 @@ fn entry_from_footer(
     let (min_time_us, max_time_us, columns) = column_stats(&meta, table, !run);
     Ok(Entry {
         path: catalog_path(relative),
-        table: table.name().to_owned(),
+        table: table_dir_name(table, rollup).to_owned(),
         zone,
         period: period_name(granularity).to_owned(),
         period_start_us,
@@ -133,12 +135,12 @@ fn entry_from_footer(
 /// long name's directory holds only a bounded form).
 pub fn entry_of_file(root: &Path, path: &ParquetFilePath) -> Result<Entry, CatalogError> {
     let k = &path.key;
-    entry_from_footer(root, &path.relative_path(), k.table, Some(k.zone.clone()), k.granularity, k.start_us)
+    entry_from_footer(root, &path.relative_path(), (k.table, k.rollup), Some(k.zone.clone()), k.granularity, k.start_us)
 }
 
 /// The entry of a flush run, from its footer.
 pub fn entry_of_run(root: &Path, run: &RunPath) -> Result<Entry, CatalogError> {
-    entry_from_footer(root, &run.relative_path(), run.key.table, None, run.key.granularity, run.key.start_us)
+    entry_from_footer(root, &run.relative_path(), (run.key.table, None), None, run.key.granularity, run.key.start_us)
 }
 
 /// A run's zones with their rows and time ranges, from its footer; `None` for a run written
@@ -154,15 +156,20 @@ pub fn run_zone_rows(path: &Path) -> Result<Option<Vec<ZoneRowRange>>, CatalogEr
     }
 }
 
-/// Every live zone file and run of the archive at `root`, from their footers: what a
-/// catalog of it holds.
+/// Every live zone file, rollup file and run of the archive at `root`, from their footers:
+/// what a catalog of it holds.
 pub fn scan_archive(root: &Path) -> Result<Vec<Entry>, CatalogError> {
     let mut out = Vec::new();
     for table in Table::ALL {
-        for f in list_table(root, table, |_| true, |_| true)? {
+        let mut files = list_table(root, table, |_| true, |_| true)?;
+        for level in RollupLevel::ALL.into_iter().filter(|_| table.has_rollups()) {
+            files.extend(list_rollup(root, table, level, |_| true, |_| true)?);
+        }
+        for f in files {
             let relative = f.path.strip_prefix(root).map(Path::to_owned).unwrap_or_else(|_| f.path.clone());
             let zone = f.dir.zone().unwrap_or_default();
-            out.push(entry_from_footer(root, &relative, table, Some(zone), f.dir.granularity, f.dir.start_us)?);
+            let dataset = (table, f.dir.rollup);
+            out.push(entry_from_footer(root, &relative, dataset, Some(zone), f.dir.granularity, f.dir.start_us)?);
         }
         for r in list_runs(root, table, |_, _| true)? {
             out.push(entry_of_run(root, &r.run)?);

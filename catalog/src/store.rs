@@ -81,11 +81,24 @@ impl Snapshot {
     /// Reads the catalog of the archive at `root`; `None` if it has none. A checkpoint
     /// replaced while being read (the writer folded its log) is read again, a few times.
     pub fn read(root: &Path) -> Result<Option<Snapshot>, CatalogError> {
+        Self::read_filtered(root, None)
+    }
+
+    /// [`Snapshot::read`] keeping only the entries of the tables `tables` names (raw or
+    /// rollup): a reader of one table skips parsing the others' (a year of 5 zones holds
+    /// some 40,000 entries). Lines of other tables are counted, and the log's checksums
+    /// checked, but not parsed, so a damaged entry of another table goes unnoticed here
+    /// (the archiver reads everything at start and rebuilds).
+    pub fn read_tables(root: &Path, tables: &TableFilter) -> Result<Option<Snapshot>, CatalogError> {
+        Self::read_filtered(root, Some(tables))
+    }
+
+    fn read_filtered(root: &Path, filter: Option<&TableFilter>) -> Result<Option<Snapshot>, CatalogError> {
         let dir = catalog_dir(root);
         let mut last_error = None;
         for _ in 0..5 {
             let Some(&seq) = checkpoints(&dir)?.last() else { return Ok(None) };
-            match Self::read_at(&dir, seq) {
+            match Self::read_at(&dir, seq, filter) {
                 Ok((snapshot, _)) => return Ok(Some(snapshot)),
                 Err(CatalogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                     last_error = Some(source);
@@ -101,7 +114,7 @@ impl Snapshot {
     }
 
     /// Checkpoint `seq` and its log; also returns the bytes of the log's whole lines.
-    fn read_at(dir: &Path, seq: u64) -> Result<(Snapshot, u64), CatalogError> {
+    fn read_at(dir: &Path, seq: u64, filter: Option<&TableFilter>) -> Result<(Snapshot, u64), CatalogError> {
         let path = checkpoint_path(dir, seq);
         let file = File::open(&path).map_err(io("open", &path))?;
         let mut entries = BTreeMap::new();
@@ -112,6 +125,7 @@ impl Snapshot {
             return Err(corrupt(&path, format!("header {header:?} is not catalog version {VERSION}")));
         }
         let mut ended = None;
+        let (mut entry_lines, mut retired_lines) = (0usize, 0usize);
         for line in lines {
             let line = line.map_err(io("read", &path))?;
             if ended.is_some() {
@@ -122,35 +136,45 @@ impl Snapshot {
                 continue;
             }
             if line.starts_with("{\"retired\":") {
-                let r: Retired = serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("retired file: {e}")))?;
-                retired.insert(r.retired, r.after_us);
+                retired_lines += 1;
+                if filter.is_none() {
+                    let r: Retired = serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("retired file: {e}")))?;
+                    retired.insert(r.retired, r.after_us);
+                }
                 continue;
             }
-            let entry: Entry =
-                serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("entry {}: {e}", entries.len() + 1)))?;
-            entries.insert(entry.path.clone(), entry);
+            entry_lines += 1;
+            if filter.is_some_and(|f| !f.may_concern(line.as_bytes())) {
+                continue;
+            }
+            let entry: Entry = serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("entry {entry_lines}: {e}")))?;
+            if filter.is_none_or(|f| f.keeps(&entry.table)) {
+                entries.insert(entry.path.clone(), entry);
+            }
         }
-        if ended != Some(entries.len() + retired.len()) {
+        if ended != Some(entry_lines + retired_lines) {
             return Err(corrupt(
                 &path,
-                format!("truncated: {} entries and {} retired files, end line {ended:?}", entries.len(), retired.len()),
+                format!("truncated: {entry_lines} entries and {retired_lines} retired files, end line {ended:?}"),
             ));
         }
         let mut snapshot = Snapshot { entries, retired };
         let log = log_path(dir, seq);
-        let (edits, whole) = read_log(&log)?;
+        let (edits, whole) = read_log(&log, filter)?;
         for edit in edits {
-            snapshot.apply(edit);
+            snapshot.apply(edit, filter);
         }
         Ok((snapshot, whole))
     }
 
-    fn apply(&mut self, edit: Edit) {
+    fn apply(&mut self, edit: Edit, filter: Option<&TableFilter>) {
         for path in edit.remove {
             self.entries.remove(&path);
         }
         for entry in edit.add {
-            self.entries.insert(entry.path.clone(), entry);
+            if filter.is_none_or(|f| f.keeps(&entry.table)) {
+                self.entries.insert(entry.path.clone(), entry);
+            }
         }
         for r in edit.retire {
             self.retired.insert(r.retired, r.after_us);
@@ -172,7 +196,11 @@ impl Snapshot {
 
     /// The entries of `table`.
     pub fn of_table(&self, table: Table) -> impl Iterator<Item = &Entry> {
-        let name = table.name();
+        self.of_table_named(table.name())
+    }
+
+    /// The entries of the table (raw or rollup) named `name`.
+    pub fn of_table_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
         self.entries.values().filter(move |e| e.table == name)
     }
 
@@ -194,7 +222,7 @@ impl Snapshot {
 
 /// The edits of a log, up to its last whole line, and the bytes those lines take. A missing
 /// log has none. A torn last line is left out; a bad line followed by more is corruption.
-fn read_log(path: &Path) -> Result<(Vec<Edit>, u64), CatalogError> {
+fn read_log(path: &Path, filter: Option<&TableFilter>) -> Result<(Vec<Edit>, u64), CatalogError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
@@ -207,8 +235,15 @@ fn read_log(path: &Path) -> Result<(Vec<Edit>, u64), CatalogError> {
     let mut at = 0usize;
     while at < bytes.len() {
         let Some(end) = bytes[at..].iter().position(|&b| b == b'\n').map(|n| at + n) else { break };
-        match parse_log_line(&bytes[at..end]) {
-            Some(edit) => edits.push(edit),
+        let json = checked_json(&bytes[at..end]);
+        let parsed = match json {
+            Some(json) if filter.is_some_and(|f| !f.may_concern(json)) => Some(None),
+            Some(json) => serde_json::from_slice::<Edit>(json).ok().map(Some),
+            None => None,
+        };
+        match parsed {
+            Some(Some(edit)) => edits.push(edit),
+            Some(None) => {}
             None if end + 1 == bytes.len() => break,
             None => return Err(corrupt(path, format!("bad edit at byte {at}, followed by more"))),
         }
@@ -217,11 +252,43 @@ fn read_log(path: &Path) -> Result<(Vec<Edit>, u64), CatalogError> {
     Ok((edits, at as u64))
 }
 
-fn parse_log_line(line: &[u8]) -> Option<Edit> {
+/// A log line's JSON, if its checksum is right.
+fn checked_json(line: &[u8]) -> Option<&[u8]> {
     let (crc, json) = (line.get(..8)?, line.get(9..)?);
     let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
-    (crc32fast::hash(json) == crc && line[8] == b' ').then_some(())?;
-    serde_json::from_slice(json).ok()
+    (crc32fast::hash(json) == crc && line[8] == b' ').then_some(json)
+}
+
+/// The tables a reader wants from the catalog ([`Snapshot::read_tables`]).
+#[derive(Debug, Clone)]
+pub struct TableFilter {
+    names: Vec<String>,
+    /// Per table, what a line that adds or removes one of its files contains: its
+    /// `"table":"NAME"` field, or a path starting with `NAME/` or holding `/runs/NAME/`.
+    markers: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl TableFilter {
+    /// The tables (raw or rollup) named `names`.
+    pub fn new<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        let names: Vec<String> = names.into_iter().map(Into::into).collect();
+        let markers = names
+            .iter()
+            .flat_map(|n| [format!("\"table\":\"{n}\""), format!("\"{n}/"), format!("/runs/{n}/")])
+            .map(|m| memchr::memmem::Finder::new(m.as_bytes()).into_owned())
+            .collect();
+        Self { names, markers }
+    }
+
+    /// Whether a line may add or remove an entry of a wanted table (false positives only
+    /// cost a parse).
+    fn may_concern(&self, line: &[u8]) -> bool {
+        self.markers.iter().any(|m| m.find(line).is_some())
+    }
+
+    fn keeps(&self, table: &str) -> bool {
+        self.names.iter().any(|n| n == table)
+    }
 }
 
 fn log_line(edit: &Edit) -> Result<Vec<u8>, serde_json::Error> {
@@ -252,7 +319,7 @@ impl CatalogWriter {
         let dir = catalog_dir(root);
         let Some(&seq) = checkpoints(&dir)?.last() else { return Ok(None) };
         // Read whole: proves the checkpoint and the log are readable before appending.
-        let (snapshot, whole) = Snapshot::read_at(&dir, seq)?;
+        let (snapshot, whole) = Snapshot::read_at(&dir, seq, None)?;
         let log_path = log_path(&dir, seq);
         let log = OpenOptions::new().create(true).write(true).truncate(false).open(&log_path).map_err(io("open", &log_path))?;
         let len = log.metadata().map_err(io("stat", &log_path))?.len();
@@ -363,7 +430,7 @@ impl CatalogWriter {
 
     /// Folds the log into a new checkpoint (holds the whole catalog in memory meanwhile).
     pub fn checkpoint(&mut self) -> Result<(), CatalogError> {
-        let (snapshot, _) = Snapshot::read_at(&self.dir, self.seq)?;
+        let (snapshot, _) = Snapshot::read_at(&self.dir, self.seq, None)?;
         let root = self.dir.parent().and_then(Path::parent).unwrap_or(&self.dir).to_owned();
         *self = Self::create_with_retired(&root, snapshot.entries.into_values(), snapshot.retired)?;
         Ok(())
@@ -428,6 +495,33 @@ mod tests {
         assert_eq!(fs::read(&log).unwrap(), whole, "and cut when the writer opens");
         w.commit(&Edit { add: vec![entry("e", 6)], remove: vec![], ..Edit::default() }).unwrap();
         assert_eq!(paths(root), vec![("a".into(), 4), ("c".into(), 3), ("e".into(), 6)]);
+    }
+
+    #[test]
+    fn a_read_of_some_tables_holds_exactly_their_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let of = |table: &str, path: &str| Entry { table: table.into(), ..entry(path, 1) };
+        let mut w = CatalogWriter::create(
+            root,
+            [of("cpu", "cpu/zone=a/1"), of("cpu_1m", "cpu_1m/zone=a/1"), of("cpuqueue", "cpuqueue/zone=a/1")],
+        )
+        .unwrap();
+        w.commit(&Edit {
+            add: vec![of("cpu", "_archiver/runs/cpu/hour-0/2"), of("mem", "mem/zone=a/2")],
+            remove: vec!["cpuqueue/zone=a/1".into()],
+            ..Edit::default()
+        })
+        .unwrap();
+        w.commit(&Edit { remove: vec!["cpu/zone=a/1".into()], ..Edit::default() }).unwrap();
+        let full = Snapshot::read(root).unwrap().unwrap();
+        for tables in [vec!["cpu"], vec!["cpu_1m", "mem"], vec!["cpuqueue"], vec![]] {
+            let some = Snapshot::read_tables(root, &TableFilter::new(tables.clone())).unwrap().unwrap();
+            let want: Vec<&Entry> = full.entries().filter(|e| tables.contains(&e.table.as_str())).collect();
+            assert_eq!(some.entries().collect::<Vec<_>>(), want, "{tables:?}");
+        }
+        let cpu = Snapshot::read_tables(root, &TableFilter::new(["cpu"])).unwrap().unwrap();
+        assert_eq!(cpu.entries().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["_archiver/runs/cpu/hour-0/2"]);
     }
 
     #[test]

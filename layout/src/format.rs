@@ -75,7 +75,7 @@ pub fn read_format_version(root: &std::path::Path) -> Result<u32, LayoutError> {
 
 /// The key-value metadata of the file at `path` (see the module docs).
 pub fn file_metadata(path: &ParquetFilePath) -> Vec<(String, String)> {
-    let mut kv = common_metadata(path.key.table, path.key.start_us, path.key.end_us(), &path.id);
+    let mut kv = common_metadata(path.key.table_dir_name(), path.key.start_us, path.key.end_us(), &path.id);
     kv.insert(2, (keys::ZONE.into(), path.key.zone.clone()));
     kv
 }
@@ -83,10 +83,10 @@ pub fn file_metadata(path: &ParquetFilePath) -> Vec<(String, String)> {
 /// The key-value metadata of a flush run (see [`crate::RunKey`]): as [`file_metadata`] but
 /// without a zone (a run holds rows of many zones).
 pub fn run_metadata(run: &crate::RunPath) -> Vec<(String, String)> {
-    common_metadata(run.key.table, run.key.start_us, run.key.end_us(), &run.id)
+    common_metadata(run.key.table.name(), run.key.start_us, run.key.end_us(), &run.id)
 }
 
-fn common_metadata(table: crate::Table, start_us: i64, end_us: i64, id: &crate::FileId) -> Vec<(String, String)> {
+fn common_metadata(table: &str, start_us: i64, end_us: i64, id: &crate::FileId) -> Vec<(String, String)> {
     let rfc = |us: i64| {
         chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -94,7 +94,7 @@ fn common_metadata(table: crate::Table, start_us: i64, end_us: i64, id: &crate::
     };
     vec![
         (keys::FORMAT_VERSION.into(), FORMAT_VERSION.to_string()),
-        (keys::TABLE.into(), table.name().into()),
+        (keys::TABLE.into(), table.into()),
         (keys::PERIOD_START.into(), rfc(start_us)),
         (keys::PERIOD_END.into(), rfc(end_us)),
         (keys::WRITER.into(), id.writer.to_string()),

@@ -3,7 +3,8 @@
 //! Owns what `docs/archive.md` (the archive contract) promises users: which tables exist and their Arrow
 //! schemas ([`Table`]), how a zone and a sample time map to a hive-style partition directory
 //! ([`PartitionKey`]), and how a Parquet file inside it is named ([`ParquetFilePath`]),
-//! including which files a compacted file supersedes. Every path is built *and* parsed here.
+//! including which files a compacted file supersedes, and the rollup tables beside them
+//! ([`RollupLevel`]). Every path is built *and* parsed here.
 //! It also owns walking an archive ([`listing`]) and its format version ([`format`]). It must
 //! not do I/O beyond listing directories and reading the format file, nor know about frames
 //! or SQL.
@@ -12,11 +13,15 @@ pub mod format;
 pub mod listing;
 mod partition;
 mod path;
+mod rollup;
 mod runs;
 mod table;
 
-pub use partition::{Granularity, MAX_ZONE_DIR_VALUE, PartitionDir, PartitionKey, is_bounded_zone_dir_value, zone_dir_value};
+pub use partition::{
+    Granularity, MAX_ZONE_DIR_VALUE, PartitionDir, PartitionKey, is_bounded_zone_dir_value, table_dir_name, zone_dir_value,
+};
 pub use path::{FileId, ParquetFilePath, WriterId, escape_partition_value, live_files, unescape_partition_value};
+pub use rollup::{RollupAggregate, RollupColumn, RollupLevel, counter_step};
 pub use runs::{ListedRun, RUNS_DIR, RunKey, RunPath, STATE_DIR, ZoneRowRange, list_runs, zone_file_covers_run};
 pub use table::{ColumnKind, ColumnType, Table};
 

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{FileId, Granularity, LayoutError, PartitionDir, PartitionKey, Table, live_files};
+use crate::{FileId, Granularity, LayoutError, PartitionDir, PartitionKey, RollupLevel, Table, live_files, table_dir_name};
 
 /// A published file found by a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,8 +86,28 @@ pub fn list_table(
     admit_zone: impl Fn(&PartitionDir) -> bool,
     admit: impl Fn(&PartitionDir) -> bool,
 ) -> Result<Vec<ListedFile>, LayoutError> {
+    list_table_dir(root, table_dir_name(table, None), admit_zone, admit)
+}
+
+/// [`list_table`] of the rollup of `table` at `level` (day partitions only).
+pub fn list_rollup(
+    root: &Path,
+    table: Table,
+    level: RollupLevel,
+    admit_zone: impl Fn(&PartitionDir) -> bool,
+    admit: impl Fn(&PartitionDir) -> bool,
+) -> Result<Vec<ListedFile>, LayoutError> {
+    list_table_dir(root, table_dir_name(table, Some(level)), admit_zone, admit)
+}
+
+fn list_table_dir(
+    root: &Path,
+    table_dir: &str,
+    admit_zone: impl Fn(&PartitionDir) -> bool,
+    admit: impl Fn(&PartitionDir) -> bool,
+) -> Result<Vec<ListedFile>, LayoutError> {
     let mut out = Vec::new();
-    let table_dir = root.join(table.name());
+    let table_dir = root.join(table_dir);
     for zone_dir in visible_subdirs(&table_dir, "zone=")? {
         for date_dir in visible_subdirs(&zone_dir, "date=")? {
             let Ok(rel) = date_dir.strip_prefix(root) else { continue };

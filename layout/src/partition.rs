@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 use chrono::{DateTime, NaiveDate, TimeZone, Timelike, Utc};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use crate::{LayoutError, Table, escape_partition_value, unescape_partition_value};
+use crate::{LayoutError, RollupLevel, Table, escape_partition_value, unescape_partition_value};
 
 /// Longest escaped zone name stored as it is in a directory name; longer ones take the
 /// bounded form (at most this long too: `zone=` + 200 bytes stays far below 255).
@@ -110,6 +110,8 @@ impl std::str::FromStr for Granularity {
 pub struct PartitionKey {
     /// The table.
     pub table: Table,
+    /// `Some` for a partition of the table's rollup of that level (always a day partition).
+    pub rollup: Option<RollupLevel>,
     /// The zone, unescaped (any UTF-8 string).
     pub zone: String,
     /// First microsecond of the period (UTC).
@@ -121,7 +123,17 @@ pub struct PartitionKey {
 impl PartitionKey {
     /// The partition a sample at `time_us` of `zone` falls in.
     pub fn for_sample(table: Table, zone: &str, time_us: i64, granularity: Granularity) -> Self {
-        Self { table, zone: zone.to_owned(), start_us: granularity.period_start(time_us), granularity }
+        Self { table, rollup: None, zone: zone.to_owned(), start_us: granularity.period_start(time_us), granularity }
+    }
+
+    /// The partition of `level`'s rollup of this (day) partition's rows.
+    pub fn rollup_of(&self, level: RollupLevel) -> Self {
+        Self { rollup: Some(level), ..self.clone() }
+    }
+
+    /// The name of the directory its table's files are under (`cpu`, `cpu_1m`).
+    pub fn table_dir_name(&self) -> &'static str {
+        table_dir_name(self.table, self.rollup)
     }
 
     /// One past the last microsecond of the period.
@@ -132,7 +144,7 @@ impl PartitionKey {
     /// The partition directory relative to the archive root.
     pub fn relative_dir(&self) -> PathBuf {
         let start = DateTime::<Utc>::from_timestamp_micros(self.start_us).unwrap_or_default();
-        let mut dir = PathBuf::from(self.table.name());
+        let mut dir = PathBuf::from(self.table_dir_name());
         dir.push(format!("zone={}", zone_dir_value(&self.zone)));
         dir.push(format!("date={}", start.format("%Y-%m-%d")));
         if self.granularity == Granularity::Hour {
@@ -150,7 +162,7 @@ impl PartitionKey {
             path: dir.display().to_string(),
             reason: "a long zone name's directory holds a hash; the name is in the files",
         })?;
-        Ok(Self { table: parsed.table, zone, start_us: parsed.start_us, granularity: parsed.granularity })
+        Ok(Self { table: parsed.table, rollup: parsed.rollup, zone, start_us: parsed.start_us, granularity: parsed.granularity })
     }
 }
 
@@ -159,6 +171,8 @@ impl PartitionKey {
 pub struct PartitionDir {
     /// The table.
     pub table: Table,
+    /// `Some` for a directory of the table's rollup of that level.
+    pub rollup: Option<RollupLevel>,
     /// The `zone=` value as in the path (escaped, or the bounded form of a long name).
     pub zone_value: String,
     /// First microsecond of the period (UTC).
@@ -203,7 +217,10 @@ impl PartitionDir {
             [t, z, d, h] => (*t, *z, *d, Some(*h)),
             _ => return Err(bad("expected table/zone=Z/date=D[/hour=H]")),
         };
-        let table = Table::from_name(table)?;
+        let (table, rollup) = match RollupLevel::parse_table_name(table) {
+            Some((t, level)) => (t, Some(level)),
+            None => (Table::from_name(table)?, None),
+        };
         let zone = zone.strip_prefix("zone=").ok_or_else(|| bad("missing zone="))?;
         if !is_bounded_zone_dir_value(zone) && unescape_partition_value(zone).is_none() {
             return Err(bad("bad escape in zone"));
@@ -223,7 +240,18 @@ impl PartitionDir {
         };
         let start = date.and_hms_opt(hour, 0, 0).ok_or_else(|| bad("bad hour"))?;
         let start_us = Utc.from_utc_datetime(&start).timestamp_micros();
-        Ok(Self { table, zone_value: zone.to_owned(), start_us, granularity })
+        if rollup.is_some() && granularity != Granularity::Day {
+            return Err(bad("a rollup has day partitions only"));
+        }
+        Ok(Self { table, rollup, zone_value: zone.to_owned(), start_us, granularity })
+    }
+}
+
+/// The directory a table's (or its rollup's) files are under: `cpu`, `cpu_1m`.
+pub fn table_dir_name(table: Table, rollup: Option<RollupLevel>) -> &'static str {
+    match rollup {
+        None => table.name(),
+        Some(level) => level.table_name(table),
     }
 }
 
@@ -238,6 +266,10 @@ mod tests {
         assert_eq!(key.relative_dir(), Path::new("mem/zone=global/date=2025-11-24"));
         assert_eq!(key.end_us() - key.start_us, 86_400_000_000);
         assert_eq!(PartitionKey::parse_relative_dir(&key.relative_dir()).unwrap(), key);
+        let rollup = key.rollup_of(RollupLevel::Minute);
+        assert_eq!(rollup.relative_dir(), Path::new("mem_1m/zone=global/date=2025-11-24"));
+        assert_eq!(PartitionKey::parse_relative_dir(&rollup.relative_dir()).unwrap(), rollup);
+        assert!(PartitionDir::parse_relative(Path::new("mem_1m/zone=global/date=2025-11-24/hour=01")).is_err());
     }
 
     #[test]

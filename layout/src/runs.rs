@@ -48,7 +48,13 @@ impl RunKey {
 
     /// The partition of `zone` for the same table and period.
     pub fn partition(&self, zone: &str) -> PartitionKey {
-        PartitionKey { table: self.table, zone: zone.to_owned(), start_us: self.start_us, granularity: self.granularity }
+        PartitionKey {
+            table: self.table,
+            rollup: None,
+            zone: zone.to_owned(),
+            start_us: self.start_us,
+            granularity: self.granularity,
+        }
     }
 
     fn dir_name(&self) -> String {

@@ -187,7 +187,7 @@ impl Table {
             | (Table::Process, "usage")
             | (Table::Callfreq, "value")
             | (Table::Cpuqueue, "amount") => IntervalCount,
-            (Table::Process, "execname") => Key,
+            (Table::Process, "execname") | (Table::Cpuqueue, "length") => Key,
             _ => Gauge,
         })
     }

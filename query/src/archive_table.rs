@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use archive_layout::listing::{ListedFile, list_table};
-use archive_layout::{Table, list_runs, unescape_partition_value, zone_dir_value, zone_file_covers_run};
+use archive_layout::listing::{ListedFile, list_rollup, list_table};
+use archive_layout::{RollupLevel, Table, list_runs, unescape_partition_value, zone_dir_value, zone_file_covers_run};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
@@ -49,8 +49,9 @@ pub enum CatalogSource {
     /// Every scan lists directories (no catalog, or it cannot be trusted).
     Listing,
     /// The first scan that needs files reads the catalog, and every later scan of the
-    /// statement uses what it read (a statement that reads no table never reads it).
-    Lazy(Arc<std::sync::OnceLock<Option<Arc<catalog::Snapshot>>>>),
+    /// statement uses what it read (a statement that reads no table never reads it): the
+    /// entries of the tables the filter names (the statement's), or all.
+    Lazy(Option<Arc<catalog::TableFilter>>, Arc<std::sync::OnceLock<Option<Arc<catalog::Snapshot>>>>),
 }
 
 /// The source shared by the tables of one session; the session pins one per statement, so
@@ -67,6 +68,11 @@ impl CatalogPin {
         }
     }
 
+    /// What is pinned.
+    pub fn source(&self) -> CatalogSource {
+        self.get()
+    }
+
     fn get(&self) -> CatalogSource {
         match self.0.read() {
             Ok(g) => g.clone(),
@@ -80,6 +86,8 @@ impl CatalogPin {
 pub struct ArchiveTable {
     root: PathBuf,
     table: Table,
+    /// `Some`: the table's rollup of that level (`cpu_1m`), day files only, no runs.
+    rollup: Option<RollupLevel>,
     pin: Arc<CatalogPin>,
 }
 
@@ -106,7 +114,18 @@ impl ArchiveTable {
 
     /// The table `table` of the archive at `root`, taking its files as `pin` says.
     pub fn with_pin(root: &Path, table: Table, pin: Arc<CatalogPin>) -> Self {
-        Self { root: root.to_owned(), table, pin }
+        Self { root: root.to_owned(), table, rollup: None, pin }
+    }
+
+    /// The rollup of `table` at `level` (`cpu_1m`) of the archive at `root`, taking its
+    /// files as `pin` says.
+    pub fn rollup_with_pin(root: &Path, table: Table, level: RollupLevel, pin: Arc<CatalogPin>) -> Self {
+        Self { root: root.to_owned(), table, rollup: Some(level), pin }
+    }
+
+    /// Its SQL name and directory: `cpu`, `cpu_1m`.
+    pub fn name(&self) -> &'static str {
+        archive_layout::table_dir_name(self.table, self.rollup)
     }
 
     /// The files a scan with `bounds` reads, in path order: from the catalog if the archive
@@ -116,7 +135,7 @@ impl ArchiveTable {
             CatalogSource::Snapshot(s) => Some(s),
             CatalogSource::Listing => None,
             CatalogSource::Fresh => catalog::Snapshot::read(&self.root)?.map(Arc::new),
-            CatalogSource::Lazy(once) => once.get_or_init(|| read_or_list(&self.root)).clone(),
+            CatalogSource::Lazy(tables, once) => once.get_or_init(|| read_or_list(&self.root, tables.as_deref())).clone(),
         };
         match snapshot {
             Some(s) => Ok(self.files_from_catalog(&s, bounds)),
@@ -128,11 +147,14 @@ impl ArchiveTable {
     /// ranges in the footers of runs, leaving out zones a run is sealed for); `None` when
     /// the statement lists directories, or a run does not record its zones' ranges.
     pub fn zone_summaries(&self) -> Option<std::collections::BTreeMap<String, crate::catalog_answers::ZoneSummary>> {
+        if self.rollup.is_some() {
+            return None;
+        }
         let snapshot = match self.pin.get() {
             CatalogSource::Snapshot(s) => s,
             CatalogSource::Listing => return None,
             CatalogSource::Fresh => Arc::new(catalog::Snapshot::read(&self.root).ok()??),
-            CatalogSource::Lazy(once) => once.get_or_init(|| read_or_list(&self.root)).clone()?,
+            CatalogSource::Lazy(tables, once) => once.get_or_init(|| read_or_list(&self.root, tables.as_deref())).clone()?,
         };
         let mut parts = Vec::new();
         for e in snapshot.of_table(self.table) {
@@ -170,7 +192,7 @@ impl ArchiveTable {
         let mut zone_files: std::collections::HashMap<i64, Vec<(&str, archive_layout::FileId)>> =
             std::collections::HashMap::new();
         let mut files = Vec::new();
-        for e in snapshot.of_table(self.table) {
+        for e in snapshot.of_table_named(self.name()) {
             match &e.zone {
                 None => {
                     if bounds.admits_period(e.period_start_us, e.period_end_us().unwrap_or(i64::MAX)) {
@@ -186,7 +208,9 @@ impl ArchiveTable {
                             path: self.root.join(&e.path),
                             size: e.bytes,
                             sealed_zones: Vec::new(),
-                            statistics: Some(Arc::new(entry_statistics(self.table, e))),
+                            // A rollup's footer statistics are read by DataFusion (one
+                            // file per zone and day).
+                            statistics: self.rollup.is_none().then(|| Arc::new(entry_statistics(self.table, e))),
                         });
                     }
                 }
@@ -222,9 +246,14 @@ impl ArchiveTable {
             _ => true,
         };
         let admit = |dir: &archive_layout::PartitionDir| bounds.admits_period(dir.start_us, dir.end_us());
-        let listed = list_table(&self.root, self.table, admit_zone, admit)?;
+        let (listed, runs) = match self.rollup {
+            None => (
+                list_table(&self.root, self.table, admit_zone, admit)?,
+                list_runs(&self.root, self.table, |start, end| bounds.admits_period(start, end))?,
+            ),
+            Some(level) => (list_rollup(&self.root, self.table, level, admit_zone, admit)?, Vec::new()),
+        };
         let mut files = Vec::with_capacity(listed.len());
-        let runs = list_runs(&self.root, self.table, |start, end| bounds.admits_period(start, end))?;
         // The zone files of the periods that have runs (a handful), not the whole listing
         // once per run: a year of files against an hour of runs.
         let mut by_period: std::collections::HashMap<(i64, archive_layout::Granularity), Vec<&ListedFile>> =
@@ -262,8 +291,12 @@ impl ArchiveTable {
 
 /// The archive's catalog, or `None` (list directories) when it has none or it cannot be
 /// read (`archiver check` says why).
-fn read_or_list(root: &Path) -> Option<Arc<catalog::Snapshot>> {
-    catalog::Snapshot::read(root).ok().flatten().map(Arc::new)
+fn read_or_list(root: &Path, tables: Option<&catalog::TableFilter>) -> Option<Arc<catalog::Snapshot>> {
+    let read = match tables {
+        Some(t) => catalog::Snapshot::read_tables(root, t),
+        None => catalog::Snapshot::read(root),
+    };
+    read.ok().flatten().map(Arc::new)
 }
 
 /// A zone file's statistics in the table's column order, from its catalog entry: exact
@@ -358,7 +391,10 @@ fn zone_of(f: &ListedFile) -> Result<String, archive_layout::LayoutError> {
 #[async_trait]
 impl TableProvider for ArchiveTable {
     fn schema(&self) -> SchemaRef {
-        self.table.schema()
+        match self.rollup {
+            None => self.table.schema(),
+            Some(_) => self.table.rollup_schema(),
+        }
     }
 
     fn table_type(&self) -> TableType {

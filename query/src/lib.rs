@@ -18,7 +18,7 @@ pub mod utc_date_trunc;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use archive_layout::Table;
+use archive_layout::{RollupLevel, Table};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -109,6 +109,10 @@ impl ArchiveSession {
         let pin = Arc::new(archive_table::CatalogPin::default());
         for table in Table::ALL {
             ctx.register_table(table.name(), Arc::new(ArchiveTable::with_pin(root, table, pin.clone())))?;
+            for level in RollupLevel::ALL.into_iter().filter(|_| table.has_rollups()) {
+                let rollup = ArchiveTable::rollup_with_pin(root, table, level, pin.clone());
+                ctx.register_table(level.table_name(table), Arc::new(rollup))?;
+            }
         }
         Ok(Self { ctx, pin })
     }
@@ -125,8 +129,36 @@ impl ArchiveSession {
         // Read by the first scan that needs it: one snapshot for the whole statement. No
         // catalog, or one that cannot be read (`archiver check` says why): the directories
         // are the truth.
-        let source = if listing { CatalogSource::Listing } else { CatalogSource::Lazy(Arc::default()) };
+        let source = if listing { CatalogSource::Listing } else { CatalogSource::Lazy(None, Arc::default()) };
         self.pin.set(source);
+    }
+
+    /// Narrows a statement's catalog read to the tables its plan scans, when each is an
+    /// archive table (a view or a table registered by hand hides which it reads: all then).
+    fn narrow_catalog(&self, plan: &datafusion::logical_expr::LogicalPlan) {
+        use archive_table::CatalogSource;
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        if !matches!(self.pin.source(), CatalogSource::Lazy(None, _)) {
+            return;
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut archive_only = true;
+        let walked = plan.apply_with_subqueries(|node| {
+            if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
+                let name = scan.table_name.table();
+                let known = Table::from_name(name).is_ok() || RollupLevel::parse_table_name(name).is_some();
+                let ours = datafusion::datasource::source_as_provider(&scan.source)
+                    .is_ok_and(|p| (p.as_ref() as &dyn std::any::Any).is::<ArchiveTable>());
+                archive_only &= known && ours;
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if walked.is_ok() && archive_only {
+            self.pin.set(CatalogSource::Lazy(Some(Arc::new(catalog::TableFilter::new(names))), Arc::default()));
+        }
     }
 
     /// Runs one SQL statement and collects its result.
@@ -142,6 +174,7 @@ impl ArchiveSession {
             attempt += 1;
             self.pin_catalog(attempt == 4);
             let df = self.ctx.sql(sql).await?;
+            self.narrow_catalog(df.logical_plan());
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             match df.collect().await {
                 Ok(batches) => return Ok((schema, batches)),

@@ -103,6 +103,17 @@ fn resets_and_wraps_by_hand() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+    /// `dq`'s functions and the rollups' `archive_layout::counter_step` follow one rule.
+    #[test]
+    fn the_rollups_step_rule_is_the_same(prev in 0u64..(1 << 40), cur in 0u64..(1 << 40), narrow in any::<bool>()) {
+        let bits = if narrow { 32 } else { 64 };
+        let (prev, cur) = if narrow { (prev % (1 << 32), cur % (1 << 32)) } else { (prev, cur) };
+        let samples = [(0, prev as f64), (1_000_000, cur as f64)];
+        let (add, reset) = archive_layout::counter_step(prev, cur, bits);
+        prop_assert_eq!(reference(CounterFunction::Increase, &samples, bits), Some(add as f64));
+        prop_assert_eq!(reference(CounterFunction::Resets, &samples, bits), Some(f64::from(u8::from(reset))));
+    }
+
     #[test]
     fn sql_answers_what_the_reference_answers(
         steps in prop::collection::vec((1i64..5, 0u32..3, any::<u32>()), 1..40),
