@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use archive_layout::listing::partition_files;
-use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, Table, WriterId, live_files};
+use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, RollupLevel, Table, WriterId, live_files};
 use catalog::{CatalogWriter, Edit, Entry, Retired, catalog_path};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::error::ArrowError;
@@ -63,14 +63,21 @@ impl DayGroup {
 }
 
 /// The days to compact, oldest first, at most `limit`: every (table, zone, day) that ends at
-/// or before `before_us` and has an hour file, or more than one day file; a day that still
-/// has runs (a period not sealed yet) waits.
+/// or before `before_us` and has an hour file, or more than one day file, or one day file
+/// without its hourly rollup (compacted by an archiver older than rollups: compacting it
+/// again only adds them); a day that still has runs (a period not sealed yet) waits.
 pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i64, limit: usize) -> Vec<DayGroup> {
     let day = |us: i64| Granularity::Day.period_start(us);
-    // (day, table) with runs; (day, table, zone) -> (hour files, day files).
+    // (day, table) with runs; (day, table, zone) -> (hour files, day files); the hourly
+    // rollup files' (day, table, zone).
     let mut with_runs = std::collections::BTreeSet::new();
     let mut files: BTreeMap<(i64, Table, String), (usize, usize)> = BTreeMap::new();
+    let mut rolled_up = std::collections::BTreeSet::new();
     for e in entries {
+        if let (Some((table, RollupLevel::Hour)), Some(zone)) = (RollupLevel::parse_table_name(&e.table), &e.zone) {
+            rolled_up.insert((day(e.period_start_us), table, zone.clone()));
+            continue;
+        }
         let (Some(table), Some(g)) = (e.table(), e.granularity()) else { continue };
         match &e.zone {
             None => {
@@ -87,8 +94,12 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
     }
     files
         .into_iter()
-        .filter(|((d, table, _), (hours, days))| {
-            d + Granularity::Day.period_us() <= before_us && !with_runs.contains(&(*d, *table)) && (*hours > 0 || *days > 1)
+        .filter(|(key, (hours, days))| {
+            let (d, table, _) = key;
+            let unrolled = table.has_rollups() && !rolled_up.contains(key);
+            d + Granularity::Day.period_us() <= before_us
+                && !with_runs.contains(&(*d, *table))
+                && (*hours > 0 || *days > 1 || unrolled)
         })
         .take(limit)
         .map(|((day_start_us, table, zone), _)| DayGroup { day_start_us, table, zone })
@@ -358,9 +369,11 @@ mod tests {
             entry("cpu", Some("a"), "hour", d0 + 3 * HOUR),
             entry("cpu", Some("a"), "hour", d0 + 4 * HOUR),
             entry("cpu", Some("b"), "day", d0),
+            entry("cpu_1h", Some("b"), "day", d0),
             entry("mem", Some("a"), "hour", d0 + DAY),
             entry("mem", None, "hour", d0 + DAY + 5 * HOUR),
             entry("cpu", Some("a"), "day", d0 + DAY),
+            entry("cpu_1h", Some("a"), "day", d0 + DAY),
             entry("cpu", Some("b"), "hour", d0 + 2 * DAY),
         ];
         let picked = pick_days(&entries, d0 + 2 * DAY, 10);
@@ -369,6 +382,10 @@ mod tests {
             vec![DayGroup { day_start_us: d0, table: Table::Cpu, zone: "a".into() }],
             "b's day 0 is one day file; day 1 of mem has a run; day 2 is too young"
         );
+        // A day compacted before rollups existed is picked to get them.
+        let mut unrolled = entries.clone();
+        unrolled.retain(|e| e.table != "cpu_1h");
+        assert_eq!(pick_days(&unrolled, d0 + 2 * DAY, 10)[1], DayGroup { day_start_us: d0, table: Table::Cpu, zone: "b".into() });
         let mut two = entries.clone();
         two.push(entry("cpu", Some("a"), "day", d0 + DAY));
         let picked = pick_days(&two, d0 + 3 * DAY, 10);

@@ -177,3 +177,67 @@ fn rollup_files_are_plain_parquet_and_a_later_compaction_replaces_them() {
     );
     assert_eq!(samples, vec![vec![((HOUR / STEP + 1) * 2).to_string()]], "the late frame's two cores counted");
 }
+
+/// The plan `dq` runs for `sql`, as text.
+fn explain(root: &Path, sql: &str) -> String {
+    rows(root, &format!("EXPLAIN {sql}")).into_iter().flatten().collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn dq_answers_long_range_aggregates_from_rollups_when_that_gives_the_same_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    drop(write(root));
+    // (query, the rollup it should read, or None where a rollup cannot answer it). Each is
+    // compared with the same query made unanswerable by a condition that keeps every row
+    // (`usage >= 0` / `rss >= 0`: a value condition), which reads the raw rows.
+    let cases: [(&str, Option<&str>); 7] = [
+        (
+            "SELECT zone, date_trunc('hour', time) AS h, min(usage), max(usage), sum(usage), count(usage), count(*), avg(usage) \
+             FROM cpu WHERE time < '2025-11-26T00:00:00Z' AND {KEEP} GROUP BY zone, h ORDER BY zone, h",
+            Some("cpu_1h"),
+        ),
+        (
+            "SELECT zone, core, date_trunc('minute', time) AS m, max(usage) FROM cpu \
+             WHERE zone = 'a' AND time >= '2025-11-24T05:00:00Z' AND time < '2025-11-24T06:00:00Z' AND {KEEP} \
+             GROUP BY zone, core, m ORDER BY zone, core, m",
+            Some("cpu_1m"),
+        ),
+        (
+            "SELECT date_trunc('day', time) AS d, avg(rss), max(rss), sum(maj_fault) FROM mem \
+             WHERE time >= '2025-11-24T00:00:00Z' AND time < '2025-11-26T00:00:00Z' AND {KEEP_MEM} GROUP BY d ORDER BY d",
+            Some("mem_1h"),
+        ),
+        (
+            "SELECT zone, date_trunc('hour', time) AS h, sum(usage) FROM cpu \
+             WHERE time >= '2025-11-24T00:30:00Z' AND time < '2025-11-25T00:00:00Z' AND {KEEP} GROUP BY zone, h ORDER BY zone, h",
+            Some("cpu_1m"),
+        ),
+        // Day 2 is not compacted: no rollup covers it.
+        ("SELECT zone, count(*), max(usage) FROM cpu WHERE {KEEP} GROUP BY zone ORDER BY zone", None),
+        // A bound inside a minute, and an exclusive lower bound, change which rows count.
+        (
+            "SELECT zone, sum(usage) FROM cpu WHERE time >= '2025-11-24T00:00:30Z' AND time < '2025-11-25T00:00:00Z' \
+             AND {KEEP} GROUP BY zone ORDER BY zone",
+            None,
+        ),
+        (
+            "SELECT zone, sum(usage) FROM cpu WHERE time > '2025-11-24T01:00:00Z' AND time < '2025-11-25T00:00:00Z' \
+             AND {KEEP} GROUP BY zone ORDER BY zone",
+            None,
+        ),
+    ];
+    for (sql, rollup) in cases {
+        let plain = sql.replace("AND {KEEP_MEM} ", "").replace("AND {KEEP} ", "").replace("WHERE {KEEP} ", "");
+        let raw = sql.replace("{KEEP_MEM}", "rss >= 0").replace("{KEEP}", "usage >= 0");
+        let plan = explain(root, &plain);
+        match rollup {
+            Some(r) => assert!(plan.contains(r), "{plain}\nshould read {r}:\n{plan}"),
+            None => assert!(!plan.contains("_1h") && !plan.contains("_1m"), "{plain}\nshould read raw rows:\n{plan}"),
+        }
+        assert!(!explain(root, &raw).contains("_1"), "{raw}");
+        let (a, b) = (rows(root, &plain), rows(root, &raw));
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{plain}");
+    }
+}

@@ -123,6 +123,58 @@ impl ArchiveTable {
         Self { root: root.to_owned(), table, rollup: Some(level), pin }
     }
 
+    /// The raw table it is (`None` for a rollup).
+    pub fn raw_table(&self) -> Option<Table> {
+        self.rollup.is_none().then_some(self.table)
+    }
+
+    /// Its table's rollup at `level`, planned from the same catalog pin.
+    pub fn rollup(&self, level: RollupLevel) -> ArchiveTable {
+        Self::rollup_with_pin(&self.root, self.table, level, Arc::clone(&self.pin))
+    }
+
+    /// Whether the rollup at `level` summarises exactly the raw files a scan with `bounds`
+    /// could read: each is a day file whose rollup file of that level is in the statement's
+    /// catalog snapshot, no run or hour file is among them, and no rollup file in the bounds
+    /// lacks its raw file (retention removed it). `false` without a catalog. Zones as
+    /// `bounds` says;
+    /// The time span is `[from_us, until_us)`.
+    pub fn rollup_covers(&self, level: RollupLevel, bounds: &ScanBounds, from_us: i64, until_us: i64) -> bool {
+        let Some(snapshot) = self.snapshot() else { return false };
+        let admits = |e: &catalog::Entry| {
+            e.zone.as_deref().is_none_or(|z| bounds.admits_zone(z))
+                && e.period_start_us < until_us
+                && e.period_end_us().unwrap_or(i64::MAX) > from_us
+        };
+        let rollup_name = level.table_name(self.table);
+        // Raw paths relative to the table directory (`zone=Z/date=D/F`).
+        let mut raw: Vec<&str> = Vec::new();
+        for e in snapshot.of_table_named(self.table.name()).filter(|e| admits(e)) {
+            if e.is_run() || e.granularity() != Some(archive_layout::Granularity::Day) {
+                return false;
+            }
+            let Some(rest) = e.path.strip_prefix(self.table.name()).and_then(|r| r.strip_prefix('/')) else { return false };
+            raw.push(rest);
+        }
+        let mut summarised: Vec<&str> = snapshot
+            .of_table_named(rollup_name)
+            .filter(|e| admits(e))
+            .filter_map(|e| e.path.strip_prefix(rollup_name).and_then(|r| r.strip_prefix('/')))
+            .collect();
+        raw.sort_unstable();
+        summarised.sort_unstable();
+        raw == summarised
+    }
+
+    fn snapshot(&self) -> Option<Arc<catalog::Snapshot>> {
+        match self.pin.get() {
+            CatalogSource::Snapshot(s) => Some(s),
+            CatalogSource::Listing => None,
+            CatalogSource::Fresh => catalog::Snapshot::read(&self.root).ok().flatten().map(Arc::new),
+            CatalogSource::Lazy(tables, once) => once.get_or_init(|| read_or_list(&self.root, tables.as_deref())).clone(),
+        }
+    }
+
     /// Its SQL name and directory: `cpu`, `cpu_1m`.
     pub fn name(&self) -> &'static str {
         archive_layout::table_dir_name(self.table, self.rollup)

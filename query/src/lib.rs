@@ -13,6 +13,7 @@ pub mod counters;
 pub mod output;
 pub mod pruning;
 pub mod repl;
+pub mod rollup_answers;
 pub mod utc_date_trunc;
 
 use std::path::{Path, PathBuf};
@@ -106,6 +107,8 @@ impl ArchiveSession {
         }
         // Latest sample, first sample and rows per zone from the catalog, without a scan.
         ctx.add_optimizer_rule(Arc::new(catalog_answers::CatalogAnswers));
+        // Long-range aggregates from the rollup tables when they give the same answer.
+        ctx.add_optimizer_rule(Arc::new(rollup_answers::RollupAnswers));
         let pin = Arc::new(archive_table::CatalogPin::default());
         for table in Table::ALL {
             ctx.register_table(table.name(), Arc::new(ArchiveTable::with_pin(root, table, pin.clone())))?;
@@ -150,8 +153,13 @@ impl ArchiveSession {
                 let ours = datafusion::datasource::source_as_provider(&scan.source)
                     .is_ok_and(|p| (p.as_ref() as &dyn std::any::Any).is::<ArchiveTable>());
                 archive_only &= known && ours;
-                if !names.iter().any(|n| n == name) {
-                    names.push(name.to_owned());
+                // A raw table's rollups too: an aggregate may be answered from them.
+                let rollups = Table::from_name(name).ok().filter(|t| t.has_rollups());
+                let with_rollups = rollups.into_iter().flat_map(|t| RollupLevel::ALL.map(|l| l.table_name(t)));
+                for n in std::iter::once(name).chain(with_rollups) {
+                    if !names.iter().any(|m| m == n) {
+                        names.push(n.to_owned());
+                    }
                 }
             }
             Ok(TreeNodeRecursion::Continue)
