@@ -125,15 +125,24 @@ impl Encoder {
             .set_sorting_columns(Some(vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }]))
             .set_created_by(concat!("archiver ", env!("CARGO_PKG_VERSION")).to_owned());
         if rollup.is_some() {
-            // A rollup: integers DELTA_BINARY_PACKED (sums and counts move slowly from one
-            // bucket to the next), strings (host, zone, keys) dictionary.
+            // A rollup (a file per zone and day: 24 or 1,440 rows of some 60 columns, where
+            // the footer outweighs the data): integers DELTA_BINARY_PACKED, strings (host,
+            // zone, keys) dictionary; statistics only per file and only on `time`, `host`,
+            // `zone` and the keys (what readers prune on), no offset index.
             let schema = table.rollup_schema();
+            let keys = table.rollup_key_columns();
+            b = b.set_statistics_enabled(EnabledStatistics::Chunk).set_offset_index_disabled(true);
             for field in schema.fields() {
-                let col = ColumnPath::from(field.name().as_str());
+                let name = field.name().as_str();
+                let col = ColumnPath::from(name);
                 if field.data_type() != &datafusion::arrow::datatypes::DataType::Utf8 {
                     b = b
                         .set_column_dictionary_enabled(col.clone(), false)
-                        .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+                        .set_column_encoding(col.clone(), Encoding::DELTA_BINARY_PACKED);
+                }
+                let series = ["time", "host", "zone"].contains(&name) || keys.iter().any(|(k, _)| *k == name);
+                if !series {
+                    b = b.set_column_statistics_enabled(col, EnabledStatistics::None);
                 }
             }
             return Ok(b);

@@ -35,7 +35,8 @@ use crate::ArchiverError;
 use crate::parquet_file::Encoder;
 
 /// The rollup files of one day file: published (or found published) and the rollup files
-/// of this writer they supersede.
+/// of this writer they supersede. The minute level is left out where it would not
+/// summarise (at most about one sample a minute per series).
 #[derive(Debug, Default)]
 pub struct PublishedRollups {
     /// The rollup files (one per level), in place.
@@ -57,14 +58,22 @@ pub fn publish_rollups(
     if !key.table.has_rollups() || key.rollup.is_some() || key.granularity != Granularity::Day {
         return Ok(out);
     }
-    out.files = RollupLevel::ALL.iter().map(|l| ParquetFilePath::new(key.rollup_of(*l), day_file.id)).collect();
-    if out.files.iter().any(|f| !f.absolute_path(root).exists()) {
+    let files: Vec<ParquetFilePath> =
+        RollupLevel::ALL.iter().map(|l| ParquetFilePath::new(key.rollup_of(*l), day_file.id)).collect();
+    // The hourly file is written last: once it is there, the day's rollups are.
+    if !files.iter().any(|f| f.key.rollup == Some(RollupLevel::Hour) && f.absolute_path(root).exists()) {
         let previous = previous_counters(root, writer, day_file)?;
-        let batches = summarise(&day_file.absolute_path(root), key.table, &key.zone, previous)?;
-        for (file, batch) in out.files.iter().zip(batches) {
+        let (rows, batches) = summarise(&day_file.absolute_path(root), key.table, &key.zone, previous)?;
+        for (file, batch) in files.iter().zip(batches) {
+            // A level whose rows would not summarise (a sample a minute or slower: about a
+            // row per bucket) is not written; the raw rows answer at that resolution.
+            if file.key.rollup == Some(RollupLevel::Minute) && batch.num_rows() * 2 > rows {
+                continue;
+            }
             encoder.publish(root, file, &[batch])?;
         }
     }
+    out.files = files.into_iter().filter(|f| f.absolute_path(root).exists()).collect();
     for file in &out.files {
         for (id, _) in partition_files(root, &file.key)? {
             if id.writer == writer && id != file.id && file.id.covers(&id) {
@@ -203,14 +212,15 @@ enum KeyValue {
     S(String),
 }
 
-/// Reads `path` (a day file of `table`, rows in time order) and returns its rollup batches,
-/// one per [`RollupLevel::ALL`].
+/// Reads `path` (a day file of `table`, rows in time order) and returns its rows and its
+/// rollup batches, one per [`RollupLevel::ALL`].
 fn summarise(
     path: &Path,
     table: Table,
     zone: &str,
     previous: HashMap<Vec<u8>, Vec<Option<u64>>>,
-) -> Result<Vec<RecordBatch>, ArchiverError> {
+) -> Result<(usize, Vec<RecordBatch>), ArchiverError> {
+    let mut rows = 0usize;
     let values: Vec<(&'static str, ColumnType, ColumnKind)> = table
         .value_columns()
         .iter()
@@ -233,6 +243,7 @@ fn summarise(
         };
         let host = batch.column_by_name("host").map(|a| a.as_string::<i32>());
         let keys = key_arrays(&batch, table);
+        rows += batch.num_rows();
         let cols: Vec<Option<&ArrayRef>> = values.iter().map(|(n, _, _)| batch.column_by_name(n)).collect();
         for row in 0..batch.num_rows() {
             series_key(&mut key, host, &keys, row);
@@ -308,7 +319,7 @@ fn summarise(
         accs.sort_by(|a, b| (a.bucket, &series[a.series as usize].key).cmp(&(b.bucket, &series[b.series as usize].key)));
         out.push(rollup_batch(table, zone, &values, &series, &accs)?);
     }
-    Ok(out)
+    Ok((rows, out))
 }
 
 fn rollup_batch(

@@ -122,6 +122,9 @@ impl FrameFields {
         &[Field::U32("core", |q| q.core), Field::U32("length", |q| q.length), Field::U32("amount", |q| q.amount)];
     /// `zonename`: one row per entry of the frame's zone list.
     pub const ZONENAME: &[Field<String>] = &[Field::Utf8("zonename", |z| Some(z))];
+    /// `frame`: one row per frame.
+    pub const FRAME: &[Field<Packet>] =
+        &[Field::U64("run_id", |p| p.run_id), Field::U64("seq", |p| p.seq), Field::U32("interval_ms", |p| p.interval_ms)];
 
     /// The (column, type) pairs a table's fields fill, in field order.
     pub fn columns(table: Table) -> Vec<(&'static str, ColumnType)> {
@@ -138,6 +141,7 @@ impl FrameFields {
             Table::Callfreq => of(Self::CALLFREQ),
             Table::Cpuqueue => of(Self::CPUQUEUE),
             Table::Zonename => of(Self::ZONENAME),
+            Table::Frame => of(Self::FRAME),
         }
     }
 }
@@ -383,7 +387,7 @@ impl ZoneRows {
 
     /// Appends the rows of one frame whose sample time is `t` (µs); returns rows added.
     pub fn append(&mut self, p: &Packet, t: i64) -> usize {
-        let [zone, cpu, mem, net, disk, process, callfreq, cpuqueue, zonename] = &mut self.tables[..] else {
+        let [zone, cpu, mem, net, disk, process, callfreq, cpuqueue, zonename, frame] = &mut self.tables[..] else {
             unreachable!("one TableRows per Table::ALL")
         };
         zone.push(t, p, FrameFields::ZONE);
@@ -395,7 +399,8 @@ impl ZoneRows {
         p.callfreq.iter().for_each(|e| callfreq.push(t, e, FrameFields::CALLFREQ));
         p.cpuqueue.iter().for_each(|e| cpuqueue.push(t, e, FrameFields::CPUQUEUE));
         p.zonename.iter().for_each(|e| zonename.push(t, e, FrameFields::ZONENAME));
-        1 + p.cpu.len()
+        frame.push(t, p, FrameFields::FRAME);
+        2 + p.cpu.len()
             + p.mem.len()
             + p.net.len()
             + p.disk.len()
@@ -437,11 +442,11 @@ mod tests {
     #[test]
     fn absent_fields_are_null_and_rows_sort_by_time_stably() {
         let mut rows = ZoneRows::default();
-        assert_eq!(rows.append(&frame(20, 7), 20_000_000), 4);
-        assert_eq!(rows.append(&frame(10, 5), 10_000_000), 4);
+        assert_eq!(rows.append(&frame(20, 7), 20_000_000), 5);
+        assert_eq!(rows.append(&frame(10, 5), 10_000_000), 5);
         let batches = rows.batches("h", "z1").unwrap();
         let tables: Vec<Table> = batches.iter().map(|(t, _)| *t).collect();
-        assert_eq!(tables, vec![Table::Zone, Table::Cpu, Table::Mem]);
+        assert_eq!(tables, vec![Table::Zone, Table::Cpu, Table::Mem, Table::Frame]);
         let (_, cpu) = &batches[1];
         assert_eq!(cpu.num_rows(), 4);
         let times = cpu.column(0).as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
@@ -459,7 +464,7 @@ mod tests {
         assert_eq!(mem.column_by_name("rss").unwrap().as_primitive::<UInt64Type>().value(0), 100);
         assert!(mem.column_by_name("physmem").unwrap().is_null(0), "physmem absent -> NULL");
         assert_eq!(cpu.column(1).as_string::<i32>().value(3), "h");
-        assert_eq!(rows.len(), 8, "batches leave the rows held");
+        assert_eq!(rows.len(), 10, "batches leave the rows held");
     }
 
     #[test]

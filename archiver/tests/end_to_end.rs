@@ -44,6 +44,7 @@ fn expected() -> Expected {
             *e.rows.entry("callfreq").or_default() += f.callfreq.len() as u64;
             *e.rows.entry("cpuqueue").or_default() += f.cpuqueue.len() as u64;
             *e.rows.entry("zonename").or_default() += f.zonename.len() as u64;
+            *e.rows.entry("frame").or_default() += 1;
             *e.cpu_usage_per_zone.entry(f.name.clone()).or_default() +=
                 f.cpu.iter().map(|c| u64::from(c.usage.unwrap_or(0))).sum::<u64>();
             e.process_usage += f.process.iter().map(|p| u64::from(p.usage.unwrap_or(0))).sum::<u64>();
@@ -114,6 +115,14 @@ fn generator_to_archiver_to_dq_and_parquet() {
     assert_eq!(
         dq_rows(&archive, "SELECT min(time), max(time), count(DISTINCT host) FROM zone"),
         vec![vec!["2025-11-24T22:30:00Z".to_owned(), "2025-11-24T23:59:59Z".to_owned(), "1".to_owned()]]
+    );
+    // The frame table: one generator run, every zone's frames numbered without a gap.
+    assert_eq!(
+        dq_rows(
+            &archive,
+            "SELECT count(DISTINCT run_id), count(DISTINCT seq), max(seq) - min(seq) + 1, min(interval_ms) FROM frame"
+        ),
+        vec![vec!["1".to_owned(), frames.to_string(), frames.to_string(), "1000".to_owned()]]
     );
     // A non-global zone has NULL global-only fields, never 0.
     assert_eq!(dq_rows(&archive, "SELECT count(physmem) FROM mem WHERE zone = 'zone01'"), vec![vec!["0".to_owned()]]);

@@ -103,6 +103,11 @@ fn expected(table: Table, p: &Packet) -> Vec<(&'static str, Values)> {
             ("amount", u32s(&p.cpuqueue, |q: &Cpuqueue| q.amount)),
         ],
         Table::Zonename => vec![("zonename", strs(&p.zonename, |z: &String| Some(z.clone())))],
+        Table::Frame => vec![
+            ("run_id", Values::U64(vec![p.run_id])),
+            ("seq", Values::U64(vec![p.seq])),
+            ("interval_ms", Values::U32(vec![p.interval_ms])),
+        ],
     }
 }
 

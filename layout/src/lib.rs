@@ -37,7 +37,7 @@ pub enum LayoutError {
         reason: &'static str,
     },
     /// Unknown table name.
-    #[error("unknown table {0:?} (tables: zone, cpu, mem, net, disk, process, callfreq, cpuqueue, zonename)")]
+    #[error("unknown table {0:?} (tables: zone, cpu, mem, net, disk, process, callfreq, cpuqueue, zonename, frame)")]
     UnknownTable(String),
     /// The archive's format file is not what this crate writes.
     #[error("archive format file {}: {reason}", format::FORMAT_FILE)]

@@ -148,9 +148,10 @@ impl RollupColumn {
 }
 
 impl Table {
-    /// Whether the table has rollups (every table with a measured value: all but `zonename`).
+    /// Whether the table has rollups (every table with a measured value: all but
+    /// `zonename` and `frame`).
     pub fn has_rollups(self) -> bool {
-        self != Table::Zonename
+        !matches!(self, Table::Zonename | Table::Frame)
     }
 
     /// The columns naming a series within a host and zone, in column order: every column of

@@ -50,6 +50,11 @@ pub enum Table {
     Cpuqueue,
     /// Global-zone frames only: one row per zone present on the host (field 12).
     Zonename,
+    /// One row per frame: the generator run and frame number it carries (fields 15, 17,
+    /// 18), so SQL can see restarts and gaps. A table of its own, not columns of `zone`:
+    /// a glob over files from before it and after it would not read (DuckDB takes the
+    /// first file's columns).
+    Frame,
 }
 
 use ColumnType::{U32, U64, Utf8};
@@ -97,10 +102,11 @@ const PROCESS_COLUMNS: &[(&str, ColumnType)] = &[("pid", U32), ("execname", Utf8
 const CALLFREQ_COLUMNS: &[(&str, ColumnType)] = &[("name", Utf8), ("bucket_ns", U64), ("value", U32)];
 const CPUQUEUE_COLUMNS: &[(&str, ColumnType)] = &[("core", U32), ("length", U32), ("amount", U32)];
 const ZONENAME_COLUMNS: &[(&str, ColumnType)] = &[("zonename", Utf8)];
+const FRAME_COLUMNS: &[(&str, ColumnType)] = &[("run_id", U64), ("seq", U64), ("interval_ms", U32)];
 
 impl Table {
     /// Every table, in a fixed order (also the order of [`Table::index`]).
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Zone,
         Table::Cpu,
         Table::Mem,
@@ -110,6 +116,7 @@ impl Table {
         Table::Callfreq,
         Table::Cpuqueue,
         Table::Zonename,
+        Table::Frame,
     ];
 
     /// The table's name: its directory under the archive root and its SQL name.
@@ -124,6 +131,7 @@ impl Table {
             Table::Callfreq => "callfreq",
             Table::Cpuqueue => "cpuqueue",
             Table::Zonename => "zonename",
+            Table::Frame => "frame",
         }
     }
 
@@ -155,6 +163,7 @@ impl Table {
             Table::Callfreq => CALLFREQ_COLUMNS,
             Table::Cpuqueue => CPUQUEUE_COLUMNS,
             Table::Zonename => ZONENAME_COLUMNS,
+            Table::Frame => FRAME_COLUMNS,
         }
     }
 
@@ -167,7 +176,7 @@ impl Table {
             Table::Process => &["pid"],
             Table::Callfreq => &["name", "bucket_ns"],
             Table::Zonename => &["zonename"],
-            Table::Zone | Table::Mem => &[],
+            Table::Zone | Table::Mem | Table::Frame => &[],
         }
     }
 
@@ -187,7 +196,8 @@ impl Table {
             | (Table::Process, "usage")
             | (Table::Callfreq, "value")
             | (Table::Cpuqueue, "amount") => IntervalCount,
-            (Table::Process, "execname") | (Table::Cpuqueue, "length") => Key,
+            (Table::Process, "execname") | (Table::Cpuqueue, "length") | (Table::Frame, "run_id") => Key,
+            (Table::Frame, "seq") => Counter,
             _ => Gauge,
         })
     }

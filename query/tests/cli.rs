@@ -35,7 +35,7 @@ fn empty_archive_has_every_table_and_parquet_needs_a_file() {
     for t in ["callfreq", "cpu", "cpuqueue", "disk", "mem", "net", "process", "zone"] {
         want.extend([t.to_owned(), format!("{t}_1h"), format!("{t}_1m")]);
     }
-    want.push("zonename".into());
+    want.extend(["zonename".to_owned(), "frame".to_owned()]);
     want.sort();
     assert_eq!(names, want, "every table and its rollups (none for zonename)");
     let out = dq(&["--archive", archive, "--format", "parquet", "SELECT 1"]);
