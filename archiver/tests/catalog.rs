@@ -115,8 +115,9 @@ fn a_missing_or_unreadable_catalog_is_rebuilt_when_the_archiver_starts() {
     let checkpoint = std::fs::read_dir(catalog_dir(root))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("checkpoint-"))
+        .find(|p| p.to_string_lossy().contains("checkpoint-") && p.extension().is_some_and(|e| e == "jsonl"))
         .unwrap();
+    // (Its index no longer matches its length: dq does not trust it.)
     std::fs::write(&checkpoint, "{\"catalog\":1}\nnot json\n").unwrap();
     assert!(catalog::Snapshot::read(root).is_err());
     assert_eq!(

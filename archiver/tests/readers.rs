@@ -3,8 +3,8 @@
 //! archive the archiver wrote (real processes on loopback), and each agrees with `dq` on the
 //! row count and on the sums of columns of every encoding the archiver uses (dictionary,
 //! DELTA_BINARY_PACKED, PLAIN), on an archive holding a compacted day (day files in
-//! `date=D/`) beside hour files (`date=D/hour=H/`). `.ci/run` installs the readers; without
-//! them this test fails.
+//! `date=D/`) beside hour files (`date=D/hour=H/`), and its rollups (`cpu_1m`, `cpu_1h`,
+//! ...). `.ci/run` installs the readers; without them this test fails.
 #![allow(unused_crate_dependencies)]
 
 mod common;
@@ -57,6 +57,8 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
         .collect();
     let cpu_days = day_files.iter().filter(|p| p.starts_with(archive.join("cpu"))).count();
     assert_eq!(cpu_days, 3, "a cpu day file per zone for 2025-11-24: {day_files:?}");
+    let rollups = day_files.iter().filter(|p| p.starts_with(archive.join("cpu_1h"))).count();
+    assert_eq!(rollups, 3, "an hourly cpu rollup per zone for 2025-11-24");
     let hour_files = walk(&archive).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24/hour=")).count();
     assert_eq!(hour_files, 0, "its hour files are gone");
 
@@ -80,6 +82,11 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
                 "process" => "pid, usage, cpu",
                 "callfreq" => "bucket_ns, value",
                 "cpuqueue" => "core, length, amount",
+                "frame" => "seq, interval_ms",
+                "cpu_1m" => "samples, usage_sum, usage_max",
+                "cpu_1h" => "samples, usage_sum, usage_count",
+                "mem_1h" => "rss_sum, rss_last, maj_fault_sum",
+                "disk_1h" => "nread_increase, reads_last, reads_resets",
                 other => panic!("unexpected table {other}"),
             };
             let sums: Vec<String> = columns.split(", ").map(|c| format!("sum(CAST({c} AS DOUBLE))")).collect();

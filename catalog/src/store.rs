@@ -5,6 +5,10 @@
 //! last whole line; a torn last line (a crash while appending) is no edit, and the writer
 //! cuts it before appending again. When the log grows past [`CHECKPOINT_LOG_BYTES`] the
 //! writer folds it into checkpoint `N+1` and starts `log-N+1`, then removes the older pair.
+//!
+//! Beside each checkpoint, `checkpoint-N.index` says where each table's entries are in it
+//! (byte ranges), so a reader of a few tables ([`Snapshot::read_tables`]) reads only those
+//! ranges and the log; an index whose length does not match its checkpoint is ignored.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -19,7 +23,7 @@ use crate::{CatalogError, Edit, Entry, Retired};
 pub const CATALOG_DIR: &str = "catalog";
 
 /// The log is folded into a new checkpoint past this size.
-pub const CHECKPOINT_LOG_BYTES: u64 = 4 << 20;
+pub const CHECKPOINT_LOG_BYTES: u64 = 1 << 20;
 
 const VERSION: u64 = 1;
 
@@ -33,6 +37,30 @@ fn catalog_dir(root: &Path) -> PathBuf {
 
 fn checkpoint_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("checkpoint-{seq:016x}.jsonl"))
+}
+
+/// Where each table's entries are in checkpoint `seq` (written before the checkpoint is
+/// renamed into place, so a checkpoint's index is there or was never written).
+fn index_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("checkpoint-{seq:016x}.index"))
+}
+
+/// A checkpoint's index: its length, and per table the byte ranges of its entries' lines
+/// (entries are written in path order, so a table's are one range, its runs' another).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CheckpointIndex {
+    bytes: u64,
+    tables: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+impl CheckpointIndex {
+    fn add(&mut self, table: &str, start: u64, end: u64) {
+        let ranges = self.tables.entry(table.to_owned()).or_default();
+        match ranges.last_mut() {
+            Some((_, e)) if *e == start => *e = end,
+            _ => ranges.push((start, end)),
+        }
+    }
 }
 
 fn log_path(dir: &Path, seq: u64) -> PathBuf {
@@ -117,6 +145,16 @@ impl Snapshot {
     fn read_at(dir: &Path, seq: u64, filter: Option<&TableFilter>) -> Result<(Snapshot, u64), CatalogError> {
         let path = checkpoint_path(dir, seq);
         let file = File::open(&path).map_err(io("open", &path))?;
+        if let Some(filter) = filter {
+            if let Some(entries) = Self::read_indexed(dir, seq, &file, filter)? {
+                let mut snapshot = Snapshot { entries, retired: BTreeMap::new() };
+                let (edits, whole) = read_log(&log_path(dir, seq), Some(filter))?;
+                for edit in edits {
+                    snapshot.apply(edit, Some(filter));
+                }
+                return Ok((snapshot, whole));
+            }
+        }
         let mut entries = BTreeMap::new();
         let mut retired = BTreeMap::new();
         let mut lines = BufReader::with_capacity(1 << 16, file).lines();
@@ -165,6 +203,48 @@ impl Snapshot {
             snapshot.apply(edit, filter);
         }
         Ok((snapshot, whole))
+    }
+
+    /// The entries of the tables `filter` names, read from their byte ranges only, if the
+    /// checkpoint has an index that matches its length (`None`: read it whole).
+    fn read_indexed(
+        dir: &Path,
+        seq: u64,
+        file: &File,
+        filter: &TableFilter,
+    ) -> Result<Option<BTreeMap<String, Entry>>, CatalogError> {
+        use std::os::unix::fs::FileExt;
+        let index_path = index_path(dir, seq);
+        let index: CheckpointIndex = match fs::read(&index_path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(i) => i,
+                Err(_) => return Ok(None),
+            },
+            Err(_) => return Ok(None),
+        };
+        let path = checkpoint_path(dir, seq);
+        let len = file.metadata().map_err(io("stat", &path))?.len();
+        if len != index.bytes {
+            return Ok(None);
+        }
+        let mut entries = BTreeMap::new();
+        let mut buf = Vec::new();
+        for name in &filter.names {
+            for (start, end) in index.tables.get(name).map_or(&[][..], Vec::as_slice) {
+                let n = usize::try_from(end.saturating_sub(*start)).map_err(|_| corrupt(&index_path, "bad range"))?;
+                buf.resize(n, 0);
+                file.read_exact_at(&mut buf, *start).map_err(io("read", &path))?;
+                for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    let entry: Entry =
+                        serde_json::from_slice(line).map_err(|e| corrupt(&path, format!("entry at byte {start}: {e}")))?;
+                    if &entry.table != name {
+                        return Err(corrupt(&index_path, format!("{} is not an entry of {name}", entry.path)));
+                    }
+                    entries.insert(entry.path.clone(), entry);
+                }
+            }
+        }
+        Ok(Some(entries))
     }
 
     fn apply(&mut self, edit: Edit, filter: Option<&TableFilter>) {
@@ -352,26 +432,42 @@ impl CatalogWriter {
         let file = File::create(&temp).map_err(io("create", &temp))?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         let mut count = 0usize;
-        let write = |out: &mut BufWriter<File>, line: &[u8]| out.write_all(line).and_then(|()| out.write_all(b"\n"));
-        write(&mut out, format!("{{\"catalog\":{VERSION}}}").as_bytes()).map_err(io("write", &temp))?;
+        let mut index = CheckpointIndex::default();
+        let write = |out: &mut BufWriter<File>, at: &mut u64, line: &[u8]| {
+            *at += line.len() as u64 + 1;
+            out.write_all(line).and_then(|()| out.write_all(b"\n"))
+        };
+        let mut at = 0u64;
+        write(&mut out, &mut at, format!("{{\"catalog\":{VERSION}}}").as_bytes()).map_err(io("write", &temp))?;
         let mut seen = std::collections::HashSet::new();
         for entry in entries {
             if !seen.insert(entry.path.clone()) {
                 continue;
             }
             let line = serde_json::to_vec(&entry).map_err(|e| corrupt(&temp, e.to_string()))?;
-            write(&mut out, &line).map_err(io("write", &temp))?;
+            let start = at;
+            write(&mut out, &mut at, &line).map_err(io("write", &temp))?;
+            index.add(&entry.table, start, at);
             count += 1;
         }
         for (path, after_us) in &retired {
             let line = serde_json::to_vec(&Retired { retired: path.clone(), after_us: *after_us })
                 .map_err(|e| corrupt(&temp, e.to_string()))?;
-            write(&mut out, &line).map_err(io("write", &temp))?;
+            write(&mut out, &mut at, &line).map_err(io("write", &temp))?;
             count += 1;
         }
-        write(&mut out, format!("{{\"end\":{count}}}").as_bytes()).map_err(io("write", &temp))?;
+        write(&mut out, &mut at, format!("{{\"end\":{count}}}").as_bytes()).map_err(io("write", &temp))?;
         let file = out.into_inner().map_err(|e| io("write", &temp)(e.into_error()))?;
         file.sync_all().map_err(io("fsync", &temp))?;
+        // The index, in place before its checkpoint (a reader trusts it only if the lengths
+        // agree; a stale index of an earlier attempt at this number is replaced).
+        index.bytes = at;
+        let index_file = index_path(&dir, seq);
+        let index_temp = dir.join(format!(".checkpoint-{seq:016x}.index.tmp"));
+        let index_bytes = serde_json::to_vec(&index).map_err(|e| corrupt(&index_temp, e.to_string()))?;
+        let mut f = File::create(&index_temp).map_err(io("create", &index_temp))?;
+        f.write_all(&index_bytes).and_then(|()| f.sync_all()).map_err(io("write", &index_temp))?;
+        fs::rename(&index_temp, &index_file).map_err(io("rename into place", &index_file))?;
         // The empty log first, so the checkpoint never appears without it.
         let log_path = log_path(&dir, seq);
         let log = OpenOptions::new().create(true).write(true).truncate(true).open(&log_path).map_err(io("create", &log_path))?;
@@ -381,7 +477,7 @@ impl CatalogWriter {
         // The new pair is the catalog now; the older pairs go (a reader in the middle of one
         // reads again).
         for old in older {
-            for p in [checkpoint_path(&dir, old), self::log_path(&dir, old)] {
+            for p in [checkpoint_path(&dir, old), self::log_path(&dir, old), index_path(&dir, old)] {
                 match fs::remove_file(&p) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -514,14 +610,30 @@ mod tests {
         })
         .unwrap();
         w.commit(&Edit { remove: vec!["cpu/zone=a/1".into()], ..Edit::default() }).unwrap();
-        let full = Snapshot::read(root).unwrap().unwrap();
-        for tables in [vec!["cpu"], vec!["cpu_1m", "mem"], vec!["cpuqueue"], vec![]] {
-            let some = Snapshot::read_tables(root, &TableFilter::new(tables.clone())).unwrap().unwrap();
-            let want: Vec<&Entry> = full.entries().filter(|e| tables.contains(&e.table.as_str())).collect();
-            assert_eq!(some.entries().collect::<Vec<_>>(), want, "{tables:?}");
-        }
+        let same_as_full = |when: &str| {
+            let full = Snapshot::read(root).unwrap().unwrap();
+            for tables in [vec!["cpu"], vec!["cpu_1m", "mem"], vec!["cpuqueue"], vec![]] {
+                let some = Snapshot::read_tables(root, &TableFilter::new(tables.clone())).unwrap().unwrap();
+                let want: Vec<&Entry> = full.entries().filter(|e| tables.contains(&e.table.as_str())).collect();
+                assert_eq!(some.entries().collect::<Vec<_>>(), want, "{when}: {tables:?}");
+            }
+        };
+        same_as_full("log over the first checkpoint");
         let cpu = Snapshot::read_tables(root, &TableFilter::new(["cpu"])).unwrap().unwrap();
         assert_eq!(cpu.entries().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["_archiver/runs/cpu/hour-0/2"]);
+        // Folded into a checkpoint with an index (read by byte ranges), then more edits.
+        w.checkpoint().unwrap();
+        let dir = catalog_dir(root);
+        let seq = w.checkpoint_seq();
+        assert!(index_path(&dir, seq).exists() && !index_path(&dir, seq - 1).exists());
+        same_as_full("indexed checkpoint");
+        w.commit(&Edit { add: vec![of("cpu", "cpu/zone=b/3")], remove: vec!["mem/zone=a/2".into()], ..Edit::default() }).unwrap();
+        same_as_full("log over the indexed checkpoint");
+        // An index that does not match its checkpoint is not trusted.
+        fs::write(index_path(&dir, seq), br#"{"bytes":1,"tables":{"cpu":[[0,1]]}}"#).unwrap();
+        same_as_full("mismatched index");
+        fs::write(index_path(&dir, seq), b"not json").unwrap();
+        same_as_full("unreadable index");
     }
 
     #[test]
@@ -561,7 +673,7 @@ mod tests {
         assert_eq!(before, vec![("a".into(), 1), ("f49".into(), 49)]);
         let names: Vec<String> =
             fs::read_dir(catalog_dir(root)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names.len(), 3, "checkpoint, its index and its log: {names:?}");
         w.commit(&Edit { add: vec![entry("g", 7)], remove: vec!["a".into()], ..Edit::default() }).unwrap();
         assert_eq!(paths(root), vec![("f49".into(), 49), ("g".into(), 7)]);
     }
