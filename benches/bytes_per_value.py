@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stored bytes per measured value of an archive: every *.parquet file's size over the
 non-null cells of every column but time, host, zone and the series keys (the figure the
-storage targets use; the same rule as `cargo bench -p benches --bench ingest`).
+storage targets use; the same rule as `cargo bench -p benches --bench ingest`), over the
+raw tables; the rollup tables (`TABLE_1m`, `TABLE_1h`) are summed apart, as bytes only.
 
     python3 benches/bytes_per_value.py ARCHIVE   (needs pyarrow)
 """
@@ -10,7 +11,7 @@ import sys
 
 import pyarrow.parquet as pq
 
-KEYS = {"time", "host", "zone", "core", "instance", "pid", "name", "bucket_ns", "zonename"}
+KEYS = {"time", "host", "zone", "core", "instance", "pid", "name", "bucket_ns", "zonename", "run_id"}
 
 
 def figures(files):
@@ -30,7 +31,12 @@ def figures(files):
 
 
 def main(root):
-    files = [p for p in pathlib.Path(root).rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)]
+    every = [p for p in pathlib.Path(root).rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)]
+    rollup = lambda p: p.relative_to(root).parts[0].endswith(("_1m", "_1h"))
+    files = [p for p in every if not rollup(p)]
+    rollups = [p for p in every if rollup(p)]
+    if rollups:
+        print(f"  rollups: {sum(p.stat().st_size for p in rollups)} bytes in {len(rollups)} files (not counted below)")
     # Day files (a day compaction's output) sit directly in date=D/, hour files in hour=H/.
     days = [p for p in files if p.parent.name.startswith("date=")]
     if days and len(days) < len(files):
