@@ -191,7 +191,13 @@ fn dq_answers_long_range_aggregates_from_rollups_when_that_gives_the_same_answer
     // (query, the rollup it should read, or None where a rollup cannot answer it). Each is
     // compared with the same query made unanswerable by a condition that keeps every row
     // (`usage >= 0` / `rss >= 0`: a value condition), which reads the raw rows.
-    let cases: [(&str, Option<&str>); 7] = [
+    let cases: [(&str, Option<&str>); 8] = [
+        // A condition on a column the aggregate does not use (a projection between them).
+        (
+            "SELECT date_trunc('day', time) AS d, sum(usage), count(*) FROM cpu \
+             WHERE zone IN ('a', 'b') AND time < '2025-11-26T00:00:00Z' AND {KEEP} GROUP BY d ORDER BY d",
+            Some("cpu_1h"),
+        ),
         (
             "SELECT zone, date_trunc('hour', time) AS h, min(usage), max(usage), sum(usage), count(usage), count(*), avg(usage) \
              FROM cpu WHERE time < '2025-11-26T00:00:00Z' AND {KEEP} GROUP BY zone, h ORDER BY zone, h",

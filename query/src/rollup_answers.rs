@@ -213,7 +213,13 @@ fn requalify(e: &Expr, table: &TableReference) -> DfResult<Expr> {
 }
 
 fn answer(agg: &Aggregate) -> DfResult<Option<LogicalPlan>> {
-    let (scan, predicate) = match agg.input.as_ref() {
+    // A projection of plain columns (what projection pushdown puts above a filter whose
+    // columns the aggregate does not use) changes nothing the rewrite relies on.
+    let input = match agg.input.as_ref() {
+        LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => p.input.as_ref(),
+        other => other,
+    };
+    let (scan, predicate) = match input {
         LogicalPlan::TableScan(scan) if scan.filters.is_empty() => (scan, None),
         LogicalPlan::Filter(Filter { predicate, input, .. }) => match input.as_ref() {
             LogicalPlan::TableScan(scan) => (scan, Some(predicate)),
