@@ -54,6 +54,9 @@ QUERIES = [
     ("one zone, one hour, wide table",
      "SELECT * FROM mem WHERE zone = 'zone03' AND time >= '2025-11-24T05:00:00Z' AND time < '2025-11-24T06:00:00Z' "
      "ORDER BY time"),
+    ("every zone, per day, several aggregates",
+     "SELECT zone, date_trunc('day', time) AS d, avg(rss) AS rss, max(rss) AS peak, sum(maj_fault) AS faults "
+     "FROM mem GROUP BY zone, d ORDER BY zone, d"),
     ("counter delta per zone per hour",
      "SELECT zone, date_trunc('hour', time) AS h, max(nread) - min(nread) AS bytes_read FROM disk "
      "GROUP BY zone, h ORDER BY zone, h"),
