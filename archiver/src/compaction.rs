@@ -19,7 +19,7 @@ use archive_layout::{
 };
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, read_file, remove_durably, sync_dir, write_atomically};
+use crate::parquet_file::{Encoder, read_file, read_intent, remove_durably, sync_dir, write_atomically};
 use crate::rows::TimeMerge;
 use crate::write_step::WriteStep;
 
@@ -111,11 +111,7 @@ impl Compactor {
     /// output was published, only removes the inputs it supersedes). An intent that cannot
     /// be read or parsed is an error naming it: it is written atomically, so it is never torn.
     pub fn settle(&self, step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>) -> Result<(), ArchiverError> {
-        let text = match fs::read_to_string(&self.intent_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(ArchiverError::Io { what: "read", path: self.intent_path.clone(), source }),
-        };
+        let Some(text) = read_intent(&self.intent_path)? else { return Ok(()) };
         let Some(intent) = Intent::parse(&text) else {
             return match PartitionKey::parse_relative_dir(Path::new(text.trim_end_matches('\n'))) {
                 Ok(key) => self.settle_version_1(&key),

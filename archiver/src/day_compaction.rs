@@ -18,7 +18,7 @@
 //! time. Must not touch the log, the buffers or the runs.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, now_us, read_file, remove_durably, write_atomically};
+use crate::parquet_file::{Encoder, now_us, read_file, read_intent, remove_durably, write_atomically};
 use crate::rollup::publish_rollups;
 use crate::rows::TimeMerge;
 use crate::seal::record;
@@ -138,11 +138,7 @@ impl DayCompactor {
         step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
         catalog: &mut Option<CatalogWriter>,
     ) -> Result<(), ArchiverError> {
-        let text = match fs::read_to_string(&self.intent_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(ArchiverError::Io { what: "read", path: self.intent_path.clone(), source }),
-        };
+        let Some(text) = read_intent(&self.intent_path)? else { return Ok(()) };
         let group = parse_intent(&text)
             .ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a day compaction intent" })?;
         tracing::warn!(table = %group.table, zone = %group.zone, day_start_us = group.day_start_us, "finishing an interrupted day compaction");
@@ -217,10 +213,8 @@ impl DayCompactor {
             for p in &inputs {
                 add.push(catalog::entry_of_file(&self.root, p)?);
                 let rollups = publish_rollups(&self.root, &self.encoder, self.writer, p)?;
-                for f in &rollups.files {
-                    add.push(catalog::entry_of_file(&self.root, f)?);
-                }
-                gone.extend(rollups.superseded.iter().map(|p| catalog_path(&p.relative_path())));
+                add.extend(rollups.entries(&self.root)?);
+                gone.extend(rollups.superseded_paths());
             }
             let retire = gone.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
             record(catalog, Edit { add, remove: gone, retire, ..Edit::default() })?;
@@ -259,14 +253,12 @@ impl DayCompactor {
             .map(|(_, _, p)| p)
             .chain(covered.iter())
             .filter(|p| **p != out)
-            .chain(rollups.superseded.iter())
             .map(|p| catalog_path(&p.relative_path()))
+            .chain(rollups.superseded_paths())
             .collect();
         let retire = replaced.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
         let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
-        for f in &rollups.files {
-            add.push(catalog::entry_of_file(&self.root, f)?);
-        }
+        add.extend(rollups.entries(&self.root)?);
         record(catalog, Edit { add, remove: replaced, retire, ..Edit::default() })?;
         step(WriteStep::DayCatalogued)?;
         self.remove_intent()?;

@@ -350,6 +350,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArchiverError> 
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// The text of the state file `path` (an intent), `None` if there is none: no interrupted
+/// work to finish.
+pub fn read_intent(path: &Path) -> Result<Option<String>, ArchiverError> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ArchiverError::Io { what: "read", path: path.to_owned(), source }),
+    }
+}
+
 /// Removes the state file `path` if it is there, durably (its directory fsynced): an
 /// intent or journal whose work is done.
 pub fn remove_durably(path: &Path) -> Result<(), ArchiverError> {

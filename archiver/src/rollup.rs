@@ -45,6 +45,18 @@ pub struct PublishedRollups {
     pub superseded: Vec<ParquetFilePath>,
 }
 
+impl PublishedRollups {
+    /// The catalog entries of the rollup files (from their footers).
+    pub fn entries(&self, root: &Path) -> Result<Vec<catalog::Entry>, ArchiverError> {
+        self.files.iter().map(|f| Ok(catalog::entry_of_file(root, f)?)).collect()
+    }
+
+    /// The catalog paths of the rollup files they replace.
+    pub fn superseded_paths(&self) -> impl Iterator<Item = String> + '_ {
+        self.superseded.iter().map(|p| catalog::catalog_path(&p.relative_path()))
+    }
+}
+
 /// Publishes the rollups of the day file `day_file` (a zone's day of one table), unless
 /// they are in place already (a repeat after a crash); see the module docs.
 pub fn publish_rollups(

@@ -33,7 +33,7 @@ use datafusion::parquet::file::metadata::PageIndexPolicy;
 use catalog::{CatalogWriter, Edit, catalog_path};
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, read_file, remove_durably, sync_dir, write_atomically};
+use crate::parquet_file::{Encoder, read_file, read_intent, remove_durably, sync_dir, write_atomically};
 use crate::rollup::publish_rollups;
 use crate::rows::TimeMerge;
 use crate::write_step::WriteStep;
@@ -127,11 +127,7 @@ impl Sealer {
         step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
         catalog: &mut CatalogSlot,
     ) -> Result<(), ArchiverError> {
-        let text = match fs::read_to_string(&self.intent_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(ArchiverError::Io { what: "read", path: self.intent_path.clone(), source }),
-        };
+        let Some(text) = read_intent(&self.intent_path)? else { return Ok(()) };
         let key = parse_intent(&text)
             .ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a seal intent" })?;
         tracing::warn!(table = %key.table, start_us = key.start_us, "finishing an interrupted seal");
@@ -300,18 +296,20 @@ impl Sealer {
                 let superseded: Vec<FileId> = ours.into_iter().filter(|id| !live.contains(id)).collect();
                 let mut add = Vec::with_capacity(live.len());
                 let mut remove = superseded_paths(&partition, &superseded);
+                let mut old_rollups = Vec::new();
                 for id in &live {
                     let file = ParquetFilePath::new(partition.clone(), *id);
                     add.push(catalog::entry_of_file(&self.root, &file)?);
                     let rollups = publish_rollups(&self.root, &self.encoder, self.writer, &file)?;
-                    for f in &rollups.files {
-                        add.push(catalog::entry_of_file(&self.root, f)?);
-                    }
-                    remove.extend(rollups.superseded.iter().map(|p| catalog_path(&p.relative_path())));
-                    self.remove_rollups(&rollups.superseded)?;
+                    add.extend(rollups.entries(&self.root)?);
+                    remove.extend(rollups.superseded_paths());
+                    old_rollups.extend(rollups.superseded);
                 }
+                // Out of the catalog first, then deleted (the catalog never names a file
+                // that is gone).
                 record(catalog, Edit { add, remove, ..Edit::default() })?;
                 self.remove_superseded(&partition, &superseded, outcome)?;
+                self.remove_rollups(&old_rollups)?;
             } else {
                 todo.push((zone, ours, uncovered));
             }
@@ -388,11 +386,9 @@ impl Sealer {
             // Every older file of this writer in the partition is inside the new range.
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
             let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
-            for f in &rollups.files {
-                add.push(catalog::entry_of_file(&self.root, f)?);
-            }
+            add.extend(rollups.entries(&self.root)?);
             let mut remove = superseded_paths(&partition, &superseded);
-            remove.extend(rollups.superseded.iter().map(|p| catalog_path(&p.relative_path())));
+            remove.extend(rollups.superseded_paths());
             record(catalog, Edit { add, remove, ..Edit::default() })?;
             step(WriteStep::SealZoneCatalogued)?;
             self.remove_superseded(&partition, &superseded, outcome)?;

@@ -10,6 +10,7 @@ mod common;
 use std::path::Path;
 
 use archiver::archive_writer::{ArchiveWriter, WriterOptions};
+use datafusion::arrow::array::AsArray;
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -156,6 +157,18 @@ fn rollup_files_are_plain_parquet_and_a_later_compaction_replaces_them() {
     let mut w = write(root);
     let before: Vec<_> = common::parquet_files(&root.join("cpu_1h"));
     assert_eq!(before.len(), 4);
+    // Plain Parquet with the documented columns, rows in time order.
+    for f in &before {
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+                .unwrap();
+        assert_eq!(reader.schema().fields(), archive_layout::Table::Cpu.rollup_schema().fields(), "{}", f.display());
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let times = batch.column(0).as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            assert!(times.values().windows(2).all(|w| w[0] <= w[1]), "{}", f.display());
+        }
+    }
     // A late frame for day 0: sealed into an hour file, merged at the next compaction of
     // day 0, whose rollups replace the earlier ones.
     w.append("h", &packet("a", T0 + 3 * HOUR + 7_000_000, 1_000_000));

@@ -28,7 +28,6 @@ use common::walk;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use frame_proto::Packet;
-use frame_proto::packet::Cpu;
 use prost::Message;
 
 const NOW: i64 = 1_764_000_000_000_000;
@@ -72,18 +71,7 @@ impl Triggers {
 }
 
 fn frame(zone: &str, t: i64, seq: u64) -> Vec<u8> {
-    Packet {
-        name: zone.into(),
-        time: (t / 1_000_000) as u64,
-        time_us: Some(t as u64),
-        host: Some("h".into()),
-        seq: Some(seq),
-        run_id: Some(1),
-        ticks: Some(4999),
-        cpu: vec![Cpu { core: Some(0), usage: Some(seq as u32) }, Cpu { core: Some(1), usage: Some(7) }],
-        ..Default::default()
-    }
-    .encode_to_vec()
+    common::cpu_packet(zone, t, seq).encode_to_vec()
 }
 
 /// Six batches: two in hour 0, two in hour 1 (whose arrival seals hour 0), then late rows

@@ -140,7 +140,7 @@ impl ArchiveTable {
     /// `bounds` says;
     /// The time span is `[from_us, until_us)`.
     pub fn rollup_covers(&self, level: RollupLevel, bounds: &ScanBounds, from_us: i64, until_us: i64) -> bool {
-        let Some(snapshot) = self.snapshot() else { return false };
+        let Ok(Some(snapshot)) = self.snapshot() else { return false };
         let admits = |e: &catalog::Entry| {
             e.zone.as_deref().is_none_or(|z| bounds.admits_zone(z))
                 && e.period_start_us < until_us
@@ -166,13 +166,15 @@ impl ArchiveTable {
         raw == summarised
     }
 
-    fn snapshot(&self) -> Option<Arc<catalog::Snapshot>> {
-        match self.pin.get() {
+    /// The catalog snapshot the pin says this scan plans from (`None`: list directories).
+    /// Only a fresh read reports a catalog it cannot read; a statement's lazy read lists.
+    fn snapshot(&self) -> Result<Option<Arc<catalog::Snapshot>>, catalog::CatalogError> {
+        Ok(match self.pin.get() {
             CatalogSource::Snapshot(s) => Some(s),
             CatalogSource::Listing => None,
-            CatalogSource::Fresh => catalog::Snapshot::read(&self.root).ok().flatten().map(Arc::new),
+            CatalogSource::Fresh => catalog::Snapshot::read(&self.root)?.map(Arc::new),
             CatalogSource::Lazy(tables, once) => once.get_or_init(|| read_or_list(&self.root, tables.as_deref())).clone(),
-        }
+        })
     }
 
     /// Its SQL name and directory: `cpu`, `cpu_1m`.
@@ -183,13 +185,7 @@ impl ArchiveTable {
     /// The files a scan with `bounds` reads, in path order: from the catalog if the archive
     /// has one, else by listing directories.
     pub fn files(&self, bounds: &ScanBounds) -> Result<Vec<ScanFile>, FilesError> {
-        let snapshot = match self.pin.get() {
-            CatalogSource::Snapshot(s) => Some(s),
-            CatalogSource::Listing => None,
-            CatalogSource::Fresh => catalog::Snapshot::read(&self.root)?.map(Arc::new),
-            CatalogSource::Lazy(tables, once) => once.get_or_init(|| read_or_list(&self.root, tables.as_deref())).clone(),
-        };
-        match snapshot {
+        match self.snapshot()? {
             Some(s) => Ok(self.files_from_catalog(&s, bounds)),
             None => Ok(self.files_by_listing(bounds)?),
         }
@@ -202,12 +198,7 @@ impl ArchiveTable {
         if self.rollup.is_some() {
             return None;
         }
-        let snapshot = match self.pin.get() {
-            CatalogSource::Snapshot(s) => s,
-            CatalogSource::Listing => return None,
-            CatalogSource::Fresh => Arc::new(catalog::Snapshot::read(&self.root).ok()??),
-            CatalogSource::Lazy(tables, once) => once.get_or_init(|| read_or_list(&self.root, tables.as_deref())).clone()?,
-        };
+        let snapshot = self.snapshot().ok()??;
         let mut parts = Vec::new();
         for e in snapshot.of_table(self.table) {
             if let (Some(zone), Some(lo), Some(hi)) = (&e.zone, e.min_time_us, e.max_time_us) {
