@@ -215,3 +215,24 @@ fn the_catalogs_column_statistics_skip_files_without_opening_them() {
     std::fs::remove_dir_all(catalog_dir(root)).unwrap();
     assert_eq!(common::dq_rows(root, q), with_catalog, "the same answer by listing");
 }
+
+#[test]
+fn a_view_over_an_archive_table_answers_as_the_table_does() {
+    // A statement's catalog read is narrowed to the tables its plan scans: a view's scans
+    // must be among them (or the view would see no file).
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_archive(root);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let session = query::ArchiveSession::open(root).unwrap();
+        let count = |batches: &[datafusion::arrow::array::RecordBatch]| batches[0].column(0).as_primitive::<Int64Type>().value(0);
+        let (_, direct) = session.sql("SELECT count(*) FROM cpu WHERE usage >= 0").await.unwrap();
+        session.sql("CREATE VIEW busy AS SELECT * FROM cpu WHERE usage >= 0").await.unwrap();
+        let (_, through_view) = session.sql("SELECT count(*) FROM busy").await.unwrap();
+        assert!(count(&direct) > 0);
+        assert_eq!(count(&through_view), count(&direct));
+    });
+}

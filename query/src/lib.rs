@@ -136,8 +136,9 @@ impl ArchiveSession {
         self.pin.set(source);
     }
 
-    /// Narrows a statement's catalog read to the tables its plan scans, when each is an
-    /// archive table (a view or a table registered by hand hides which it reads: all then).
+    /// Narrows a statement's catalog read to the tables its plan scans (by each scan's own
+    /// table, whatever name it was registered under), when every scan is of an archive table
+    /// (any other provider might read archive tables the plan does not show: all then).
     fn narrow_catalog(&self, plan: &datafusion::logical_expr::LogicalPlan) {
         use archive_table::CatalogSource;
         use datafusion::common::tree_node::TreeNodeRecursion;
@@ -148,15 +149,16 @@ impl ArchiveSession {
         let mut archive_only = true;
         let walked = plan.apply_with_subqueries(|node| {
             if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
-                let name = scan.table_name.table();
-                let known = Table::from_name(name).is_ok() || RollupLevel::parse_table_name(name).is_some();
-                let ours = datafusion::datasource::source_as_provider(&scan.source)
-                    .is_ok_and(|p| (p.as_ref() as &dyn std::any::Any).is::<ArchiveTable>());
-                archive_only &= known && ours;
+                let provider = datafusion::datasource::source_as_provider(&scan.source).ok();
+                let table = provider.as_ref().and_then(|p| (p.as_ref() as &dyn std::any::Any).downcast_ref::<ArchiveTable>());
+                let Some(table) = table else {
+                    archive_only = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                };
                 // A raw table's rollups too: an aggregate may be answered from them.
-                let rollups = Table::from_name(name).ok().filter(|t| t.has_rollups());
+                let rollups = table.raw_table().filter(|t| t.has_rollups());
                 let with_rollups = rollups.into_iter().flat_map(|t| RollupLevel::ALL.map(|l| l.table_name(t)));
-                for n in std::iter::once(name).chain(with_rollups) {
+                for n in std::iter::once(table.name()).chain(with_rollups) {
                     if !names.iter().any(|m| m == n) {
                         names.push(n.to_owned());
                     }
