@@ -145,38 +145,46 @@ impl Snapshot {
     fn read_at(dir: &Path, seq: u64, filter: Option<&TableFilter>) -> Result<(Snapshot, u64), CatalogError> {
         let path = checkpoint_path(dir, seq);
         let file = File::open(&path).map_err(io("open", &path))?;
-        if let Some(filter) = filter {
-            if let Some(entries) = Self::read_indexed(dir, seq, &file, filter)? {
-                let mut snapshot = Snapshot { entries, retired: BTreeMap::new() };
-                let (edits, whole) = read_log(&log_path(dir, seq), Some(filter))?;
-                for edit in edits {
-                    snapshot.apply(edit, Some(filter));
-                }
-                return Ok((snapshot, whole));
-            }
+        let indexed = match filter {
+            Some(f) => Self::read_indexed(dir, seq, &file, f)?,
+            None => None,
+        };
+        let mut snapshot = match indexed {
+            Some(entries) => Snapshot { entries, retired: BTreeMap::new() },
+            None => Self::read_checkpoint(&path, file, filter)?,
+        };
+        let (edits, whole) = read_log(&log_path(dir, seq), filter)?;
+        for edit in edits {
+            snapshot.apply(edit, filter);
         }
+        Ok((snapshot, whole))
+    }
+
+    /// The whole checkpoint at `path` (checked line by line and against its end line); with
+    /// a filter, only its tables' entries are parsed and kept, and no retired file.
+    fn read_checkpoint(path: &Path, file: File, filter: Option<&TableFilter>) -> Result<Snapshot, CatalogError> {
         let mut entries = BTreeMap::new();
         let mut retired = BTreeMap::new();
         let mut lines = BufReader::with_capacity(1 << 16, file).lines();
-        let header = lines.next().transpose().map_err(io("read", &path))?.unwrap_or_default();
+        let header = lines.next().transpose().map_err(io("read", path))?.unwrap_or_default();
         if header != format!("{{\"catalog\":{VERSION}}}") {
-            return Err(corrupt(&path, format!("header {header:?} is not catalog version {VERSION}")));
+            return Err(corrupt(path, format!("header {header:?} is not catalog version {VERSION}")));
         }
         let mut ended = None;
         let (mut entry_lines, mut retired_lines) = (0usize, 0usize);
         for line in lines {
-            let line = line.map_err(io("read", &path))?;
+            let line = line.map_err(io("read", path))?;
             if ended.is_some() {
-                return Err(corrupt(&path, "lines after the end line"));
+                return Err(corrupt(path, "lines after the end line"));
             }
             if let Some(count) = line.strip_prefix("{\"end\":").and_then(|n| n.strip_suffix('}')) {
-                ended = Some(count.parse::<usize>().map_err(|_| corrupt(&path, "bad end line"))?);
+                ended = Some(count.parse::<usize>().map_err(|_| corrupt(path, "bad end line"))?);
                 continue;
             }
             if line.starts_with("{\"retired\":") {
                 retired_lines += 1;
                 if filter.is_none() {
-                    let r: Retired = serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("retired file: {e}")))?;
+                    let r: Retired = serde_json::from_str(&line).map_err(|e| corrupt(path, format!("retired file: {e}")))?;
                     retired.insert(r.retired, r.after_us);
                 }
                 continue;
@@ -185,24 +193,18 @@ impl Snapshot {
             if filter.is_some_and(|f| !f.may_concern(line.as_bytes())) {
                 continue;
             }
-            let entry: Entry = serde_json::from_str(&line).map_err(|e| corrupt(&path, format!("entry {entry_lines}: {e}")))?;
+            let entry: Entry = serde_json::from_str(&line).map_err(|e| corrupt(path, format!("entry {entry_lines}: {e}")))?;
             if filter.is_none_or(|f| f.keeps(&entry.table)) {
                 entries.insert(entry.path.clone(), entry);
             }
         }
         if ended != Some(entry_lines + retired_lines) {
             return Err(corrupt(
-                &path,
+                path,
                 format!("truncated: {entry_lines} entries and {retired_lines} retired files, end line {ended:?}"),
             ));
         }
-        let mut snapshot = Snapshot { entries, retired };
-        let log = log_path(dir, seq);
-        let (edits, whole) = read_log(&log, filter)?;
-        for edit in edits {
-            snapshot.apply(edit, filter);
-        }
-        Ok((snapshot, whole))
+        Ok(Snapshot { entries, retired })
     }
 
     /// The entries of the tables `filter` names, read from their byte ranges only, if the

@@ -60,12 +60,9 @@ impl OptimizerRule for RollupAnswers {
     }
 }
 
-/// The finest level a query needs (`Hour` unless something needs minutes).
+/// The finer of what a query needed so far and `b` (levels order finest first).
 fn finer(a: Option<RollupLevel>, b: RollupLevel) -> Option<RollupLevel> {
-    Some(match (a, b) {
-        (Some(RollupLevel::Minute), _) | (_, RollupLevel::Minute) => RollupLevel::Minute,
-        _ => RollupLevel::Hour,
-    })
+    Some(a.map_or(b, |a| a.min(b)))
 }
 
 fn unalias(e: &Expr) -> &Expr {
