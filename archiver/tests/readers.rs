@@ -48,19 +48,31 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
     wait_for(Duration::from_secs(60), "every frame accepted", || {
         status(&archive).filter(|s| s["frames_accepted"] == frames).map(|_| ())
     });
+    // The archiver seals hour 23 at the second flush that brings it nothing new, then
+    // compacts the day: wait for that while it runs (a stop seals, but compacts nothing).
+    let day_files = |archive: &std::path::Path| -> Vec<std::path::PathBuf> {
+        walk(archive)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.parent().is_some_and(|d| d.ends_with("date=2025-11-24")))
+            .collect()
+    };
+    let hour_files = |archive: &std::path::Path| {
+        walk(archive).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24/hour=")).count()
+    };
+    wait_for(Duration::from_secs(60), "2025-11-24 compacted into day files, with rollups", || {
+        let days = day_files(&archive);
+        let cpu = days.iter().filter(|p| p.starts_with(archive.join("cpu"))).count();
+        let rollups = days.iter().filter(|p| p.starts_with(archive.join("cpu_1h"))).count();
+        (cpu == 3 && rollups == 3 && hour_files(&archive) == 0).then_some(())
+    });
     terminate(&archiver);
     assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
-
-    let day_files: Vec<_> = walk(&archive)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.parent().is_some_and(|d| d.ends_with("date=2025-11-24")))
-        .collect();
-    let cpu_days = day_files.iter().filter(|p| p.starts_with(archive.join("cpu"))).count();
-    assert_eq!(cpu_days, 3, "a cpu day file per zone for 2025-11-24: {day_files:?}");
-    let rollups = day_files.iter().filter(|p| p.starts_with(archive.join("cpu_1h"))).count();
+    let days = day_files(&archive);
+    let cpu_days = days.iter().filter(|p| p.starts_with(archive.join("cpu"))).count();
+    assert_eq!(cpu_days, 3, "a cpu day file per zone for 2025-11-24: {days:?}");
+    let rollups = days.iter().filter(|p| p.starts_with(archive.join("cpu_1h"))).count();
     assert_eq!(rollups, 3, "an hourly cpu rollup per zone for 2025-11-24");
-    let hour_files = walk(&archive).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24/hour=")).count();
-    assert_eq!(hour_files, 0, "its hour files are gone");
+    assert_eq!(hour_files(&archive), 0, "its hour files are gone");
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers.py");
     let out = Command::new("python3").arg(&script).arg(&archive).output().expect("python3");
