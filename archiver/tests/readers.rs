@@ -53,7 +53,9 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
     let day_files = |archive: &std::path::Path| -> Vec<std::path::PathBuf> {
         walk(archive)
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.parent().is_some_and(|d| d.ends_with("date=2025-11-24")))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "parquet") && p.parent().is_some_and(|d| d.ends_with("date=2025-11-24"))
+            })
             .collect()
     };
     let hour_files = |archive: &std::path::Path| {
