@@ -30,7 +30,7 @@ use wal::{FsyncPolicy, Wal, WalReader, WalRecord};
 use crate::ArchiverError;
 use crate::buffers::{PendingBatch, RowBuffers};
 use crate::compaction::Compactor;
-use crate::day_compaction::{DayCompactor, pick_days};
+use crate::day_compaction::{DayCompactor, pick_days, pick_months};
 use crate::parquet_file::{Encoder, sync_dir, write_atomically};
 use crate::publish::{FlushJournal, JournalState};
 use crate::seal::{RunState, SealOutcome, Sealer, pick_due};
@@ -58,6 +58,15 @@ pub struct WriterOptions {
     /// Days whose end is at least this far behind the newest sample are compacted into one
     /// file per zone and table (`None`: never).
     pub compact_days_after: Option<std::time::Duration>,
+    /// Months whose end is at least this far behind the newest sample are compacted into
+    /// one file per zone and table, where their raw files take at most
+    /// `month_file_max_bytes` (`None`: never).
+    pub compact_months_after: Option<std::time::Duration>,
+    /// The most bytes of raw files one month compaction merges (a month over it keeps its
+    /// day files).
+    pub month_file_max_bytes: u64,
+    /// Month groups (zone, table, month) compacted at most per flush.
+    pub months_per_flush: usize,
     /// How long a compaction's inputs stay on disk after the catalog dropped them.
     pub retire_grace: std::time::Duration,
     /// Day groups (zone, table, day) compacted at most per flush.
@@ -82,6 +91,9 @@ impl Default for WriterOptions {
             flush_encoder: Encoder::FLUSH,
             compact_encoder: Encoder::COMPACT,
             compact_days_after: Some(std::time::Duration::from_secs(48 * 3600)),
+            compact_months_after: Some(std::time::Duration::from_secs(72 * 3600)),
+            month_file_max_bytes: 64 << 20,
+            months_per_flush: 4,
             retire_grace: std::time::Duration::from_secs(60),
             days_per_flush: 16,
             retention: crate::retention::RetentionPolicy::default(),
@@ -120,6 +132,8 @@ pub struct WriterStats {
     pub files_replaced: u64,
     /// (table, zone, day)s compacted into a day file.
     pub days_compacted: u64,
+    /// (table, zone, month)s compacted into a month file.
+    pub months_compacted: u64,
     /// Retired files (a day compaction's inputs) deleted after their grace period.
     pub retired_deleted: u64,
     /// Files retention removed from the catalog (deleted after the grace period).
@@ -223,7 +237,7 @@ pub struct ArchiveWriter {
     days: DayCompactor,
     /// The day of the newest sample when days were last looked for, and whether that look
     /// left days to do.
-    days_checked: Option<(i64, bool)>,
+    days_checked: Option<((i64, i64), bool)>,
     /// The hour of the newest sample when retention last looked.
     retention_checked: Option<i64>,
     /// The archive's catalog (`None` only while opening an archive that has none yet).
@@ -556,7 +570,7 @@ impl ArchiveWriter {
         let old_day = match (self.options.compact_days_after, self.buffers.latest_sample()) {
             (Some(age), Some(latest)) => {
                 let before = latest.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
-                due.iter().any(|k| Granularity::Day.period_start(k.start_us) + Granularity::Day.period_us() <= before)
+                due.iter().any(|k| Granularity::Day.period_start(k.start_us) + archive_layout::DAY_US <= before)
             }
             _ => false,
         };
@@ -592,14 +606,21 @@ impl ArchiveWriter {
         result
     }
 
-    /// Compacts up to `days_per_flush` days that are due; looks for them when the newest
-    /// sample minus the age passed midnight, after a seal of an old day, or when the last
-    /// look left some.
+    /// Compacts up to `days_per_flush` days and then up to `months_per_flush` months that
+    /// are due; looks for them when the newest sample minus either age passed midnight,
+    /// after a seal of an old day, or when the last look left some.
     fn compact_days_due(&mut self) -> Result<(), ArchiverError> {
-        let (Some(age), Some(latest)) = (self.options.compact_days_after, self.buffers.latest_sample()) else { return Ok(()) };
-        // Days end before `before`; a new one can be due only once `before` passes midnight.
-        let before = latest.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
-        let today = Granularity::Day.period_start(before);
+        let Some(latest) = self.buffers.latest_sample() else { return Ok(()) };
+        let behind = |age: Option<std::time::Duration>| {
+            age.map(|age| latest.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX)))
+        };
+        let (days_before, months_before) = (behind(self.options.compact_days_after), behind(self.options.compact_months_after));
+        if days_before.is_none() && months_before.is_none() {
+            return Ok(());
+        }
+        // A new day or month can be due only once `before` passes midnight.
+        let midnight = |b: Option<i64>| b.map_or(i64::MIN, |b| Granularity::Day.period_start(b));
+        let today = (midnight(days_before), midnight(months_before));
         if self.days_checked.is_some_and(|(day, more)| day == today && !more) {
             return Ok(());
         }
@@ -607,15 +628,25 @@ impl ArchiveWriter {
         self.settle_journal(false)?;
         self.settle_compaction()?;
         let Some(snapshot) = catalog::Snapshot::read(&self.root)? else { return Ok(()) };
-        let limit = self.options.days_per_flush.max(1);
-        let groups = pick_days(snapshot.entries(), before, limit);
+        let day_limit = self.options.days_per_flush.max(1);
+        let days = days_before.map(|b| pick_days(snapshot.entries(), b, day_limit)).unwrap_or_default();
+        let month_limit = self.options.months_per_flush.max(1);
+        // Months wait for the days due to be compacted first.
+        let months = match months_before {
+            Some(b) if days.is_empty() => pick_months(snapshot.entries(), b, self.options.month_file_max_bytes, month_limit),
+            _ => Vec::new(),
+        };
         drop(snapshot);
-        self.days_checked = Some((today, groups.len() == limit));
-        for group in groups {
+        let more = days.len() == day_limit || months.len() == month_limit || (!days.is_empty() && months_before.is_some());
+        self.days_checked = Some((today, more));
+        for group in days.iter().chain(months.iter()) {
             let hook = self.options.step_hook.clone();
-            let outcome = self.days.compact(&group, &mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)?;
+            let outcome = self.days.compact(group, &mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)?;
             if outcome.published {
-                self.stats.days_compacted += 1;
+                match group.granularity {
+                    Granularity::Month => self.stats.months_compacted += 1,
+                    _ => self.stats.days_compacted += 1,
+                }
             }
         }
         Ok(())

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 
 use archive_layout::listing::partition_files;
 use archive_layout::{
-    FileId, Granularity, ParquetFilePath, PartitionKey, Table, WriterId, escape_partition_value, live_files,
-    unescape_partition_value,
+    FileId, ParquetFilePath, PartitionKey, Table, WriterId, escape_partition_value, live_files, unescape_partition_value,
 };
 
 use crate::ArchiverError;
@@ -71,11 +70,14 @@ struct Intent {
 impl Intent {
     fn to_text(&self) -> String {
         let k = &self.output.key;
-        let g = match k.granularity {
-            Granularity::Hour => "hour",
-            Granularity::Day => "day",
-        };
-        format!("{}\t{g}\t{}\t{}\t{}\n", k.table.name(), k.start_us, escape_partition_value(&k.zone), self.output.id.file_name())
+        format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            k.table.name(),
+            k.granularity.name(),
+            k.start_us,
+            escape_partition_value(&k.zone),
+            self.output.id.file_name()
+        )
     }
 
     fn parse(text: &str) -> Option<Self> {
@@ -223,7 +225,7 @@ mod tests {
     use super::*;
 
     fn key(zone: &str, hour: i64) -> PartitionKey {
-        PartitionKey::for_sample(Table::Cpu, zone, hour * 3_600_000_000, Granularity::Hour)
+        PartitionKey::for_sample(Table::Cpu, zone, hour * 3_600_000_000, archive_layout::Granularity::Hour)
     }
 
     #[test]

@@ -50,7 +50,17 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "HOURS", default_value = "48", value_parser = parse_hours_or_never)]
     pub compact_days_after: HoursOrNever,
 
-    /// Keep the files a day compaction replaced this many seconds before deleting them, so
+    /// Merge each zone's day files of a month into one file per table (`month=YYYY-MM/`)
+    /// once the month ended this many hours before the newest sample, or `never`. A month
+    /// whose files of a zone and table take more than `--month-file-max-mib` keeps its days.
+    #[arg(long, value_name = "HOURS", default_value = "72", value_parser = parse_hours_or_never)]
+    pub compact_months_after: HoursOrNever,
+
+    /// The most MiB of a zone's files of one table and month that a month compaction merges.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub month_file_max_mib: u64,
+
+    /// Keep the files a compaction replaced this many seconds before deleting them, so
     /// readers that listed them can finish (a plain glob started meanwhile reads both).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub retire_grace: u64,
@@ -139,6 +149,8 @@ impl ArchiverConfig {
             max_buffered_bytes: shares.buffered_bytes,
             seal_budget_bytes: shares.seal_bytes,
             compact_days_after: self.compact_days_after.0.map(|h| Duration::from_secs(h.saturating_mul(3600))),
+            compact_months_after: self.compact_months_after.0.map(|h| Duration::from_secs(h.saturating_mul(3600))),
+            month_file_max_bytes: self.month_file_max_mib.saturating_mul(1 << 20),
             retire_grace: Duration::from_secs(self.retire_grace),
             retention: self.retention()?,
             fsync: self.wal_fsync,
@@ -175,7 +187,7 @@ impl ArchiverConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoursOrNever(pub Option<u64>);
 
-/// `--compact-days-after`: a number of hours, or `never`.
+/// `--compact-days-after`, `--compact-months-after`: a number of hours, or `never`.
 fn parse_hours_or_never(s: &str) -> Result<HoursOrNever, String> {
     match s {
         "never" => Ok(HoursOrNever(None)),

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use archive_layout::listing::partition_files;
-use archive_layout::{FileId, Granularity, ParquetFilePath, PartitionKey, RollupLevel, Table, WriterId, live_files};
+use archive_layout::{
+    DAY_US, FileId, Granularity, HOUR_US, ParquetFilePath, PartitionKey, RollupLevel, Table, WriterId, live_files,
+};
 use catalog::{CatalogWriter, Edit, Entry, Retired, catalog_path};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::error::ArrowError;
@@ -39,25 +41,58 @@ use crate::write_step::WriteStep;
 /// Where the intent lives, under the state directory.
 pub const INTENT_FILE: &str = "day.intent";
 
-/// One zone's day of one table.
+/// One zone's day or month of one table: what one compaction merges into one file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DayGroup {
-    /// First microsecond of the day (UTC).
+    /// First microsecond of the day or month (UTC).
     pub day_start_us: i64,
     /// The table.
     pub table: Table,
     /// The zone.
     pub zone: String,
+    /// `Day` or `Month`.
+    pub granularity: Granularity,
 }
 
 impl DayGroup {
+    /// The day `day_start_us` of `table` for `zone`.
+    pub fn day(day_start_us: i64, table: Table, zone: &str) -> Self {
+        Self { day_start_us, table, zone: zone.to_owned(), granularity: Granularity::Day }
+    }
+
+    /// The month starting at `month_start_us` of `table` for `zone`.
+    pub fn month(month_start_us: i64, table: Table, zone: &str) -> Self {
+        Self { day_start_us: month_start_us, table, zone: zone.to_owned(), granularity: Granularity::Month }
+    }
+
     fn day_key(&self) -> PartitionKey {
         PartitionKey {
             table: self.table,
             rollup: None,
             zone: self.zone.clone(),
             start_us: self.day_start_us,
-            granularity: Granularity::Day,
+            granularity: self.granularity,
+        }
+    }
+
+    /// The finer partitions inside it: a day's hours; a month's days and their hours.
+    fn finer_keys(&self) -> Vec<PartitionKey> {
+        let own = self.day_key();
+        let hours = |day: i64| {
+            (0..24).map(move |h| PartitionKey { start_us: day + h * HOUR_US, granularity: Granularity::Hour, ..self.day_key() })
+        };
+        match self.granularity {
+            Granularity::Month => {
+                let mut out = Vec::new();
+                let mut day = own.start_us;
+                while day < own.end_us() {
+                    out.push(PartitionKey { start_us: day, granularity: Granularity::Day, ..own.clone() });
+                    out.extend(hours(day));
+                    day += DAY_US;
+                }
+                out
+            }
+            _ => hours(own.start_us).collect(),
         }
     }
 }
@@ -75,7 +110,9 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
     let mut rolled_up = std::collections::BTreeSet::new();
     for e in entries {
         if let (Some((table, RollupLevel::Hour)), Some(zone)) = (RollupLevel::parse_table_name(&e.table), &e.zone) {
-            rolled_up.insert((day(e.period_start_us), table, zone.clone()));
+            if e.granularity() == Some(Granularity::Day) {
+                rolled_up.insert((day(e.period_start_us), table, zone.clone()));
+            }
             continue;
         }
         let (Some(table), Some(g)) = (e.table(), e.granularity()) else { continue };
@@ -83,11 +120,13 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
             None => {
                 with_runs.insert((day(e.period_start_us), table));
             }
+            // A month compaction's output: its days are done.
+            Some(_) if g == Granularity::Month => {}
             Some(zone) => {
                 let counts = files.entry((day(e.period_start_us), table, zone.clone())).or_default();
                 match g {
                     Granularity::Hour => counts.0 += 1,
-                    Granularity::Day => counts.1 += 1,
+                    _ => counts.1 += 1,
                 }
             }
         }
@@ -97,12 +136,69 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
         .filter(|(key, (hours, days))| {
             let (d, table, _) = key;
             let unrolled = table.has_rollups() && !rolled_up.contains(key);
-            d + Granularity::Day.period_us() <= before_us
-                && !with_runs.contains(&(*d, *table))
-                && (*hours > 0 || *days > 1 || unrolled)
+            d + archive_layout::DAY_US <= before_us && !with_runs.contains(&(*d, *table)) && (*hours > 0 || *days > 1 || unrolled)
         })
         .take(limit)
-        .map(|((day_start_us, table, zone), _)| DayGroup { day_start_us, table, zone })
+        .map(|((day_start_us, table, zone), _)| DayGroup::day(day_start_us, table, &zone))
+        .collect()
+}
+
+/// The months to compact, oldest first, at most `limit`: every (table, zone, month) that ends
+/// at or before `before_us`, whose raw files take at most `max_bytes` together, and that has
+/// a day or hour file, or more than one month file, or one month file without its hourly
+/// rollup; a month that still has runs waits. A month over `max_bytes` keeps its day files
+/// (they are large enough that their count does not matter; merging them would hold the
+/// writer for long).
+pub fn pick_months<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+    before_us: i64,
+    max_bytes: u64,
+    limit: usize,
+) -> Vec<DayGroup> {
+    let month = |us: i64| Granularity::Month.period_start(us);
+    #[derive(Default)]
+    struct Found {
+        finer: usize,
+        months: usize,
+        bytes: u64,
+    }
+    let mut with_runs = std::collections::BTreeSet::new();
+    let mut files: BTreeMap<(i64, Table, String), Found> = BTreeMap::new();
+    let mut rolled_up = std::collections::BTreeSet::new();
+    for e in entries {
+        if let (Some((table, RollupLevel::Hour)), Some(zone)) = (RollupLevel::parse_table_name(&e.table), &e.zone) {
+            if e.granularity() == Some(Granularity::Month) {
+                rolled_up.insert((e.period_start_us, table, zone.clone()));
+            }
+            continue;
+        }
+        let (Some(table), Some(g)) = (e.table(), e.granularity()) else { continue };
+        match &e.zone {
+            None => {
+                with_runs.insert((month(e.period_start_us), table));
+            }
+            Some(zone) => {
+                let found = files.entry((month(e.period_start_us), table, zone.clone())).or_default();
+                found.bytes += e.bytes;
+                match g {
+                    Granularity::Month => found.months += 1,
+                    _ => found.finer += 1,
+                }
+            }
+        }
+    }
+    files
+        .into_iter()
+        .filter(|(key, found)| {
+            let (m, table, _) = key;
+            let unrolled = table.has_rollups() && !rolled_up.contains(key);
+            Granularity::Month.period_end(*m) <= before_us
+                && !with_runs.contains(&(*m, *table))
+                && found.bytes <= max_bytes
+                && (found.finer > 0 || found.months > 1 || unrolled)
+        })
+        .take(limit)
+        .map(|((start, table, zone), _)| DayGroup::month(start, table, &zone))
         .collect()
 }
 
@@ -164,52 +260,50 @@ impl DayCompactor {
         step(WriteStep::DayIntentWritten)?;
         let day_key = group.day_key();
         let days = self.ours(&day_key)?;
-        // Every hour file of ours in the day: those a day file covers (inputs of an earlier
-        // compaction, retired) and those it does not (to merge).
-        let mut covered = Vec::new();
-        let mut hours = Vec::new();
-        for h in 0..24 {
-            let key = PartitionKey {
-                start_us: group.day_start_us + h * Granularity::Hour.period_us(),
-                granularity: Granularity::Hour,
-                ..day_key.clone()
-            };
-            for id in partition_files(&self.root, &key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer) {
+        // Every file of ours in the finer partitions (hours; for a month, days and hours):
+        // those a coarser one covers (inputs of an earlier compaction, retired) and those
+        // none does (to merge). Within a directory, a file another one there supersedes is
+        // not an input either.
+        let mut found: Vec<ParquetFilePath> = Vec::new();
+        for key in group.finer_keys() {
+            let ids: Vec<FileId> =
+                partition_files(&self.root, &key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();
+            for id in live_files(ids) {
                 let path = ParquetFilePath::new(key.clone(), id);
                 if catalog.as_ref().is_some_and(|c| c.is_retired(&catalog_path(&path.relative_path()))) {
-                    // Removed by retention, deleted after its grace period: not an input.
+                    // Removed by retention (or retired by an earlier compaction), deleted
+                    // after its grace period: not an input.
                     continue;
                 }
-                if days.iter().any(|d| d.covers(&id)) {
-                    covered.push(path);
-                } else {
-                    hours.push(path);
+                found.push(path);
+            }
+        }
+        let is_covered = |p: &ParquetFilePath| {
+            days.iter().any(|d| d.covers(&p.id))
+                || found.iter().any(|c| c.key.granularity > p.key.granularity && c.id != p.id && c.id.covers(&p.id))
+        };
+        let (covered, finer): (Vec<ParquetFilePath>, Vec<ParquetFilePath>) = found.iter().cloned().partition(is_covered);
+        let mut outcome = DayOutcome::default();
+        let mut inputs: Vec<ParquetFilePath> = days.iter().map(|id| ParquetFilePath::new(day_key.clone(), *id)).collect();
+        inputs.extend(finer);
+        // The rollups of the inputs and covered files that a day has (a month's inputs):
+        // replaced by the output's.
+        let mut old_rollups: Vec<String> = Vec::new();
+        for p in inputs.iter().chain(covered.iter()).filter(|p| p.key.granularity == Granularity::Day && p.key != day_key) {
+            for level in RollupLevel::ALL {
+                let r = ParquetFilePath::new(p.key.rollup_of(level), p.id);
+                if r.absolute_path(&self.root).exists() {
+                    old_rollups.push(catalog_path(&r.relative_path()));
                 }
             }
         }
-        // Within an hour directory, a file another one there supersedes is not an input.
-        let hour_live: Vec<ParquetFilePath> = {
-            let mut by_dir: BTreeMap<PathBuf, Vec<ParquetFilePath>> = BTreeMap::new();
-            for p in hours {
-                by_dir.entry(p.key.relative_dir()).or_default().push(p);
-            }
-            by_dir
-                .into_values()
-                .flat_map(|ps| {
-                    let live = live_files(ps.iter().map(|p| p.id).collect());
-                    ps.into_iter().filter(move |p| live.contains(&p.id))
-                })
-                .collect()
-        };
-        let mut outcome = DayOutcome::default();
-        let mut inputs: Vec<ParquetFilePath> = days.iter().map(|id| ParquetFilePath::new(day_key.clone(), *id)).collect();
-        inputs.extend(hour_live);
         let retire_after = now_us().saturating_add(self.grace.as_micros() as i64);
-        if inputs.len() <= 1 && inputs.iter().all(|p| p.key.granularity == Granularity::Day) {
+        if inputs.len() <= 1 && inputs.iter().all(|p| p.key.granularity == group.granularity) {
             // Done already (a repeat after a crash): make sure the rollups are there and the
             // catalog says so.
             let mut add = Vec::new();
             let mut gone: Vec<String> = covered.iter().map(|p| catalog_path(&p.relative_path())).collect();
+            gone.extend(old_rollups);
             for p in &inputs {
                 add.push(catalog::entry_of_file(&self.root, p)?);
                 let rollups = publish_rollups(&self.root, &self.encoder, self.writer, p)?;
@@ -255,6 +349,7 @@ impl DayCompactor {
             .filter(|p| **p != out)
             .map(|p| catalog_path(&p.relative_path()))
             .chain(rollups.superseded_paths())
+            .chain(old_rollups)
             .collect();
         let retire = replaced.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
         let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
@@ -321,7 +416,8 @@ impl Iterator for DayInputs {
 }
 
 fn intent_text(g: &DayGroup) -> String {
-    serde_json::json!({"table": g.table.name(), "zone": g.zone, "day_start_us": g.day_start_us}).to_string()
+    serde_json::json!({"table": g.table.name(), "zone": g.zone, "day_start_us": g.day_start_us, "period": g.granularity.name()})
+        .to_string()
 }
 
 fn parse_intent(text: &str) -> Option<DayGroup> {
@@ -329,7 +425,12 @@ fn parse_intent(text: &str) -> Option<DayGroup> {
     let table = Table::from_name(v["table"].as_str()?).ok()?;
     let day_start_us = v["day_start_us"].as_i64()?;
     let zone = v["zone"].as_str()?.to_owned();
-    (Granularity::Day.period_start(day_start_us) == day_start_us).then_some(DayGroup { day_start_us, table, zone })
+    // An intent of an archiver older than month compaction names no period: a day.
+    let granularity = match v.get("period") {
+        None => Granularity::Day,
+        Some(p) => Granularity::from_name(p.as_str()?).filter(|g| *g != Granularity::Hour)?,
+    };
+    (granularity.period_start(day_start_us) == day_start_us).then_some(DayGroup { day_start_us, table, zone, granularity })
 }
 
 #[cfg(test)]
@@ -371,30 +472,76 @@ mod tests {
         let picked = pick_days(&entries, d0 + 2 * DAY, 10);
         assert_eq!(
             picked,
-            vec![DayGroup { day_start_us: d0, table: Table::Cpu, zone: "a".into() }],
+            vec![DayGroup::day(d0, Table::Cpu, "a")],
             "b's day 0 is one day file; day 1 of mem has a run; day 2 is too young"
         );
         // A day compacted before rollups existed is picked to get them.
         let mut unrolled = entries.clone();
         unrolled.retain(|e| e.table != "cpu_1h");
-        assert_eq!(pick_days(&unrolled, d0 + 2 * DAY, 10)[1], DayGroup { day_start_us: d0, table: Table::Cpu, zone: "b".into() });
+        assert_eq!(pick_days(&unrolled, d0 + 2 * DAY, 10)[1], DayGroup::day(d0, Table::Cpu, "b"));
         let mut two = entries.clone();
         two.push(entry("cpu", Some("a"), "day", d0 + DAY));
         let picked = pick_days(&two, d0 + 3 * DAY, 10);
         assert_eq!(picked.len(), 3, "{picked:?}");
-        assert_eq!(
-            picked[1],
-            DayGroup { day_start_us: d0 + DAY, table: Table::Cpu, zone: "a".into() },
-            "two day files (late rows compacted again)"
-        );
+        assert_eq!(picked[1], DayGroup::day(d0 + DAY, Table::Cpu, "a"), "two day files (late rows compacted again)");
         assert_eq!(pick_days(&two, d0 + 3 * DAY, 1).len(), 1);
+        let month = Granularity::Month.period_start(d0);
+        let compacted = [entry("cpu", Some("a"), "month", month), entry("cpu_1h", Some("a"), "month", month)];
+        assert_eq!(pick_days(&compacted, d0 + 3 * DAY, 10), vec![], "a month file's days are done");
         assert!(pick_days(&entries, d0 + DAY - 1, 10).is_empty());
     }
 
     #[test]
+    fn small_finished_months_are_picked_and_big_or_open_ones_wait() {
+        let nov = Granularity::Month.period_start(20_415 * DAY); // 2025-11-24
+        let dec = Granularity::Month.period_end(nov);
+        let jan = Granularity::Month.period_end(dec);
+        let mut entries = vec![
+            entry("cpu", Some("a"), "day", nov),
+            entry("cpu", Some("a"), "day", nov + DAY),
+            entry("cpu", Some("a"), "hour", nov + 2 * DAY + HOUR),
+            entry("mem", Some("a"), "day", nov),
+            entry("mem", None, "hour", nov + 29 * DAY + 23 * HOUR),
+            entry("cpu", Some("b"), "month", nov),
+            entry("cpu_1h", Some("b"), "month", nov),
+            entry("cpu", Some("c"), "month", nov),
+            entry("cpu", Some("a"), "day", dec),
+        ];
+        let picked = pick_months(&entries, jan - 1, 10, 10);
+        assert_eq!(
+            picked,
+            vec![DayGroup::month(nov, Table::Cpu, "a"), DayGroup::month(nov, Table::Cpu, "c")],
+            "a: day and hour files; b: done; c: no hourly rollup; mem: a run; December: not over"
+        );
+        assert_eq!(pick_months(&entries, dec - 1, 10, 10), vec![], "November ends at `dec`: due from `dec`");
+        assert_eq!(pick_months(&entries, dec, 10, 1), vec![DayGroup::month(nov, Table::Cpu, "a")]);
+        assert_eq!(pick_months(&entries, jan, 10, 10).len(), 3, "December is over at `jan`");
+        assert_eq!(pick_months(&entries, dec, 2, 10), vec![DayGroup::month(nov, Table::Cpu, "c")], "a's 3 bytes are over 2");
+        entries.push(entry("cpu", Some("b"), "month", nov));
+        assert_eq!(pick_months(&entries, dec, 10, 10).len(), 3, "two month files of b (a late day merged twice)");
+        assert_eq!(pick_months(&[entry("zonename", Some("g"), "month", nov)], dec, 10, 10), vec![], "no rollups to make");
+    }
+
+    #[test]
+    fn a_month_holds_its_days_and_their_hours() {
+        let nov = Granularity::Month.period_start(20_415 * DAY);
+        let keys = DayGroup::month(nov, Table::Cpu, "a").finer_keys();
+        assert_eq!(keys.len(), 30 * 25);
+        assert_eq!(keys.iter().filter(|k| k.granularity == Granularity::Day).count(), 30);
+        assert!(keys.iter().all(|k| Granularity::Month.period_start(k.start_us) == nov));
+        assert_eq!(DayGroup::day(nov, Table::Cpu, "a").finer_keys().len(), 24);
+    }
+
+    #[test]
     fn intent_round_trips() {
-        let g = DayGroup { day_start_us: 19_000 * DAY, table: Table::Process, zone: "a\tb\n\"c\"".into() };
-        assert_eq!(parse_intent(&intent_text(&g)), Some(g));
+        let g = DayGroup::day(19_000 * DAY, Table::Process, "a\tb\n\"c\"");
+        assert_eq!(parse_intent(&intent_text(&g)), Some(g.clone()));
         assert_eq!(parse_intent("{\"table\":\"cpu\",\"zone\":\"a\",\"day_start_us\":5}"), None);
+        let old = intent_text(&g).replace(",\"period\":\"day\"", "");
+        assert!(!old.contains("period"), "{old}");
+        assert_eq!(parse_intent(&old), Some(g), "an older archiver's intent is a day's");
+        let m = DayGroup::month(Granularity::Month.period_start(19_000 * DAY), Table::Cpu, "z");
+        assert_eq!(parse_intent(&intent_text(&m)), Some(m.clone()));
+        assert_eq!(parse_intent(&intent_text(&m).replace("month", "hour")), None);
     }
 }

@@ -273,14 +273,32 @@ impl Encoder {
         path: &ParquetFilePath,
         batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
     ) -> Result<u64, ArchiverError> {
-        let len = self.write_fsynced(&path.temp_path(root), (path.key.table, path.key.rollup), file_metadata(path), batches)?;
+        let len = self.write_temp_from(root, path, batches)?;
+        self.publish_temp(root, path)?;
+        Ok(len)
+    }
+
+    /// Writes batches taken one at a time to `path`'s temporary name and fsyncs it (the
+    /// first half of [`Encoder::publish_from`], for a caller that decides afterwards whether
+    /// to publish it or remove it). On error the temporary file is removed.
+    pub fn write_temp_from(
+        &self,
+        root: &Path,
+        path: &ParquetFilePath,
+        batches: &mut dyn Iterator<Item = Result<RecordBatch, ArrowError>>,
+    ) -> Result<u64, ArchiverError> {
+        self.write_fsynced(&path.temp_path(root), (path.key.table, path.key.rollup), file_metadata(path), batches)
+    }
+
+    /// Renames `path`'s temporary file (written by [`Encoder::write_temp_from`]) into place
+    /// and fsyncs its directory.
+    pub fn publish_temp(&self, root: &Path, path: &ParquetFilePath) -> Result<(), ArchiverError> {
         let (temp, final_path) = (path.temp_path(root), path.absolute_path(root));
         if let Err(source) = fs::rename(&temp, &final_path) {
             remove_litter(&temp);
             return Err(ArchiverError::Io { what: "rename into place", path: final_path, source });
         }
-        sync_dir(final_path.parent().unwrap_or(root))?;
-        Ok(len)
+        sync_dir(final_path.parent().unwrap_or(root))
     }
 }
 
@@ -310,7 +328,7 @@ pub fn zone_row_ranges(batches: &[RecordBatch]) -> Vec<ZoneRowRange> {
 
 /// Removes a temporary file after a failure; a file that cannot be removed is only litter
 /// (a hidden name no reader globs), so it is reported, not returned.
-fn remove_litter(temp: &Path) {
+pub(crate) fn remove_litter(temp: &Path) {
     match fs::remove_file(temp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

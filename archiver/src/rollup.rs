@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use archive_layout::listing::partition_files;
@@ -29,6 +29,7 @@ use datafusion::arrow::array::{
     UInt64Array, UInt64Builder,
 };
 use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ArchiverError;
@@ -57,32 +58,36 @@ impl PublishedRollups {
     }
 }
 
-/// Publishes the rollups of the day file `day_file` (a zone's day of one table), unless
-/// they are in place already (a repeat after a crash); see the module docs.
+/// Publishes the rollups of `raw_file` (a zone's day or month of one table), unless they are
+/// in place already (a repeat after a crash); see the module docs.
 pub fn publish_rollups(
     root: &Path,
     encoder: &Encoder,
     writer: WriterId,
-    day_file: &ParquetFilePath,
+    raw_file: &ParquetFilePath,
 ) -> Result<PublishedRollups, ArchiverError> {
-    let key = &day_file.key;
+    let key = &raw_file.key;
     let mut out = PublishedRollups::default();
-    if !key.table.has_rollups() || key.rollup.is_some() || key.granularity != Granularity::Day {
+    if !key.table.has_rollups() || key.rollup.is_some() || key.granularity == Granularity::Hour {
         return Ok(out);
     }
     let files: Vec<ParquetFilePath> =
-        RollupLevel::ALL.iter().map(|l| ParquetFilePath::new(key.rollup_of(*l), day_file.id)).collect();
-    // The hourly file is written last: once it is there, the day's rollups are.
+        RollupLevel::ALL.iter().map(|l| ParquetFilePath::new(key.rollup_of(*l), raw_file.id)).collect();
+    // The hourly file is written last: once it is there, the period's rollups are.
     if !files.iter().any(|f| f.key.rollup == Some(RollupLevel::Hour) && f.absolute_path(root).exists()) {
-        let previous = previous_counters(root, writer, day_file)?;
-        let (rows, batches) = summarise(&day_file.absolute_path(root), key.table, &key.zone, previous)?;
-        for (file, batch) in files.iter().zip(batches) {
+        let previous = previous_counters(root, writer, raw_file)?;
+        let path = raw_file.absolute_path(root);
+        for file in &files {
+            let Some(level) = file.key.rollup else { continue };
+            let mut stream = RollupStream::new(&path, key.table, &key.zone, level, previous.clone())?;
+            encoder.write_temp_from(root, file, &mut stream)?;
             // A level whose rows would not summarise (a sample a minute or slower: about a
             // row per bucket) is not written; the raw rows answer at that resolution.
-            if file.key.rollup == Some(RollupLevel::Minute) && batch.num_rows() * 2 > rows {
+            if level == RollupLevel::Minute && stream.rows_out * 2 > stream.rows_in {
+                crate::parquet_file::remove_litter(&file.temp_path(root));
                 continue;
             }
-            encoder.publish(root, file, &[batch])?;
+            encoder.publish_temp(root, file)?;
         }
     }
     out.files = files.into_iter().filter(|f| f.absolute_path(root).exists()).collect();
@@ -97,26 +102,50 @@ pub fn publish_rollups(
 }
 
 /// Per series (by [`series_key`]), its counters' last values (`None` where NULL), from the
-/// previous day's hourly rollup of this writer, if there is one.
+/// hourly rollup of this writer holding the day before `raw_file`'s period, if there is one
+/// (its last row of each series).
 fn previous_counters(
     root: &Path,
     writer: WriterId,
-    day_file: &ParquetFilePath,
+    raw_file: &ParquetFilePath,
 ) -> Result<HashMap<Vec<u8>, Vec<Option<u64>>>, ArchiverError> {
-    let table = day_file.key.table;
+    let table = raw_file.key.table;
     let mut out = HashMap::new();
     let counters: Vec<&str> = counter_columns(table).map(|(n, _)| n).collect();
     if counters.is_empty() {
         return Ok(out);
     }
-    let mut prev = day_file.key.rollup_of(RollupLevel::Hour);
-    prev.start_us -= Granularity::Day.period_us();
-    let ours: Vec<_> = partition_files(root, &prev)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == writer).collect();
-    let Some(id) = live_files(ours).into_iter().max_by_key(|id| id.hi) else { return Ok(out) };
+    // The day before the period's first: its hourly rollup is in its day partition or, once
+    // its month was compacted, in its month partition (which covers the day's).
+    let before = raw_file.key.start_us - 1;
+    let mut candidates: Vec<ParquetFilePath> = Vec::new();
+    for g in [Granularity::Month, Granularity::Day] {
+        let mut prev = raw_file.key.rollup_of(RollupLevel::Hour);
+        (prev.granularity, prev.start_us) = (g, g.period_start(before));
+        let ours: Vec<_> = partition_files(root, &prev)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == writer).collect();
+        for id in live_files(ours) {
+            if !candidates.iter().any(|c| c.id.covers(&id)) {
+                candidates.push(ParquetFilePath::new(prev.clone(), id));
+            }
+        }
+    }
+    let Some(prev) = candidates.into_iter().max_by_key(|p| (p.id.hi, p.key.granularity == Granularity::Month)) else {
+        return Ok(out);
+    };
+    let (prev, id) = (prev.key, prev.id);
     let path = ParquetFilePath::new(prev, id).absolute_path(root);
     let mut key = Vec::new();
     for batch in read_batches(&path)? {
         let batch = batch?;
+        // A month's rollup holds days after the one before `raw_file` too (a late day
+        // compacted inside a compacted month): only the buckets before it count.
+        let batch = match batch.column_by_name("time").and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>()) {
+            Some(time) => {
+                let before = time.values().partition_point(|t| *t < raw_file.key.start_us);
+                batch.slice(0, before)
+            }
+            None => return Err(ArchiverError::Corrupt { path, reason: "a rollup without its time column" }),
+        };
         let keys = key_arrays(&batch, table);
         let host = batch.column_by_name("host").map(|a| a.as_string::<i32>());
         let lasts: Vec<Option<&ArrayRef>> = counters.iter().map(|c| batch.column_by_name(&format!("{c}_last"))).collect();
@@ -206,7 +235,7 @@ struct BucketAcc {
     values: Vec<ValueAcc>,
 }
 
-/// One level's buckets: (bucket start, series) -> index, and the accumulators.
+/// One level's open buckets: (bucket start, series) -> index, and the accumulators.
 type LevelBuckets = (HashMap<(i64, u32), usize>, Vec<BucketAcc>);
 
 /// A series: its key (encoded), host and key values.
@@ -224,51 +253,118 @@ enum KeyValue {
     S(String),
 }
 
-/// Reads `path` (a day file of `table`, rows in time order) and returns its rows and its
-/// rollup batches, one per [`RollupLevel::ALL`].
-fn summarise(
-    path: &Path,
+/// One rollup level of a raw file (a day or a month of one zone and table, rows in time
+/// order), as batches: read in batches, summarised per series and bucket, a batch out each
+/// time the input passes an hour (minute level) or a day (hour level), so what is held is
+/// one hour's or one day's buckets whatever the file's length.
+struct RollupStream {
+    path: PathBuf,
+    input: Box<dyn Iterator<Item = Result<RecordBatch, ArchiverError>>>,
     table: Table,
-    zone: &str,
+    zone: String,
+    level: RollupLevel,
+    /// The value columns: (name, type, kind).
+    values: Vec<(&'static str, ColumnType, ColumnKind)>,
+    series: Vec<Series>,
+    index: HashMap<Vec<u8>, u32>,
     previous: HashMap<Vec<u8>, Vec<Option<u64>>>,
-) -> Result<(usize, Vec<RecordBatch>), ArchiverError> {
-    let mut rows = 0usize;
-    let values: Vec<(&'static str, ColumnType, ColumnKind)> = table
-        .value_columns()
-        .iter()
-        .filter_map(|(n, t)| match table.column_kind(n) {
-            Some(ColumnKind::Key) | None => None,
-            Some(k) => Some((*n, *t, k)),
+    buckets: LevelBuckets,
+    /// Start of the hour (minute level) or day (hour level) the open buckets are in.
+    open: Option<i64>,
+    /// A batch the last span ended inside, and where the next span starts in it.
+    pending: Option<(RecordBatch, usize)>,
+    done: bool,
+    /// Raw rows read and rollup rows given out so far.
+    rows_in: usize,
+    rows_out: usize,
+}
+
+impl RollupStream {
+    fn new(
+        path: &Path,
+        table: Table,
+        zone: &str,
+        level: RollupLevel,
+        previous: HashMap<Vec<u8>, Vec<Option<u64>>>,
+    ) -> Result<Self, ArchiverError> {
+        let values = table
+            .value_columns()
+            .iter()
+            .filter_map(|(n, t)| match table.column_kind(n) {
+                Some(ColumnKind::Key) | None => None,
+                Some(k) => Some((*n, *t, k)),
+            })
+            .collect();
+        Ok(Self {
+            path: path.to_owned(),
+            input: Box::new(read_batches(path)?),
+            table,
+            zone: zone.to_owned(),
+            level,
+            values,
+            series: Vec::new(),
+            index: HashMap::new(),
+            previous,
+            buckets: LevelBuckets::default(),
+            open: None,
+            pending: None,
+            done: false,
+            rows_in: 0,
+            rows_out: 0,
         })
-        .collect();
-    let counter_slots: Vec<usize> =
-        values.iter().enumerate().filter(|(_, (_, _, k))| *k == ColumnKind::Counter).map(|(i, _)| i).collect();
-    let mut series: Vec<Series> = Vec::new();
-    let mut index: HashMap<Vec<u8>, u32> = HashMap::new();
-    let mut buckets: [LevelBuckets; 2] = Default::default();
-    let mut key = Vec::new();
-    for batch in read_batches(path)? {
-        let batch = batch?;
-        let time = batch.column_by_name("time").and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>());
-        let Some(time) = time else {
-            return Err(ArchiverError::Corrupt { path: path.to_owned(), reason: "no time column" });
+    }
+
+    /// The span whose buckets are given out together.
+    fn span_start(&self, t: i64) -> i64 {
+        match self.level {
+            RollupLevel::Minute => Granularity::Hour.period_start(t),
+            RollupLevel::Hour => Granularity::Day.period_start(t),
+        }
+    }
+
+    /// The open buckets as a batch (sorted by bucket, then series), emptied.
+    fn take_open(&mut self) -> Result<Option<RecordBatch>, ArchiverError> {
+        let (index, mut accs) = std::mem::take(&mut self.buckets);
+        drop(index);
+        if accs.is_empty() {
+            return Ok(None);
+        }
+        let series = &self.series;
+        accs.sort_by(|a, b| (a.bucket, &series[a.series as usize].key).cmp(&(b.bucket, &series[b.series as usize].key)));
+        self.rows_out += accs.len();
+        rollup_batch(self.table, &self.zone, &self.values, &self.series, &accs).map(Some)
+    }
+
+    /// Adds rows `from..` of `batch` until the span changes; returns where it stopped.
+    fn add(&mut self, batch: &RecordBatch, from: usize) -> Result<usize, ArchiverError> {
+        let Some(time) = batch.column_by_name("time").and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>()) else {
+            return Err(ArchiverError::Corrupt { path: self.path.clone(), reason: "no time column" });
         };
         let host = batch.column_by_name("host").map(|a| a.as_string::<i32>());
-        let keys = key_arrays(&batch, table);
-        rows += batch.num_rows();
-        let cols: Vec<Option<&ArrayRef>> = values.iter().map(|(n, _, _)| batch.column_by_name(n)).collect();
-        for row in 0..batch.num_rows() {
+        let keys = key_arrays(batch, self.table);
+        let cols: Vec<Option<&ArrayRef>> = self.values.iter().map(|(n, _, _)| batch.column_by_name(n)).collect();
+        let mut key = Vec::new();
+        for row in from..batch.num_rows() {
+            let t = time.value(row);
+            let span = self.span_start(t);
+            match self.open {
+                Some(open) if open != span => return Ok(row),
+                None => self.open = Some(span),
+                Some(_) => {}
+            }
+            self.rows_in += 1;
             series_key(&mut key, host, &keys, row);
-            let s = match index.get(key.as_slice()) {
+            let s = match self.index.get(key.as_slice()) {
                 Some(s) => *s,
                 None => {
-                    let mut last = vec![None; values.len()];
-                    if let Some(prev) = previous.get(&key) {
-                        for (slot, v) in counter_slots.iter().zip(prev) {
-                            last[*slot] = *v;
+                    let mut last = vec![None; self.values.len()];
+                    if let Some(prev) = self.previous.get(&key) {
+                        let counters = self.values.iter().enumerate().filter(|(_, (_, _, k))| *k == ColumnKind::Counter);
+                        for ((slot, _), v) in counters.zip(prev) {
+                            last[slot] = *v;
                         }
                     }
-                    series.push(Series {
+                    self.series.push(Series {
                         key: key.clone(),
                         host: host.map(|h| h.value(row).to_owned()).unwrap_or_default(),
                         keys: keys
@@ -283,55 +379,78 @@ fn summarise(
                             .collect(),
                         last,
                     });
-                    index.insert(key.clone(), (series.len() - 1) as u32);
-                    (series.len() - 1) as u32
+                    let s = (self.series.len() - 1) as u32;
+                    self.index.insert(key.clone(), s);
+                    s
                 }
             };
-            let t = time.value(row);
-            let slots: [usize; 2] = std::array::from_fn(|l| {
-                let bucket = RollupLevel::ALL[l].bucket_start(t);
-                let (idx, accs) = &mut buckets[l];
-                *idx.entry((bucket, s)).or_insert_with(|| {
-                    accs.push(BucketAcc { bucket, series: s, samples: 0, values: vec![ValueAcc::default(); values.len()] });
-                    accs.len() - 1
-                })
+            let bucket = self.level.bucket_start(t);
+            let (idx, accs) = &mut self.buckets;
+            let slot = *idx.entry((bucket, s)).or_insert_with(|| {
+                accs.push(BucketAcc { bucket, series: s, samples: 0, values: vec![ValueAcc::default(); self.values.len()] });
+                accs.len() - 1
             });
-            for l in 0..2 {
-                buckets[l].1[slots[l]].samples += 1;
-            }
-            let ser = &mut series[s as usize];
-            for (j, (_, ty, kind)) in values.iter().enumerate() {
+            let acc = &mut accs[slot];
+            acc.samples += 1;
+            let ser = &mut self.series[s as usize];
+            for (j, (_, ty, kind)) in self.values.iter().enumerate() {
                 let Some(v) = cols[j].and_then(|a| u64_at(a, row)) else { continue };
                 let step = match (kind, ser.last[j]) {
                     (ColumnKind::Counter, Some(p)) => Some(counter_step(p, v, if *ty == ColumnType::U32 { 32 } else { 64 })),
                     _ => None,
                 };
                 ser.last[j] = Some(v);
-                for l in 0..2 {
-                    let acc = &mut buckets[l].1[slots[l]].values[j];
-                    if acc.count == 0 {
-                        (acc.min, acc.max) = (v, v);
+                let acc = &mut acc.values[j];
+                if acc.count == 0 {
+                    (acc.min, acc.max) = (v, v);
+                }
+                acc.min = acc.min.min(v);
+                acc.max = acc.max.max(v);
+                acc.sum = acc.sum.saturating_add(v);
+                acc.count += 1;
+                acc.last = Some(v);
+                if let Some((add, reset)) = step {
+                    acc.increase = acc.increase.saturating_add(add);
+                    acc.resets += u32::from(reset);
+                    acc.stepped = true;
+                }
+            }
+        }
+        Ok(batch.num_rows())
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, ArchiverError> {
+        loop {
+            let (batch, from) = match self.pending.take() {
+                Some(p) => p,
+                None if self.done => return Ok(None),
+                None => match self.input.next().transpose()? {
+                    Some(batch) => (batch, 0),
+                    None => {
+                        self.done = true;
+                        return self.take_open();
                     }
-                    acc.min = acc.min.min(v);
-                    acc.max = acc.max.max(v);
-                    acc.sum = acc.sum.saturating_add(v);
-                    acc.count += 1;
-                    acc.last = Some(v);
-                    if let Some((add, reset)) = step {
-                        acc.increase = acc.increase.saturating_add(add);
-                        acc.resets += u32::from(reset);
-                        acc.stepped = true;
-                    }
+                },
+            };
+            let stop = self.add(&batch, from)?;
+            if stop < batch.num_rows() {
+                // The span changed at `stop`: give out the finished one, then go on from there.
+                self.pending = Some((batch, stop));
+                self.open = None;
+                if let Some(out) = self.take_open()? {
+                    return Ok(Some(out));
                 }
             }
         }
     }
-    let mut out = Vec::with_capacity(2);
-    for (_, mut accs) in buckets {
-        accs.sort_by(|a, b| (a.bucket, &series[a.series as usize].key).cmp(&(b.bucket, &series[b.series as usize].key)));
-        out.push(rollup_batch(table, zone, &values, &series, &accs)?);
+}
+
+impl Iterator for RollupStream {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_batch().map_err(|e| ArrowError::ExternalError(Box::new(e))).transpose()
     }
-    Ok((rows, out))
 }
 
 fn rollup_batch(

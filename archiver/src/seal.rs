@@ -268,12 +268,9 @@ impl Sealer {
         let mut todo: Vec<(&String, Vec<FileId>, Slices)> = Vec::new();
         for (zone, slices) in group {
             let partition = key.partition(zone);
-            // An hour file a day file covers is a day compaction's input, kept for a grace
-            // period: its rows are in the day file, never merged again.
-            let days = match partition.granularity {
-                Granularity::Hour => archive_layout::listing::day_files_of(&self.root, &partition)?,
-                Granularity::Day => Vec::new(),
-            };
+            // A file a day or month file covers is a compaction's input, kept for a grace
+            // period: its rows are in the covering file, never merged again.
+            let days = archive_layout::listing::covering_files(&self.root, &partition)?;
             let ours: Vec<FileId> = partition_files(&self.root, &partition)?
                 .into_iter()
                 .map(|(id, _)| id)
@@ -469,11 +466,7 @@ fn open(path: &Path, page_index: bool) -> Result<ParquetRecordBatchReaderBuilder
 }
 
 fn intent_text(key: &RunKey) -> String {
-    let g = match key.granularity {
-        Granularity::Hour => "hour",
-        Granularity::Day => "day",
-    };
-    format!("{}\t{g}\t{}\n", key.table.name(), key.start_us)
+    format!("{}\t{}\t{}\n", key.table.name(), key.granularity.name(), key.start_us)
 }
 
 fn parse_intent(text: &str) -> Option<RunKey> {

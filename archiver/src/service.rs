@@ -235,6 +235,8 @@ impl Ingest {
             "rows_flushed": w.rows_flushed,
             "bytes_flushed": w.bytes_flushed,
             "compactions": w.compactions,
+            "days_compacted": w.days_compacted,
+            "months_compacted": w.months_compacted,
             "publish_errors": w.publish_errors,
             "log_failures": self.stats.log_failures,
             "replayed": self.stats.replayed,

@@ -20,7 +20,7 @@ COLUMNS = {
     "callfreq": ["bucket_ns", "value"],
     "cpuqueue": ["core", "length", "amount"],
     "frame": ["seq", "interval_ms"],  # run_id: sums past 2^53 round by order
-    # Rollups of the compacted day.
+    # Rollups of the compacted month and day.
     "cpu_1m": ["samples", "usage_sum", "usage_max"],
     "cpu_1h": ["samples", "usage_sum", "usage_count"],
     "mem_1h": ["rss_sum", "rss_last", "maj_fault_sum"],

@@ -2,9 +2,10 @@
 //! (PyPI `duckdb-cli`) and Spark 4 (PyPI `pyspark`, Java 17) each read every table of an
 //! archive the archiver wrote (real processes on loopback), and each agrees with `dq` on the
 //! row count and on the sums of columns of every encoding the archiver uses (dictionary,
-//! DELTA_BINARY_PACKED, PLAIN), on an archive holding a compacted day (day files in
-//! `date=D/`) beside hour files (`date=D/hour=H/`), and its rollups (`cpu_1m`, `cpu_1h`,
-//! ...). `.ci/run` installs the readers; without them this test fails.
+//! DELTA_BINARY_PACKED, PLAIN), on an archive holding a compacted month (`month=M/`), a
+//! compacted day (`date=D/`) and hour files (`date=D/hour=H/`) side by side, and their
+//! rollups (`cpu_1m`, `cpu_1h`, ...). `.ci/run` installs the readers; without them this
+//! test fails.
 #![allow(unused_crate_dependencies)]
 
 mod common;
@@ -20,22 +21,39 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
     let archive = dir.path().join("archive");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
-    let frames = 3600 * 3u64; // an hour (crossing midnight) of 3 zones
+    // 25 hours of 3 zones, one frame every 20 s: November 30's last half hour (compacted
+    // into November's month file), December 1 (a day file), December 2's first half hour
+    // (hour files).
+    let count = 25 * 180;
+    let frames = count * 3u64;
     let mut archiver = KillOnDrop(start_archiver(
         &archive,
         std::slice::from_ref(&endpoint),
-        // The first day is compacted as soon as it is over, its hour files deleted at once:
-        // the readers see day files beside hour files.
-        &["--flush-interval", "1", "--stats-interval", "1", "--compact-days-after", "0", "--retire-grace", "0"],
+        // Days and months are compacted as soon as they are over, their inputs deleted at
+        // once: the readers see month, day and hour files side by side.
+        &[
+            "--flush-interval",
+            "1",
+            "--stats-interval",
+            "1",
+            "--compact-days-after",
+            "0",
+            "--compact-months-after",
+            "0",
+            "--retire-grace",
+            "0",
+        ],
     ));
     let mut generator = KillOnDrop(
         Command::new(binary("generator"))
             .args(["--source", "synthetic", "-p", &port.to_string(), "--zones", "3", "--cores", "4", "--processes", "5"])
             .args([
                 "--simulate-from",
-                "2025-11-24T23:30:00Z",
+                "2025-11-30T23:30:00Z",
+                "--interval",
+                "20000",
                 "--count",
-                "3600",
+                &count.to_string(),
                 "--wait-subscribers",
                 "1",
                 "--wait-timeout-ms",
@@ -48,33 +66,31 @@ fn pyarrow_polars_duckdb_and_spark_read_what_the_archiver_seals() {
     wait_for(Duration::from_secs(60), "every frame accepted", || {
         status(&archive).filter(|s| s["frames_accepted"] == frames).map(|_| ())
     });
-    // The archiver seals hour 23 at the second flush that brings it nothing new, then
-    // compacts the day: wait for that while it runs (a stop seals, but compacts nothing).
-    let day_files = |archive: &std::path::Path| -> Vec<std::path::PathBuf> {
-        walk(archive)
+    // The archiver seals an hour at the second flush that brings it nothing new, then
+    // compacts the day and the month: wait for that while it runs (a stop seals, but
+    // compacts nothing).
+    let parquet_in = |archive: &std::path::Path, table: &str, dir: &str| -> usize {
+        walk(&archive.join(table))
             .into_iter()
-            .filter(|p| {
-                p.extension().is_some_and(|e| e == "parquet") && p.parent().is_some_and(|d| d.ends_with("date=2025-11-24"))
-            })
-            .collect()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet") && p.parent().is_some_and(|d| d.ends_with(dir)))
+            .count()
     };
-    let hour_files = |archive: &std::path::Path| {
-        walk(archive).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24/hour=")).count()
+    let hour_files = |archive: &std::path::Path, day: &str| {
+        walk(archive).into_iter().filter(|p| p.to_string_lossy().contains(&format!("date={day}/hour="))).count()
     };
-    wait_for(Duration::from_secs(60), "2025-11-24 compacted into day files, with rollups", || {
-        let days = day_files(&archive);
-        let cpu = days.iter().filter(|p| p.starts_with(archive.join("cpu"))).count();
-        let rollups = days.iter().filter(|p| p.starts_with(archive.join("cpu_1h"))).count();
-        (cpu == 3 && rollups == 3 && hour_files(&archive) == 0).then_some(())
-    });
+    let compacted = |archive: &std::path::Path| {
+        parquet_in(archive, "cpu", "month=2025-11") == 3
+            && parquet_in(archive, "cpu_1h", "month=2025-11") == 3
+            && parquet_in(archive, "cpu", "date=2025-12-01") == 3
+            && parquet_in(archive, "cpu_1h", "date=2025-12-01") == 3
+            && hour_files(archive, "2025-12-01") == 0
+            && parquet_in(archive, "cpu", "date=2025-11-30") == 0
+    };
+    wait_for(Duration::from_secs(60), "November and December 1 compacted, with rollups", || compacted(&archive).then_some(()));
     terminate(&archiver);
     assert!(wait_exit(&mut archiver, Duration::from_secs(60), "archiver").success());
-    let days = day_files(&archive);
-    let cpu_days = days.iter().filter(|p| p.starts_with(archive.join("cpu"))).count();
-    assert_eq!(cpu_days, 3, "a cpu day file per zone for 2025-11-24: {days:?}");
-    let rollups = days.iter().filter(|p| p.starts_with(archive.join("cpu_1h"))).count();
-    assert_eq!(rollups, 3, "an hourly cpu rollup per zone for 2025-11-24");
-    assert_eq!(hour_files(&archive), 0, "its hour files are gone");
+    assert!(compacted(&archive), "a month file, a day file and their rollups per zone; no November day, no December 1 hour");
+    assert!(hour_files(&archive, "2025-12-02") > 0, "December 2 in hour files");
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers.py");
     let out = Command::new("python3").arg(&script).arg(&archive).output().expect("python3");

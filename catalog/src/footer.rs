@@ -28,10 +28,7 @@ fn kv<'a>(meta: &'a ParquetMetaData, key: &str) -> Option<&'a str> {
 }
 
 fn period_name(g: Granularity) -> &'static str {
-    match g {
-        Granularity::Hour => "hour",
-        Granularity::Day => "day",
-    }
+    g.name()
 }
 
 /// What the footer says of each column (time as signed, integers as unsigned, strings when

@@ -160,12 +160,12 @@ impl Entry {
 
     /// Its period's length.
     pub fn granularity(&self) -> Option<Granularity> {
-        self.period.parse().ok()
+        Granularity::from_name(&self.period)
     }
 
     /// One past the last microsecond of its period.
     pub fn period_end_us(&self) -> Option<i64> {
-        Some(self.period_start_us + self.granularity()?.period_us())
+        Some(self.granularity()?.period_end(self.period_start_us))
     }
 
     /// Its writer and sequence numbers, from its file name.

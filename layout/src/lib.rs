@@ -18,7 +18,8 @@ mod runs;
 mod table;
 
 pub use partition::{
-    Granularity, MAX_ZONE_DIR_VALUE, PartitionDir, PartitionKey, is_bounded_zone_dir_value, table_dir_name, zone_dir_value,
+    DAY_US, Granularity, HOUR_US, MAX_ZONE_DIR_VALUE, PartitionDir, PartitionKey, is_bounded_zone_dir_value, table_dir_name,
+    zone_dir_value,
 };
 pub use path::{FileId, ParquetFilePath, WriterId, escape_partition_value, live_files, unescape_partition_value};
 pub use rollup::{RollupAggregate, RollupColumn, RollupLevel, counter_step};

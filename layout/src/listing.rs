@@ -1,10 +1,11 @@
 //! Walking an archive: the one place that lists a table's partitions and their live files,
 //! for the archiver and for `dq` alike.
 //!
-//! A table directory holds `zone=Z/date=D/` directories; a date directory holds the files
-//! of its day partition (if any) and `hour=H/` directories holding the files of hour
-//! partitions, so hour and day files can live in one archive and each file's period is
-//! what its own directory says. Hidden entries (`.` or `_` first) are skipped. Must not
+//! A table directory holds `zone=Z/month=M/` and `zone=Z/date=D/` directories; a month
+//! directory holds the files of its month partition (a month compaction's output), a date
+//! directory the files of its day partition (if any) and `hour=H/` directories holding the
+//! files of hour partitions, so hour, day and month files can live in one archive and each
+//! file's period is what its own directory says. Hidden entries (`.` or `_` first) are skipped. Must not
 //! read files.
 
 use std::path::{Path, PathBuf};
@@ -109,19 +110,39 @@ fn list_table_dir(
     let mut out = Vec::new();
     let table_dir = root.join(table_dir);
     for zone_dir in visible_subdirs(&table_dir, "zone=")? {
+        // Month files first: they supersede the day and hour files of their writer in their
+        // range (a month compaction's inputs, kept for a grace period).
+        let mut months: Vec<(i64, Vec<FileId>)> = Vec::new();
+        for month_dir in visible_subdirs(&zone_dir, "month=")? {
+            let Ok(rel) = month_dir.strip_prefix(root) else { continue };
+            let Ok(month) = PartitionDir::parse_relative(rel) else { continue };
+            if !admit_zone(&month) {
+                break;
+            }
+            // Listed for covering even when `admit` leaves the month out.
+            let live = live_files(published_files(&month_dir)?.into_iter().map(|(id, _)| id).collect());
+            if admit(&month) {
+                push_live(&month, &month_dir, &mut out, &[])?;
+            }
+            months.push((month.start_us, live));
+        }
         for date_dir in visible_subdirs(&zone_dir, "date=")? {
             let Ok(rel) = date_dir.strip_prefix(root) else { continue };
             let Ok(day) = PartitionDir::parse_relative(rel) else { continue };
             if !admit_zone(&day) || !admit(&day) {
                 continue;
             }
-            let days = push_live(&day, &date_dir, &mut out, &[])?;
+            let month_start = Granularity::Month.period_start(day.start_us);
+            let mut covering: Vec<FileId> =
+                months.iter().filter(|(start, _)| *start == month_start).flat_map(|(_, ids)| ids.iter().copied()).collect();
+            let days = push_live(&day, &date_dir, &mut out, &covering)?;
+            covering.extend(days);
             for hour_dir in visible_subdirs(&date_dir, "hour=")? {
                 let Ok(rel) = hour_dir.strip_prefix(root) else { continue };
                 let Ok(hour) = PartitionDir::parse_relative(rel) else { continue };
                 debug_assert_eq!(hour.granularity, Granularity::Hour);
                 if admit(&hour) {
-                    push_live(&hour, &hour_dir, &mut out, &days)?;
+                    push_live(&hour, &hour_dir, &mut out, &covering)?;
                 }
             }
         }
@@ -130,8 +151,8 @@ fn list_table_dir(
 }
 
 /// Pushes the live files of the partition directory `path`, but those a file of `covering`
-/// supersedes (the day files of an hour's date: a day compaction's inputs, kept for a grace
-/// period after it); returns the live ids.
+/// supersedes (the day or month files of its period: a compaction's inputs, kept for a
+/// grace period after it); returns the ids pushed.
 fn push_live(
     dir: &PartitionDir,
     path: &Path,
@@ -141,7 +162,7 @@ fn push_live(
     let found = published_files(path)?;
     let live: Vec<FileId> = live_files(found.iter().map(|(id, _)| *id).collect())
         .into_iter()
-        .filter(|id| !covering.iter().any(|day| day.covers(id)))
+        .filter(|id| !covering.iter().any(|c| c.covers(id)))
         .collect();
     for (id, size) in found {
         if live.contains(&id) {
@@ -151,12 +172,21 @@ fn push_live(
     Ok(live)
 }
 
-/// The live files of the day partition holding the date of `key` (an hour partition): a
-/// day compaction's output, which supersedes the hour files of its writer in its range.
-pub fn day_files_of(root: &Path, key: &PartitionKey) -> Result<Vec<FileId>, LayoutError> {
-    let day =
-        PartitionKey { granularity: Granularity::Day, start_us: Granularity::Day.period_start(key.start_us), ..key.clone() };
-    Ok(live_files(partition_files(root, &day)?.into_iter().map(|(id, _)| id).collect()))
+/// The live files of the coarser partitions holding the period of `key`: for an hour, its
+/// day's and its month's; for a day, its month's. They are compactions' outputs, which
+/// supersede the files of their writer in their range.
+pub fn covering_files(root: &Path, key: &PartitionKey) -> Result<Vec<FileId>, LayoutError> {
+    let coarser: &[Granularity] = match key.granularity {
+        Granularity::Hour => &[Granularity::Day, Granularity::Month],
+        Granularity::Day => &[Granularity::Month],
+        Granularity::Month => &[],
+    };
+    let mut out = Vec::new();
+    for g in coarser {
+        let outer = PartitionKey { granularity: *g, start_us: g.period_start(key.start_us), ..key.clone() };
+        out.extend(live_files(partition_files(root, &outer)?.into_iter().map(|(id, _)| id).collect()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -223,6 +253,24 @@ mod tests {
                 (Granularity::Day, FileId { writer: w, lo: 5, hi: 20 }),
             ]
         );
-        assert_eq!(day_files_of(root, &hour_of).unwrap(), vec![FileId { writer: w, lo: 5, hi: 20 }]);
+        assert_eq!(covering_files(root, &hour_of).unwrap(), vec![FileId { writer: w, lo: 5, hi: 20 }]);
+        // A month file hides the day and hour files of its writer in its range.
+        let month_of = PartitionKey::for_sample(Table::Mem, "a", t, Granularity::Month);
+        touch(root, &month_of, FileId { writer: w, lo: 1, hi: 25 });
+        let mut mem: Vec<(Granularity, FileId)> =
+            list_table(root, Table::Mem, |_| true, |_| true).unwrap().iter().map(|f| (f.dir.granularity, f.id)).collect();
+        mem.sort();
+        assert_eq!(
+            mem,
+            vec![
+                (Granularity::Hour, FileId::single(w, 30)),
+                (Granularity::Hour, FileId::single(WriterId(8), 11)),
+                (Granularity::Month, FileId { writer: w, lo: 1, hi: 25 }),
+            ]
+        );
+        assert_eq!(covering_files(root, &hour_of).unwrap().len(), 2);
+        assert_eq!(covering_files(root, &day_of).unwrap(), vec![FileId { writer: w, lo: 1, hi: 25 }]);
+        let months_only = list_table(root, Table::Mem, |_| true, |d| d.granularity == Granularity::Month).unwrap();
+        assert_eq!(months_only.len(), 1);
     }
 }

@@ -1,4 +1,5 @@
-//! Partition keys: (table, zone, UTC period) <-> `table/zone=Z/date=YYYY-MM-DD[/hour=HH]`.
+//! Partition keys: (table, zone, UTC period) <-> `table/zone=Z/date=YYYY-MM-DD[/hour=HH]` or
+//! `table/zone=Z/month=YYYY-MM`.
 //!
 //! `Z` is the zone name escaped the hive way ([`escape_partition_value`]). A file system
 //! allows 255 bytes in a name, and real zone names (a Kubernetes container's cgroup path)
@@ -15,7 +16,7 @@
 use std::hash::Hasher;
 use std::path::{Component, Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use crate::{LayoutError, RollupLevel, Table, escape_partition_value, unescape_partition_value};
@@ -69,25 +70,73 @@ pub enum Granularity {
     Hour,
     /// One partition per UTC day: `date=YYYY-MM-DD`.
     Day,
+    /// One partition per UTC calendar month: `month=YYYY-MM`. Written only by a month
+    /// compaction (never by a flush or a seal), so no run has this granularity.
+    Month,
 }
 
+/// Microseconds in an hour.
+pub const HOUR_US: i64 = 3_600_000_000;
+/// Microseconds in a day.
+pub const DAY_US: i64 = 86_400_000_000;
+
 impl Granularity {
-    /// Length of one period in microseconds.
-    pub fn period_us(self) -> i64 {
+    /// Start of the period holding `time_us` (floor, also for times before 1970).
+    pub fn period_start(self, time_us: i64) -> i64 {
         match self {
-            Granularity::Hour => 3_600_000_000,
-            Granularity::Day => 86_400_000_000,
+            Granularity::Hour => time_us.div_euclid(HOUR_US) * HOUR_US,
+            Granularity::Day => time_us.div_euclid(DAY_US) * DAY_US,
+            Granularity::Month => {
+                let Some(t) = DateTime::<Utc>::from_timestamp_micros(time_us) else { return time_us };
+                month_start(t.year(), t.month()).unwrap_or(time_us)
+            }
         }
     }
 
-    /// Start of the period holding `time_us` (floor, also for times before 1970).
-    pub fn period_start(self, time_us: i64) -> i64 {
-        time_us.div_euclid(self.period_us()) * self.period_us()
+    /// One past the last microsecond of the period that starts at `start_us` (a value of
+    /// [`Granularity::period_start`]).
+    pub fn period_end(self, start_us: i64) -> i64 {
+        match self {
+            Granularity::Hour => start_us + HOUR_US,
+            Granularity::Day => start_us + DAY_US,
+            Granularity::Month => {
+                let Some(t) = DateTime::<Utc>::from_timestamp_micros(start_us) else { return start_us + 31 * DAY_US };
+                let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+                month_start(y, m).unwrap_or(start_us + 31 * DAY_US)
+            }
+        }
     }
+
+    /// The name a catalog entry and a file's metadata use: `hour`, `day`, `month`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+            Granularity::Month => "month",
+        }
+    }
+
+    /// Parses [`Granularity::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "hour" => Some(Granularity::Hour),
+            "day" => Some(Granularity::Day),
+            "month" => Some(Granularity::Month),
+            _ => None,
+        }
+    }
+}
+
+fn month_start(year: i32, month: u32) -> Option<i64> {
+    NaiveDate::from_ymd_opt(year, month, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| Utc.from_utc_datetime(&d).timestamp_micros())
 }
 
 impl std::str::FromStr for Granularity {
     type Err = String;
+    /// The partitions a flush writes (`--partition`): `hour` or `day`; months come only
+    /// from compaction.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "hour" => Ok(Granularity::Hour),
@@ -138,7 +187,7 @@ impl PartitionKey {
 
     /// One past the last microsecond of the period.
     pub fn end_us(&self) -> i64 {
-        self.start_us + self.granularity.period_us()
+        self.granularity.period_end(self.start_us)
     }
 
     /// The partition directory relative to the archive root.
@@ -146,6 +195,10 @@ impl PartitionKey {
         let start = DateTime::<Utc>::from_timestamp_micros(self.start_us).unwrap_or_default();
         let mut dir = PathBuf::from(self.table_dir_name());
         dir.push(format!("zone={}", zone_dir_value(&self.zone)));
+        if self.granularity == Granularity::Month {
+            dir.push(format!("month={}", start.format("%Y-%m")));
+            return dir;
+        }
         dir.push(format!("date={}", start.format("%Y-%m-%d")));
         if self.granularity == Granularity::Hour {
             dir.push(format!("hour={:02}", start.hour()));
@@ -199,7 +252,7 @@ impl PartitionDir {
 
     /// One past the last microsecond of the period.
     pub fn end_us(&self) -> i64 {
-        self.start_us + self.granularity.period_us()
+        self.granularity.period_end(self.start_us)
     }
 
     /// Parses a partition directory relative to the archive root.
@@ -215,7 +268,7 @@ impl PartitionDir {
         let (table, zone, date, hour) = match parts.as_slice() {
             [t, z, d] => (*t, *z, *d, None),
             [t, z, d, h] => (*t, *z, *d, Some(*h)),
-            _ => return Err(bad("expected table/zone=Z/date=D[/hour=H]")),
+            _ => return Err(bad("expected table/zone=Z/date=D[/hour=H] or table/zone=Z/month=M")),
         };
         let (table, rollup) = match RollupLevel::parse_table_name(table) {
             Some((t, level)) => (t, Some(level)),
@@ -225,7 +278,18 @@ impl PartitionDir {
         if !is_bounded_zone_dir_value(zone) && unescape_partition_value(zone).is_none() {
             return Err(bad("bad escape in zone"));
         }
-        let date = date.strip_prefix("date=").ok_or_else(|| bad("missing date="))?;
+        if let Some(month) = date.strip_prefix("month=") {
+            if hour.is_some() {
+                return Err(bad("a month directory has no hour directories"));
+            }
+            let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").map_err(|_| bad("bad month"))?;
+            if first.format("%Y-%m").to_string() != month {
+                return Err(bad("bad month"));
+            }
+            let start_us = month_start(first.year(), first.month()).ok_or_else(|| bad("bad month"))?;
+            return Ok(Self { table, rollup, zone_value: zone.to_owned(), start_us, granularity: Granularity::Month });
+        }
+        let date = date.strip_prefix("date=").ok_or_else(|| bad("missing date= or month="))?;
         let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad("bad date"))?;
         let (hour, granularity) = match hour {
             None => (0, Granularity::Day),
@@ -240,8 +304,8 @@ impl PartitionDir {
         };
         let start = date.and_hms_opt(hour, 0, 0).ok_or_else(|| bad("bad hour"))?;
         let start_us = Utc.from_utc_datetime(&start).timestamp_micros();
-        if rollup.is_some() && granularity != Granularity::Day {
-            return Err(bad("a rollup has day partitions only"));
+        if rollup.is_some() && granularity == Granularity::Hour {
+            return Err(bad("a rollup has day and month partitions only"));
         }
         Ok(Self { table, rollup, zone_value: zone.to_owned(), start_us, granularity })
     }
@@ -270,6 +334,33 @@ mod tests {
         assert_eq!(rollup.relative_dir(), Path::new("mem_1m/zone=global/date=2025-11-24"));
         assert_eq!(PartitionKey::parse_relative_dir(&rollup.relative_dir()).unwrap(), rollup);
         assert!(PartitionDir::parse_relative(Path::new("mem_1m/zone=global/date=2025-11-24/hour=01")).is_err());
+    }
+
+    #[test]
+    fn month_partitions_follow_the_calendar() {
+        let key = PartitionKey::for_sample(Table::Cpu, "a/b", 1_764_003_599_999_999, Granularity::Month);
+        assert_eq!(key.relative_dir(), Path::new("cpu/zone=a%2Fb/month=2025-11"));
+        assert_eq!(key.end_us() - key.start_us, 30 * DAY_US, "November");
+        assert_eq!(PartitionKey::parse_relative_dir(&key.relative_dir()).unwrap(), key);
+        let dec = PartitionKey { start_us: key.end_us(), ..key.clone() };
+        assert_eq!(dec.relative_dir(), Path::new("cpu/zone=a%2Fb/month=2025-12"));
+        assert_eq!(dec.end_us() - dec.start_us, 31 * DAY_US, "December, into the next year");
+        assert_eq!(PartitionKey::parse_relative_dir(Path::new("cpu/zone=a/month=2026-01")).unwrap().start_us, dec.end_us());
+        let feb = PartitionKey::parse_relative_dir(Path::new("cpu/zone=a/month=2024-02")).unwrap();
+        assert_eq!(feb.end_us() - feb.start_us, 29 * DAY_US, "a leap year's February");
+        assert_eq!(Granularity::Month.period_start(feb.end_us() - 1), feb.start_us);
+        assert_eq!(Granularity::Month.period_start(-1), Granularity::Month.period_end(-1) - 31 * DAY_US, "December 1969");
+        let rollup = key.rollup_of(RollupLevel::Hour);
+        assert_eq!(rollup.relative_dir(), Path::new("cpu_1h/zone=a%2Fb/month=2025-11"));
+        assert_eq!(PartitionKey::parse_relative_dir(&rollup.relative_dir()).unwrap(), rollup);
+        for bad in
+            ["cpu/zone=a/month=2025-13", "cpu/zone=a/month=2025-1", "cpu/zone=a/month=2025-11/hour=01", "cpu/zone=a/month=x"]
+        {
+            assert!(PartitionDir::parse_relative(Path::new(bad)).is_err(), "{bad}");
+        }
+        for g in [Granularity::Hour, Granularity::Day, Granularity::Month] {
+            assert_eq!(Granularity::from_name(g.name()), Some(g));
+        }
     }
 
     #[test]
@@ -349,8 +440,8 @@ mod tests {
         }
 
         #[test]
-        fn round_trips(zone in "\\PC{0,40}", t in -2_208_988_800_000_000i64..253_402_300_799_000_000i64, hour in any::<bool>()) {
-            let g = if hour { Granularity::Hour } else { Granularity::Day };
+        fn round_trips(zone in "\\PC{0,40}", t in -2_208_988_800_000_000i64..253_402_300_799_000_000i64, g in 0..3u8) {
+            let g = [Granularity::Hour, Granularity::Day, Granularity::Month][usize::from(g)];
             let key = PartitionKey::for_sample(Table::Process, &zone, t, g);
             prop_assert!(key.start_us <= t && t < key.end_us());
             prop_assert_eq!(PartitionKey::parse_relative_dir(&key.relative_dir()).unwrap(), key);

@@ -43,7 +43,7 @@ impl RunKey {
 
     /// One past the last microsecond of the period.
     pub fn end_us(&self) -> i64 {
-        self.start_us + self.granularity.period_us()
+        self.granularity.period_end(self.start_us)
     }
 
     /// The partition of `zone` for the same table and period.
@@ -58,11 +58,7 @@ impl RunKey {
     }
 
     fn dir_name(&self) -> String {
-        let g = match self.granularity {
-            Granularity::Hour => "hour",
-            Granularity::Day => "day",
-        };
-        format!("{g}-{}", self.start_us)
+        format!("{}-{}", self.granularity.name(), self.start_us)
     }
 
     fn parse_dir_name(table: Table, name: &str) -> Option<Self> {

@@ -150,7 +150,9 @@ impl ArchiveTable {
         // Raw paths relative to the table directory (`zone=Z/date=D/F`).
         let mut raw: Vec<&str> = Vec::new();
         for e in snapshot.of_table_named(self.table.name()).filter(|e| admits(e)) {
-            if e.is_run() || e.granularity() != Some(archive_layout::Granularity::Day) {
+            if e.is_run()
+                || !matches!(e.granularity(), Some(archive_layout::Granularity::Day | archive_layout::Granularity::Month))
+            {
                 return false;
             }
             let Some(rest) = e.path.strip_prefix(self.table.name()).and_then(|r| r.strip_prefix('/')) else { return false };

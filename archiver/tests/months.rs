@@ -1,0 +1,164 @@
+//! Month compaction as a reader meets it: once a month is over, each zone's day files of it
+//! (per table) become one file in `TABLE/zone=Z/month=YYYY-MM/`, with rollups of the month
+//! in `TABLE_1h/zone=Z/month=YYYY-MM/` (and `_1m`), and every answer is the one an archive
+//! of the same frames without month compaction gives: raw rows, rollup rows (a counter's
+//! increase across midnight and across the month's end included), `dq`'s answers from
+//! rollups. A late frame for the compacted month is merged into it again.
+#![allow(unused_crate_dependencies)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use archiver::archive_writer::{ArchiveWriter, WriterOptions};
+
+const HOUR: i64 = 3_600_000_000;
+const STEP: i64 = 20_000_000;
+/// 2025-11-29T00:00:00Z.
+const T0: i64 = 1_764_374_400_000_000;
+/// The hours written: 2025-11-29 00:00 to 2025-12-02 02:00, so November and December 1 are
+/// over (compacted) and December 2 is not.
+const HOURS: i64 = 3 * 24 + 3;
+
+/// A frame of `zone` at `t`: cpu (two cores), memory (a gauge, a per-interval count) and a
+/// disk whose 32-bit `reads` wraps around November's end and whose `nread` resets once on
+/// November 30.
+fn packet(zone: &str, t: i64, seq: u64) -> frame_proto::Packet {
+    use frame_proto::packet::{Disk, Mem};
+    let mut p = common::cpu_packet(zone, t, seq);
+    let i = ((t - T0) / STEP) as u64;
+    p.mem = vec![Mem { rss: Some(1_000_000 + (seq * 7919) % 50_000), maj_fault: Some((seq % 13) as u32), ..Default::default() }];
+    let nread = if t < T0 + 24 * HOUR + 5 * HOUR { 1_000_000 + i * 4096 } else { (i % 1000) * 512 };
+    let reads = (u64::from(u32::MAX) - 30_000_000 + i * 3_000) % (1 << 32);
+    p.disk = vec![Disk { instance: "sd0".into(), nread: Some(nread), reads: Some(reads as u32), ..Default::default() }];
+    p
+}
+
+fn options(months: bool) -> WriterOptions {
+    WriterOptions {
+        retire_grace: Duration::ZERO,
+        compact_days_after: Some(Duration::ZERO),
+        compact_months_after: months.then_some(Duration::ZERO),
+        ..WriterOptions::default()
+    }
+}
+
+/// Writes the frames hour by hour, flushing and sealing as the service does.
+fn write(root: &Path, months: bool) -> ArchiveWriter {
+    let mut w = ArchiveWriter::open(root, options(months)).unwrap();
+    let mut seq = 0;
+    for h in 0..HOURS {
+        for s in 0..(HOUR / STEP) {
+            for z in ["a", "b"] {
+                seq += 1;
+                w.append("h", &packet(z, T0 + h * HOUR + s * STEP, seq));
+            }
+        }
+        w.flush().unwrap();
+        w.flush().unwrap();
+        w.seal_due().unwrap();
+    }
+    w
+}
+
+fn rows(root: &Path, sql: &str) -> Vec<Vec<String>> {
+    common::dq_rows(root, sql)
+}
+
+/// Queries whose answers must not depend on how the files are cut.
+const SAME_ANSWERS: &[&str] = &[
+    "SELECT zone, count(*), sum(usage), min(time), max(time) FROM cpu GROUP BY zone ORDER BY zone",
+    "SELECT zone, core, time, usage_min, usage_max, usage_sum, usage_count, samples FROM cpu_1h ORDER BY zone, core, time",
+    "SELECT zone, core, time, usage_max, samples FROM cpu_1m ORDER BY zone, core, time",
+    "SELECT zone, time, rss_min, rss_max, rss_sum, rss_last, maj_fault_sum FROM mem_1h ORDER BY zone, time",
+    "SELECT zone, time, nread_increase, nread_resets, reads_increase, reads_resets, reads_last FROM disk_1h ORDER BY zone, time",
+    "SELECT zone, CAST(increase(reads, time) AS BIGINT), resets(nread, time) FROM disk GROUP BY zone ORDER BY zone",
+    "SELECT zone, date_trunc('day', time) AS d, max(usage), count(*) FROM cpu \
+     WHERE time < '2025-12-02T00:00:00Z' GROUP BY zone, d ORDER BY zone, d",
+    "SELECT * FROM mem WHERE zone = 'b' AND time >= '2025-11-30T05:00:00Z' AND time < '2025-11-30T06:00:00Z' ORDER BY time",
+];
+
+/// Asserts two answers are equal, naming the first rows that differ.
+fn assert_same(got: &[Vec<String>], want: &[Vec<String>], what: &str) {
+    if got != want {
+        let at = got.iter().zip(want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: {} rows against {}; first difference at row {at}: {:?} against {:?}",
+            got.len(),
+            want.len(),
+            got.get(at),
+            want.get(at)
+        );
+    }
+}
+
+fn check_clean(root: &Path) {
+    let out = std::process::Command::new(common::binary("archiver"))
+        .args(["check", "--archive", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The live raw and rollup files of zone `a` (paths relative to the archive) in `snapshot`.
+fn catalogued(root: &Path, table: &str) -> Vec<String> {
+    let snapshot = catalog::Snapshot::read(root).unwrap().unwrap();
+    let mut paths: Vec<String> =
+        snapshot.of_table_named(table).filter(|e| e.zone.as_deref() == Some("a")).map(|e| e.path.clone()).collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn a_finished_month_becomes_one_file_per_zone_and_table_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (months, days) = (dir.path().join("months"), dir.path().join("days"));
+    let mut w = write(&months, true);
+    let mut d = write(&days, false);
+
+    // November: one month file and its rollups per zone and table; December 1: a day file.
+    let cpu = catalogued(&months, "cpu");
+    assert!(cpu.iter().filter(|p| p.contains("/month=2025-11/")).count() == 1, "{cpu:?}");
+    assert!(!cpu.iter().any(|p| p.contains("date=2025-11-")), "no November day left: {cpu:?}");
+    assert!(cpu.iter().any(|p| p.contains("/date=2025-12-01/") && !p.contains("hour=")), "{cpu:?}");
+    for rollup in ["cpu_1h", "cpu_1m", "disk_1h", "mem_1h"] {
+        let files = catalogued(&months, rollup);
+        assert_eq!(files.iter().filter(|p| p.contains("/month=2025-11/")).count(), 1, "{rollup}: {files:?}");
+        assert!(!files.iter().any(|p| p.contains("date=2025-11-")), "{rollup}: {files:?}");
+    }
+    let on_disk = common::parquet_files(&months.join("cpu/zone=a"));
+    assert!(!on_disk.iter().any(|p| p.to_string_lossy().contains("date=2025-11-")), "inputs deleted: {on_disk:?}");
+    check_clean(&months);
+
+    for sql in SAME_ANSWERS {
+        let got = rows(&months, sql);
+        assert!(!got.is_empty(), "{sql}");
+        assert_same(&got, &rows(&days, sql), sql);
+    }
+    // dq answers a long-range aggregate over the month from its rollup.
+    let per_hour = "SELECT zone, date_trunc('hour', time) AS h, max(usage), count(*) FROM cpu \
+                    WHERE time < '2025-12-02T00:00:00Z' GROUP BY zone, h ORDER BY zone, h";
+    let plan = rows(&months, &format!("EXPLAIN {per_hour}")).into_iter().flatten().collect::<Vec<_>>().join("\n");
+    assert!(plan.contains("TableScan: cpu_1h"), "{plan}");
+    assert_same(&rows(&months, per_hour), &rows(&days, per_hour), per_hour);
+
+    // A late frame for November 29 (both archives): sealed into an hour file, compacted
+    // into its day, then merged into November's file again.
+    let late = packet("a", T0 + 12 * HOUR + 10_000_000, 9_000_000);
+    for w in [&mut w, &mut d] {
+        w.append("h", &late);
+        for _ in 0..4 {
+            w.flush().unwrap();
+            w.seal_due().unwrap();
+        }
+    }
+    drop((w, d));
+    let cpu = catalogued(&months, "cpu");
+    assert_eq!(cpu.iter().filter(|p| p.contains("/month=2025-11/")).count(), 1, "{cpu:?}");
+    assert!(!cpu.iter().any(|p| p.contains("date=2025-11-")), "the late day merged: {cpu:?}");
+    check_clean(&months);
+    for sql in SAME_ANSWERS {
+        assert_same(&rows(&months, sql), &rows(&days, sql), &format!("after the late frame: {sql}"));
+    }
+}
