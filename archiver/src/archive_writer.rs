@@ -606,8 +606,8 @@ impl ArchiveWriter {
         result
     }
 
-    /// Compacts up to `days_per_flush` days and then up to `months_per_flush` months that
-    /// are due; looks for them when the newest sample minus either age passed midnight,
+    /// Compacts up to `days_per_flush` days and then, once no day is left, up to
+    /// `months_per_flush` months that are due; looks for them when the newest sample minus either age passed midnight,
     /// after a seal of an old day, or when the last look left some.
     fn compact_days_due(&mut self) -> Result<(), ArchiverError> {
         let Some(latest) = self.buffers.latest_sample() else { return Ok(()) };
@@ -630,16 +630,26 @@ impl ArchiveWriter {
         let Some(snapshot) = catalog::Snapshot::read(&self.root)? else { return Ok(()) };
         let day_limit = self.options.days_per_flush.max(1);
         let days = days_before.map(|b| pick_days(snapshot.entries(), b, day_limit)).unwrap_or_default();
+        drop(snapshot);
+        let days_left = days.len() == day_limit;
+        self.compact_groups(&days)?;
+        // Months once every due day is done (a month merges its day files), in the same
+        // flush: the catalog is read again if days changed it.
         let month_limit = self.options.months_per_flush.max(1);
-        // Months wait for the days due to be compacted first.
         let months = match months_before {
-            Some(b) if days.is_empty() => pick_months(snapshot.entries(), b, self.options.month_file_max_bytes, month_limit),
+            Some(b) if !days_left => match catalog::Snapshot::read(&self.root)? {
+                Some(snapshot) => pick_months(snapshot.entries(), b, self.options.month_file_max_bytes, month_limit),
+                None => Vec::new(),
+            },
             _ => Vec::new(),
         };
-        drop(snapshot);
-        let more = days.len() == day_limit || months.len() == month_limit || (!days.is_empty() && months_before.is_some());
-        self.days_checked = Some((today, more));
-        for group in days.iter().chain(months.iter()) {
+        self.compact_groups(&months)?;
+        self.days_checked = Some((today, days_left || months.len() == month_limit));
+        Ok(())
+    }
+
+    fn compact_groups(&mut self, groups: &[crate::day_compaction::DayGroup]) -> Result<(), ArchiverError> {
+        for group in groups {
             let hook = self.options.step_hook.clone();
             let outcome = self.days.compact(group, &mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)?;
             if outcome.published {
@@ -687,8 +697,8 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Deletes the retired files whose grace period is over (and hour directories left
-    /// empty), then records that in the catalog.
+    /// Deletes the retired files whose grace period is over (and the hour, date and month
+    /// directories they leave empty), then records that in the catalog.
     fn reap_retired(&mut self) -> Result<(), ArchiverError> {
         let now = crate::parquet_file::now_us();
         let due = match &self.catalog {
@@ -710,11 +720,21 @@ impl ArchiveWriter {
                 dirs.insert(dir.to_owned());
             }
         }
-        for dir in dirs.iter().filter(|d| d.is_dir()) {
+        // Deepest first, so a date directory is looked at after its hours.
+        for dir in dirs.iter().rev().filter(|d| d.is_dir()) {
             sync_dir(dir)?;
-            // An hour directory left empty goes too (never a date or zone directory).
-            if dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("hour=")) && fs::remove_dir(dir).is_ok() {
-                sync_dir(dir.parent().unwrap_or(&self.root))?;
+            // An hour, date or month directory left empty goes too (a zone directory stays);
+            // then its date directory, if that is left empty.
+            let mut dir = dir.as_path();
+            while dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| ["hour=", "date=", "month="].iter().any(|p| n.starts_with(p)))
+                && fs::remove_dir(dir).is_ok()
+            {
+                let parent = dir.parent().unwrap_or(&self.root);
+                sync_dir(parent)?;
+                dir = parent;
             }
         }
         self.step(WriteStep::RetiredDeleted)?;

@@ -256,8 +256,19 @@ impl DayCompactor {
         step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
         catalog: &mut Option<CatalogWriter>,
     ) -> Result<DayOutcome, ArchiverError> {
+        let month = group.granularity == Granularity::Month;
+        let [intent_written, published, rollups_published, catalogued] = if month {
+            [
+                WriteStep::MonthIntentWritten,
+                WriteStep::MonthPublished,
+                WriteStep::MonthRollupsPublished,
+                WriteStep::MonthCatalogued,
+            ]
+        } else {
+            [WriteStep::DayIntentWritten, WriteStep::DayPublished, WriteStep::RollupsPublished, WriteStep::DayCatalogued]
+        };
         write_atomically(&self.intent_path, intent_text(group).as_bytes())?;
-        step(WriteStep::DayIntentWritten)?;
+        step(intent_written)?;
         let day_key = group.day_key();
         let days = self.ours(&day_key)?;
         // Every file of ours in the finer partitions (hours; for a month, days and hours):
@@ -339,9 +350,9 @@ impl DayCompactor {
         self.encoder.publish_from(&self.root, &out, &mut batches)?;
         outcome.published = true;
         outcome.inputs = timed.len();
-        step(WriteStep::DayPublished)?;
+        step(published)?;
         let rollups = publish_rollups(&self.root, &self.encoder, self.writer, &out)?;
-        step(WriteStep::RollupsPublished)?;
+        step(rollups_published)?;
         let replaced: Vec<String> = timed
             .iter()
             .map(|(_, _, p)| p)
@@ -355,7 +366,7 @@ impl DayCompactor {
         let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
         add.extend(rollups.entries(&self.root)?);
         record(catalog, Edit { add, remove: replaced, retire, ..Edit::default() })?;
-        step(WriteStep::DayCatalogued)?;
+        step(catalogued)?;
         self.remove_intent()?;
         Ok(outcome)
     }

@@ -49,6 +49,16 @@ pub enum WriteStep {
     /// Day compaction: the catalog's edit adding the day file and retiring its inputs is
     /// durable (the inputs still on disk).
     DayCatalogued,
+    /// Month compaction: the intent naming the (table, zone, month) is durable.
+    MonthIntentWritten,
+    /// Month compaction: the month file is published (its inputs still listed by the
+    /// catalog).
+    MonthPublished,
+    /// Month compaction: the month's rollup files are published too.
+    MonthRollupsPublished,
+    /// Month compaction: the catalog's edit adding the month file and its rollups and
+    /// retiring the inputs and their rollups is durable.
+    MonthCatalogued,
     /// Retired files whose grace period ended are deleted (the catalog still lists them as
     /// retired).
     RetiredDeleted,
@@ -60,7 +70,7 @@ pub enum WriteStep {
 
 impl WriteStep {
     /// Every step, in the order a flush, a seal and a start pass them.
-    pub const ALL: [WriteStep; 19] = [
+    pub const ALL: [WriteStep; 23] = [
         WriteStep::FlushBatchesReady,
         WriteStep::FlushJournalWritten,
         WriteStep::FlushTempWritten,
@@ -77,6 +87,10 @@ impl WriteStep {
         WriteStep::DayPublished,
         WriteStep::RollupsPublished,
         WriteStep::DayCatalogued,
+        WriteStep::MonthIntentWritten,
+        WriteStep::MonthPublished,
+        WriteStep::MonthRollupsPublished,
+        WriteStep::MonthCatalogued,
         WriteStep::RetiredDeleted,
         WriteStep::RecoveryJournalFound,
         WriteStep::ReplayBuffered,
@@ -103,6 +117,10 @@ impl WriteStep {
             WriteStep::DayPublished => "day-published",
             WriteStep::RollupsPublished => "rollups-published",
             WriteStep::DayCatalogued => "day-catalogued",
+            WriteStep::MonthIntentWritten => "month-intent-written",
+            WriteStep::MonthPublished => "month-published",
+            WriteStep::MonthRollupsPublished => "month-rollups-published",
+            WriteStep::MonthCatalogued => "month-catalogued",
             WriteStep::RetiredDeleted => "retired-deleted",
             WriteStep::RecoveryJournalFound => "recovery-journal-found",
             WriteStep::ReplayBuffered => "replay-buffered",

@@ -3,7 +3,7 @@
 //! once with a crash (a panic from the step hook: no error handler runs, nothing is cleaned
 //! up, the process's files stay as a killed process leaves them), then run on (after the
 //! error) or reopened (after the crash) until every frame is fed and a clean shutdown is
-//! done. After every flush, what `dq` reads (runs and zone files, with the coverage rule)
+//! done (the steps of day and month compaction included). After every flush, what `dq` reads (runs and zone files, with the coverage rule)
 //! never holds a row twice, and holds every accepted row once nothing is buffered. At the
 //! end every accepted frame must be in the archive exactly once, as `dq` reads it and as a
 //! plain glob over every `*.parquet` file of the table sees it, and no temporary file,
@@ -31,6 +31,9 @@ use frame_proto::Packet;
 use prost::Message;
 
 const NOW: i64 = 1_764_000_000_000_000;
+/// The wall-clock time the frames are received at: after the last batch's samples (the
+/// next month), which admission would refuse as too far ahead of an earlier clock.
+const RECEIVED: i64 = NOW + 8 * 86_400_000_000;
 
 /// Crashes that left a seal half done when `dq_view` looked (the coverage rule was needed).
 static SEAL_CRASHES_SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -76,9 +79,9 @@ fn frame(zone: &str, t: i64, seq: u64) -> Vec<u8> {
 
 /// Six batches: two in hour 0, two in hour 1 (whose arrival seals hour 0), then late rows
 /// of hour 0 (so hour 0 is sealed again, merging its sealed files), then rows of the next
-/// day (which seal hour 1 and make the first day due for compaction: the test's writer
-/// compacts days as soon as they end and deletes retired files at once); three zones, one
-/// a 1 KiB name.
+/// month's first day (which seal hour 1 and make the first day, then its month, due for
+/// compaction: the test's writer compacts days and months as soon as they end and deletes
+/// retired files at once); three zones, one a 1 KiB name.
 fn batches() -> Vec<Vec<(usize, Vec<u8>)>> {
     let zones = ["a".to_owned(), "b/c".to_owned(), "k".repeat(1024)];
     let start = Granularity::Hour.period_start(NOW) - 3 * HOUR;
@@ -89,7 +92,7 @@ fn batches() -> Vec<Vec<(usize, Vec<u8>)>> {
             for i in 0..5 {
                 let t = match b {
                     4 => start + 1_200_000_000 + i * 10_000_000, // late: hour 0, after it was sealed
-                    5 => Granularity::Day.period_start(NOW) + 86_400_000_000 + i * 10_000_000, // the next day
+                    5 => Granularity::Month.period_end(Granularity::Month.period_start(NOW)) + i * 10_000_000, // the next month
                     _ => start + (b / 2) * HOUR + (b % 2) * 600_000_000 + i * 10_000_000,
                 };
                 for z in &zones {
@@ -108,6 +111,8 @@ fn options(hook: &Arc<Triggers>) -> WriterOptions {
         fsync: wal::FsyncPolicy::Never,
         step_hook: Some(Arc::clone(hook) as Arc<dyn StepHook + Sync>),
         compact_days_after: Some(std::time::Duration::ZERO),
+        compact_months_after: Some(std::time::Duration::ZERO),
+        months_per_flush: 100,
         retire_grace: std::time::Duration::ZERO,
         ..WriterOptions::default()
     }
@@ -159,7 +164,7 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
     let mut ingest = start(&root, &hook);
     let mut accepted = BTreeMap::new();
     for batch in batches() {
-        ingest.accept_batch(&batch, NOW);
+        ingest.accept_batch(&batch, RECEIVED);
         for (_, bytes) in &batch {
             let p = Packet::decode(bytes.as_slice()).unwrap();
             accepted.insert((p.name.clone(), p.sample_time_us()), 1);
@@ -190,7 +195,7 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
         assert!(seen.values().all(|n| *n == 1), "a row twice in what dq reads: {:?}", seen.iter().find(|(_, n)| **n > 1));
         // Once nothing is buffered and no committed flush waits for its renames.
         if ingest.writer_mut().buffered_rows() == 0 && !root.join("_archiver/flush.journal").exists() {
-            assert_eq!(seen, accepted, "every accepted row, once, in what dq reads");
+            assert_same_rows(&seen, &accepted, "every accepted row, once, in what dq reads");
         }
     }
     // Shutdown: publish everything, retrying as the service does.
@@ -211,6 +216,17 @@ fn run(dir: &Path, triggers: Vec<(WriteStep, Action)>) -> (PathBuf, Arc<Triggers
     assert_eq!(ingest.stats().replayed, 0, "nothing left in the log after a clean shutdown");
     assert!(ingest.flush(true).is_ok());
     (root, hook)
+}
+
+/// Asserts two (zone, time) -> rows maps are equal, naming (shortly) what differs.
+fn assert_same_rows(got: &BTreeMap<(String, i64), usize>, want: &BTreeMap<(String, i64), usize>, what: &str) {
+    if got == want {
+        return;
+    }
+    let short = |((z, t), n): (&(String, i64), &usize)| (z.chars().take(8).collect::<String>(), *t, *n);
+    let extra: Vec<_> = got.iter().filter(|(k, n)| want.get(*k) != Some(*n)).map(short).take(5).collect();
+    let missing: Vec<_> = want.iter().filter(|(k, n)| got.get(*k) != Some(*n)).map(short).take(5).collect();
+    panic!("{what}: {} entries against {}; got but not wanted {extra:?}; wanted but not got {missing:?}", got.len(), want.len());
 }
 
 /// The catalog names exactly the files there are, with what their footers say.
@@ -311,19 +327,16 @@ fn undisturbed_run_stores_every_frame_once() {
     let dir = tempfile::tempdir().unwrap();
     let (root, _) = run(dir.path(), vec![]);
     check(&root, "undisturbed");
-    // Hour 0 was sealed into one file per zone and table, by this writer.
-    let hour0_start = Granularity::Hour.period_start(NOW) - 3 * HOUR;
-    let hour0 =
-        list_table(&root, Table::Cpu, |_| true, |d| d.granularity == Granularity::Day || d.start_us == hour0_start).unwrap();
-    assert_eq!(hour0.len(), 3, "{hour0:?}");
-    // The first day, over, was compacted: one day file per zone and table, its hour files
-    // deleted (the test's grace period is 0) and their directories with them.
-    let day0_start = Granularity::Day.period_start(NOW);
-    let day0 = list_table(&root, Table::Cpu, |_| true, |d| d.start_us < day0_start + 86_400_000_000).unwrap();
-    assert!(day0.len() == 3 && day0.iter().all(|f| f.dir.granularity == Granularity::Day), "{day0:?}");
-    let hour_dirs: Vec<PathBuf> =
-        walk(&root).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24/hour=")).collect();
-    assert!(hour_dirs.is_empty(), "{hour_dirs:?}");
+    // The first day, over, was compacted, then its month: one month file per zone and
+    // table, the hour and day files deleted (the test's grace period is 0) and their
+    // directories with them.
+    let month = list_table(&root, Table::Cpu, |_| true, |d| d.granularity != Granularity::Hour).unwrap();
+    assert!(month.len() == 3 && month.iter().all(|f| f.dir.granularity == Granularity::Month), "{month:?}");
+    let day0: Vec<PathBuf> = walk(&root).into_iter().filter(|p| p.to_string_lossy().contains("date=2025-11-24")).collect();
+    assert!(day0.is_empty(), "{day0:?}");
+    // The next month's hour: one file per zone, sealed at shutdown.
+    let next = list_table(&root, Table::Cpu, |_| true, |d| d.granularity != Granularity::Month).unwrap();
+    assert!(next.len() == 3 && next.iter().all(|f| f.dir.granularity == Granularity::Hour), "{next:?}");
 }
 
 #[test]
@@ -335,7 +348,7 @@ fn sealing_zone_by_zone_under_a_tiny_budget_stores_every_frame_once() {
     let writer = ArchiveWriter::open(&root, WriterOptions { seal_budget_bytes: 1, ..options(&hook) }).unwrap();
     let mut ingest = Ingest::new(writer, Admission::new(1 << 20), vec!["tcp://test:1".into()]);
     for batch in batches() {
-        ingest.accept_batch(&batch, NOW);
+        ingest.accept_batch(&batch, RECEIVED);
         ingest.flush(false).unwrap();
     }
     ingest.flush(true).unwrap();
@@ -397,7 +410,7 @@ fn a_replayed_frame_no_longer_admitted_is_kept_and_counted() {
     let root = dir.path().join("archive");
     let hook = Arc::new(Triggers(Mutex::new(VecDeque::new())));
     let mut ingest = start(&root, &hook);
-    ingest.accept_batch(&batches()[0], NOW);
+    ingest.accept_batch(&batches()[0], RECEIVED);
     drop(ingest); // crash with the batch only in the log
     // The next run has a lower size limit: every logged frame is now too large.
     let writer = ArchiveWriter::open(&root, options(&hook)).unwrap();
@@ -449,7 +462,7 @@ fn failing_flushes_past_the_memory_budget_ask_the_service_to_stop_reading() {
     let mut ingest = Ingest::new(writer, Admission::new(1 << 20), vec!["tcp://test:1".into()]);
     let mut saw = (false, false); // (wants a flush, over budget)
     for batch in batches() {
-        ingest.accept_batch(&batch, NOW);
+        ingest.accept_batch(&batch, RECEIVED);
         saw.0 |= ingest.writer_mut().wants_flush();
         assert!(ingest.flush(false).is_err(), "every flush fails");
         saw.1 |= ingest.writer_mut().over_budget();
@@ -471,7 +484,7 @@ fn an_unreadable_run_stops_its_seal_naming_it_and_loses_nothing_else() {
     let writer = ArchiveWriter::open(&root, options(&hook)).unwrap();
     let id = writer.writer_id();
     let mut ingest = Ingest::new(writer, Admission::new(1 << 20), vec!["tcp://test:1".into()]);
-    ingest.accept_batch(&batches()[0], NOW);
+    ingest.accept_batch(&batches()[0], RECEIVED);
     ingest.writer_mut().flush().unwrap();
     // A run of the same table and period that is not Parquet (a damaged disk, say).
     let run = archive_layout::list_runs(&root, Table::Zone, |_, _| true).unwrap().remove(0).run;
