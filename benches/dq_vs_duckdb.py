@@ -3,8 +3,8 @@
 
 Builds an archive with the release binaries (a synthetic generator of ZONES zones x CORES
 cores x PROCESSES processes publishing simulated time as fast as it can, one sample every
-INTERVAL_MS, an archiver storing it; with --compact-days-after, days are compacted as the
-run goes), or takes one with --archive. Then runs each query RUNS times with `dq` and with
+INTERVAL_MS, an archiver storing it; with --compact-days-after and --compact-months-after,
+days and then months are compacted as the run goes), or takes one with --archive. Then runs each query RUNS times with `dq` and with
 the DuckDB CLI (PyPI `duckdb-cli`, over `read_parquet('ARCHIVE/TABLE/**/*.parquet')` as
 docs/archive.md tells DuckDB users to) and prints the medians; both whole process, and the
 answers must have the same rows (sorted, numbers rounded).
@@ -67,7 +67,8 @@ def build_archive(bin_dir, archive, args):
     port = random.randint(20000, 40000)
     archiver = subprocess.Popen([os.path.join(bin_dir, "archiver"), "--archive", archive,
                                  "--connect", f"tcp://127.0.0.1:{port}", "--stats-interval", "1",
-                                 "--compact-days-after", args.compact_days_after, "--partition", args.partition],
+                                 "--compact-days-after", args.compact_days_after,
+                                 "--compact-months-after", args.compact_months_after, "--partition", args.partition],
                                 stderr=subprocess.DEVNULL)
     intervals = args.days * 86400 * 1000 // args.interval_ms
     frames = intervals * args.zones
@@ -147,6 +148,7 @@ def main():
     ap.add_argument("--processes", type=int, default=20)
     ap.add_argument("--interval-ms", type=int, default=1000)
     ap.add_argument("--compact-days-after", default="48")
+    ap.add_argument("--compact-months-after", default="72", help="the archiver's --compact-months-after (hours or never)")
     ap.add_argument("--partition", default="hour", help="the archiver's --partition (hour or day)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default="target/release")

@@ -638,7 +638,16 @@ impl ArchiveWriter {
         let month_limit = self.options.months_per_flush.max(1);
         let months = match months_before {
             Some(b) if !days_left => match catalog::Snapshot::read(&self.root)? {
-                Some(snapshot) => pick_months(snapshot.entries(), b, self.options.month_file_max_bytes, month_limit),
+                Some(snapshot) => {
+                    let retention = &self.options.retention;
+                    pick_months(
+                        snapshot.entries(),
+                        b,
+                        self.options.month_file_max_bytes,
+                        |t| retention.keeps_months_of(t),
+                        month_limit,
+                    )
+                }
                 None => Vec::new(),
             },
             _ => Vec::new(),

@@ -148,11 +148,12 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
 /// a day or hour file, or more than one month file, or one month file without its hourly
 /// rollup; a month that still has runs waits. A month over `max_bytes` keeps its day files
 /// (they are large enough that their count does not matter; merging them would hold the
-/// writer for long).
+/// writer for long), and so do the tables `for_table` refuses (kept too short a time).
 pub fn pick_months<'a>(
     entries: impl IntoIterator<Item = &'a Entry>,
     before_us: i64,
     max_bytes: u64,
+    for_table: impl Fn(Table) -> bool,
     limit: usize,
 ) -> Vec<DayGroup> {
     let month = |us: i64| Granularity::Month.period_start(us);
@@ -193,6 +194,7 @@ pub fn pick_months<'a>(
             let (m, table, _) = key;
             let unrolled = table.has_rollups() && !rolled_up.contains(key);
             Granularity::Month.period_end(*m) <= before_us
+                && for_table(*table)
                 && !with_runs.contains(&(*m, *table))
                 && found.bytes <= max_bytes
                 && (found.finer > 0 || found.months > 1 || unrolled)
@@ -518,19 +520,28 @@ mod tests {
             entry("cpu", Some("c"), "month", nov),
             entry("cpu", Some("a"), "day", dec),
         ];
-        let picked = pick_months(&entries, jan - 1, 10, 10);
+        let picked = pick_months(&entries, jan - 1, 10, |_| true, 10);
         assert_eq!(
             picked,
             vec![DayGroup::month(nov, Table::Cpu, "a"), DayGroup::month(nov, Table::Cpu, "c")],
             "a: day and hour files; b: done; c: no hourly rollup; mem: a run; December: not over"
         );
-        assert_eq!(pick_months(&entries, dec - 1, 10, 10), vec![], "November ends at `dec`: due from `dec`");
-        assert_eq!(pick_months(&entries, dec, 10, 1), vec![DayGroup::month(nov, Table::Cpu, "a")]);
-        assert_eq!(pick_months(&entries, jan, 10, 10).len(), 3, "December is over at `jan`");
-        assert_eq!(pick_months(&entries, dec, 2, 10), vec![DayGroup::month(nov, Table::Cpu, "c")], "a's 3 bytes are over 2");
+        assert_eq!(pick_months(&entries, dec - 1, 10, |_| true, 10), vec![], "November ends at `dec`: due from `dec`");
+        assert_eq!(pick_months(&entries, dec, 10, |_| true, 1), vec![DayGroup::month(nov, Table::Cpu, "a")]);
+        assert_eq!(pick_months(&entries, jan, 10, |_| true, 10).len(), 3, "December is over at `jan`");
+        assert_eq!(pick_months(&entries, dec, 10, |t| t != Table::Cpu, 10), vec![], "cpu kept too short a time");
+        assert_eq!(
+            pick_months(&entries, dec, 2, |_| true, 10),
+            vec![DayGroup::month(nov, Table::Cpu, "c")],
+            "a's 3 bytes are over 2"
+        );
         entries.push(entry("cpu", Some("b"), "month", nov));
-        assert_eq!(pick_months(&entries, dec, 10, 10).len(), 3, "two month files of b (a late day merged twice)");
-        assert_eq!(pick_months(&[entry("zonename", Some("g"), "month", nov)], dec, 10, 10), vec![], "no rollups to make");
+        assert_eq!(pick_months(&entries, dec, 10, |_| true, 10).len(), 3, "two month files of b (a late day merged twice)");
+        assert_eq!(
+            pick_months(&[entry("zonename", Some("g"), "month", nov)], dec, 10, |_| true, 10),
+            vec![],
+            "no rollups to make"
+        );
     }
 
     #[test]

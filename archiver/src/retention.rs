@@ -14,6 +14,9 @@ use std::time::Duration;
 use archive_layout::{RollupLevel, Table};
 use catalog::Entry;
 
+/// The shortest raw retention age under which a table's months are compacted.
+pub const MONTH_FILE_MIN_AGE: Duration = Duration::from_secs(62 * 86_400);
+
 /// A raw table or one of its rollups.
 pub type Dataset = (Table, Option<RollupLevel>);
 
@@ -34,6 +37,13 @@ impl RetentionPolicy {
     /// Whether it never removes anything.
     pub fn keeps_everything(&self) -> bool {
         self.per_table.is_empty() && self.per_level.is_empty() && self.disk_budget_bytes.is_none()
+    }
+
+    /// Whether `table`'s raw files are kept long enough for month files: two months at
+    /// least, or forever. (Retention removes a file once its whole period is past the age,
+    /// so a month file of a table kept 30 days would hold its first days two months.)
+    pub fn keeps_months_of(&self, table: Table) -> bool {
+        self.age_of((table, None)).is_none_or(|age| age >= MONTH_FILE_MIN_AGE)
     }
 
     fn age_of(&self, dataset: Dataset) -> Option<Duration> {
@@ -140,6 +150,18 @@ mod tests {
         let mut p: Vec<String> = v.into_iter().map(|e| e.path.clone()).collect();
         p.sort();
         p
+    }
+
+    #[test]
+    fn month_files_only_for_tables_kept_two_months_or_more() {
+        let mut p = RetentionPolicy::default();
+        assert!(p.keeps_months_of(Table::Cpu));
+        p.add_rule("*=90d").unwrap();
+        p.add_rule("cpu=30d").unwrap();
+        p.add_rule("mem=62d").unwrap();
+        p.add_rule("*_1h=7d").unwrap();
+        assert!(!p.keeps_months_of(Table::Cpu));
+        assert!(p.keeps_months_of(Table::Mem) && p.keeps_months_of(Table::Disk), "a rollup's age does not count");
     }
 
     #[test]
