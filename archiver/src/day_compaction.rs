@@ -1,8 +1,11 @@
-//! Day compaction: once a day is older than a configurable age, each zone's hour files of
-//! it (per table) merge into one file in the zone's day partition (`date=D/`, beside the
-//! `hour=H/` directories), through an intent and the catalog, so a year is some 16,000
-//! files for 5 zones instead of 400,000. The policy ([`pick_days`]) is a pure function over
-//! catalog entries, tested without files; the work ([`DayCompactor`]) is repeatable.
+//! Day and month compaction: once a day is older than a configurable age, each zone's hour
+//! files of it (per table) merge into one file in the zone's day partition (`date=D/`,
+//! beside the `hour=H/` directories); once a month is, its day files merge into one file in
+//! the zone's month partition (`month=YYYY-MM/`). Both go through an intent and the
+//! catalog, so a year of 5 zones at a sample a minute is some 1,300 files instead of
+//! 400,000. The policies ([`pick_days`], [`pick_months`]) are pure functions over catalog
+//! entries, tested without files; the work ([`DayCompactor`], which does both) is
+//! repeatable.
 //!
 //! The day file's range covers the numbers of every file it merges, so it supersedes them
 //! (`archive_layout::listing` hides an hour file a day file of its date covers): publishing
