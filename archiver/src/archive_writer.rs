@@ -65,8 +65,8 @@ pub struct WriterOptions {
     /// The most bytes of raw files one month compaction merges (a month over it keeps its
     /// day files).
     pub month_file_max_bytes: u64,
-    /// Month groups (zone, table, month) compacted at most per flush.
-    pub months_per_flush: usize,
+    /// Bytes of raw files month compactions merge per flush (at least one month).
+    pub month_bytes_per_flush: u64,
     /// How long a compaction's inputs stay on disk after the catalog dropped them.
     pub retire_grace: std::time::Duration,
     /// Day groups (zone, table, day) compacted at most per flush.
@@ -93,7 +93,7 @@ impl Default for WriterOptions {
             compact_days_after: Some(std::time::Duration::from_secs(48 * 3600)),
             compact_months_after: Some(std::time::Duration::from_secs(72 * 3600)),
             month_file_max_bytes: 64 << 20,
-            months_per_flush: 4,
+            month_bytes_per_flush: 64 << 20,
             retire_grace: std::time::Duration::from_secs(60),
             days_per_flush: 16,
             retention: crate::retention::RetentionPolicy::default(),
@@ -607,7 +607,7 @@ impl ArchiveWriter {
     }
 
     /// Compacts up to `days_per_flush` days and then, once no day is left, up to
-    /// `months_per_flush` months that are due; looks for them when the newest sample minus either age passed midnight,
+    /// `month_bytes_per_flush` of months that are due; looks for them when the newest sample minus either age passed midnight,
     /// after a seal of an old day, or when the last look left some.
     fn compact_days_due(&mut self) -> Result<(), ArchiverError> {
         let Some(latest) = self.buffers.latest_sample() else { return Ok(()) };
@@ -635,25 +635,19 @@ impl ArchiveWriter {
         self.compact_groups(&days)?;
         // Months once every due day is done (a month merges its day files), in the same
         // flush: the catalog is read again if days changed it.
-        let month_limit = self.options.months_per_flush.max(1);
-        let months = match months_before {
+        let (months, months_left) = match months_before {
             Some(b) if !days_left => match catalog::Snapshot::read(&self.root)? {
                 Some(snapshot) => {
-                    let retention = &self.options.retention;
-                    pick_months(
-                        snapshot.entries(),
-                        b,
-                        self.options.month_file_max_bytes,
-                        |t| retention.keeps_months_of(t),
-                        month_limit,
-                    )
+                    let o = &self.options;
+                    let for_table = |t| o.retention.keeps_months_of(t);
+                    pick_months(snapshot.entries(), b, o.month_file_max_bytes, for_table, o.month_bytes_per_flush)
                 }
-                None => Vec::new(),
+                None => (Vec::new(), false),
             },
-            _ => Vec::new(),
+            _ => (Vec::new(), false),
         };
         self.compact_groups(&months)?;
-        self.days_checked = Some((today, days_left || months.len() == month_limit));
+        self.days_checked = Some((today, days_left || months_left));
         Ok(())
     }
 

@@ -146,7 +146,8 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
         .collect()
 }
 
-/// The months to compact, oldest first, at most `limit`: every (table, zone, month) that ends
+/// The months to compact, oldest first, while their raw files take at most `budget_bytes`
+/// together (at least one), and whether more are due: every (table, zone, month) that ends
 /// at or before `before_us`, whose raw files take at most `max_bytes` together, and that has
 /// a day or hour file, or more than one month file, or one month file without its hourly
 /// rollup; a month that still has runs waits. A month over `max_bytes` keeps its day files
@@ -157,8 +158,8 @@ pub fn pick_months<'a>(
     before_us: i64,
     max_bytes: u64,
     for_table: impl Fn(Table) -> bool,
-    limit: usize,
-) -> Vec<DayGroup> {
+    budget_bytes: u64,
+) -> (Vec<DayGroup>, bool) {
     let month = |us: i64| Granularity::Month.period_start(us);
     #[derive(Default)]
     struct Found {
@@ -191,20 +192,25 @@ pub fn pick_months<'a>(
             }
         }
     }
-    files
-        .into_iter()
-        .filter(|(key, found)| {
-            let (m, table, _) = key;
-            let unrolled = table.has_rollups() && !rolled_up.contains(key);
-            Granularity::Month.period_end(*m) <= before_us
-                && for_table(*table)
-                && !with_runs.contains(&(*m, *table))
-                && found.bytes <= max_bytes
-                && (found.finer > 0 || found.months > 1 || unrolled)
-        })
-        .take(limit)
-        .map(|((start, table, zone), _)| DayGroup::month(start, table, &zone))
-        .collect()
+    let mut due = files.into_iter().filter(|(key, found)| {
+        let (m, table, _) = key;
+        let unrolled = table.has_rollups() && !rolled_up.contains(key);
+        Granularity::Month.period_end(*m) <= before_us
+            && for_table(*table)
+            && !with_runs.contains(&(*m, *table))
+            && found.bytes <= max_bytes
+            && (found.finer > 0 || found.months > 1 || unrolled)
+    });
+    let mut picked = Vec::new();
+    let mut spent = 0u64;
+    for ((start, table, zone), found) in due.by_ref() {
+        if !picked.is_empty() && spent.saturating_add(found.bytes) > budget_bytes {
+            return (picked, true);
+        }
+        spent = spent.saturating_add(found.bytes);
+        picked.push(DayGroup::month(start, table, &zone));
+    }
+    (picked, false)
 }
 
 /// What one compaction did.
@@ -523,28 +529,31 @@ mod tests {
             entry("cpu", Some("c"), "month", nov),
             entry("cpu", Some("a"), "day", dec),
         ];
-        let picked = pick_months(&entries, jan - 1, 10, |_| true, 10);
+        let (picked, more) = pick_months(&entries, jan - 1, 10, |_| true, 100);
+        assert!(!more);
         assert_eq!(
             picked,
             vec![DayGroup::month(nov, Table::Cpu, "a"), DayGroup::month(nov, Table::Cpu, "c")],
             "a: day and hour files; b: done; c: no hourly rollup; mem: a run; December: not over"
         );
-        assert_eq!(pick_months(&entries, dec - 1, 10, |_| true, 10), vec![], "November ends at `dec`: due from `dec`");
-        assert_eq!(pick_months(&entries, dec, 10, |_| true, 1), vec![DayGroup::month(nov, Table::Cpu, "a")]);
-        assert_eq!(pick_months(&entries, jan, 10, |_| true, 10).len(), 3, "December is over at `jan`");
-        assert_eq!(pick_months(&entries, dec, 10, |t| t != Table::Cpu, 10), vec![], "cpu kept too short a time");
+        assert_eq!(pick_months(&entries, dec - 1, 10, |_| true, 100).0, vec![], "November ends at `dec`: due from `dec`");
         assert_eq!(
-            pick_months(&entries, dec, 2, |_| true, 10),
+            pick_months(&entries, dec, 10, |_| true, 3),
+            (vec![DayGroup::month(nov, Table::Cpu, "a")], true),
+            "a's 3 bytes fill a budget of 3; c is left for the next flush"
+        );
+        assert_eq!(pick_months(&entries, dec, 10, |_| true, 1).0.len(), 1, "one at least, whatever the budget");
+        assert_eq!(pick_months(&entries, jan, 10, |_| true, 100).0.len(), 3, "December is over at `jan`");
+        assert_eq!(pick_months(&entries, dec, 10, |t| t != Table::Cpu, 100).0, vec![], "cpu kept too short a time");
+        assert_eq!(
+            pick_months(&entries, dec, 2, |_| true, 100).0,
             vec![DayGroup::month(nov, Table::Cpu, "c")],
             "a's 3 bytes are over 2"
         );
         entries.push(entry("cpu", Some("b"), "month", nov));
-        assert_eq!(pick_months(&entries, dec, 10, |_| true, 10).len(), 3, "two month files of b (a late day merged twice)");
-        assert_eq!(
-            pick_months(&[entry("zonename", Some("g"), "month", nov)], dec, 10, |_| true, 10),
-            vec![],
-            "no rollups to make"
-        );
+        assert_eq!(pick_months(&entries, dec, 10, |_| true, 100).0.len(), 3, "two month files of b (a late day merged twice)");
+        let zonename = [entry("zonename", Some("g"), "month", nov)];
+        assert_eq!(pick_months(&zonename, dec, 10, |_| true, 100).0, vec![], "no rollups to make");
     }
 
     #[test]

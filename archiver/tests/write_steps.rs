@@ -112,7 +112,6 @@ fn options(hook: &Arc<Triggers>) -> WriterOptions {
         step_hook: Some(Arc::clone(hook) as Arc<dyn StepHook + Sync>),
         compact_days_after: Some(std::time::Duration::ZERO),
         compact_months_after: Some(std::time::Duration::ZERO),
-        months_per_flush: 100,
         retire_grace: std::time::Duration::ZERO,
         ..WriterOptions::default()
     }
