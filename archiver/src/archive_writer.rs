@@ -582,18 +582,20 @@ impl ArchiveWriter {
             // New files count against the disk budget.
             self.retention_checked = None;
         }
-        self.guarded(|w| w.compact_days_due().and_then(|()| w.apply_retention()).and_then(|()| w.reap_retired()))?;
+        self.guarded(|w| w.compact_days_due().and_then(|()| w.apply_retention()).and_then(|()| w.reap_retired(false)))?;
         Ok(sealed)
     }
 
     /// Seals every (table, period) with runs, open ones included (at shutdown), applies the
-    /// retention policy and deletes retired files whose grace period is over.
+    /// retention policy and deletes every retired file, grace period or not: left until the
+    /// next start, a compaction's inputs would make a plain glob read their rows twice (a
+    /// reader still reading one when the archiver stops fails; `dq` plans again).
     pub fn seal_all(&mut self) -> Result<usize, ArchiverError> {
         let mut keys: Vec<RunKey> = self.runs.keys().copied().collect();
         keys.sort();
         let sealed = self.seal_keys(keys)?;
         self.retention_checked = None;
-        self.guarded(|w| w.apply_retention().and_then(|()| w.reap_retired()))?;
+        self.guarded(|w| w.apply_retention().and_then(|()| w.reap_retired(true)))?;
         Ok(sealed)
     }
 
@@ -702,8 +704,8 @@ impl ArchiveWriter {
 
     /// Deletes the retired files whose grace period is over (and the hour, date and month
     /// directories they leave empty), then records that in the catalog.
-    fn reap_retired(&mut self) -> Result<(), ArchiverError> {
-        let now = crate::parquet_file::now_us();
+    fn reap_retired(&mut self, grace_or_not: bool) -> Result<(), ArchiverError> {
+        let now = if grace_or_not { i64::MAX } else { crate::parquet_file::now_us() };
         let due = match &self.catalog {
             Some(c) => c.retired_due(now),
             None => return Ok(()),

@@ -162,3 +162,31 @@ fn a_finished_month_becomes_one_file_per_zone_and_table_and_answers_the_same() {
         assert_same(&rows(&months, sql), &rows(&days, sql), &format!("after the late frame: {sql}"));
     }
 }
+
+#[test]
+fn a_stop_deletes_the_inputs_a_compaction_retired_whatever_their_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let options = WriterOptions { retire_grace: Duration::from_secs(3600), ..options(true) };
+    let mut w = ArchiveWriter::open(root, options).unwrap();
+    let mut seq = 0;
+    for h in 0..HOURS {
+        for s in (0..(HOUR / STEP)).step_by(30) {
+            seq += 1;
+            w.append("h", &packet("a", T0 + h * HOUR + s * STEP, seq));
+        }
+        w.flush().unwrap();
+        w.flush().unwrap();
+        w.seal_due().unwrap();
+    }
+    let november_days = |root: &Path| {
+        common::parquet_files(&root.join("cpu")).iter().filter(|p| p.to_string_lossy().contains("date=2025-11-")).count()
+    };
+    assert!(november_days(root) > 0, "retired, kept for their grace period while the writer runs");
+    assert_eq!(catalogued(root, "cpu").iter().filter(|p| p.contains("/month=2025-11/")).count(), 1);
+    w.flush().unwrap();
+    w.seal_all().unwrap();
+    drop(w);
+    assert_eq!(november_days(root), 0, "a stop deletes them: a glob would read November twice");
+    check_clean(root);
+}
