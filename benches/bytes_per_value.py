@@ -37,12 +37,17 @@ def main(root):
     rollups = [p for p in every if rollup(p)]
     if rollups:
         print(f"  rollups: {sum(p.stat().st_size for p in rollups)} bytes in {len(rollups)} files (not counted below)")
-    # Day files (a day compaction's output) sit directly in date=D/, hour files in hour=H/.
-    days = [p for p in files if p.parent.name.startswith("date=")]
-    if days and len(days) < len(files):
-        for label, part in (("day files", days), ("hour files", [p for p in files if not p.parent.name.startswith("date=")])):
-            size, values = figures(part)
-            print(f"  {label}: {size} bytes in {len(part)} files, {values} measured values: {size / max(values, 1):.3f} bytes per value")
+    # Month files sit in month=M/, day files (a day compaction's output) directly in
+    # date=D/, hour files in hour=H/.
+    kinds = {"month files": [], "day files": [], "hour files": []}
+    for p in files:
+        name = p.parent.name
+        kinds["month files" if name.startswith("month=") else "day files" if name.startswith("date=") else "hour files"].append(p)
+    if sum(1 for part in kinds.values() if part) > 1:
+        for label, part in kinds.items():
+            if part:
+                size, values = figures(part)
+                print(f"  {label}: {size} bytes in {len(part)} files, {values} measured values: {size / max(values, 1):.3f} bytes per value")
     size, values = figures(files)
     print(f"{size} bytes in {len(files)} files, {values} measured values: {size / max(values, 1):.3f} bytes per value")
 
