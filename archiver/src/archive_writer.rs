@@ -314,6 +314,14 @@ impl ArchiveWriter {
         for key in this.sealer.runs_on_disk()? {
             this.runs.insert(key, RunState { last_flush_cycle: 0 });
         }
+        // The newest sample stored so far, so what was due when an earlier process stopped
+        // (seals, compactions, retention) is done at the next flush, not once new frames
+        // come.
+        if let Some(snapshot) = catalog::Snapshot::read(root)? {
+            if let Some(latest) = snapshot.entries().filter_map(|e| e.max_time_us).max() {
+                this.buffers.note_sample(latest);
+            }
+        }
         Ok(this)
     }
 

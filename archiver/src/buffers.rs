@@ -61,6 +61,11 @@ impl RowBuffers {
         self.latest_sample
     }
 
+    /// Counts `time_us` as seen (the newest sample an earlier process stored, at start).
+    pub fn note_sample(&mut self, time_us: i64) {
+        self.latest_sample = Some(self.latest_sample.map_or(time_us, |l| l.max(time_us)));
+    }
+
     /// Buffers the rows of one (already admitted) frame from `host`; returns rows added.
     pub fn append(&mut self, host: &str, packet: &Packet) -> usize {
         let t = packet.sample_time_us();

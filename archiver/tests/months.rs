@@ -190,3 +190,37 @@ fn a_stop_deletes_the_inputs_a_compaction_retired_whatever_their_grace() {
     assert_eq!(november_days(root), 0, "a stop deletes them: a glob would read November twice");
     check_clean(root);
 }
+
+#[test]
+fn months_left_due_when_a_writer_stopped_are_compacted_after_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // November 30 and two hours of December 1, one month (zone, table) compacted per
+    // flush: November's 10 are not all done when the writer stops.
+    let options = || WriterOptions { month_bytes_per_flush: 1, ..options(true) };
+    let mut w = ArchiveWriter::open(root, options()).unwrap();
+    let mut seq = 0;
+    for h in 24..50 {
+        for s in (0..(HOUR / STEP)).step_by(30) {
+            seq += 1;
+            w.append("h", &packet("a", T0 + h * HOUR + s * STEP, seq));
+        }
+        w.flush().unwrap();
+        w.seal_due().unwrap();
+    }
+    drop(w);
+    let left = |root: &Path| {
+        let snapshot = catalog::Snapshot::read(root).unwrap().unwrap();
+        snapshot.entries().filter(|e| e.path.contains("date=2025-11-")).count()
+    };
+    assert!(left(root) > 0, "some of November still in day files when the writer stopped");
+    // A restart with no new frame: the next flushes finish the work.
+    let mut w = ArchiveWriter::open(root, options()).unwrap();
+    for _ in 0..40 {
+        w.flush().unwrap();
+        w.seal_due().unwrap();
+    }
+    drop(w);
+    assert_eq!(left(root), 0, "November compacted after the restart");
+    check_clean(root);
+}
