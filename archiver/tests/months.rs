@@ -47,18 +47,7 @@ fn options(months: bool) -> WriterOptions {
 /// Writes the frames hour by hour, flushing and sealing as the service does.
 fn write(root: &Path, months: bool) -> ArchiveWriter {
     let mut w = ArchiveWriter::open(root, options(months)).unwrap();
-    let mut seq = 0;
-    for h in 0..HOURS {
-        for s in 0..(HOUR / STEP) {
-            for z in ["a", "b"] {
-                seq += 1;
-                w.append("h", &packet(z, T0 + h * HOUR + s * STEP, seq));
-            }
-        }
-        w.flush().unwrap();
-        w.flush().unwrap();
-        w.seal_due().unwrap();
-    }
+    common::write_hours(&mut w, 0..HOURS, &["a", "b"], (T0, STEP), packet);
     w
 }
 
@@ -169,16 +158,7 @@ fn a_stop_deletes_the_inputs_a_compaction_retired_whatever_their_grace() {
     let root = dir.path();
     let options = WriterOptions { retire_grace: Duration::from_secs(3600), ..options(true) };
     let mut w = ArchiveWriter::open(root, options).unwrap();
-    let mut seq = 0;
-    for h in 0..HOURS {
-        for s in (0..(HOUR / STEP)).step_by(30) {
-            seq += 1;
-            w.append("h", &packet("a", T0 + h * HOUR + s * STEP, seq));
-        }
-        w.flush().unwrap();
-        w.flush().unwrap();
-        w.seal_due().unwrap();
-    }
+    common::write_hours(&mut w, 0..HOURS, &["a"], (T0, 30 * STEP), packet);
     let november_days = |root: &Path| {
         common::parquet_files(&root.join("cpu")).iter().filter(|p| p.to_string_lossy().contains("date=2025-11-")).count()
     };
@@ -199,15 +179,7 @@ fn months_left_due_when_a_writer_stopped_are_compacted_after_the_next_start() {
     // flush: November's 10 are not all done when the writer stops.
     let options = || WriterOptions { month_bytes_per_flush: 1, ..options(true) };
     let mut w = ArchiveWriter::open(root, options()).unwrap();
-    let mut seq = 0;
-    for h in 24..50 {
-        for s in (0..(HOUR / STEP)).step_by(30) {
-            seq += 1;
-            w.append("h", &packet("a", T0 + h * HOUR + s * STEP, seq));
-        }
-        w.flush().unwrap();
-        w.seal_due().unwrap();
-    }
+    common::write_hours(&mut w, 24..50, &["a"], (T0, 30 * STEP), packet);
     drop(w);
     let left = |root: &Path| {
         let snapshot = catalog::Snapshot::read(root).unwrap().unwrap();

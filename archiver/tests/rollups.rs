@@ -41,18 +41,7 @@ fn write(root: &Path) -> ArchiveWriter {
         ..WriterOptions::default()
     };
     let mut w = ArchiveWriter::open(root, options).unwrap();
-    let mut seq = 0;
-    for h in 0..49 {
-        for s in 0..(HOUR / STEP) {
-            for z in ["a", "b"] {
-                seq += 1;
-                w.append("h", &packet(z, T0 + h * HOUR + s * STEP, seq));
-            }
-        }
-        w.flush().unwrap();
-        w.flush().unwrap();
-        w.seal_due().unwrap();
-    }
+    common::write_hours(&mut w, 0..49, &["a", "b"], (T0, STEP), packet);
     w
 }
 

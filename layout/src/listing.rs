@@ -242,11 +242,14 @@ mod tests {
         touch(root, &hour_of, FileId::single(w, 30));
         touch(root, &hour_of, FileId::single(WriterId(8), 11));
         touch(root, &day_of, FileId { writer: w, lo: 5, hi: 20 });
-        let mut mem: Vec<(Granularity, FileId)> =
-            list_table(root, Table::Mem, |_| true, |_| true).unwrap().iter().map(|f| (f.dir.granularity, f.id)).collect();
-        mem.sort();
+        let mem = || {
+            let mut listed: Vec<(Granularity, FileId)> =
+                list_table(root, Table::Mem, |_| true, |_| true).unwrap().iter().map(|f| (f.dir.granularity, f.id)).collect();
+            listed.sort();
+            listed
+        };
         assert_eq!(
-            mem,
+            mem(),
             vec![
                 (Granularity::Hour, FileId::single(w, 30)),
                 (Granularity::Hour, FileId::single(WriterId(8), 11)),
@@ -257,11 +260,8 @@ mod tests {
         // A month file hides the day and hour files of its writer in its range.
         let month_of = PartitionKey::for_sample(Table::Mem, "a", t, Granularity::Month);
         touch(root, &month_of, FileId { writer: w, lo: 1, hi: 25 });
-        let mut mem: Vec<(Granularity, FileId)> =
-            list_table(root, Table::Mem, |_| true, |_| true).unwrap().iter().map(|f| (f.dir.granularity, f.id)).collect();
-        mem.sort();
         assert_eq!(
-            mem,
+            mem(),
             vec![
                 (Granularity::Hour, FileId::single(w, 30)),
                 (Granularity::Hour, FileId::single(WriterId(8), 11)),

@@ -162,3 +162,29 @@ pub fn cpu_packet(zone: &str, t: i64, seq: u64) -> frame_proto::Packet {
         ..Default::default()
     }
 }
+
+/// Feeds `writer` the frames `packet(zone, time, seq)` of `zones`, one every `step_us` of
+/// each hour in `hours` (counted from `start_us`), flushing twice and sealing after each
+/// hour as the service does; returns the last sequence number used.
+pub fn write_hours(
+    writer: &mut archiver::archive_writer::ArchiveWriter,
+    hours: std::ops::Range<i64>,
+    zones: &[&str],
+    (start_us, step_us): (i64, i64),
+    packet: impl Fn(&str, i64, u64) -> frame_proto::Packet,
+) -> u64 {
+    const HOUR: i64 = 3_600_000_000;
+    let mut seq = 0;
+    for h in hours {
+        for s in 0..(HOUR / step_us) {
+            for z in zones {
+                seq += 1;
+                writer.append("h", &packet(z, start_us + h * HOUR + s * step_us, seq));
+            }
+        }
+        writer.flush().unwrap();
+        writer.flush().unwrap();
+        writer.seal_due().unwrap();
+    }
+    seq
+}
