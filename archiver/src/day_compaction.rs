@@ -17,8 +17,8 @@
 //! with an input kept for the grace period) and merged at the next compaction of that day.
 //!
 //! Memory: the inputs are streamed in time order, one file at a time; files whose time
-//! ranges overlap (late rows, a second writer) are merged in memory, one such group at a
-//! time. Must not touch the log, the buffers or the runs.
+//! ranges overlap (late rows, a second writer) are merged as streams, one batch of each at
+//! a time. Must not touch the log, the buffers or the runs.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -35,9 +35,9 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::ArchiverError;
-use crate::parquet_file::{Encoder, now_us, read_file, read_intent, remove_durably, write_atomically};
+use crate::parquet_file::{Encoder, now_us, read_intent, remove_durably, write_atomically};
 use crate::rollup::publish_rollups;
-use crate::rows::TimeMerge;
+use crate::rows::{BatchStream, StreamTimeMerge};
 use crate::seal::record;
 use crate::write_step::WriteStep;
 
@@ -391,7 +391,7 @@ impl DayCompactor {
 /// lone file streamed in batches.
 struct DayInputs {
     clusters: VecDeque<Vec<PathBuf>>,
-    current: Option<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>>,
+    current: Option<BatchStream>,
 }
 
 fn external(e: ArchiverError) -> ArrowError {
@@ -399,21 +399,22 @@ fn external(e: ArchiverError) -> ArrowError {
 }
 
 impl DayInputs {
-    fn open(files: Vec<PathBuf>) -> Result<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>, ArchiverError> {
+    fn read(path: &Path) -> Result<BatchStream, ArchiverError> {
+        let file = File::open(path).map_err(|source| ArchiverError::Io { what: "open", path: path.to_owned(), source })?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(64 * 1024).build())
+            .map_err(|source| ArchiverError::Parquet { path: path.to_owned(), source })?;
+        Ok(Box::new(reader))
+    }
+
+    fn open(files: Vec<PathBuf>) -> Result<BatchStream, ArchiverError> {
         if let [path] = files.as_slice() {
-            let file = File::open(path).map_err(|source| ArchiverError::Io { what: "open", path: path.clone(), source })?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                .and_then(|b| b.with_batch_size(64 * 1024).build())
-                .map_err(|source| ArchiverError::Parquet { path: path.clone(), source })?;
-            return Ok(Box::new(reader));
+            return Self::read(path);
         }
-        let mut parts = Vec::new();
-        for path in &files {
-            parts.extend(read_file(path)?);
-        }
-        let merge = TimeMerge::new(parts)
-            .map_err(|source| ArchiverError::Arrow { context: format!("merging {} files of a day", files.len()), source })?;
-        Ok(Box::new(merge))
+        // Overlapping files (late rows, a second writer) are merged as streams: one batch of
+        // each at a time, even when one of them is a whole month.
+        let streams = files.iter().map(|p| Self::read(p)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(StreamTimeMerge::new(streams)))
     }
 }
 

@@ -357,6 +357,108 @@ impl Iterator for TimeMerge {
     }
 }
 
+/// A stream of batches (a file being read).
+pub type BatchStream = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;
+
+/// Streams (each already in time order: sealed files) merged into time order, stable (equal
+/// times keep the order of the streams, then of rows), handed out in batches of at most
+/// [`MERGE_CHUNK_ROWS`] rows. Holds one batch of each stream and one chunk, whatever the
+/// streams' lengths: what merging a month file with a late day file needs (the merge of
+/// whole parts, [`TimeMerge`], would hold the month decoded). A stream out of time order
+/// is an error, never a wrong merge.
+pub struct StreamTimeMerge {
+    streams: Vec<BatchStream>,
+    /// Each stream's current batch (`None`: exhausted).
+    current: Vec<Option<RecordBatch>>,
+    /// The last time handed out of each stream (for the order check across batches).
+    last: Vec<i64>,
+    /// (time, stream, row) of each stream's next row, smallest first.
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, usize, usize)>>,
+    /// Streams whose batch ran out: refilled before the next chunk.
+    refill: Vec<usize>,
+}
+
+impl std::fmt::Debug for StreamTimeMerge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTimeMerge").field("streams", &self.streams.len()).finish()
+    }
+}
+
+impl StreamTimeMerge {
+    /// A merge of `streams`.
+    pub fn new(streams: Vec<BatchStream>) -> Self {
+        let n = streams.len();
+        Self {
+            streams,
+            current: vec![None; n],
+            last: vec![i64::MIN; n],
+            heap: std::collections::BinaryHeap::new(),
+            refill: (0..n).collect(),
+        }
+    }
+
+    /// Loads the next non-empty batch of stream `i` and puts its first row on the heap.
+    fn load(&mut self, i: usize) -> Result<(), ArrowError> {
+        self.current[i] = None;
+        while let Some(batch) = self.streams[i].next().transpose()? {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let times = time_values(&batch);
+            if times.is_empty() || times[0] < self.last[i] || !times.windows(2).all(|w| w[0] <= w[1]) {
+                return Err(ArrowError::InvalidArgumentError(format!("merge input {i} is not in time order")));
+            }
+            self.heap.push(std::cmp::Reverse((times[0], i, 0)));
+            self.current[i] = Some(batch);
+            break;
+        }
+        Ok(())
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        for i in std::mem::take(&mut self.refill) {
+            self.load(i)?;
+        }
+        let mut indices = Vec::new();
+        while indices.len() < MERGE_CHUNK_ROWS {
+            let Some(std::cmp::Reverse((t, i, row))) = self.heap.pop() else { break };
+            indices.push((i, row));
+            self.last[i] = t;
+            let Some(batch) = &self.current[i] else { break };
+            match time_values(batch).get(row + 1) {
+                Some(&next) => self.heap.push(std::cmp::Reverse((next, i, row + 1))),
+                None => {
+                    // Its batch is used up: hand out what refers to it before replacing it.
+                    self.refill.push(i);
+                    break;
+                }
+            }
+        }
+        if indices.is_empty() {
+            return Ok(None);
+        }
+        // Every index refers to a current batch (a used-up one is replaced only after).
+        let empty = RecordBatch::new_empty(
+            self.current
+                .iter()
+                .flatten()
+                .next()
+                .map(RecordBatch::schema)
+                .unwrap_or_else(|| Arc::new(datafusion::arrow::datatypes::Schema::empty())),
+        );
+        let batches: Vec<&RecordBatch> = self.current.iter().map(|b| b.as_ref().unwrap_or(&empty)).collect();
+        datafusion::arrow::compute::interleave_record_batch(&batches, &indices).map(Some)
+    }
+}
+
+impl Iterator for StreamTimeMerge {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk().transpose()
+    }
+}
+
 /// Every table's rows of one (host, zone, period).
 #[derive(Debug)]
 pub struct ZoneRows {
@@ -432,6 +534,68 @@ mod tests {
             mem: vec![Mem { rss: Some(100), ..Default::default() }],
             ..Default::default()
         }
+    }
+
+    /// A cpu batch of `rows` (time, core) from `rows`.
+    fn cpu_batch(rows: &[(i64, u32)]) -> RecordBatch {
+        let mut r = ZoneRows::default();
+        for (t, core) in rows {
+            let mut p = frame(0, 1);
+            p.cpu = vec![Cpu { core: Some(*core), usage: Some(1) }];
+            r.append(&p, *t);
+        }
+        r.batches("h", "z1").unwrap().into_iter().find(|(t, _)| *t == Table::Cpu).unwrap().1
+    }
+
+    fn pairs(batches: &[RecordBatch]) -> Vec<(i64, u32)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let t = b.column(0).as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            let c = b.column_by_name("core").unwrap().as_primitive::<UInt32Type>();
+            out.extend((0..b.num_rows()).map(|i| (t.value(i), c.value(i))));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Streams of sorted batches merge into what merging them whole gives (stable).
+        #[test]
+        fn a_streamed_merge_equals_the_whole_merge(
+            streams in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(0i64..50, 0..20), 0..5),
+                1..5,
+            )
+        ) {
+            // Stream i's rows: core i, times sorted across its batches.
+            let mut whole = Vec::new();
+            let mut streamed: Vec<BatchStream> = Vec::new();
+            for (i, batches) in streams.iter().enumerate() {
+                let mut all: Vec<i64> = batches.iter().flatten().copied().collect();
+                all.sort_unstable();
+                let mut at = 0;
+                let mut parts = Vec::new();
+                for b in batches {
+                    let rows: Vec<(i64, u32)> = all[at..at + b.len()].iter().map(|t| (*t, i as u32)).collect();
+                    at += b.len();
+                    if !rows.is_empty() {
+                        parts.push(cpu_batch(&rows));
+                    }
+                }
+                if !all.is_empty() {
+                    whole.push(cpu_batch(&all.iter().map(|t| (*t, i as u32)).collect::<Vec<_>>()));
+                }
+                streamed.push(Box::new(parts.into_iter().map(Ok)));
+            }
+            let want: Vec<RecordBatch> = TimeMerge::new(whole).unwrap().collect::<Result<_, _>>().unwrap();
+            let got: Vec<RecordBatch> = StreamTimeMerge::new(streamed).collect::<Result<_, _>>().unwrap();
+            proptest::prop_assert_eq!(pairs(&got), pairs(&want));
+        }
+    }
+
+    #[test]
+    fn a_stream_out_of_time_order_is_an_error() {
+        let streams: Vec<BatchStream> = vec![Box::new(vec![Ok(cpu_batch(&[(5, 0)])), Ok(cpu_batch(&[(3, 0)]))].into_iter())];
+        assert!(StreamTimeMerge::new(streams).collect::<Result<Vec<_>, _>>().is_err());
     }
 
     #[test]
