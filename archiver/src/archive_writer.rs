@@ -639,7 +639,11 @@ impl ArchiveWriter {
         self.settle_compaction()?;
         let Some(snapshot) = catalog::Snapshot::read(&self.root)? else { return Ok(()) };
         let day_limit = self.options.days_per_flush.max(1);
-        let days = days_before.map(|b| pick_days(snapshot.entries(), b, day_limit)).unwrap_or_default();
+        // Another writer's files (an archive that changed hands) are its to compact: picking
+        // them would find nothing of ours to do, every time.
+        let writer = self.writer;
+        let ours = move |e: &&catalog::Entry| e.zone.is_none() || e.file_id().is_none_or(|id| id.writer == writer);
+        let days = days_before.map(|b| pick_days(snapshot.entries().filter(ours), b, day_limit)).unwrap_or_default();
         drop(snapshot);
         let days_left = days.len() == day_limit;
         self.compact_groups(&days)?;
@@ -650,7 +654,7 @@ impl ArchiveWriter {
                 Some(snapshot) => {
                     let o = &self.options;
                     let for_table = |t| o.retention.keeps_months_of(t);
-                    pick_months(snapshot.entries(), b, o.month_file_max_bytes, for_table, o.month_bytes_per_flush)
+                    pick_months(snapshot.entries().filter(ours), b, o.month_file_max_bytes, for_table, o.month_bytes_per_flush)
                 }
                 None => (Vec::new(), false),
             },

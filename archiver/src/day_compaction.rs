@@ -111,6 +111,7 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
     let mut with_runs = std::collections::BTreeSet::new();
     let mut files: BTreeMap<(i64, Table, String), (usize, usize)> = BTreeMap::new();
     let mut rolled_up = std::collections::BTreeSet::new();
+    let mut compacted_months = std::collections::BTreeSet::new();
     for e in entries {
         if let (Some((table, RollupLevel::Hour)), Some(zone)) = (RollupLevel::parse_table_name(&e.table), &e.zone) {
             if e.granularity() == Some(Granularity::Day) {
@@ -123,8 +124,12 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
             None => {
                 with_runs.insert((day(e.period_start_us), table));
             }
-            // A month compaction's output: its days are done.
-            Some(_) if g == Granularity::Month => {}
+            // A month compaction's output: its days are done; late rows for them go into
+            // the month again (a month compaction merges hour files too), never into a day
+            // file beside it (whose rollups would overlap the month's).
+            Some(zone) if g == Granularity::Month => {
+                compacted_months.insert((e.period_start_us, table, zone.clone()));
+            }
             Some(zone) => {
                 let counts = files.entry((day(e.period_start_us), table, zone.clone())).or_default();
                 match g {
@@ -137,9 +142,12 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
     files
         .into_iter()
         .filter(|(key, (hours, days))| {
-            let (d, table, _) = key;
+            let (d, table, zone) = key;
             let unrolled = table.has_rollups() && !rolled_up.contains(key);
-            d + archive_layout::DAY_US <= before_us && !with_runs.contains(&(*d, *table)) && (*hours > 0 || *days > 1 || unrolled)
+            !compacted_months.contains(&(Granularity::Month.period_start(*d), *table, zone.clone()))
+                && d + archive_layout::DAY_US <= before_us
+                && !with_runs.contains(&(*d, *table))
+                && (*hours > 0 || *days > 1 || unrolled)
         })
         .take(limit)
         .map(|((day_start_us, table, zone), _)| DayGroup::day(day_start_us, table, &zone))
@@ -148,7 +156,8 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
 
 /// The months to compact, oldest first, while their raw files take at most `budget_bytes`
 /// together (at least one), and whether more are due: every (table, zone, month) that ends
-/// at or before `before_us`, whose raw files take at most `max_bytes` together, and that has
+/// at or before `before_us`, whose raw files take at most `max_bytes` together (or that has
+/// a month file already: late rows go back into it), and that has
 /// a day or hour file, or more than one month file, or one month file without its hourly
 /// rollup; a month that still has runs waits. A month over `max_bytes` keeps its day files
 /// (they are large enough that their count does not matter; merging them would hold the
@@ -198,7 +207,8 @@ pub fn pick_months<'a>(
         Granularity::Month.period_end(*m) <= before_us
             && for_table(*table)
             && !with_runs.contains(&(*m, *table))
-            && found.bytes <= max_bytes
+            // A month already compacted takes its late rows back whatever its size.
+            && (found.bytes <= max_bytes || found.months > 0)
             && (found.finer > 0 || found.months > 1 || unrolled)
     });
     let mut picked = Vec::new();
@@ -253,13 +263,6 @@ impl DayCompactor {
         Ok(())
     }
 
-    /// This writer's live files of `key`.
-    fn ours(&self, key: &PartitionKey) -> Result<Vec<FileId>, ArchiverError> {
-        Ok(live_files(
-            partition_files(&self.root, key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect(),
-        ))
-    }
-
     /// Compacts `group`: see the module docs.
     pub fn compact(
         &self,
@@ -281,7 +284,24 @@ impl DayCompactor {
         write_atomically(&self.intent_path, intent_text(group).as_bytes())?;
         step(intent_written)?;
         let day_key = group.day_key();
-        let days = self.ours(&day_key)?;
+        let retired = |p: &ParquetFilePath| catalog.as_ref().is_some_and(|c| c.is_retired(&catalog_path(&p.relative_path())));
+        // Ours in the group's own partition, but those retired (removed by retention, or
+        // replaced by a coarser compaction and kept for their grace period): the live ones
+        // are inputs; one another of them supersedes (the earlier output of a compaction
+        // repeated after a crash before its catalog edit) is retired with the inputs; one a
+        // coarser file of ours covers is that one's input, never merged again.
+        let own: Vec<FileId> = partition_files(&self.root, &day_key)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| id.writer == self.writer && !retired(&ParquetFilePath::new(day_key.clone(), *id)))
+            .collect();
+        let coarser: Vec<FileId> = archive_layout::listing::covering_files(&self.root, &day_key)?
+            .into_iter()
+            .filter(|c| c.writer == self.writer)
+            .collect();
+        let days: Vec<FileId> = live_files(own.clone()).into_iter().filter(|id| !coarser.iter().any(|c| c.covers(id))).collect();
+        let superseded_own: Vec<ParquetFilePath> =
+            own.iter().filter(|id| !days.contains(id)).map(|id| ParquetFilePath::new(day_key.clone(), *id)).collect();
         // Every file of ours in the finer partitions (hours; for a month, days and hours):
         // those a coarser one covers (inputs of an earlier compaction, retired) and those
         // none does (to merge). Within a directory, a file another one there supersedes is
@@ -292,7 +312,7 @@ impl DayCompactor {
                 partition_files(&self.root, &key)?.into_iter().map(|(id, _)| id).filter(|id| id.writer == self.writer).collect();
             for id in live_files(ids) {
                 let path = ParquetFilePath::new(key.clone(), id);
-                if catalog.as_ref().is_some_and(|c| c.is_retired(&catalog_path(&path.relative_path()))) {
+                if retired(&path) {
                     // Removed by retention (or retired by an earlier compaction), deleted
                     // after its grace period: not an input.
                     continue;
@@ -300,11 +320,17 @@ impl DayCompactor {
                 found.push(path);
             }
         }
-        let is_covered = |p: &ParquetFilePath| {
-            days.iter().any(|d| d.covers(&p.id))
-                || found.iter().any(|c| c.key.granularity > p.key.granularity && c.id != p.id && c.id.covers(&p.id))
+        // Sequence numbers are the writer's, across every period: a file covers another only
+        // if its period holds the other's (a day file of late Nov 27 rows may span the
+        // number of a Nov 28 hour file).
+        let holds = |c: &ParquetFilePath, p: &ParquetFilePath| {
+            c.key.granularity > p.key.granularity && c.key.granularity.period_start(p.key.start_us) == c.key.start_us
         };
-        let (covered, finer): (Vec<ParquetFilePath>, Vec<ParquetFilePath>) = found.iter().cloned().partition(is_covered);
+        let is_covered = |p: &ParquetFilePath| {
+            days.iter().any(|d| d.covers(&p.id)) || found.iter().any(|c| holds(c, p) && c.id != p.id && c.id.covers(&p.id))
+        };
+        let (mut covered, finer): (Vec<ParquetFilePath>, Vec<ParquetFilePath>) = found.iter().cloned().partition(is_covered);
+        covered.extend(superseded_own);
         let mut outcome = DayOutcome::default();
         let mut inputs: Vec<ParquetFilePath> = days.iter().map(|id| ParquetFilePath::new(day_key.clone(), *id)).collect();
         inputs.extend(finer);
@@ -511,6 +537,11 @@ mod tests {
         let month = Granularity::Month.period_start(d0);
         let compacted = [entry("cpu", Some("a"), "month", month), entry("cpu_1h", Some("a"), "month", month)];
         assert_eq!(pick_days(&compacted, d0 + 3 * DAY, 10), vec![], "a month file's days are done");
+        let late = [compacted[0].clone(), compacted[1].clone(), entry("cpu", Some("a"), "hour", d0 + HOUR)];
+        assert_eq!(pick_days(&late, d0 + 3 * DAY, 10), vec![], "late rows of a compacted month wait for the month");
+        let due = Granularity::Month.period_end(month);
+        assert_eq!(pick_months(&late, due, 1_000_000, |_| true, 100).0, vec![DayGroup::month(month, Table::Cpu, "a")]);
+        assert_eq!(pick_months(&late, due, 0, |_| true, 100).0.len(), 1, "back into its month, whatever the month's size");
         assert!(pick_days(&entries, d0 + DAY - 1, 10).is_empty());
     }
 

@@ -27,10 +27,11 @@ const HOURS: i64 = 3 * 24 + 3;
 fn packet(zone: &str, t: i64, seq: u64) -> frame_proto::Packet {
     use frame_proto::packet::{Disk, Mem};
     let mut p = common::cpu_packet(zone, t, seq);
-    let i = ((t - T0) / STEP) as u64;
+    // Steps since T0 (negative before it: the counters still rise with time).
+    let i = (t - T0).div_euclid(STEP);
     p.mem = vec![Mem { rss: Some(1_000_000 + (seq * 7919) % 50_000), maj_fault: Some((seq % 13) as u32), ..Default::default() }];
-    let nread = if t < T0 + 24 * HOUR + 5 * HOUR { 1_000_000 + i * 4096 } else { (i % 1000) * 512 };
-    let reads = (u64::from(u32::MAX) - 30_000_000 + i * 3_000) % (1 << 32);
+    let nread = if t < T0 + 24 * HOUR + 5 * HOUR { (100_000_000 + i * 4096) as u64 } else { (i.rem_euclid(1000) * 512) as u64 };
+    let reads = (i64::from(u32::MAX) - 30_000_000 + i * 3_000).rem_euclid(1 << 32);
     p.disk = vec![Disk { instance: "sd0".into(), nread: Some(nread), reads: Some(reads as u32), ..Default::default() }];
     p
 }
@@ -170,11 +171,20 @@ fn a_stop_deletes_the_inputs_a_compaction_retired_whatever_their_grace() {
     };
     assert!(november_days(root) > 0, "retired, kept for their grace period while the writer runs");
     assert_eq!(catalogued(root, "cpu").iter().filter(|p| p.contains("/month=2025-11/")).count(), 1);
+    // A late frame for November 29 while its retired day file is still on disk: it goes
+    // back into the month, never into a day file merged with the retired one.
+    w.append("h", &packet("a", T0 + 12 * HOUR + 10_000_000, 9_000_000));
+    for _ in 0..4 {
+        w.flush().unwrap();
+        w.seal_due().unwrap();
+    }
     w.flush().unwrap();
     w.seal_all().unwrap();
     drop(w);
     assert_eq!(november_days(root), 0, "a stop deletes them: a glob would read November twice");
     check_clean(root);
+    let want = (HOURS * (HOUR / STEP / 30) * 2 + 2).to_string();
+    assert_eq!(rows(root, "SELECT count(*) FROM cpu"), vec![vec![want]], "every row once");
 }
 
 #[test]
@@ -201,4 +211,87 @@ fn months_left_due_when_a_writer_stopped_are_compacted_after_the_next_start() {
     drop(w);
     assert_eq!(left(root), 0, "November compacted after the restart");
     check_clean(root);
+}
+
+/// Crashes (panics, as a killed process leaves its files) at the first `step` once armed.
+#[derive(Debug)]
+struct CrashWhenArmed {
+    step: archiver::write_step::WriteStep,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl archiver::write_step::StepHook for CrashWhenArmed {
+    fn at(&self, step: archiver::write_step::WriteStep) -> std::io::Result<()> {
+        if step == self.step && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected crash at {step:?}");
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_crash_while_a_late_frame_is_merged_into_its_month_leaves_each_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let hook = std::sync::Arc::new(CrashWhenArmed {
+        step: archiver::write_step::WriteStep::MonthPublished,
+        armed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let options = WriterOptions {
+        step_hook: Some(hook.clone() as std::sync::Arc<dyn archiver::write_step::StepHook + Sync>),
+        ..options(true)
+    };
+    let mut w = ArchiveWriter::open(root, options.clone()).unwrap();
+    common::write_hours(&mut w, 0..HOURS, &["a"], (T0, 30 * STEP), packet);
+    assert_eq!(catalogued(root, "cpu").iter().filter(|p| p.contains("/month=2025-11/")).count(), 1);
+    // A late frame: sealed, then merged with November's file into a new one, and the
+    // process dies once that is published, before the catalog edit.
+    hook.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    w.append("h", &packet("a", T0 + 12 * HOUR + 10_000_000, 9_000_000));
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for _ in 0..4 {
+            w.flush().unwrap();
+            w.seal_due().unwrap();
+        }
+    }));
+    assert!(crashed.is_err(), "the crash happened");
+    drop(w);
+    let mut w = ArchiveWriter::open(root, WriterOptions { step_hook: None, ..options }).unwrap();
+    for _ in 0..4 {
+        w.flush().unwrap();
+        w.seal_due().unwrap();
+    }
+    drop(w);
+    let cpu = catalogued(root, "cpu");
+    assert_eq!(
+        cpu.iter().filter(|p| p.contains("/month=2025-11/")).count(),
+        1,
+        "the earlier month file left the catalog: {cpu:?}"
+    );
+    check_clean(root);
+    let want = (HOURS * (HOUR / STEP / 30) * 2 + 2).to_string();
+    assert_eq!(rows(root, "SELECT count(*) FROM cpu"), vec![vec![want]], "every row once");
+}
+
+#[test]
+fn a_day_file_of_late_rows_never_hides_another_days_hour_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Days compacted 48 h after they end, months at once: when November is compacted, its
+    // last two days are still hour files.
+    let options = WriterOptions { compact_days_after: Some(Duration::from_secs(48 * 3600)), ..options(true) };
+    let start = T0 - 3 * 24 * HOUR; // 2025-11-26
+    let mut w = ArchiveWriter::open(root, options).unwrap();
+    // Up to November 29 03:00, then a late frame for November 28 (sealed after November
+    // 29's first hours, so its number is above theirs and November 28's day file spans
+    // them), then on to December 1 02:00.
+    common::write_hours(&mut w, 0..75, &["a"], (start, 30 * STEP), packet);
+    w.append("h", &packet("a", start + 2 * 24 * HOUR + 5 * HOUR + 10_000_000, 9_000_000));
+    common::write_hours(&mut w, 75..122, &["a"], (start, 30 * STEP), packet);
+    drop(w);
+    let cpu = catalogued(root, "cpu");
+    assert_eq!(cpu.iter().filter(|p| p.contains("/month=2025-11/")).count(), 1, "{cpu:?}");
+    check_clean(root);
+    let want = (122 * (HOUR / STEP / 30) * 2 + 2).to_string();
+    assert_eq!(rows(root, "SELECT count(*) FROM cpu"), vec![vec![want]], "every row once");
 }
