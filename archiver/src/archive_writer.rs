@@ -644,20 +644,22 @@ impl ArchiveWriter {
         let writer = self.writer;
         let ours = move |e: &&catalog::Entry| e.zone.is_none() || e.file_id().is_none_or(|id| id.writer == writer);
         let days = days_before.map(|b| pick_days(snapshot.entries().filter(ours), b, day_limit)).unwrap_or_default();
-        drop(snapshot);
         let days_left = days.len() == day_limit;
-        self.compact_groups(&days)?;
         // Months once every due day is done (a month merges its day files), in the same
-        // flush: the catalog is read again if days changed it.
-        let (months, months_left) = match months_before {
-            Some(b) if !days_left => match catalog::Snapshot::read(&self.root)? {
-                Some(snapshot) => {
-                    let o = &self.options;
-                    let for_table = |t| o.retention.keeps_months_of(t);
-                    pick_months(snapshot.entries().filter(ours), b, o.month_file_max_bytes, for_table, o.month_bytes_per_flush)
-                }
-                None => (Vec::new(), false),
-            },
+        // flush, from the catalog as the days left it (read again only if they changed it).
+        let snapshot = if days.is_empty() {
+            Some(snapshot)
+        } else {
+            drop(snapshot);
+            self.compact_groups(&days)?;
+            if months_before.is_some() && !days_left { catalog::Snapshot::read(&self.root)? } else { None }
+        };
+        let (months, months_left) = match (months_before, snapshot) {
+            (Some(b), Some(snapshot)) if !days_left => {
+                let o = &self.options;
+                let for_table = |t| o.retention.keeps_months_of(t);
+                pick_months(snapshot.entries().filter(ours), b, o.month_file_max_bytes, for_table, o.month_bytes_per_flush)
+            }
             _ => (Vec::new(), false),
         };
         self.compact_groups(&months)?;
@@ -665,7 +667,7 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    fn compact_groups(&mut self, groups: &[crate::day_compaction::DayGroup]) -> Result<(), ArchiverError> {
+    fn compact_groups(&mut self, groups: &[crate::day_compaction::CompactionGroup]) -> Result<(), ArchiverError> {
         for group in groups {
             let hook = self.options.step_hook.clone();
             let outcome = self.days.compact(group, &mut |s| hook_step(hook.as_ref(), s), &mut self.catalog)?;

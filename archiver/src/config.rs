@@ -208,3 +208,33 @@ fn parse_frame_limit(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number of bytes"))?;
     if (1..=MAX).contains(&n) { Ok(n) } else { Err(format!("{n} is out of range (1..={MAX})")) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_flags_take_hours_or_never_and_refuse_anything_else() {
+        let parse = |args: &[&str]| ArchiverConfig::try_parse_from(std::iter::once("archiver").chain(args.iter().copied()));
+        let defaults = parse(&[]).unwrap().writer_options().unwrap();
+        assert_eq!(defaults.compact_months_after, Some(Duration::from_secs(72 * 3600)));
+        assert_eq!(defaults.month_file_max_bytes, 64 << 20);
+        let set = parse(&["--compact-months-after", "never", "--compact-days-after", "0", "--month-file-max-mib", "8"])
+            .unwrap()
+            .writer_options()
+            .unwrap();
+        assert_eq!((set.compact_months_after, set.compact_days_after), (None, Some(Duration::ZERO)));
+        assert_eq!(set.month_file_max_bytes, 8 << 20);
+        for bad in [
+            &["--compact-months-after", "3d"][..],
+            &["--compact-months-after=-1"],
+            &["--compact-months-after", ""],
+            &["--month-file-max-mib", "x"],
+            &["--month-file-max-mib=-5"],
+        ] {
+            let err = parse(bad).expect_err(&format!("{bad:?} accepted"));
+            let flag = bad[0].split('=').next().unwrap_or_default();
+            assert!(err.to_string().contains(flag), "{bad:?}: the error names the flag: {err}");
+        }
+    }
+}

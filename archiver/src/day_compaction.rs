@@ -46,9 +46,9 @@ pub const INTENT_FILE: &str = "day.intent";
 
 /// One zone's day or month of one table: what one compaction merges into one file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct DayGroup {
+pub struct CompactionGroup {
     /// First microsecond of the day or month (UTC).
-    pub day_start_us: i64,
+    pub start_us: i64,
     /// The table.
     pub table: Table,
     /// The zone.
@@ -57,15 +57,15 @@ pub struct DayGroup {
     pub granularity: Granularity,
 }
 
-impl DayGroup {
-    /// The day `day_start_us` of `table` for `zone`.
-    pub fn day(day_start_us: i64, table: Table, zone: &str) -> Self {
-        Self { day_start_us, table, zone: zone.to_owned(), granularity: Granularity::Day }
+impl CompactionGroup {
+    /// The day `start_us` of `table` for `zone`.
+    pub fn day(start_us: i64, table: Table, zone: &str) -> Self {
+        Self { start_us, table, zone: zone.to_owned(), granularity: Granularity::Day }
     }
 
     /// The month starting at `month_start_us` of `table` for `zone`.
     pub fn month(month_start_us: i64, table: Table, zone: &str) -> Self {
-        Self { day_start_us: month_start_us, table, zone: zone.to_owned(), granularity: Granularity::Month }
+        Self { start_us: month_start_us, table, zone: zone.to_owned(), granularity: Granularity::Month }
     }
 
     fn day_key(&self) -> PartitionKey {
@@ -73,7 +73,7 @@ impl DayGroup {
             table: self.table,
             rollup: None,
             zone: self.zone.clone(),
-            start_us: self.day_start_us,
+            start_us: self.start_us,
             granularity: self.granularity,
         }
     }
@@ -104,7 +104,7 @@ impl DayGroup {
 /// or before `before_us` and has an hour file, or more than one day file, or one day file
 /// without its hourly rollup (compacted by an archiver older than rollups: compacting it
 /// again only adds them); a day that still has runs (a period not sealed yet) waits.
-pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i64, limit: usize) -> Vec<DayGroup> {
+pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i64, limit: usize) -> Vec<CompactionGroup> {
     let day = |us: i64| Granularity::Day.period_start(us);
     // (day, table) with runs; (day, table, zone) -> (hour files, day files); the hourly
     // rollup files' (day, table, zone).
@@ -150,7 +150,7 @@ pub fn pick_days<'a>(entries: impl IntoIterator<Item = &'a Entry>, before_us: i6
                 && (*hours > 0 || *days > 1 || unrolled)
         })
         .take(limit)
-        .map(|((day_start_us, table, zone), _)| DayGroup::day(day_start_us, table, &zone))
+        .map(|((start_us, table, zone), _)| CompactionGroup::day(start_us, table, &zone))
         .collect()
 }
 
@@ -168,7 +168,7 @@ pub fn pick_months<'a>(
     max_bytes: u64,
     for_table: impl Fn(Table) -> bool,
     budget_bytes: u64,
-) -> (Vec<DayGroup>, bool) {
+) -> (Vec<CompactionGroup>, bool) {
     let month = |us: i64| Granularity::Month.period_start(us);
     #[derive(Default)]
     struct Found {
@@ -218,7 +218,7 @@ pub fn pick_months<'a>(
             return (picked, true);
         }
         spent = spent.saturating_add(found.bytes);
-        picked.push(DayGroup::month(start, table, &zone));
+        picked.push(CompactionGroup::month(start, table, &zone));
     }
     (picked, false)
 }
@@ -258,7 +258,7 @@ impl DayCompactor {
         let Some(text) = read_intent(&self.intent_path)? else { return Ok(()) };
         let group = parse_intent(&text)
             .ok_or_else(|| ArchiverError::Corrupt { path: self.intent_path.clone(), reason: "not a day compaction intent" })?;
-        tracing::warn!(table = %group.table, zone = %group.zone, day_start_us = group.day_start_us, "finishing an interrupted day compaction");
+        tracing::warn!(table = %group.table, zone = %group.zone, start_us = group.start_us, "finishing an interrupted day compaction");
         self.compact(&group, step, catalog)?;
         Ok(())
     }
@@ -266,7 +266,7 @@ impl DayCompactor {
     /// Compacts `group`: see the module docs.
     pub fn compact(
         &self,
-        group: &DayGroup,
+        group: &CompactionGroup,
         step: &mut dyn FnMut(WriteStep) -> Result<(), ArchiverError>,
         catalog: &mut Option<CatalogWriter>,
     ) -> Result<DayOutcome, ArchiverError> {
@@ -464,22 +464,23 @@ impl Iterator for DayInputs {
     }
 }
 
-fn intent_text(g: &DayGroup) -> String {
-    serde_json::json!({"table": g.table.name(), "zone": g.zone, "day_start_us": g.day_start_us, "period": g.granularity.name()})
+/// The intent names the start `day_start_us`, as it did before months existed.
+fn intent_text(g: &CompactionGroup) -> String {
+    serde_json::json!({"table": g.table.name(), "zone": g.zone, "day_start_us": g.start_us, "period": g.granularity.name()})
         .to_string()
 }
 
-fn parse_intent(text: &str) -> Option<DayGroup> {
+fn parse_intent(text: &str) -> Option<CompactionGroup> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     let table = Table::from_name(v["table"].as_str()?).ok()?;
-    let day_start_us = v["day_start_us"].as_i64()?;
+    let start_us = v["day_start_us"].as_i64()?;
     let zone = v["zone"].as_str()?.to_owned();
     // An intent of an archiver older than month compaction names no period: a day.
     let granularity = match v.get("period") {
         None => Granularity::Day,
         Some(p) => Granularity::from_name(p.as_str()?).filter(|g| *g != Granularity::Hour)?,
     };
-    (granularity.period_start(day_start_us) == day_start_us).then_some(DayGroup { day_start_us, table, zone, granularity })
+    (granularity.period_start(start_us) == start_us).then_some(CompactionGroup { start_us, table, zone, granularity })
 }
 
 #[cfg(test)]
@@ -521,18 +522,18 @@ mod tests {
         let picked = pick_days(&entries, d0 + 2 * DAY, 10);
         assert_eq!(
             picked,
-            vec![DayGroup::day(d0, Table::Cpu, "a")],
+            vec![CompactionGroup::day(d0, Table::Cpu, "a")],
             "b's day 0 is one day file; day 1 of mem has a run; day 2 is too young"
         );
         // A day compacted before rollups existed is picked to get them.
         let mut unrolled = entries.clone();
         unrolled.retain(|e| e.table != "cpu_1h");
-        assert_eq!(pick_days(&unrolled, d0 + 2 * DAY, 10)[1], DayGroup::day(d0, Table::Cpu, "b"));
+        assert_eq!(pick_days(&unrolled, d0 + 2 * DAY, 10)[1], CompactionGroup::day(d0, Table::Cpu, "b"));
         let mut two = entries.clone();
         two.push(entry("cpu", Some("a"), "day", d0 + DAY));
         let picked = pick_days(&two, d0 + 3 * DAY, 10);
         assert_eq!(picked.len(), 3, "{picked:?}");
-        assert_eq!(picked[1], DayGroup::day(d0 + DAY, Table::Cpu, "a"), "two day files (late rows compacted again)");
+        assert_eq!(picked[1], CompactionGroup::day(d0 + DAY, Table::Cpu, "a"), "two day files (late rows compacted again)");
         assert_eq!(pick_days(&two, d0 + 3 * DAY, 1).len(), 1);
         let month = Granularity::Month.period_start(d0);
         let compacted = [entry("cpu", Some("a"), "month", month), entry("cpu_1h", Some("a"), "month", month)];
@@ -540,7 +541,7 @@ mod tests {
         let late = [compacted[0].clone(), compacted[1].clone(), entry("cpu", Some("a"), "hour", d0 + HOUR)];
         assert_eq!(pick_days(&late, d0 + 3 * DAY, 10), vec![], "late rows of a compacted month wait for the month");
         let due = Granularity::Month.period_end(month);
-        assert_eq!(pick_months(&late, due, 1_000_000, |_| true, 100).0, vec![DayGroup::month(month, Table::Cpu, "a")]);
+        assert_eq!(pick_months(&late, due, 1_000_000, |_| true, 100).0, vec![CompactionGroup::month(month, Table::Cpu, "a")]);
         assert_eq!(pick_months(&late, due, 0, |_| true, 100).0.len(), 1, "back into its month, whatever the month's size");
         assert!(pick_days(&entries, d0 + DAY - 1, 10).is_empty());
     }
@@ -565,13 +566,13 @@ mod tests {
         assert!(!more);
         assert_eq!(
             picked,
-            vec![DayGroup::month(nov, Table::Cpu, "a"), DayGroup::month(nov, Table::Cpu, "c")],
+            vec![CompactionGroup::month(nov, Table::Cpu, "a"), CompactionGroup::month(nov, Table::Cpu, "c")],
             "a: day and hour files; b: done; c: no hourly rollup; mem: a run; December: not over"
         );
         assert_eq!(pick_months(&entries, dec - 1, 10, |_| true, 100).0, vec![], "November ends at `dec`: due from `dec`");
         assert_eq!(
             pick_months(&entries, dec, 10, |_| true, 3),
-            (vec![DayGroup::month(nov, Table::Cpu, "a")], true),
+            (vec![CompactionGroup::month(nov, Table::Cpu, "a")], true),
             "a's 3 bytes fill a budget of 3; c is left for the next flush"
         );
         assert_eq!(pick_months(&entries, dec, 10, |_| true, 1).0.len(), 1, "one at least, whatever the budget");
@@ -579,7 +580,7 @@ mod tests {
         assert_eq!(pick_months(&entries, dec, 10, |t| t != Table::Cpu, 100).0, vec![], "cpu kept too short a time");
         assert_eq!(
             pick_months(&entries, dec, 2, |_| true, 100).0,
-            vec![DayGroup::month(nov, Table::Cpu, "c")],
+            vec![CompactionGroup::month(nov, Table::Cpu, "c")],
             "a's 3 bytes are over 2"
         );
         entries.push(entry("cpu", Some("b"), "month", nov));
@@ -591,22 +592,22 @@ mod tests {
     #[test]
     fn a_month_holds_its_days_and_their_hours() {
         let nov = Granularity::Month.period_start(20_415 * DAY);
-        let keys = DayGroup::month(nov, Table::Cpu, "a").finer_keys();
+        let keys = CompactionGroup::month(nov, Table::Cpu, "a").finer_keys();
         assert_eq!(keys.len(), 30 * 25);
         assert_eq!(keys.iter().filter(|k| k.granularity == Granularity::Day).count(), 30);
         assert!(keys.iter().all(|k| Granularity::Month.period_start(k.start_us) == nov));
-        assert_eq!(DayGroup::day(nov, Table::Cpu, "a").finer_keys().len(), 24);
+        assert_eq!(CompactionGroup::day(nov, Table::Cpu, "a").finer_keys().len(), 24);
     }
 
     #[test]
     fn intent_round_trips() {
-        let g = DayGroup::day(19_000 * DAY, Table::Process, "a\tb\n\"c\"");
+        let g = CompactionGroup::day(19_000 * DAY, Table::Process, "a\tb\n\"c\"");
         assert_eq!(parse_intent(&intent_text(&g)), Some(g.clone()));
         assert_eq!(parse_intent("{\"table\":\"cpu\",\"zone\":\"a\",\"day_start_us\":5}"), None);
         let old = intent_text(&g).replace(",\"period\":\"day\"", "");
         assert!(!old.contains("period"), "{old}");
         assert_eq!(parse_intent(&old), Some(g), "an older archiver's intent is a day's");
-        let m = DayGroup::month(Granularity::Month.period_start(19_000 * DAY), Table::Cpu, "z");
+        let m = CompactionGroup::month(Granularity::Month.period_start(19_000 * DAY), Table::Cpu, "z");
         assert_eq!(parse_intent(&intent_text(&m)), Some(m.clone()));
         assert_eq!(parse_intent(&intent_text(&m).replace("month", "hour")), None);
     }

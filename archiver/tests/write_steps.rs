@@ -430,7 +430,7 @@ fn state_files_the_archiver_never_writes_stop_the_start_naming_the_file() {
         ("writer-id", "00000000\n"),
         ("compaction.intent", "cpu\thour\tnope\n"),
         ("seal.intent", "cpu\thour\t5\n"),
-        ("day.intent", "{\"table\":\"cpu\",\"zone\":\"a\",\"day_start_us\":5}"),
+        ("day.intent", "{\"table\":\"cpu\",\"zone\":\"a\",\"start_us\":5}"),
         ("flush.journal", "a\tb\ncommit\n"),
     ] {
         let dir = tempfile::tempdir().unwrap();
