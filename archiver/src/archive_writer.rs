@@ -317,10 +317,9 @@ impl ArchiveWriter {
         // The newest sample stored so far, so what was due when an earlier process stopped
         // (seals, compactions, retention) is done at the next flush, not once new frames
         // come.
-        if let Some(snapshot) = catalog::Snapshot::read(root)? {
-            if let Some(latest) = snapshot.entries().filter_map(|e| e.max_time_us).max() {
-                this.buffers.note_sample(latest);
-            }
+        let stored = catalog::Snapshot::read(root)?.and_then(|s| s.entries().filter_map(|e| e.max_time_us).max());
+        if let Some(latest) = stored {
+            this.buffers.note_sample(latest);
         }
         Ok(this)
     }
