@@ -213,12 +213,7 @@ impl Encoder {
     /// Writes `batches` to `path`'s temporary name and fsyncs it (not published: the caller
     /// renames it). Returns the bytes written; on error the temporary file is removed.
     pub fn write_temp(&self, root: &Path, path: &ParquetFilePath, batches: &[RecordBatch]) -> Result<u64, ArchiverError> {
-        self.write_fsynced(
-            &path.temp_path(root),
-            (path.key.table, path.key.rollup),
-            file_metadata(path),
-            &mut batches.iter().cloned().map(Ok),
-        )
+        self.write_temp_from(root, path, &mut batches.iter().cloned().map(Ok))
     }
 
     /// Writes a run (rows of one table and period, ordered by zone then time) to its
