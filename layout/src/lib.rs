@@ -21,10 +21,10 @@ pub use partition::{
     DAY_US, Granularity, HOUR_US, MAX_ZONE_DIR_VALUE, PartitionDir, PartitionKey, is_bounded_zone_dir_value, table_dir_name,
     zone_dir_value,
 };
-pub use path::{FileId, ParquetFilePath, WriterId, escape_partition_value, live_files, unescape_partition_value};
+pub use path::{FileId, ParquetFilePath, WriterId, escape_partition_value, live_files, side_file_of, unescape_partition_value};
 pub use rollup::{RollupAggregate, RollupColumn, RollupLevel, counter_step};
 pub use runs::{ListedRun, RUNS_DIR, RunKey, RunPath, STATE_DIR, ZoneRowRange, list_runs, zone_file_covers_run};
-pub use table::{ColumnKind, ColumnType, Table};
+pub use table::{ColumnKind, ColumnType, IndexKind, Table};
 
 /// Errors of path parsing and archive listing; each names the input that failed.
 #[derive(Debug, thiserror::Error)]

@@ -82,6 +82,12 @@ impl FileId {
         format!("{}-{:016x}-{:016x}.parquet", self.writer, self.lo, self.hi)
     }
 
+    /// The name of the file's value index: its file name ending `.vidx`.
+    pub fn side_file_name(&self) -> String {
+        let name = self.file_name();
+        format!("{}.vidx", name.strip_suffix(".parquet").unwrap_or(&name))
+    }
+
     /// Parses a published file name (either form); `None` for anything else, temporary
     /// files included.
     pub fn parse_file_name(name: &str) -> Option<Self> {
@@ -103,6 +109,12 @@ impl FileId {
         };
         (lo <= hi).then_some(Self { writer, lo, hi })
     }
+}
+
+/// The value index of the data file at `data_file` (a `.parquet` path): the same path
+/// ending `.vidx`; `None` for a path that is not a Parquet file's.
+pub fn side_file_of(data_file: &Path) -> Option<PathBuf> {
+    (data_file.extension()? == "parquet").then(|| data_file.with_extension("vidx"))
 }
 
 /// Keeps the files no other file in the list supersedes (see the module docs).
@@ -165,6 +177,17 @@ impl ParquetFilePath {
     /// name that no reader's `*.parquet` glob matches.
     pub fn temp_path(&self, root: &Path) -> PathBuf {
         root.join(self.key.relative_dir()).join(format!(".{}.tmp", self.id.file_name()))
+    }
+
+    /// The value index of the file (`value_index` crate): same directory and name, ending
+    /// `.vidx` instead of `.parquet`, so no reader's `*.parquet` glob takes it for data.
+    pub fn side_file_path(&self, root: &Path) -> PathBuf {
+        root.join(self.key.relative_dir()).join(self.id.side_file_name())
+    }
+
+    /// Where the value index is written before it is renamed into place (a hidden name).
+    pub fn side_file_temp_path(&self, root: &Path) -> PathBuf {
+        root.join(self.key.relative_dir()).join(format!(".{}.tmp", self.id.side_file_name()))
     }
 
     /// Parses a path relative to the archive root.

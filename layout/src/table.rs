@@ -202,6 +202,29 @@ impl Table {
         })
     }
 
+    /// How the value index beside each of the table's zone files covers `column` (see the
+    /// `value_index` crate and `docs/value-indexes.md`); `None`: not indexed. Keys people
+    /// look up one at a time get a set of their values; measured values (levels, interval
+    /// counts, counters) get their extreme tails copied. Rollup files are not indexed.
+    pub fn index_kind(self, column: &str) -> Option<IndexKind> {
+        match (self, column) {
+            (Table::Process, "pid" | "execname") | (Table::Net | Table::Disk, "instance") | (Table::Callfreq, "name") => {
+                Some(IndexKind::KeySet)
+            }
+            (Table::Frame | Table::Zonename, _) => None,
+            _ => match self.column_kind(column)? {
+                ColumnKind::Gauge | ColumnKind::IntervalCount | ColumnKind::Counter => Some(IndexKind::Tails),
+                ColumnKind::Key => None,
+            },
+        }
+    }
+
+    /// The table's indexed columns with their types and how each is indexed (in the order
+    /// of [`Table::value_columns`]).
+    pub fn indexed_columns(self) -> impl Iterator<Item = (&'static str, ColumnType, IndexKind)> {
+        self.value_columns().iter().filter_map(move |&(name, ty)| Some((name, ty, self.index_kind(name)?)))
+    }
+
     /// The Arrow schema of the table's files: `time` (µs, UTC), `host`, `zone`, then
     /// [`Table::value_columns`], all nullable but the first three.
     pub fn schema(self) -> SchemaRef {
@@ -238,6 +261,17 @@ pub enum ColumnKind {
     IntervalCount,
     /// Names a series (core, instance, pid, execname, call name): group by it.
     Key,
+}
+
+/// How a column is indexed (see [`Table::index_kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IndexKind {
+    /// The set of values in the file (numbers, or the CRC-32 of strings): a file without a
+    /// value is skipped for `column = value`.
+    KeySet,
+    /// The rows whose value lies in the file's extreme tails, copied to the side file: a
+    /// condition inside a tail reads only the side file.
+    Tails,
 }
 
 impl std::fmt::Display for Table {

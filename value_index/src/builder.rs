@@ -1,0 +1,340 @@
+//! Building a data file's index: one pass over its indexed columns finds each measured
+//! column's tail bounds and each key column's values; a second pass over all its columns
+//! copies the rows inside a tail. Memory is bounded by the tails (at most
+//! [`tail_rows_per_end`] values per end and column are tracked) and the key sets, never the
+//! file: both passes stream the file a batch at a time.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use archive_layout::{ColumnType, IndexKind, Table};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use roaring::RoaringBitmap;
+
+use crate::side_file::{DataFileIdentity, SideFile};
+use crate::{KeyCodes, Summary, Tail, ValueIndexError, key_code_of_str};
+
+/// Rows a tail may hold at each end of one column in a file of `rows` rows: 0.05% of them,
+/// at least 16. A condition matching more of a file than that reads the file itself.
+pub fn tail_rows_per_end(rows: u64) -> u64 {
+    (rows / 2000).max(16)
+}
+
+const BATCH_ROWS: usize = 8192;
+
+/// The most extreme values of one end of a column, with their counts: at the end, the tail
+/// is every value but the least extreme kept, which is the tail's bound.
+#[derive(Debug)]
+struct TailEnd {
+    /// Values kept, counted; ordered so that the least extreme is first.
+    kept: BTreeMap<u64, u64>,
+    total: u64,
+    budget: u64,
+}
+
+impl TailEnd {
+    fn new(budget: u64) -> Self {
+        Self { kept: BTreeMap::new(), total: 0, budget }
+    }
+
+    /// Sees `key` (a value mapped so that larger is more extreme).
+    fn see(&mut self, key: u64) {
+        // Invariant: `kept` holds every value seen that is at least its first key, counted.
+        // Once more rows are kept than a tail holds, a value below the first key can be
+        // neither in the tail nor its bound.
+        if self.total > self.budget && self.kept.first_key_value().is_some_and(|(&least, _)| key < least) {
+            return;
+        }
+        *self.kept.entry(key).or_insert(0) += 1;
+        self.total += 1;
+        while let Some((&least, &n)) = self.kept.first_key_value() {
+            if self.total - n > self.budget {
+                self.kept.remove(&least);
+                self.total -= n;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The bound (a key): rows more extreme than it are the tail. `None`: everything seen
+    /// fits in a tail (no bound excludes anything), or nothing was seen.
+    fn bound(&self) -> Option<u64> {
+        (self.total > self.budget).then(|| self.kept.first_key_value().map(|(&k, _)| k)).flatten()
+    }
+}
+
+#[derive(Debug)]
+enum Tracker {
+    Tails { top: TailEnd, bottom: TailEnd },
+    Keys(RoaringBitmap),
+}
+
+/// The numbers of a `UInt32` or `UInt64` column as `u64`, `None` for a NULL.
+fn numbers(array: &dyn Array) -> Option<Box<dyn Iterator<Item = Option<u64>> + '_>> {
+    if let Some(a) = array.as_primitive_opt::<UInt32Type>() {
+        return Some(Box::new(a.iter().map(|v| v.map(u64::from))));
+    }
+    array.as_primitive_opt::<UInt64Type>().map(|a| Box::new(a.iter()) as Box<dyn Iterator<Item = Option<u64>>>)
+}
+
+fn parquet_err(path: &Path) -> impl Fn(datafusion::parquet::errors::ParquetError) -> ValueIndexError + '_ {
+    move |source| ValueIndexError::Parquet { path: path.to_owned(), source }
+}
+
+/// A reader of `columns` (all if `None`) of the file at `path`, and the file's rows.
+fn reader(
+    path: &Path,
+    columns: Option<&[&str]>,
+) -> Result<(datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader, u64), ValueIndexError> {
+    let file = File::open(path).map_err(|source| ValueIndexError::Io { what: "open", path: path.to_owned(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path))?.with_batch_size(BATCH_ROWS);
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let builder = match columns {
+        None => builder,
+        Some(names) => {
+            let schema = builder.schema();
+            let roots: Vec<usize> = names.iter().filter_map(|n| schema.index_of(n).ok()).collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder.with_projection(mask)
+        }
+    };
+    Ok((builder.build().map_err(parquet_err(path))?, rows))
+}
+
+/// Builds the index of the `table` zone file at `data`: `None` if the table has no indexed
+/// column. The file is read twice, a batch at a time.
+pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, ValueIndexError> {
+    let indexed: Vec<(&'static str, ColumnType, IndexKind)> = table.indexed_columns().collect();
+    if indexed.is_empty() {
+        return Ok(None);
+    }
+    let identity = DataFileIdentity::of(data)?;
+    let names: Vec<&str> = indexed.iter().map(|(n, _, _)| *n).collect();
+
+    // Pass 1: tail bounds and key sets.
+    let (first, rows) = reader(data, Some(&names))?;
+    let budget = tail_rows_per_end(rows);
+    let mut trackers: Vec<Tracker> = indexed
+        .iter()
+        .map(|(_, _, kind)| match kind {
+            IndexKind::Tails => Tracker::Tails { top: TailEnd::new(budget), bottom: TailEnd::new(budget) },
+            IndexKind::KeySet => Tracker::Keys(RoaringBitmap::new()),
+        })
+        .collect();
+    for batch in first {
+        let batch = batch.map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
+        for ((name, ty, _), tracker) in indexed.iter().zip(trackers.iter_mut()) {
+            let Some(array) = batch.column_by_name(name) else { continue };
+            match tracker {
+                Tracker::Tails { top, bottom } => {
+                    for v in numbers(array.as_ref()).into_iter().flatten().flatten() {
+                        top.see(v);
+                        bottom.see(u64::MAX - v);
+                    }
+                }
+                Tracker::Keys(set) => match ty {
+                    ColumnType::Utf8 => {
+                        if let Some(strings) = array.as_string_opt::<i32>() {
+                            set.extend(strings.iter().flatten().map(key_code_of_str));
+                        }
+                    }
+                    ColumnType::U32 | ColumnType::U64 => {
+                        let is_u32 = *ty == ColumnType::U32;
+                        for v in numbers(array.as_ref()).into_iter().flatten().flatten() {
+                            set.extend(crate::key_code_of_u64(v, is_u32));
+                        }
+                    }
+                },
+            }
+        }
+    }
+    let mut summary = Summary::default();
+    let mut bounds: Vec<(&str, Tail)> = Vec::new();
+    for ((name, _, _), tracker) in indexed.iter().zip(trackers) {
+        match tracker {
+            Tracker::Tails { top, bottom } => {
+                let tail = Tail { above: top.bound(), below: bottom.bound().map(|k| u64::MAX - k) };
+                if tail.above.is_some() || tail.below.is_some() {
+                    summary.tails.insert((*name).to_owned(), tail);
+                    bounds.push((name, tail));
+                }
+            }
+            Tracker::Keys(set) => {
+                summary.keys.insert((*name).to_owned(), KeyCodes(set));
+            }
+        }
+    }
+
+    // Pass 2: the rows inside a tail, every column.
+    let mut tail_batches = Vec::new();
+    if !bounds.is_empty() {
+        for batch in reader(data, None)?.0 {
+            let batch = batch.map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
+            let mut keep = vec![false; batch.num_rows()];
+            for (name, tail) in &bounds {
+                let Some(array) = batch.column_by_name(name) else { continue };
+                for (i, v) in numbers(array.as_ref()).into_iter().flatten().enumerate() {
+                    if let Some(v) = v
+                        && (tail.above.is_some_and(|a| v > a) || tail.below.is_some_and(|b| v < b))
+                    {
+                        keep[i] = true;
+                    }
+                }
+            }
+            if keep.iter().any(|&k| k) {
+                let kept = filter_record_batch(&batch, &BooleanArray::from(keep))
+                    .map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
+                tail_batches.push(kept);
+            }
+        }
+    }
+    summary.tail_rows = tail_batches.iter().map(|b| b.num_rows() as u64).sum();
+    let tail_parquet = encode_tail(data, &tail_batches)?;
+    Ok(Some(SideFile { identity, summary, tail_parquet }))
+}
+
+/// The tail rows as Parquet bytes (empty when there are none).
+fn encode_tail(data: &Path, batches: &[RecordBatch]) -> Result<bytes::Bytes, ValueIndexError> {
+    let Some(first) = batches.first() else { return Ok(bytes::Bytes::new()) };
+    let props =
+        WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(parquet_err(data))?)).build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&first.schema()), Some(props)).map_err(parquet_err(data))?;
+    for b in batches {
+        writer.write(b).map_err(parquet_err(data))?;
+    }
+    Ok(bytes::Bytes::from(writer.into_inner().map_err(parquet_err(data))?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The bound found by streaming equals the one found by sorting everything.
+    fn bound_by_sorting(values: &[u64], budget: u64) -> Option<u64> {
+        let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+        for &v in values {
+            *counts.entry(v).or_insert(0) += 1;
+        }
+        let mut taken = 0;
+        for (&v, &n) in counts.iter().rev() {
+            if taken + n > budget {
+                return Some(v);
+            }
+            taken += n;
+        }
+        None
+    }
+
+    proptest! {
+        #[test]
+        fn the_streamed_bound_is_the_sorted_one(values in proptest::collection::vec(0u64..40, 0..300), budget in 1u64..20) {
+            let mut end = TailEnd::new(budget);
+            for &v in &values {
+                end.see(v);
+            }
+            let bound = end.bound();
+            prop_assert_eq!(bound, bound_by_sorting(&values, budget));
+            // The tail (values above the bound) fits, and taking the bound too would not.
+            if let Some(b) = bound {
+                let above = values.iter().filter(|&&v| v > b).count() as u64;
+                let at_or_above = values.iter().filter(|&&v| v >= b).count() as u64;
+                prop_assert!(above <= budget && at_or_above > budget);
+            } else {
+                prop_assert!(values.len() as u64 <= budget);
+            }
+        }
+    }
+
+    #[test]
+    fn a_tail_holds_at_most_its_share_and_at_least_sixteen_rows() {
+        assert_eq!(tail_rows_per_end(0), 16);
+        assert_eq!(tail_rows_per_end(100_000), 50);
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray, UInt32Array};
+    use proptest::prelude::*;
+
+    /// A `process` file of `usage` and `pid` values (NULL where `None`).
+    fn write_process_file(dir: &Path, usage: &[Option<u32>], pid: &[u32]) -> std::path::PathBuf {
+        let schema = Table::Process.schema();
+        let n = usage.len();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values((0..n as i64).map(|i| i * 1000)).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec!["h"; n])),
+                Arc::new(StringArray::from(vec!["z"; n])),
+                Arc::new(UInt32Array::from(pid.to_vec())),
+                Arc::new(StringArray::from_iter_values(pid.iter().map(|p| format!("exec{}", p % 5)))),
+                Arc::new(UInt32Array::from(usage.to_vec())),
+                Arc::new(UInt32Array::from(vec![0u32; n])),
+            ],
+        )
+        .unwrap();
+        let path = dir.join("00000001-0000000000000001-0000000000000001.parquet");
+        let props = WriterProperties::builder().set_max_row_group_size(300).build();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn the_side_file_holds_exactly_the_rows_beyond_its_bounds(
+            usage in proptest::collection::vec(proptest::option::weighted(0.9, 0u32..60), 1..1500),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let pid: Vec<u32> = (0..usage.len() as u32).map(|i| 100 + i % 37).collect();
+            let data = write_process_file(dir.path(), &usage, &pid);
+            let side = build_side_file(Table::Process, &data).unwrap().unwrap();
+            prop_assert!(side.describes(&data).unwrap());
+            let budget = tail_rows_per_end(usage.len() as u64);
+            let tail = side.summary.tails.get("usage").copied().unwrap_or_default();
+            let in_tail = |v: u32| tail.above.is_some_and(|a| u64::from(v) > a) || tail.below.is_some_and(|b| u64::from(v) < b);
+            let expected: Vec<u32> = usage.iter().flatten().copied().filter(|&v| in_tail(v)).collect();
+            let above = usage.iter().flatten().filter(|&&v| tail.above.is_some_and(|a| u64::from(v) > a)).count() as u64;
+            let below = usage.iter().flatten().filter(|&&v| tail.below.is_some_and(|b| u64::from(v) < b)).count() as u64;
+            prop_assert!(above <= budget && below <= budget);
+            let batches = side.tail_batches(Path::new("x.vidx")).unwrap();
+            let got: Vec<u32> = batches
+                .iter()
+                .flat_map(|b| b.column_by_name("usage").unwrap().as_primitive::<UInt32Type>().iter().flatten().collect::<Vec<_>>())
+                .collect();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(side.summary.tail_rows as usize, usage.iter().flatten().filter(|&&v| in_tail(v)).count());
+            for p in 100..137u32 {
+                prop_assert!(side.summary.keys["pid"].0.contains(p));
+            }
+            prop_assert!(!side.summary.keys["pid"].0.contains(99));
+            prop_assert!(side.summary.keys["execname"].0.contains(crate::key_code_of_str("exec3")));
+        }
+    }
+
+    #[test]
+    fn a_side_file_of_a_rewritten_data_file_no_longer_describes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage: Vec<Option<u32>> = (0..500).map(|i| Some(i % 97)).collect();
+        let data = write_process_file(dir.path(), &usage, &vec![1; 500]);
+        let side = build_side_file(Table::Process, &data).unwrap().unwrap();
+        let other: Vec<Option<u32>> = (0..500).map(|i| Some(i % 89)).collect();
+        write_process_file(dir.path(), &other, &vec![1; 500]);
+        assert!(!side.describes(&data).unwrap());
+    }
+}
