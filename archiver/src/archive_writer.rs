@@ -77,6 +77,9 @@ pub struct WriterOptions {
     pub fsync: FsyncPolicy,
     /// Start a new log segment past this size.
     pub wal_segment_bytes: u64,
+    /// Whether sealed, day and month files get a value index beside them
+    /// ([`crate::side_files`]); `--value-indexes off` turns it off.
+    pub value_indexes: bool,
     /// Called at every step of the write path (tests only; `None` in service).
     pub step_hook: Option<Arc<dyn StepHook + Sync>>,
 }
@@ -99,6 +102,7 @@ impl Default for WriterOptions {
             retention: crate::retention::RetentionPolicy::default(),
             fsync: FsyncPolicy::Every(std::time::Duration::from_millis(1000)),
             wal_segment_bytes: 64 << 20,
+            value_indexes: true,
             step_hook: None,
         }
     }
@@ -271,8 +275,10 @@ impl ArchiveWriter {
         let writer = writer_id(&state_dir)?;
         let wal = Wal::open(&state_dir.join("wal"), options.fsync, options.wal_segment_bytes)?;
         let compactor = Compactor::new(root, &state_dir, writer, options.compact_encoder);
-        let sealer = Sealer::new(root, &state_dir, writer, options.compact_encoder, options.seal_budget_bytes);
-        let days = DayCompactor::new(root, &state_dir, writer, options.compact_encoder, options.retire_grace);
+        let sealer = Sealer::new(root, &state_dir, writer, options.compact_encoder, options.seal_budget_bytes)
+            .with_value_indexes(options.value_indexes);
+        let days = DayCompactor::new(root, &state_dir, writer, options.compact_encoder, options.retire_grace)
+            .with_value_indexes(options.value_indexes);
         // The files are the truth: a catalog that is missing or cannot be read is rebuilt
         // from them once recovery is done (and after an older version's compaction, which
         // never recorded its changes).
@@ -729,10 +735,8 @@ impl ArchiveWriter {
         let mut dirs = std::collections::BTreeSet::new();
         for path in &due {
             let file = self.root.join(path);
-            match fs::remove_file(&file) {
-                Ok(()) => self.stats.retired_deleted += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ArchiverError::Io { what: "remove retired file", path: file, source }),
+            if crate::parquet_file::remove_data_file(&file, "remove retired file")? {
+                self.stats.retired_deleted += 1;
             }
             if let Some(dir) = file.parent() {
                 dirs.insert(dir.to_owned());

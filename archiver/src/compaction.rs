@@ -199,10 +199,8 @@ impl Compactor {
         let mut removed = 0;
         for id in all.iter().filter(|id| !live.contains(id)) {
             let path = ParquetFilePath::new(key.clone(), *id).absolute_path(&self.root);
-            match fs::remove_file(&path) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ArchiverError::Io { what: "remove compacted input", path, source }),
+            if crate::parquet_file::remove_data_file(&path, "remove compacted input")? {
+                removed += 1;
             }
         }
         if removed > 0 {

@@ -60,6 +60,12 @@ pub struct ArchiverConfig {
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub month_file_max_mib: u64,
 
+    /// Write a value index beside each sealed, day and month file (`on`, the default) or not
+    /// (`off`): key sets and the rows of each measured column's extreme tails, which let
+    /// `dq` skip files and answer rare-value conditions from the side files.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub value_indexes: bool,
+
     /// Keep the files a compaction replaced this many seconds before deleting them, so
     /// readers that listed them can finish (a plain glob started meanwhile reads both).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -152,6 +158,7 @@ impl ArchiverConfig {
             compact_months_after: self.compact_months_after.0.map(|h| Duration::from_secs(h.saturating_mul(3600))),
             month_file_max_bytes: self.month_file_max_mib.saturating_mul(1 << 20),
             retire_grace: Duration::from_secs(self.retire_grace),
+            value_indexes: self.value_indexes,
             retention: self.retention()?,
             fsync: self.wal_fsync,
             wal_segment_bytes: self.wal_segment_bytes,
@@ -209,6 +216,14 @@ fn parse_frame_limit(s: &str) -> Result<usize, String> {
     if (1..=MAX).contains(&n) { Ok(n) } else { Err(format!("{n} is out of range (1..={MAX})")) }
 }
 
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?} is neither on nor off")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,7 +240,11 @@ mod tests {
             .unwrap();
         assert_eq!((set.compact_months_after, set.compact_days_after), (None, Some(Duration::ZERO)));
         assert_eq!(set.month_file_max_bytes, 8 << 20);
+        assert!(defaults.value_indexes);
+        assert!(!parse(&["--value-indexes", "off"]).unwrap().writer_options().unwrap().value_indexes);
         for bad in [
+            &["--value-indexes", "yes"][..],
+            &["--value-indexes", ""],
             &["--compact-months-after", "3d"][..],
             &["--compact-months-after=-1"],
             &["--compact-months-after", ""],

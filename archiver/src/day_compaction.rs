@@ -240,13 +240,21 @@ pub struct DayCompactor {
     writer: WriterId,
     encoder: Encoder,
     grace: Duration,
+    /// Whether day and month files get a value index ([`crate::side_files`]).
+    value_indexes: bool,
 }
 
 impl DayCompactor {
     /// A compactor of `writer`'s files in the archive at `root` (state in `state_dir`),
     /// encoding with `encoder`, keeping inputs `grace` after they are replaced.
     pub fn new(root: &Path, state_dir: &Path, writer: WriterId, encoder: Encoder, grace: Duration) -> Self {
-        Self { root: root.to_owned(), intent_path: state_dir.join(INTENT_FILE), writer, encoder, grace }
+        Self { root: root.to_owned(), intent_path: state_dir.join(INTENT_FILE), writer, encoder, grace, value_indexes: true }
+    }
+
+    /// Whether day and month files get a value index (on unless turned off).
+    pub fn with_value_indexes(mut self, on: bool) -> Self {
+        self.value_indexes = on;
+        self
     }
 
     /// Finishes a compaction a failure or a crash interrupted (its intent is there).
@@ -353,7 +361,7 @@ impl DayCompactor {
             let mut gone: Vec<String> = covered.iter().map(|p| catalog_path(&p.relative_path())).collect();
             gone.extend(old_rollups);
             for p in &inputs {
-                add.push(catalog::entry_of_file(&self.root, p)?);
+                add.push(crate::side_files::entry_with_index(&self.root, p, self.value_indexes)?);
                 let rollups = publish_rollups(&self.root, &self.encoder, self.writer, p)?;
                 add.extend(rollups.entries(&self.root)?);
                 gone.extend(rollups.superseded_paths());
@@ -400,7 +408,7 @@ impl DayCompactor {
             .chain(old_rollups)
             .collect();
         let retire = replaced.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
-        let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
+        let mut add = vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes)?];
         add.extend(rollups.entries(&self.root)?);
         record(catalog, Edit { add, remove: replaced, retire, ..Edit::default() })?;
         step(catalogued)?;
@@ -502,6 +510,7 @@ mod tests {
             rows: 1,
             bytes: 1,
             columns: Default::default(),
+            index: None,
         }
     }
 

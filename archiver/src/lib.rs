@@ -22,6 +22,7 @@ pub mod rollup;
 pub mod rows;
 pub mod seal;
 pub mod service;
+pub mod side_files;
 pub mod subscriber;
 pub mod write_step;
 
@@ -95,6 +96,9 @@ pub enum ArchiverError {
     /// The catalog could not be read or written.
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
+    /// Building, writing or reading a value index failed.
+    #[error(transparent)]
+    ValueIndex(#[from] value_index::ValueIndexError),
     /// A state file of the archiver holds something it never writes.
     #[error("corrupt state file {path}: {reason}")]
     Corrupt {

@@ -348,6 +348,24 @@ pub fn create_dir_durably(dir: &Path) -> Result<(), ArchiverError> {
     sync_dir(dir.parent().unwrap_or(Path::new(".")))
 }
 
+/// Removes the published data file at `path` and its value index (`archive_layout::
+/// side_file_of`); whether the data file was there (`what` names the removal in errors).
+pub fn remove_data_file(path: &Path, what: &'static str) -> Result<bool, ArchiverError> {
+    let removed = match fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => return Err(ArchiverError::Io { what, path: path.to_owned(), source }),
+    };
+    if let Some(side) = archive_layout::side_file_of(path) {
+        match fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ArchiverError::Io { what: "remove value index", path: side, source }),
+        }
+    }
+    Ok(removed)
+}
+
 /// Replaces `path` with `bytes`, durably and atomically: `PATH.tmp` written and fsynced,
 /// renamed over `path`, the directory fsynced. A reader (or a restart) sees the old content
 /// or the new, never a torn file. For the archiver's small state files.

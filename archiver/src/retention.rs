@@ -143,6 +143,7 @@ mod tests {
             rows: 1,
             bytes,
             columns: Default::default(),
+            index: None,
         }
     }
 

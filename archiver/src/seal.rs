@@ -96,13 +96,28 @@ pub struct Sealer {
     encoder: Encoder,
     /// Decoded bytes a group of zones may take.
     budget_bytes: usize,
+    /// Whether sealed files get a value index ([`crate::side_files`]).
+    value_indexes: bool,
 }
 
 impl Sealer {
     /// A sealer of `writer`'s runs in the archive at `root` (state in `state_dir`), encoding
     /// with `encoder`, holding at most about `budget_bytes` of decoded rows at a time.
     pub fn new(root: &Path, state_dir: &Path, writer: WriterId, encoder: Encoder, budget_bytes: usize) -> Self {
-        Self { root: root.to_owned(), intent_path: state_dir.join(INTENT_FILE), writer, encoder, budget_bytes }
+        Self {
+            root: root.to_owned(),
+            intent_path: state_dir.join(INTENT_FILE),
+            writer,
+            encoder,
+            budget_bytes,
+            value_indexes: true,
+        }
+    }
+
+    /// Whether sealed files get a value index (on unless turned off).
+    pub fn with_value_indexes(mut self, on: bool) -> Self {
+        self.value_indexes = on;
+        self
     }
 
     /// Every (table, period) this writer has runs of on disk (at start: left by an earlier
@@ -296,7 +311,7 @@ impl Sealer {
                 let mut old_rollups = Vec::new();
                 for id in &live {
                     let file = ParquetFilePath::new(partition.clone(), *id);
-                    add.push(catalog::entry_of_file(&self.root, &file)?);
+                    add.push(crate::side_files::entry_with_index(&self.root, &file, self.value_indexes)?);
                     let rollups = publish_rollups(&self.root, &self.encoder, self.writer, &file)?;
                     add.extend(rollups.entries(&self.root)?);
                     remove.extend(rollups.superseded_paths());
@@ -382,7 +397,7 @@ impl Sealer {
             }
             // Every older file of this writer in the partition is inside the new range.
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
-            let mut add = vec![catalog::entry_of_file(&self.root, &out)?];
+            let mut add = vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes)?];
             add.extend(rollups.entries(&self.root)?);
             let mut remove = superseded_paths(&partition, &superseded);
             remove.extend(rollups.superseded_paths());
@@ -402,10 +417,8 @@ impl Sealer {
     ) -> Result<(), ArchiverError> {
         for id in ids {
             let path = ParquetFilePath::new(partition.clone(), *id).absolute_path(&self.root);
-            match fs::remove_file(&path) {
-                Ok(()) => outcome.replaced += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ArchiverError::Io { what: "remove superseded file", path, source }),
+            if crate::parquet_file::remove_data_file(&path, "remove superseded file")? {
+                outcome.replaced += 1;
             }
         }
         if !ids.is_empty() {

@@ -114,6 +114,7 @@ fn entry_from_footer(
     let run = zone.is_none();
     let zone = if run { None } else { kv(&meta, keys::ZONE).map(str::to_owned).or(zone) };
     let (min_time_us, max_time_us, columns) = column_stats(&meta, table, !run);
+    let index = if run || rollup.is_some() { None } else { index_summary(&absolute) };
     Ok(Entry {
         path: catalog_path(relative),
         table: table_dir_name(table, rollup).to_owned(),
@@ -125,7 +126,26 @@ fn entry_from_footer(
         rows: meta.file_metadata().num_rows().max(0) as u64,
         bytes,
         columns,
+        index,
     })
+}
+
+/// The summary of the value index beside the data file at `data`, if one is there, intact
+/// and describing the file as it is (anything else is no index: never trusted).
+fn index_summary(data: &Path) -> Option<value_index::Summary> {
+    let side = archive_layout::side_file_of(data)?;
+    match value_index::SideFile::read(&side) {
+        Ok(Some(f)) if f.describes(data).unwrap_or(false) => Some(f.summary),
+        Ok(Some(_)) => {
+            tracing::warn!(side = %side.display(), "a value index that does not describe its data file: ignored");
+            None
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "a value index that cannot be read: ignored");
+            None
+        }
+    }
 }
 
 /// The entry of a published zone file, from its footer (its zone from the footer, where a
@@ -218,7 +238,7 @@ pub fn check(root: &Path) -> Result<Option<Vec<Difference>>, CatalogError> {
             None => out.push(Difference::Missing { path: entry.path.clone() }),
             Some(found) => {
                 let mut fields = Vec::new();
-                let checks: [(&'static str, bool); 8] = [
+                let checks: [(&'static str, bool); 9] = [
                     ("table", found.table == entry.table),
                     ("zone", found.zone == entry.zone),
                     ("period", found.period == entry.period && found.period_start_us == entry.period_start_us),
@@ -227,6 +247,7 @@ pub fn check(root: &Path) -> Result<Option<Vec<Difference>>, CatalogError> {
                     ("rows", found.rows == entry.rows),
                     ("bytes", found.bytes == entry.bytes),
                     ("columns", found.columns == entry.columns),
+                    ("index", found.index == entry.index),
                 ];
                 for (name, same) in checks {
                     if !same {

@@ -145,6 +145,11 @@ pub struct Entry {
     /// columns no table has are dropped when read.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "deserialize_columns")]
     pub columns: BTreeMap<&'static str, ColumnStats>,
+    /// What the file's value index says (its tails' bounds and key sets), when a side file
+    /// describing the file was there as the entry was made; `None` for runs, rollups and
+    /// files without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<value_index::Summary>,
 }
 
 impl Entry {

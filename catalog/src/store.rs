@@ -566,6 +566,7 @@ mod tests {
             rows,
             bytes: 10,
             columns: Default::default(),
+            index: None,
         }
     }
 

@@ -82,10 +82,12 @@ impl FileId {
         format!("{}-{:016x}-{:016x}.parquet", self.writer, self.lo, self.hi)
     }
 
-    /// The name of the file's value index: its file name ending `.vidx`.
+    /// The name of the file's value index: `_` and its file name ending `.vidx`. Readers
+    /// that take a directory (pyarrow datasets, Spark, Hive) skip names starting with `_`,
+    /// and a `*.parquet` glob does not match it.
     pub fn side_file_name(&self) -> String {
         let name = self.file_name();
-        format!("{}.vidx", name.strip_suffix(".parquet").unwrap_or(&name))
+        format!("_{}.vidx", name.strip_suffix(".parquet").unwrap_or(&name))
     }
 
     /// Parses a published file name (either form); `None` for anything else, temporary
@@ -111,10 +113,11 @@ impl FileId {
     }
 }
 
-/// The value index of the data file at `data_file` (a `.parquet` path): the same path
-/// ending `.vidx`; `None` for a path that is not a Parquet file's.
+/// The value index of the data file at `data_file` (a `.parquet` path): same directory,
+/// named as [`FileId::side_file_name`] says; `None` for a path that is not a Parquet file's.
 pub fn side_file_of(data_file: &Path) -> Option<PathBuf> {
-    (data_file.extension()? == "parquet").then(|| data_file.with_extension("vidx"))
+    let stem = data_file.file_name()?.to_str()?.strip_suffix(".parquet")?;
+    Some(data_file.with_file_name(format!("_{stem}.vidx")))
 }
 
 /// Keeps the files no other file in the list supersedes (see the module docs).
@@ -179,8 +182,8 @@ impl ParquetFilePath {
         root.join(self.key.relative_dir()).join(format!(".{}.tmp", self.id.file_name()))
     }
 
-    /// The value index of the file (`value_index` crate): same directory and name, ending
-    /// `.vidx` instead of `.parquet`, so no reader's `*.parquet` glob takes it for data.
+    /// The value index of the file (`value_index` crate): same directory, named as
+    /// [`FileId::side_file_name`] says, so no reader takes it for data.
     pub fn side_file_path(&self, root: &Path) -> PathBuf {
         root.join(self.key.relative_dir()).join(self.id.side_file_name())
     }
@@ -283,6 +286,20 @@ mod tests {
         let legacy = FileId { writer: WriterId::LEGACY, lo: 4, hi: 4 };
         assert!(!d.supersedes(&other) && !d.supersedes(&legacy));
         assert_eq!(live_files(vec![d, other, legacy]), vec![legacy, d, other]);
+    }
+
+    #[test]
+    fn a_side_file_is_named_so_no_reader_takes_it_for_data_and_no_listing_for_a_file() {
+        let p = ParquetFilePath::new(
+            PartitionKey::for_sample(crate::Table::Cpu, "z", 0, crate::Granularity::Hour),
+            FileId::single(WriterId(0xab), 7),
+        );
+        let side = p.side_file_path(Path::new("/a"));
+        assert_eq!(side.file_name().unwrap(), "_000000ab-0000000000000007-0000000000000007.vidx");
+        assert_eq!(side_file_of(&p.absolute_path(Path::new("/a"))), Some(side.clone()));
+        assert_eq!(side_file_of(&side), None);
+        assert_eq!(FileId::parse_file_name(side.file_name().unwrap().to_str().unwrap()), None);
+        assert!(p.side_file_temp_path(Path::new("/a")).file_name().unwrap().to_str().unwrap().starts_with('.'));
     }
 
     #[test]

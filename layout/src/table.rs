@@ -211,11 +211,18 @@ impl Table {
             (Table::Process, "pid" | "execname") | (Table::Net | Table::Disk, "instance") | (Table::Callfreq, "name") => {
                 Some(IndexKind::KeySet)
             }
-            (Table::Frame | Table::Zonename, _) => None,
-            _ => match self.column_kind(column)? {
-                ColumnKind::Gauge | ColumnKind::IntervalCount | ColumnKind::Counter => Some(IndexKind::Tails),
-                ColumnKind::Key => None,
-            },
+            // The measured values people put thresholds on; capacities (`physcap`), totals
+            // that only grow with the host and positions (`core`) are left out, since every
+            // indexed column copies its tails' rows.
+            (Table::Zone, "threads" | "processes")
+            | (Table::Cpu, "usage")
+            | (Table::Mem, "rss" | "swap" | "freemem" | "maj_fault" | "pgin")
+            | (Table::Net, "obytes64" | "rbytes64" | "oerrors" | "ierrors")
+            | (Table::Disk, "nread" | "nwritten" | "rtime" | "wtime" | "harderror" | "softerror")
+            | (Table::Process, "usage")
+            | (Table::Callfreq, "value")
+            | (Table::Cpuqueue, "amount") => Some(IndexKind::Tails),
+            _ => None,
         }
     }
 

@@ -89,6 +89,8 @@ pub struct ArchiveTable {
     /// `Some`: the table's rollup of that level (`cpu_1m`), day files only, no runs.
     rollup: Option<RollupLevel>,
     pin: Arc<CatalogPin>,
+    /// Whether scans use the files' value indexes ([`crate::value_index_scan`]).
+    value_indexes: bool,
 }
 
 /// A file chosen for a scan.
@@ -104,6 +106,9 @@ pub struct ScanFile {
     /// What the catalog says of its columns (zone files planned from a catalog), so
     /// DataFusion can skip it without opening its footer.
     pub statistics: Option<Arc<Statistics>>,
+    /// What its value index says (zone files of raw tables planned from a catalog whose
+    /// entry carries one; see [`crate::value_index_scan`]).
+    pub index: Option<Arc<value_index::Summary>>,
 }
 
 impl ArchiveTable {
@@ -114,13 +119,19 @@ impl ArchiveTable {
 
     /// The table `table` of the archive at `root`, taking its files as `pin` says.
     pub fn with_pin(root: &Path, table: Table, pin: Arc<CatalogPin>) -> Self {
-        Self { root: root.to_owned(), table, rollup: None, pin }
+        Self { root: root.to_owned(), table, rollup: None, pin, value_indexes: true }
+    }
+
+    /// The same table, its scans using value indexes or not.
+    pub fn with_value_indexes(mut self, on: bool) -> Self {
+        self.value_indexes = on;
+        self
     }
 
     /// The rollup of `table` at `level` (`cpu_1m`) of the archive at `root`, taking its
     /// files as `pin` says.
     pub fn rollup_with_pin(root: &Path, table: Table, level: RollupLevel, pin: Arc<CatalogPin>) -> Self {
-        Self { root: root.to_owned(), table, rollup: Some(level), pin }
+        Self { root: root.to_owned(), table, rollup: Some(level), pin, value_indexes: false }
     }
 
     /// The raw table it is (`None` for a rollup).
@@ -256,6 +267,7 @@ impl ArchiveTable {
                             // A rollup's footer statistics are read by DataFusion (one
                             // file per zone and day).
                             statistics: self.rollup.is_none().then(|| Arc::new(entry_statistics(self.table, e))),
+                            index: e.index.clone().filter(|_| self.rollup.is_none()).map(Arc::new),
                         });
                     }
                 }
@@ -272,7 +284,7 @@ impl ArchiveTable {
                 .collect();
             sealed_zones.sort();
             sealed_zones.dedup();
-            files.push(ScanFile { path: self.root.join(&r.path), size: r.bytes, sealed_zones, statistics: None });
+            files.push(ScanFile { path: self.root.join(&r.path), size: r.bytes, sealed_zones, statistics: None, index: None });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files
@@ -321,13 +333,14 @@ impl ArchiveTable {
             }
             sealed_zones.sort();
             sealed_zones.dedup();
-            files.push(ScanFile { path: r.path, size: r.size, sealed_zones, statistics: None });
+            files.push(ScanFile { path: r.path, size: r.size, sealed_zones, statistics: None, index: None });
         }
         files.extend(listed.into_iter().map(|f| ScanFile {
             path: f.path,
             size: f.size,
             sealed_zones: Vec::new(),
             statistics: None,
+            index: None,
         }));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
@@ -465,8 +478,39 @@ impl TableProvider for ArchiveTable {
         }
         let (whole, partial): (Vec<ScanFile>, Vec<ScanFile>) = files.into_iter().partition(|f| f.sealed_zones.is_empty());
         let mut plans = Vec::new();
-        if !whole.is_empty() {
-            plans.push(self.scan_files(state, whole, projection, limit).await?);
+        let schema = self.schema();
+        let indexed = match self.raw_table() {
+            Some(table) if self.value_indexes && !filters.is_empty() => {
+                Some(crate::value_index_scan::apply(table, &schema, filters, whole))
+            }
+            _ => {
+                if !whole.is_empty() {
+                    plans.push(self.scan_files(state, whole, projection, limit).await?);
+                }
+                None
+            }
+        };
+        if let Some(indexed) = indexed {
+            if !indexed.files.is_empty() {
+                plans.push(self.scan_files(state, indexed.files, projection, limit).await?);
+            }
+            if indexed.report.used() {
+                // Beside the files' scan, not above it: filters DataFusion pushes into the
+                // Parquet scan must reach it.
+                let rows: Arc<dyn ExecutionPlan> = if indexed.side_rows.is_empty() {
+                    Arc::new(EmptyExec::new(project_schema(&schema, projection)?))
+                } else {
+                    datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                        &[indexed.side_rows],
+                        Arc::clone(&schema),
+                        projection.cloned(),
+                    )?
+                };
+                plans.push(Arc::new(crate::value_index_scan::ValueIndexExec::new(rows, indexed.report)));
+            }
+            if plans.is_empty() && partial.is_empty() {
+                return Ok(Arc::new(EmptyExec::new(project_schema(&schema, projection)?)));
+            }
         }
         // Runs some of whose zones are sealed already (rare: a seal in progress): each scanned
         // whole, then the sealed zones' rows dropped, then projected as asked.

@@ -6,7 +6,7 @@ use crate::{ArchiveSession, DqConfig, OutputFormat, QueryError, output, repl};
 
 /// Runs `dq` with `config`.
 pub async fn run(config: &DqConfig) -> Result<(), QueryError> {
-    let session = ArchiveSession::open(&config.archive)?;
+    let session = ArchiveSession::open_with(&config.archive, config.value_indexes)?;
     let Some(sql) = &config.sql else {
         return repl::run(&session, config.format).await;
     };

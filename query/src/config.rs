@@ -36,7 +36,20 @@ pub struct DqConfig {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Use the archive's value indexes (`on`) or read every file the zone and time filters
+    /// admit (`off`: for comparing; answers are the same).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub value_indexes: bool,
+
     /// The SQL to run; without it, an interactive prompt (history in ~/.dq_history).
     #[arg(value_name = "SQL")]
     pub sql: Option<String>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{s:?} is neither on nor off")),
+    }
 }

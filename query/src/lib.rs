@@ -15,6 +15,7 @@ pub mod pruning;
 pub mod repl;
 pub mod rollup_answers;
 pub mod utc_date_trunc;
+pub mod value_index_scan;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -86,8 +87,14 @@ impl std::fmt::Debug for ArchiveSession {
 }
 
 impl ArchiveSession {
-    /// Registers every table of the archive at `root`.
+    /// Registers every table of the archive at `root` (value indexes used).
     pub fn open(root: &Path) -> Result<Self, QueryError> {
+        Self::open_with(root, true)
+    }
+
+    /// Registers every table of the archive at `root`; scans use the archive's value indexes
+    /// if `value_indexes` (see [`value_index_scan`]).
+    pub fn open_with(root: &Path, value_indexes: bool) -> Result<Self, QueryError> {
         if !root.is_dir() {
             return Err(QueryError::NoArchive(root.to_owned()));
         }
@@ -111,7 +118,8 @@ impl ArchiveSession {
         ctx.add_optimizer_rule(Arc::new(rollup_answers::RollupAnswers));
         let pin = Arc::new(archive_table::CatalogPin::default());
         for table in Table::ALL {
-            ctx.register_table(table.name(), Arc::new(ArchiveTable::with_pin(root, table, pin.clone())))?;
+            let raw = ArchiveTable::with_pin(root, table, pin.clone()).with_value_indexes(value_indexes);
+            ctx.register_table(table.name(), Arc::new(raw))?;
             for level in RollupLevel::ALL.into_iter().filter(|_| table.has_rollups()) {
                 let rollup = ArchiveTable::rollup_with_pin(root, table, level, pin.clone());
                 ctx.register_table(level.table_name(table), Arc::new(rollup))?;

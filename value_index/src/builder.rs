@@ -16,17 +16,18 @@ use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use roaring::RoaringBitmap;
 
 use crate::side_file::{DataFileIdentity, SideFile};
 use crate::{KeyCodes, Summary, Tail, ValueIndexError, key_code_of_str};
 
-/// Rows a tail may hold at each end of one column in a file of `rows` rows: 0.05% of them,
-/// at least 16. A condition matching more of a file than that reads the file itself.
+/// Rows a tail may hold at each end of one column in a file of `rows` rows: 0.1% of them,
+/// at least 2. A condition matching more of a file than that reads the file itself.
 pub fn tail_rows_per_end(rows: u64) -> u64 {
-    (rows / 2000).max(16)
+    (rows / 1000).max(2)
 }
 
 const BATCH_ROWS: usize = 8192;
@@ -163,8 +164,13 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
     for ((name, _, _), tracker) in indexed.iter().zip(trackers) {
         match tracker {
             Tracker::Tails { top, bottom } => {
-                let tail = Tail { above: top.bound(), below: bottom.bound().map(|k| u64::MAX - k) };
-                if tail.above.is_some() || tail.below.is_some() {
+                let tail = Tail {
+                    above: top.bound(),
+                    below: bottom.bound().map(|k| u64::MAX - k),
+                    max: top.kept.last_key_value().map(|(&k, _)| k),
+                    min: bottom.kept.last_key_value().map(|(&k, _)| u64::MAX - k),
+                };
+                if tail.above.is_some() || tail.below.is_some() || tail.max.is_some() {
                     summary.tails.insert((*name).to_owned(), tail);
                     bounds.push((name, tail));
                 }
@@ -206,9 +212,19 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
 /// The tail rows as Parquet bytes (empty when there are none).
 fn encode_tail(data: &Path, batches: &[RecordBatch]) -> Result<bytes::Bytes, ValueIndexError> {
     let Some(first) = batches.first() else { return Ok(bytes::Bytes::new()) };
-    let props =
-        WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(parquet_err(data))?)).build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&first.schema()), Some(props)).map_err(parquet_err(data))?;
+    // Small: no statistics (the side file is read whole), no Arrow schema (a reader knows
+    // the table's), LZ4 (a reader creates a zstd context per column chunk, which costs more
+    // than decoding a tail) and dictionaries only when there is enough to gain.
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let compression = if rows >= 64 { Compression::LZ4_RAW } else { Compression::UNCOMPRESSED };
+    let props = WriterProperties::builder()
+        .set_compression(compression)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_dictionary_enabled(rows >= 64)
+        .build();
+    let options = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
+    let mut writer =
+        ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(&first.schema()), options).map_err(parquet_err(data))?;
     for b in batches {
         writer.write(b).map_err(parquet_err(data))?;
     }
@@ -258,8 +274,8 @@ mod tests {
 
     #[test]
     fn a_tail_holds_at_most_its_share_and_at_least_sixteen_rows() {
-        assert_eq!(tail_rows_per_end(0), 16);
-        assert_eq!(tail_rows_per_end(100_000), 50);
+        assert_eq!(tail_rows_per_end(0), 2);
+        assert_eq!(tail_rows_per_end(100_000), 100);
     }
 }
 
@@ -287,7 +303,7 @@ mod file_tests {
         )
         .unwrap();
         let path = dir.join("00000001-0000000000000001-0000000000000001.parquet");
-        let props = WriterProperties::builder().set_max_row_group_size(300).build();
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(300)).build();
         let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(props)).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
@@ -312,6 +328,8 @@ mod file_tests {
             let above = usage.iter().flatten().filter(|&&v| tail.above.is_some_and(|a| u64::from(v) > a)).count() as u64;
             let below = usage.iter().flatten().filter(|&&v| tail.below.is_some_and(|b| u64::from(v) < b)).count() as u64;
             prop_assert!(above <= budget && below <= budget);
+            prop_assert_eq!(tail.max, usage.iter().flatten().max().map(|&v| u64::from(v)));
+            prop_assert_eq!(tail.min, usage.iter().flatten().min().map(|&v| u64::from(v)));
             let batches = side.tail_batches(Path::new("x.vidx")).unwrap();
             let got: Vec<u32> = batches
                 .iter()

@@ -120,9 +120,10 @@ pub fn inside_tails(summary: &Summary, filter: &Expr) -> bool {
     }
 }
 
-/// Whether the file's key sets show that no row can match `filter` (`table`'s file): then
-/// the file need not be read at all.
-pub fn excluded_by_keys(summary: &Summary, table: Table, filter: &Expr) -> bool {
+/// Whether the summary shows that no row of the file (of `table`) can match `filter`: a key
+/// set lacks every value asked for, or a measured column's values in the file all lie
+/// outside the condition. Then the file need not be read at all.
+pub fn excluded(summary: &Summary, table: Table, filter: &Expr) -> bool {
     let absent = |name: &str, value: &Literal| -> bool {
         let Some(set) = summary.keys.get(name) else { return false };
         let Some(ty) = table.value_columns().iter().find(|(n, _)| *n == name).map(|(_, t)| *t) else { return false };
@@ -137,20 +138,42 @@ pub fn excluded_by_keys(summary: &Summary, table: Table, filter: &Expr) -> bool 
         };
         code.is_none_or(|c| !set.0.contains(c))
     };
+    // Whether no value of the column in the file is `op v`.
+    let outside = |name: &str, op: Operator, v: i128| -> bool {
+        let Some(tail) = summary.tails.get(name) else { return false };
+        let (Some(min), Some(max)) = (tail.min.map(i128::from), tail.max.map(i128::from)) else { return false };
+        match op {
+            Operator::Gt => max <= v,
+            Operator::GtEq => max < v,
+            Operator::Lt => min >= v,
+            Operator::LtEq => min > v,
+            Operator::Eq => v < min || v > max,
+            _ => false,
+        }
+    };
     match filter {
-        Expr::BinaryExpr(b) if b.op == Operator::And => {
-            excluded_by_keys(summary, table, &b.left) || excluded_by_keys(summary, table, &b.right)
-        }
-        Expr::BinaryExpr(b) if b.op == Operator::Or => {
-            excluded_by_keys(summary, table, &b.left) && excluded_by_keys(summary, table, &b.right)
-        }
+        Expr::BinaryExpr(b) if b.op == Operator::And => excluded(summary, table, &b.left) || excluded(summary, table, &b.right),
+        Expr::BinaryExpr(b) if b.op == Operator::Or => excluded(summary, table, &b.left) && excluded(summary, table, &b.right),
         Expr::BinaryExpr(b) => match comparison(b) {
-            Some((name, Operator::Eq, v)) => absent(name, &v),
+            Some((name, Operator::Eq, v)) if summary.keys.contains_key(name) => absent(name, &v),
+            Some((name, op, Literal::Int(v))) => outside(name, op, v),
             _ => false,
         },
+        Expr::Between(b) if !b.negated => {
+            let (Some(name), Some(Literal::Int(lo)), Some(Literal::Int(hi))) =
+                (column_name(&b.expr), literal(&b.low), literal(&b.high))
+            else {
+                return false;
+            };
+            lo > hi || outside(name, Operator::GtEq, lo) || outside(name, Operator::LtEq, hi)
+        }
         Expr::InList(l) if !l.negated && !l.list.is_empty() => {
             let Some(name) = column_name(&l.expr) else { return false };
-            l.list.iter().all(|e| literal(e).is_some_and(|v| absent(name, &v)))
+            l.list.iter().all(|e| match literal(e) {
+                Some(v) if summary.keys.contains_key(name) => absent(name, &v),
+                Some(Literal::Int(v)) => outside(name, Operator::Eq, v),
+                _ => false,
+            })
         }
         _ => false,
     }
@@ -164,7 +187,7 @@ mod tests {
 
     fn summary() -> Summary {
         let mut s = Summary::default();
-        s.tails.insert("usage".into(), Tail { below: Some(10), above: Some(4990) });
+        s.tails.insert("usage".into(), Tail { below: Some(10), above: Some(4990), min: Some(2), max: Some(5000) });
         s.keys.insert("pid".into(), KeyCodes(roaring::RoaringBitmap::from_iter([7u32, 8])));
         s.keys.insert("execname".into(), KeyCodes(roaring::RoaringBitmap::from_iter([key_code_of_str("sshd")])));
         s
@@ -199,18 +222,39 @@ mod tests {
     fn key_sets_exclude_only_values_they_lack() {
         let s = summary();
         let t = Table::Process;
-        assert!(excluded_by_keys(&s, t, &col("pid").eq(lit(9u32))));
-        assert!(!excluded_by_keys(&s, t, &col("pid").eq(lit(8u32))));
-        assert!(excluded_by_keys(&s, t, &col("pid").eq(lit(-1i64))));
-        assert!(excluded_by_keys(&s, t, &col("pid").eq(lit(1i64 << 40))));
-        assert!(!excluded_by_keys(&s, t, &col("pid").gt(lit(9u32))));
-        assert!(excluded_by_keys(&s, t, &col("execname").eq(lit("bash"))));
-        assert!(!excluded_by_keys(&s, t, &col("execname").eq(lit("sshd"))));
-        assert!(excluded_by_keys(&s, t, &col("pid").in_list(vec![lit(1), lit(2)], false)));
-        assert!(!excluded_by_keys(&s, t, &col("pid").in_list(vec![lit(1), lit(7)], false)));
-        assert!(!excluded_by_keys(&s, t, &col("pid").in_list(vec![lit(1)], true)));
-        assert!(excluded_by_keys(&s, t, &col("pid").eq(lit(1)).and(col("usage").gt(lit(0)))));
-        assert!(!excluded_by_keys(&s, t, &col("pid").eq(lit(1)).or(col("usage").gt(lit(0)))));
-        assert!(!excluded_by_keys(&s, t, &col("zone").eq(lit("x"))));
+        assert!(excluded(&s, t, &col("pid").eq(lit(9u32))));
+        assert!(!excluded(&s, t, &col("pid").eq(lit(8u32))));
+        assert!(excluded(&s, t, &col("pid").eq(lit(-1i64))));
+        assert!(excluded(&s, t, &col("pid").eq(lit(1i64 << 40))));
+        assert!(!excluded(&s, t, &col("pid").gt(lit(9u32))));
+        assert!(excluded(&s, t, &col("execname").eq(lit("bash"))));
+        assert!(!excluded(&s, t, &col("execname").eq(lit("sshd"))));
+        assert!(excluded(&s, t, &col("pid").in_list(vec![lit(1), lit(2)], false)));
+        assert!(!excluded(&s, t, &col("pid").in_list(vec![lit(1), lit(7)], false)));
+        assert!(!excluded(&s, t, &col("pid").in_list(vec![lit(1)], true)));
+        assert!(excluded(&s, t, &col("pid").eq(lit(1)).and(col("usage").gt(lit(0)))));
+        assert!(!excluded(&s, t, &col("pid").eq(lit(1)).or(col("usage").gt(lit(0)))));
+        assert!(!excluded(&s, t, &col("zone").eq(lit("x"))));
+    }
+
+    #[test]
+    fn a_condition_outside_a_columns_values_in_the_file_excludes_it_at_the_exact_edges() {
+        let s = summary();
+        let t = Table::Process;
+        assert!(excluded(&s, t, &col("usage").gt(lit(5000))));
+        assert!(!excluded(&s, t, &col("usage").gt(lit(4999))));
+        assert!(excluded(&s, t, &col("usage").gt_eq(lit(5001))));
+        assert!(!excluded(&s, t, &col("usage").gt_eq(lit(5000))));
+        assert!(excluded(&s, t, &col("usage").lt(lit(2))));
+        assert!(!excluded(&s, t, &col("usage").lt(lit(3))));
+        assert!(excluded(&s, t, &col("usage").lt_eq(lit(1))));
+        assert!(!excluded(&s, t, &col("usage").lt_eq(lit(2))));
+        assert!(excluded(&s, t, &col("usage").eq(lit(1))));
+        assert!(!excluded(&s, t, &col("usage").eq(lit(2))));
+        assert!(excluded(&s, t, &col("usage").between(lit(5001), lit(9000))));
+        assert!(excluded(&s, t, &col("usage").between(lit(9), lit(3))));
+        assert!(!excluded(&s, t, &col("usage").between(lit(0), lit(2))));
+        assert!(excluded(&s, t, &col("usage").in_list(vec![lit(0), lit(6000)], false)));
+        assert!(!excluded(&s, t, &col("usage").in_list(vec![lit(0), lit(60)], false)));
     }
 }

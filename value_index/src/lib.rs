@@ -26,7 +26,7 @@ mod conditions;
 mod side_file;
 
 pub use builder::{build_side_file, tail_rows_per_end};
-pub use conditions::{excluded_by_keys, inside_tails};
+pub use conditions::{excluded, inside_tails};
 pub use side_file::{DataFileIdentity, FORMAT_VERSION, SideFile, write_side_file};
 
 use std::collections::BTreeMap;
@@ -81,6 +81,8 @@ pub enum ValueIndexError {
 /// The bounds of one measured column's tails in one file: the side file holds every row of
 /// the file whose value is below `below` or above `above` (NULLs are in neither). `None`: no
 /// tail at that end (its most frequent extreme value alone has more rows than a tail holds).
+/// With the column's smallest and largest value in the file, so a condition outside them
+/// skips the file without reading anything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tail {
     /// Every row with a value strictly below this is in the side file.
@@ -89,12 +91,18 @@ pub struct Tail {
     /// Every row with a value strictly above this is in the side file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub above: Option<u64>,
+    /// The smallest non-null value in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u64>,
+    /// The largest non-null value in the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
 }
 
 /// The set of a key column's values in one file: `u32` values as they are, strings and
 /// wider numbers by [`key_code`]. In JSON: the roaring bitmap's portable serialisation in
 /// base64.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyCodes(pub RoaringBitmap);
 
 impl Serialize for KeyCodes {
@@ -114,7 +122,7 @@ impl<'de> Deserialize<'de> for KeyCodes {
 }
 
 /// What a side file says of its data file, and what the catalog keeps of it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Per measured column, its tails' bounds.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -150,8 +158,8 @@ mod tests {
     #[test]
     fn a_summary_round_trips_through_json() {
         let mut s = Summary { tail_rows: 7, ..Summary::default() };
-        s.tails.insert("usage".into(), Tail { below: Some(3), above: Some(4990) });
-        s.tails.insert("rss".into(), Tail { below: None, above: Some(u64::MAX - 1) });
+        s.tails.insert("usage".into(), Tail { below: Some(3), above: Some(4990), min: Some(0), max: Some(5000) });
+        s.tails.insert("rss".into(), Tail { below: None, above: Some(u64::MAX - 1), min: None, max: None });
         s.keys.insert("pid".into(), KeyCodes(RoaringBitmap::from_iter([1u32, 2, 3, 70_000, u32::MAX])));
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Summary>(&text).unwrap(), s);

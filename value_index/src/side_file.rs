@@ -188,7 +188,7 @@ mod tests {
 
     fn sample() -> SideFile {
         let mut summary = Summary { tail_rows: 0, ..Summary::default() };
-        summary.tails.insert("usage".into(), crate::Tail { below: Some(1), above: Some(9) });
+        summary.tails.insert("usage".into(), crate::Tail { below: Some(1), above: Some(9), min: Some(0), max: Some(12) });
         SideFile {
             identity: DataFileIdentity { name: "a.parquet".into(), bytes: 100, footer_crc: 7 },
             summary,

@@ -1,0 +1,151 @@
+//! The value index of each raw zone file the archiver publishes (`value_index` crate: key
+//! sets and the rows of each measured column's extreme tails), written after the data file is
+//! in place and before the catalog edit that publishes it, so the catalog entry carries its
+//! summary. A crash in between leaves a side file no catalog entry names (the repeat rewrites
+//! or keeps it; `archiver check` names a side file whose data file is gone). Side files are
+//! deleted with their data files ([`crate::parquet_file::remove_data_file`]). This module
+//! decides nothing about which files exist; rollup files and runs get no side file.
+
+use std::path::Path;
+
+use archive_layout::ParquetFilePath;
+use catalog::Entry;
+use value_index::SideFile;
+
+use crate::ArchiverError;
+
+/// Writes the side file of the published raw zone file `path` unless one describing it is
+/// there already (a repeat after a crash); returns its bytes (`None`: the table has no
+/// indexed column, or `path` is a rollup's).
+pub fn write_side_file(root: &Path, path: &ParquetFilePath) -> Result<Option<u64>, ArchiverError> {
+    if path.key.rollup.is_some() {
+        return Ok(None);
+    }
+    let data = path.absolute_path(root);
+    let side_path = path.side_file_path(root);
+    if let Ok(Some(existing)) = SideFile::read(&side_path)
+        && existing.describes(&data).unwrap_or(false)
+    {
+        return Ok(Some(std::fs::metadata(&side_path).map(|m| m.len()).unwrap_or(0)));
+    }
+    let Some(side) = value_index::build_side_file(path.key.table, &data)? else { return Ok(None) };
+    Ok(Some(value_index::write_side_file(&side, &side_path, &path.side_file_temp_path(root))?))
+}
+
+/// The catalog entry of the published zone file `path`, its side file written first when
+/// `indexes` (the entry then carries the index summary).
+pub fn entry_with_index(root: &Path, path: &ParquetFilePath, indexes: bool) -> Result<Entry, ArchiverError> {
+    if indexes {
+        write_side_file(root, path)?;
+    }
+    Ok(catalog::entry_of_file(root, path)?)
+}
+
+/// What `archiver check` finds of the side files.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SideFileCheck {
+    /// Raw zone files of indexed tables with no side file (indexes were off, or a crash).
+    pub missing: Vec<String>,
+    /// Side files that cannot be read (damaged, another version), with why.
+    pub unreadable: Vec<(String, String)>,
+    /// Side files that describe another file than their data file is now.
+    pub stale: Vec<String>,
+    /// Side files whose data file is gone.
+    pub orphans: Vec<String>,
+    /// Side files that describe their data file.
+    pub good: usize,
+}
+
+/// Looks at the side file of every raw zone file of an indexed table in the archive at
+/// `root` (from their footers: `catalog::scan_archive`), and for side files whose data file
+/// is gone (walking the table directories). Paths are relative to `root`.
+pub fn check_side_files(root: &Path) -> Result<SideFileCheck, ArchiverError> {
+    let mut out = SideFileCheck::default();
+    for path in indexed_data_files(root)? {
+        let data = path.absolute_path(root);
+        let side = path.side_file_path(root);
+        let rel = path.relative_path().display().to_string();
+        match SideFile::read(&side) {
+            Ok(None) => out.missing.push(rel),
+            Ok(Some(f)) => match f.describes(&data) {
+                Ok(true) => out.good += 1,
+                Ok(false) => out.stale.push(rel),
+                Err(e) => out.unreadable.push((rel, e.to_string())),
+            },
+            Err(e) => out.unreadable.push((rel, e.to_string())),
+        }
+    }
+    for side in side_files_under(root)? {
+        let data = side.with_file_name(format!(
+            "{}.parquet",
+            side.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix('_')?.strip_suffix(".vidx")).unwrap_or("")
+        ));
+        if !data.is_file() {
+            out.orphans.push(side.strip_prefix(root).unwrap_or(&side).display().to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Writes every missing, unreadable or stale side file and deletes orphans (the caller holds
+/// the archive's lock); returns the side files written.
+pub fn rebuild_side_files(root: &Path) -> Result<usize, ArchiverError> {
+    let found = check_side_files(root)?;
+    for orphan in &found.orphans {
+        crate::parquet_file::remove_durably(&root.join(orphan))?;
+    }
+    let mut written = 0;
+    for path in indexed_data_files(root)? {
+        let side = path.side_file_path(root);
+        let fine = matches!(SideFile::read(&side), Ok(Some(f)) if f.describes(&path.absolute_path(root)).unwrap_or(false));
+        if !fine {
+            write_side_file(root, &path)?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// The live raw zone files of tables with indexed columns.
+fn indexed_data_files(root: &Path) -> Result<Vec<ParquetFilePath>, ArchiverError> {
+    let mut out = Vec::new();
+    for e in catalog::scan_archive(root)? {
+        if e.is_run() || e.table().is_none_or(|t| t.indexed_columns().next().is_none()) {
+            continue;
+        }
+        let Ok(path) = ParquetFilePath::parse_relative(Path::new(&e.path)) else { continue };
+        if path.key.rollup.is_none() {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Every side file (`_*.vidx`) under the table directories of `root`.
+fn side_files_under(root: &Path) -> Result<Vec<std::path::PathBuf>, ArchiverError> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for table in archive_layout::Table::ALL {
+        dirs.push(root.join(table.name()));
+    }
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(ArchiverError::Io { what: "list", path: dir, source }),
+        };
+        for e in entries {
+            let e = e.map_err(|source| ArchiverError::Io { what: "list", path: dir.clone(), source })?;
+            let path = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            } else if name.starts_with('_') && name.ends_with(".vidx") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,271 @@
+//! Value indexes end to end: the archiver writes a side file beside each sealed file, `dq`
+//! gives the same answers with and without them (random data with NULLs, random conditions,
+//! thresholds at the tails' exact bounds), uses them when a condition allows (EXPLAIN says
+//! so), falls back to the data file when a side file is damaged, stale or gone, and
+//! `archiver check` names such side files and `--rebuild` rewrites them.
+#![allow(unused_crate_dependencies)]
+
+mod common;
+
+use std::path::Path;
+
+use archiver::archive_writer::{ArchiveWriter, WriterOptions};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::array_value_to_string;
+use frame_proto::packet::{Cpu, Mem, Process};
+use proptest::prelude::*;
+
+const HOUR: i64 = 3_600_000_000;
+const T0: i64 = 1_764_000_000_000_000 - 1_764_000_000_000_000 % HOUR;
+const STEP: i64 = 10_000_000;
+const ZONES: [&str; 2] = ["a", "b"];
+
+/// Values of one frame, drawn by the property test.
+#[derive(Debug, Clone)]
+struct FrameValues {
+    usage: [Option<u32>; 2],
+    rss: Option<u64>,
+    processes: Vec<(u32, u8, Option<u32>)>,
+}
+
+fn frame_values() -> impl Strategy<Value = FrameValues> {
+    // Mostly ordinary values, a few extreme ones (the tails) and some NULLs.
+    let usage = prop_oneof![8 => (0u32..100).prop_map(Some), 1 => (4900u32..5000).prop_map(Some), 1 => Just(None)];
+    let rss = prop_oneof![8 => (1u64 << 30..(1u64 << 30) + 1000).prop_map(Some), 1 => Just(Some(u64::MAX - 3)), 1 => Just(None)];
+    let process = (1u32..40, 0u8..6, prop_oneof![6 => (0u32..50).prop_map(Some), 1 => Just(Some(1249)), 1 => Just(None)]);
+    ([usage.clone(), usage], rss, proptest::collection::vec(process, 0..4)).prop_map(|(usage, rss, processes)| FrameValues {
+        usage,
+        rss,
+        processes,
+    })
+}
+
+fn packet(zone: &str, t: i64, seq: u64, v: &FrameValues) -> frame_proto::Packet {
+    frame_proto::Packet {
+        name: zone.into(),
+        time: (t / 1_000_000) as u64,
+        time_us: Some(t as u64),
+        host: Some("h".into()),
+        seq: Some(seq),
+        run_id: Some(1),
+        ticks: Some(100),
+        cpu: (0..2).map(|c| Cpu { core: Some(c), usage: v.usage[c as usize] }).collect(),
+        mem: vec![Mem { rss: v.rss, ..Default::default() }],
+        process: v
+            .processes
+            .iter()
+            .map(|(pid, e, usage)| Process { pid: Some(*pid), execname: Some(format!("exec{e}")), usage: *usage, cpu: Some(0) })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// One sealed hour of `ZONES`, frame `i` of a zone taking `values[i % len]`.
+fn write_archive(root: &Path, values: &[FrameValues], indexes: bool) {
+    let options = WriterOptions { value_indexes: indexes, ..WriterOptions::default() };
+    let mut w = ArchiveWriter::open(root, options).unwrap();
+    let mut seq = 0;
+    for (zi, z) in ZONES.iter().enumerate() {
+        for s in 0..(HOUR / STEP) {
+            seq += 1;
+            let v = &values[(s as usize * 7 + zi * 3) % values.len()];
+            w.append("h", &packet(z, T0 + s * STEP, seq, v));
+        }
+    }
+    w.flush().unwrap();
+    // The next hour's first frame makes the first hour due for sealing.
+    seq += 1;
+    w.append("h", &packet("a", T0 + HOUR + STEP, seq, &values[0]));
+    w.flush().unwrap();
+    w.seal_due().unwrap();
+    w.flush().unwrap();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// The answer's rows as text, sorted.
+fn answer(rt: &tokio::runtime::Runtime, root: &Path, indexes: bool, sql: &str) -> Vec<String> {
+    let session = query::ArchiveSession::open_with(root, indexes).unwrap();
+    let (_, batches) = rt.block_on(session.sql(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut rows = text(&batches);
+    rows.sort();
+    rows
+}
+
+fn text(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = b.columns().iter().map(|c| array_value_to_string(c, i).unwrap()).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+fn explain(rt: &tokio::runtime::Runtime, root: &Path, sql: &str) -> String {
+    answer(rt, root, true, &format!("EXPLAIN {sql}")).join("\n")
+}
+
+/// A condition of the property test: column, operator, threshold.
+fn conditions() -> impl Strategy<Value = (usize, usize, u64)> {
+    (0usize..5, 0usize..6, 0u64..8)
+}
+
+/// The tails' bounds and edges of the values of `column` in the side files of `root`.
+fn thresholds(root: &Path, table: &str, column: &str) -> Vec<u64> {
+    let mut out = vec![0, 1, 50, 99, 4900, 4999, 5000, 1249, 1 << 30, u64::MAX - 3, u64::MAX];
+    for p in common::walk(&root.join(table)) {
+        if p.extension().is_some_and(|e| e == "vidx")
+            && let Ok(Some(side)) = value_index::SideFile::read(&p)
+            && let Some(t) = side.summary.tails.get(column)
+        {
+            for b in [t.above, t.below, t.min, t.max].into_iter().flatten() {
+                out.extend([b.saturating_sub(1), b, b.saturating_add(1)]);
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    #[test]
+    fn answers_are_the_same_with_and_without_indexes(
+        values in proptest::collection::vec(frame_values(), 20..80),
+        picks in proptest::collection::vec(conditions(), 12),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write_archive(root, &values, true);
+        let rt = runtime();
+        let columns = [("cpu", "usage"), ("mem", "rss"), ("process", "usage"), ("process", "pid"), ("process", "execname")];
+        let ops = [">", ">=", "<", "<=", "=", "BETWEEN"];
+        for (c, o, k) in picks {
+            let (table, column) = columns[c];
+            let condition = if column == "execname" {
+                format!("execname = 'exec{}'", k)
+            } else {
+                let edges = thresholds(root, table, column);
+                let v = edges[(k as usize * 5 + o) % edges.len()];
+                match ops[o] {
+                    "BETWEEN" => format!("{column} BETWEEN {v} AND {}", v.saturating_add(k * 10)),
+                    op => format!("{column} {op} {v}"),
+                }
+            };
+            for sql in [
+                format!("SELECT * FROM {table} WHERE {condition}"),
+                format!("SELECT * FROM {table} WHERE NOT ({condition})"),
+                format!("SELECT zone, count(*) FROM {table} WHERE {condition} AND zone = 'a' GROUP BY zone ORDER BY zone"),
+                format!("SELECT count(*) FROM {table} WHERE {condition} OR {column} IS NULL"),
+            ] {
+                let with = answer(&rt, root, true, &sql);
+                let without = answer(&rt, root, false, &sql);
+                prop_assert_eq!(&with, &without, "{}", sql);
+            }
+        }
+        // Every bound of every tail, and its neighbours, with every comparison.
+        for (table, column) in [("cpu", "usage"), ("mem", "rss"), ("process", "usage")] {
+            let mut edges = thresholds(root, table, column);
+            edges.sort_unstable();
+            edges.dedup();
+            for v in edges {
+                let conditions = [">", ">=", "<", "<=", "="].map(|op| format!("{column} {op} {v}"));
+                let sql = conditions
+                    .iter()
+                    .map(|c| format!("SELECT '{c}', count(*), min(time), max(time) FROM {table} WHERE {c}"))
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                prop_assert_eq!(answer(&rt, root, true, &sql), answer(&rt, root, false, &sql), "{}", sql);
+            }
+        }
+    }
+}
+
+fn fixed_values() -> Vec<FrameValues> {
+    // Frame 17 (4999 on core 0) comes once per zone in the hour (see `write_archive`).
+    (0..400u32)
+        .map(|i| FrameValues {
+            usage: [Some(if i == 17 { 4999 } else { i % 50 }), if i % 11 == 0 { None } else { Some(3) }],
+            rss: Some(1_000_000 + u64::from(i)),
+            processes: vec![(100 + i % 7, (i % 3) as u8, Some(i % 40))],
+        })
+        .collect()
+}
+
+#[test]
+fn dq_uses_the_indexes_where_a_condition_allows_and_explain_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_archive(root, &fixed_values(), true);
+    let rt = runtime();
+    let sides: Vec<_> = common::walk(root).into_iter().filter(|p| p.extension().is_some_and(|e| e == "vidx")).collect();
+    assert!(sides.iter().any(|p| p.starts_with(root.join("cpu"))), "a side file beside the sealed cpu files: {sides:?}");
+    assert!(!sides.iter().any(|p| p.starts_with(root.join("_archiver"))), "no side file for runs");
+    let rare = "SELECT zone, time, usage FROM cpu WHERE usage >= 4999 ORDER BY zone, time";
+    let plan = explain(&rt, root, rare);
+    assert!(plan.contains("ValueIndexExec") && plan.contains("answered_from_side_files=2"), "{plan}");
+    assert_eq!(answer(&rt, root, true, rare), answer(&rt, root, false, rare));
+    assert_eq!(answer(&rt, root, true, rare).len(), 2, "frame 17 once in each zone's hour");
+    let absent = "SELECT count(*) FROM process WHERE pid = 99";
+    assert!(explain(&rt, root, absent).contains("skipped=2"), "{}", explain(&rt, root, absent));
+    let common_value = "SELECT count(*) FROM cpu WHERE usage >= 10";
+    assert!(!explain(&rt, root, common_value).contains("ValueIndexExec"), "a condition matching much of a file reads it");
+    // Turned off: the archiver writes none, dq reads the data files.
+    let off = tempfile::tempdir().unwrap();
+    write_archive(off.path(), &fixed_values(), false);
+    assert!(!common::walk(off.path()).iter().any(|p| p.extension().is_some_and(|e| e == "vidx")));
+    assert_eq!(answer(&rt, off.path(), true, rare), answer(&rt, root, true, rare));
+}
+
+#[test]
+fn a_damaged_stale_or_missing_side_file_is_never_trusted_and_check_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_archive(root, &fixed_values(), true);
+    let rt = runtime();
+    let rare = "SELECT zone, time, core, usage FROM cpu WHERE usage >= 4999";
+    let want = answer(&rt, root, false, rare);
+    let sides: Vec<_> =
+        common::walk(&root.join("cpu")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "vidx")).collect();
+    assert_eq!(sides.len(), 2);
+    // Damaged: one byte flipped. Stale: the other zone's side file put in its place (it
+    // describes another data file). An orphan: a side file whose data file is gone.
+    let mut bytes = std::fs::read(&sides[0]).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&sides[0], &bytes).unwrap();
+    let other = std::fs::read(&sides[1]).unwrap();
+    let stale = sides[1].with_file_name("_00000001-0000000000000001-0000000000000001.vidx");
+    std::fs::write(&stale, &other).unwrap();
+    let plan = explain(&rt, root, rare);
+    assert!(plan.contains("unusable_side_files=1"), "{plan}");
+    assert_eq!(answer(&rt, root, true, rare), want, "a damaged side file: its data file is read");
+    // A side file copied over another zone's: it names another data file.
+    std::fs::copy(&sides[1], &sides[0]).unwrap();
+    assert_eq!(answer(&rt, root, true, rare), want, "a stale side file: its data file is read");
+    std::fs::remove_file(&sides[0]).unwrap();
+    assert_eq!(answer(&rt, root, true, rare), want, "a missing side file: its data file is read");
+
+    let out = std::process::Command::new(common::binary("archiver"))
+        .args(["check", "--archive", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("value index orphaned") && text.contains("_00000001-0000000000000001-0000000000000001.vidx"), "{text}");
+    assert!(text.contains("1 files have none"), "{text}");
+    let out = std::process::Command::new(common::binary("archiver"))
+        .args(["check", "--rebuild", "--archive", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("value indexes: ") && text.contains(" 0 files have none, 0 to rewrite"), "{text}");
+    assert!(!stale.exists(), "the orphan is deleted");
+    assert!(explain(&rt, root, rare).contains("answered_from_side_files=2"));
+    assert_eq!(answer(&rt, root, true, rare), want);
+}
