@@ -409,6 +409,9 @@ impl DayCompactor {
             .collect();
         let retire = replaced.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
         let mut add = vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes)?];
+        if add[0].index.is_some() {
+            step(WriteStep::ValueIndexWritten)?;
+        }
         add.extend(rollups.entries(&self.root)?);
         record(catalog, Edit { add, remove: replaced, retire, ..Edit::default() })?;
         step(catalogued)?;

@@ -398,6 +398,9 @@ impl Sealer {
             // Every older file of this writer in the partition is inside the new range.
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
             let mut add = vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes)?];
+            if add[0].index.is_some() {
+                step(WriteStep::ValueIndexWritten)?;
+            }
             add.extend(rollups.entries(&self.root)?);
             let mut remove = superseded_paths(&partition, &superseded);
             remove.extend(rollups.superseded_paths());

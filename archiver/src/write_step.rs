@@ -59,6 +59,10 @@ pub enum WriteStep {
     /// Month compaction: the catalog's edit adding the month file and its rollups and
     /// retiring the inputs and their rollups is durable.
     MonthCatalogued,
+    /// A sealed zone file's, a day file's or a month file's value index (side file) is
+    /// durable, the catalog's edit naming the file not yet made. Each such file of a table
+    /// with indexed columns passes here.
+    ValueIndexWritten,
     /// Retired files whose grace period ended are deleted (the catalog still lists them as
     /// retired).
     RetiredDeleted,
@@ -70,7 +74,7 @@ pub enum WriteStep {
 
 impl WriteStep {
     /// Every step, in the order a flush, a seal and a start pass them.
-    pub const ALL: [WriteStep; 23] = [
+    pub const ALL: [WriteStep; 24] = [
         WriteStep::FlushBatchesReady,
         WriteStep::FlushJournalWritten,
         WriteStep::FlushTempWritten,
@@ -91,6 +95,7 @@ impl WriteStep {
         WriteStep::MonthPublished,
         WriteStep::MonthRollupsPublished,
         WriteStep::MonthCatalogued,
+        WriteStep::ValueIndexWritten,
         WriteStep::RetiredDeleted,
         WriteStep::RecoveryJournalFound,
         WriteStep::ReplayBuffered,
@@ -121,6 +126,7 @@ impl WriteStep {
             WriteStep::MonthPublished => "month-published",
             WriteStep::MonthRollupsPublished => "month-rollups-published",
             WriteStep::MonthCatalogued => "month-catalogued",
+            WriteStep::ValueIndexWritten => "value-index-written",
             WriteStep::RetiredDeleted => "retired-deleted",
             WriteStep::RecoveryJournalFound => "recovery-journal-found",
             WriteStep::ReplayBuffered => "replay-buffered",

@@ -232,6 +232,12 @@ fn assert_same_rows(got: &BTreeMap<(String, i64), usize>, want: &BTreeMap<(Strin
 fn catalog_matches_files(root: &Path, when: &str) {
     let differences = catalog::check(root).unwrap().expect("the archive has a catalog");
     assert!(differences.is_empty(), "{when}: the catalog differs from the files: {differences:?}");
+    // Every value index there describes its data file; none is left without one.
+    let sides = archiver::side_files::check_side_files(root).unwrap();
+    assert!(
+        sides.unreadable.is_empty() && sides.stale.is_empty() && sides.orphans.is_empty(),
+        "{when}: value indexes: {sides:?}"
+    );
 }
 
 /// (zone, time) -> rows in the `zone` table as `dq` reads it: live zone files and runs,
