@@ -22,8 +22,11 @@ pub fn run(root: &Path, rebuild: bool, out: &mut dyn Write) -> Result<bool, Arch
         // Opening the writer takes the lock and finishes whatever a crash left, so the
         // catalog is built from files at a commit point.
         let mut writer = ArchiveWriter::open(root, WriterOptions::default())?;
-        let written = crate::side_files::rebuild_side_files(root)?;
-        writeln!(out, "wrote {written} value indexes").map_err(io)?;
+        let (written, failed) = crate::side_files::rebuild_side_files(root)?;
+        for (path, why) in &failed {
+            writeln!(out, "value index not built: of {path}: {why}").map_err(io)?;
+        }
+        writeln!(out, "{written} value indexes written or kept, {} could not be built", failed.len()).map_err(io)?;
         writer.rebuild_catalog()?;
     }
     let Some(differences) = catalog::check(root)? else {

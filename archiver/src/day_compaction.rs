@@ -361,7 +361,12 @@ impl DayCompactor {
             let mut gone: Vec<String> = covered.iter().map(|p| catalog_path(&p.relative_path())).collect();
             gone.extend(old_rollups);
             for p in &inputs {
-                add.push(crate::side_files::entry_with_index(&self.root, p, self.value_indexes)?);
+                add.push(crate::side_files::entry_with_index(
+                    &self.root,
+                    p,
+                    self.value_indexes,
+                    crate::side_files::Written::Before,
+                )?);
                 let rollups = publish_rollups(&self.root, &self.encoder, self.writer, p)?;
                 add.extend(rollups.entries(&self.root)?);
                 gone.extend(rollups.superseded_paths());
@@ -408,7 +413,8 @@ impl DayCompactor {
             .chain(old_rollups)
             .collect();
         let retire = replaced.iter().map(|p| Retired { retired: p.clone(), after_us: retire_after }).collect();
-        let mut add = vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes)?];
+        let mut add =
+            vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes, crate::side_files::Written::Now)?];
         if add[0].index.is_some() {
             step(WriteStep::ValueIndexWritten)?;
         }

@@ -349,13 +349,10 @@ pub fn create_dir_durably(dir: &Path) -> Result<(), ArchiverError> {
 }
 
 /// Removes the published data file at `path` and its value index (`archive_layout::
-/// side_file_of`); whether the data file was there (`what` names the removal in errors).
+/// side_file_of`), the side file first (a crash in between leaves a data file without an
+/// index, which readers read as it is, never an orphaned index); whether the data file was
+/// there (`what` names the removal in errors).
 pub fn remove_data_file(path: &Path, what: &'static str) -> Result<bool, ArchiverError> {
-    let removed = match fs::remove_file(path) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(source) => return Err(ArchiverError::Io { what, path: path.to_owned(), source }),
-    };
     if let Some(side) = archive_layout::side_file_of(path) {
         match fs::remove_file(&side) {
             Ok(()) => {}
@@ -363,7 +360,11 @@ pub fn remove_data_file(path: &Path, what: &'static str) -> Result<bool, Archive
             Err(source) => return Err(ArchiverError::Io { what: "remove value index", path: side, source }),
         }
     }
-    Ok(removed)
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(ArchiverError::Io { what, path: path.to_owned(), source }),
+    }
 }
 
 /// Replaces `path` with `bytes`, durably and atomically: `PATH.tmp` written and fsynced,

@@ -311,7 +311,12 @@ impl Sealer {
                 let mut old_rollups = Vec::new();
                 for id in &live {
                     let file = ParquetFilePath::new(partition.clone(), *id);
-                    add.push(crate::side_files::entry_with_index(&self.root, &file, self.value_indexes)?);
+                    add.push(crate::side_files::entry_with_index(
+                        &self.root,
+                        &file,
+                        self.value_indexes,
+                        crate::side_files::Written::Before,
+                    )?);
                     let rollups = publish_rollups(&self.root, &self.encoder, self.writer, &file)?;
                     add.extend(rollups.entries(&self.root)?);
                     remove.extend(rollups.superseded_paths());
@@ -397,7 +402,8 @@ impl Sealer {
             }
             // Every older file of this writer in the partition is inside the new range.
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
-            let mut add = vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes)?];
+            let mut add =
+                vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes, crate::side_files::Written::Now)?];
             if add[0].index.is_some() {
                 step(WriteStep::ValueIndexWritten)?;
             }

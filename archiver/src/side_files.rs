@@ -14,16 +14,27 @@ use value_index::SideFile;
 
 use crate::ArchiverError;
 
-/// Writes the side file of the published raw zone file `path` unless one describing it is
-/// there already (a repeat after a crash); returns its bytes (`None`: the table has no
-/// indexed column, or `path` is a rollup's).
-pub fn write_side_file(root: &Path, path: &ParquetFilePath) -> Result<Option<u64>, ArchiverError> {
+/// Whether the data file was just written, or is being catalogued again (a repeat after a
+/// crash), where a side file describing it may be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Just published: any side file there is rebuilt.
+    Now,
+    /// Published before: a side file that describes it is kept.
+    Before,
+}
+
+/// Writes the side file of the published raw zone file `path` (keeping one that describes it
+/// if `written` is [`Written::Before`]); returns its bytes (`None`: the table has no indexed
+/// column, or `path` is a rollup's).
+pub fn write_side_file(root: &Path, path: &ParquetFilePath, written: Written) -> Result<Option<u64>, ArchiverError> {
     if path.key.rollup.is_some() {
         return Ok(None);
     }
     let data = path.absolute_path(root);
     let side_path = path.side_file_path(root);
-    if let Ok(Some(existing)) = SideFile::read(&side_path)
+    if written == Written::Before
+        && let Ok(Some(existing)) = SideFile::read(&side_path)
         && existing.describes(&data).unwrap_or(false)
     {
         return Ok(Some(std::fs::metadata(&side_path).map(|m| m.len()).unwrap_or(0)));
@@ -33,10 +44,13 @@ pub fn write_side_file(root: &Path, path: &ParquetFilePath) -> Result<Option<u64
 }
 
 /// The catalog entry of the published zone file `path`, its side file written first when
-/// `indexes` (the entry then carries the index summary).
-pub fn entry_with_index(root: &Path, path: &ParquetFilePath, indexes: bool) -> Result<Entry, ArchiverError> {
-    if indexes {
-        write_side_file(root, path)?;
+/// `indexes` (the entry then carries the index summary). An index is optional: one that
+/// cannot be built or written is logged and left out (any side file of that name deleted),
+/// and the file is catalogued without it.
+pub fn entry_with_index(root: &Path, path: &ParquetFilePath, indexes: bool, written: Written) -> Result<Entry, ArchiverError> {
+    if indexes && let Err(e) = write_side_file(root, path, written) {
+        tracing::warn!(error = %e, file = %path.relative_path().display(), "no value index for this file");
+        crate::parquet_file::remove_durably(&path.side_file_path(root))?;
     }
     Ok(catalog::entry_of_file(root, path)?)
 }
@@ -88,22 +102,25 @@ pub fn check_side_files(root: &Path) -> Result<SideFileCheck, ArchiverError> {
 }
 
 /// Writes every missing, unreadable or stale side file and deletes orphans (the caller holds
-/// the archive's lock); returns the side files written.
-pub fn rebuild_side_files(root: &Path) -> Result<usize, ArchiverError> {
+/// the archive's lock); returns the side files written and the files whose index could not
+/// be built (named, with why; their side files deleted, so none is left wrong).
+pub fn rebuild_side_files(root: &Path) -> Result<(usize, Vec<(String, String)>), ArchiverError> {
     let found = check_side_files(root)?;
     for orphan in &found.orphans {
         crate::parquet_file::remove_durably(&root.join(orphan))?;
     }
     let mut written = 0;
+    let mut failed = Vec::new();
     for path in indexed_data_files(root)? {
-        let side = path.side_file_path(root);
-        let fine = matches!(SideFile::read(&side), Ok(Some(f)) if f.describes(&path.absolute_path(root)).unwrap_or(false));
-        if !fine {
-            write_side_file(root, &path)?;
-            written += 1;
+        match write_side_file(root, &path, Written::Before) {
+            Ok(_) => written += 1,
+            Err(e) => {
+                crate::parquet_file::remove_durably(&path.side_file_path(root))?;
+                failed.push((path.relative_path().display().to_string(), e.to_string()));
+            }
         }
     }
-    Ok(written)
+    Ok((written, failed))
 }
 
 /// The live raw zone files of tables with indexed columns.

@@ -267,7 +267,8 @@ impl ArchiveTable {
                             // A rollup's footer statistics are read by DataFusion (one
                             // file per zone and day).
                             statistics: self.rollup.is_none().then(|| Arc::new(entry_statistics(self.table, e))),
-                            index: e.index.clone().filter(|_| self.rollup.is_none()).map(Arc::new),
+                            // Cloned only for scans that use it.
+                            index: (self.value_indexes && self.rollup.is_none()).then(|| e.index.clone().map(Arc::new)).flatten(),
                         });
                     }
                 }

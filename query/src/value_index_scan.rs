@@ -1,12 +1,13 @@
 //! How a scan uses the archive's value indexes (`value_index` crate): before the files of a
 //! raw table are read, each file's index summary (from the catalog) is judged against the
 //! query's filters. A file whose key sets lack the value asked for, or whose values of a
-//! measured column all lie outside a condition, is not read; a file for
-//! which a filter lies inside its tails is answered from its side file (read whole, its CRC
-//! checked, and its data file's length and footer checked against what it describes), any
-//! other file is read as before. A side file that is missing, damaged or stale is counted
-//! and its data file read instead: an index never changes an answer. DataFusion still applies
-//! every filter to the rows read, from data files or side files.
+//! measured column all lie outside a condition, is not read; a file for which a filter lies
+//! inside its tails is answered from the sections of its side file holding those tails (the
+//! header and each section CRC-checked, its tails the catalog's, its data file's length and
+//! footer what it describes), any other file is read as before. A side file that is
+//! missing, damaged or stale is counted and its data file read instead: an index never
+//! changes an answer. DataFusion still applies every filter to the rows read, from data
+//! files or side files.
 //!
 //! [`ValueIndexExec`] shows in EXPLAIN what the indexes did and the side-file bytes read.
 //! This module decides nothing about which files a table has (`archive_table` does).
@@ -33,7 +34,7 @@ pub struct IndexReport {
     pub judged: usize,
     /// Files not read: their key sets lack every value a filter asks for, or their values of
     /// a measured column all lie outside a condition.
-    pub skipped_by_keys: usize,
+    pub skipped: usize,
     /// Files answered from their side files.
     pub from_side_files: usize,
     /// Bytes of the side files read.
@@ -47,7 +48,7 @@ pub struct IndexReport {
 impl IndexReport {
     /// Whether the indexes changed anything (then EXPLAIN shows it).
     pub fn used(&self) -> bool {
-        self.skipped_by_keys > 0 || self.from_side_files > 0 || self.unusable > 0
+        self.skipped > 0 || self.from_side_files > 0 || self.unusable > 0
     }
 }
 
@@ -75,9 +76,9 @@ pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<Scan
         };
         report.judged += 1;
         if filters.iter().any(|e| value_index::excluded(summary, table, e)) {
-            report.skipped_by_keys += 1;
-        } else if filters.iter().any(|e| value_index::inside_tails(summary, e)) {
-            to_side.push(f);
+            report.skipped += 1;
+        } else if let Some(tails) = filters.iter().filter_map(|e| value_index::tails_covering(summary, e)).min_by_key(Vec::len) {
+            to_side.push((f, tails));
         } else {
             kept.push(f);
         }
@@ -88,13 +89,18 @@ pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<Scan
     let read: Vec<Option<(Vec<RecordBatch>, u64)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = to_side
             .chunks(chunk)
-            .map(|part| (part.len(), scope.spawn(move || part.iter().map(|f| side_file_rows(f, schema)).collect::<Vec<_>>())))
+            .map(|part| {
+                (
+                    part.len(),
+                    scope.spawn(move || part.iter().map(|(f, tails)| side_file_rows(f, tails, schema)).collect::<Vec<_>>()),
+                )
+            })
             .collect();
         // A reader that panicked leaves its files unusable: read as they are.
         handles.into_iter().flat_map(|(n, h)| h.join().unwrap_or_else(|_| vec![None; n])).collect()
     });
     let mut side_rows = Vec::new();
-    for (f, got) in to_side.into_iter().zip(read) {
+    for ((f, _), got) in to_side.into_iter().zip(read) {
         match got {
             Some((batches, bytes)) => {
                 report.from_side_files += 1;
@@ -111,19 +117,23 @@ pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<Scan
     IndexedScan { files: kept, side_rows, report }
 }
 
-/// The rows of the side file of `f` in `schema`, and its bytes; `None` if it cannot be used.
-fn side_file_rows(f: &ScanFile, schema: &SchemaRef) -> Option<(Vec<RecordBatch>, u64)> {
+/// The rows of the sections of `f`'s side file holding `tails`, in `schema`, and the bytes
+/// read; `None` if it cannot be used.
+fn side_file_rows(f: &ScanFile, tails: &[value_index::TailRef], schema: &SchemaRef) -> Option<(Vec<RecordBatch>, u64)> {
     let side_path = archive_layout::side_file_of(&f.path)?;
-    let side = value_index::SideFile::read(&side_path).ok()??;
-    // The catalog's summary is the one this side file carries, and it describes the data
+    let mut side = value_index::OpenSideFile::open(&side_path).ok()??;
+    // Its tails are the ones the catalog's summary judged by, and it describes the data
     // file as it is now.
-    if Some(&side.summary) != f.index.as_deref() || side.identity.bytes != f.size || !side.describes(&f.path).ok()? {
+    let summary = f.index.as_deref()?;
+    if side.tails() != (&summary.tails, summary.tail_rows)
+        || side.identity().bytes != f.size
+        || value_index::DataFileIdentity::of(&f.path).ok()? != *side.identity()
+    {
         return None;
     }
-    let bytes = std::fs::metadata(&side_path).map(|m| m.len()).unwrap_or(0);
-    let batches = side.tail_batches(&side_path).ok()?;
+    let batches = side.rows_of(tails).ok()?;
     let adapted = batches.iter().map(|b| in_schema(b, schema)).collect::<Option<Vec<_>>>()?;
-    Some((adapted, bytes))
+    Some((adapted, side.bytes_read))
 }
 
 /// `batch` with `schema`'s columns: taken by name, cast where the type differs, NULL where
@@ -169,7 +179,7 @@ impl DisplayAs for ValueIndexExec {
         write!(
             f,
             "ValueIndexExec: files_judged={}, skipped={}, answered_from_side_files={}, side_file_bytes={}, side_rows={}, unusable_side_files={}",
-            r.judged, r.skipped_by_keys, r.from_side_files, r.side_bytes, r.side_rows, r.unusable
+            r.judged, r.skipped, r.from_side_files, r.side_bytes, r.side_rows, r.unusable
         )
     }
 }

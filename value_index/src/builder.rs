@@ -21,7 +21,7 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use roaring::RoaringBitmap;
 
-use crate::side_file::{DataFileIdentity, SideFile};
+use crate::side_file::{DataFileIdentity, Section, SideFile, TailRef};
 use crate::{KeyCodes, Summary, Tail, ValueIndexError, key_code_of_str};
 
 /// Rows a tail may hold at each end of one column in a file of `rows` rows: 0.1% of them,
@@ -76,8 +76,12 @@ impl TailEnd {
 
 #[derive(Debug)]
 enum Tracker {
-    Tails { top: TailEnd, bottom: TailEnd },
-    Keys(RoaringBitmap),
+    Tails {
+        top: TailEnd,
+        bottom: TailEnd,
+    },
+    /// `None`: the column has a type the set cannot code; no set is kept.
+    Keys(Option<RoaringBitmap>),
 }
 
 /// The numbers of a `UInt32` or `UInt64` column as `u64`, `None` for a NULL.
@@ -129,7 +133,7 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
         .iter()
         .map(|(_, _, kind)| match kind {
             IndexKind::Tails => Tracker::Tails { top: TailEnd::new(budget), bottom: TailEnd::new(budget) },
-            IndexKind::KeySet => Tracker::Keys(RoaringBitmap::new()),
+            IndexKind::KeySet => Tracker::Keys(Some(RoaringBitmap::new())),
         })
         .collect();
     for batch in first {
@@ -143,19 +147,27 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
                         bottom.see(u64::MAX - v);
                     }
                 }
-                Tracker::Keys(set) => match ty {
-                    ColumnType::Utf8 => {
-                        if let Some(strings) = array.as_string_opt::<i32>() {
+                Tracker::Keys(Some(set)) => {
+                    let known = match ty {
+                        ColumnType::Utf8 => array.as_string_opt::<i32>().map(|strings| {
                             set.extend(strings.iter().flatten().map(key_code_of_str));
+                        }),
+                        ColumnType::U32 | ColumnType::U64 => {
+                            let is_u32 = *ty == ColumnType::U32 && array.as_primitive_opt::<UInt32Type>().is_some();
+                            numbers(array.as_ref()).map(|values| {
+                                for v in values.flatten() {
+                                    set.extend(crate::key_code_of_u64(v, is_u32));
+                                }
+                            })
                         }
+                    };
+                    // A column of a type the set cannot code (a foreign writer's): no set,
+                    // rather than one that would wrongly say a value is absent.
+                    if known.is_none() {
+                        *tracker = Tracker::Keys(None);
                     }
-                    ColumnType::U32 | ColumnType::U64 => {
-                        let is_u32 = *ty == ColumnType::U32;
-                        for v in numbers(array.as_ref()).into_iter().flatten().flatten() {
-                            set.extend(crate::key_code_of_u64(v, is_u32));
-                        }
-                    }
-                },
+                }
+                Tracker::Keys(None) => {}
             }
         }
     }
@@ -175,38 +187,64 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
                     bounds.push((name, tail));
                 }
             }
-            Tracker::Keys(set) => {
+            Tracker::Keys(Some(set)) => {
                 summary.keys.insert((*name).to_owned(), KeyCodes(set));
             }
+            Tracker::Keys(None) => {}
         }
     }
 
-    // Pass 2: the rows inside a tail, every column.
-    let mut tail_batches = Vec::new();
-    if !bounds.is_empty() {
+    // Pass 2: the rows inside a tail, every column, each in the section of its first tail
+    // (in the order of `tails`), each section noting every tail its rows are in.
+    let tails: Vec<(&str, bool, u64)> = bounds
+        .iter()
+        .flat_map(|(name, t)| [t.above.map(|a| (*name, true, a)), t.below.map(|b| (*name, false, b))].into_iter().flatten())
+        .collect();
+    let mut sections: Vec<(Vec<RecordBatch>, std::collections::BTreeSet<usize>)> =
+        (0..tails.len()).map(|_| (Vec::new(), std::collections::BTreeSet::new())).collect();
+    if !tails.is_empty() {
         for batch in reader(data, None)?.0 {
             let batch = batch.map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
-            let mut keep = vec![false; batch.num_rows()];
-            for (name, tail) in &bounds {
+            let n = batch.num_rows();
+            // in_tail[t][row]
+            let mut in_tail = vec![vec![false; n]; tails.len()];
+            for (t, (name, top, bound)) in tails.iter().enumerate() {
                 let Some(array) = batch.column_by_name(name) else { continue };
                 for (i, v) in numbers(array.as_ref()).into_iter().flatten().enumerate() {
-                    if let Some(v) = v
-                        && (tail.above.is_some_and(|a| v > a) || tail.below.is_some_and(|b| v < b))
-                    {
-                        keep[i] = true;
+                    if let Some(v) = v {
+                        in_tail[t][i] = if *top { v > *bound } else { v < *bound };
                     }
                 }
             }
-            if keep.iter().any(|&k| k) {
+            let mut first: Vec<Option<usize>> = vec![None; n];
+            for (i, f) in first.iter_mut().enumerate() {
+                *f = (0..tails.len()).find(|&t| in_tail[t][i]);
+            }
+            for (s, (batches, holds)) in sections.iter_mut().enumerate() {
+                let keep: Vec<bool> = first.iter().map(|f| *f == Some(s)).collect();
+                if !keep.iter().any(|&k| k) {
+                    continue;
+                }
+                for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+                    holds.extend((0..tails.len()).filter(|&t| in_tail[t][i]));
+                }
                 let kept = filter_record_batch(&batch, &BooleanArray::from(keep))
                     .map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
-                tail_batches.push(kept);
+                batches.push(kept);
             }
         }
     }
-    summary.tail_rows = tail_batches.iter().map(|b| b.num_rows() as u64).sum();
-    let tail_parquet = encode_tail(data, &tail_batches)?;
-    Ok(Some(SideFile { identity, summary, tail_parquet }))
+    let mut out_sections = Vec::new();
+    for (batches, holds) in sections {
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if rows == 0 {
+            continue;
+        }
+        let tails_held = holds.iter().map(|&t| TailRef { column: tails[t].0.to_owned(), top: tails[t].1 }).collect();
+        out_sections.push(Section { tails: tails_held, rows, parquet: encode_tail(data, &batches)? });
+    }
+    summary.tail_rows = out_sections.iter().map(|s| s.rows).sum();
+    Ok(Some(SideFile { identity, summary, sections: out_sections }))
 }
 
 /// The tail rows as Parquet bytes (empty when there are none).
@@ -273,7 +311,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tail_holds_at_most_its_share_and_at_least_sixteen_rows() {
+    fn a_tail_holds_at_most_a_thousandth_and_at_least_two_rows() {
         assert_eq!(tail_rows_per_end(0), 2);
         assert_eq!(tail_rows_per_end(100_000), 100);
     }
@@ -310,6 +348,15 @@ mod file_tests {
         path
     }
 
+    fn decode_section(parquet: &bytes::Bytes) -> Vec<u32> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(parquet.clone()).unwrap().build().unwrap();
+        reader
+            .flat_map(|b| {
+                b.unwrap().column_by_name("usage").unwrap().as_primitive::<UInt32Type>().iter().flatten().collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         #[test]
@@ -331,17 +378,31 @@ mod file_tests {
             prop_assert_eq!(tail.max, usage.iter().flatten().max().map(|&v| u64::from(v)));
             prop_assert_eq!(tail.min, usage.iter().flatten().min().map(|&v| u64::from(v)));
             let batches = side.tail_batches(Path::new("x.vidx")).unwrap();
-            let got: Vec<u32> = batches
+            let mut got: Vec<u32> = batches
                 .iter()
                 .flat_map(|b| b.column_by_name("usage").unwrap().as_primitive::<UInt32Type>().iter().flatten().collect::<Vec<_>>())
                 .collect();
+            got.sort_unstable();
+            let mut expected = expected;
+            expected.sort_unstable();
             prop_assert_eq!(got, expected);
+            // Each section lists its own tail first and holds only rows of the tails it lists.
+            for s in &side.sections {
+                let first = &s.tails[0];
+                prop_assert_eq!(&first.column, "usage");
+                for v in decode_section(&s.parquet) {
+                    let top = tail.above.is_some_and(|a| u64::from(v) > a);
+                    let bottom = tail.below.is_some_and(|b| u64::from(v) < b);
+                    prop_assert!((top && s.tails.iter().any(|t| t.top)) || (bottom && s.tails.iter().any(|t| !t.top)));
+                }
+            }
             prop_assert_eq!(side.summary.tail_rows as usize, usage.iter().flatten().filter(|&&v| in_tail(v)).count());
             for p in &pid {
                 prop_assert!(side.summary.keys["pid"].0.contains(*p));
             }
             prop_assert!(!side.summary.keys["pid"].0.contains(99));
-            prop_assert!(side.summary.keys["execname"].0.contains(crate::key_code_of_str(&format!("exec{}", pid[0] % 5))));
+            let first_exec = format!("exec{}", pid[0] % 5);
+            prop_assert!(side.summary.keys["execname"].0.contains(crate::key_code_of_str(&first_exec)));
         }
     }
 

@@ -3,22 +3,26 @@
 //! has a shape not understood here (the file is then read as it is).
 //!
 //! Understood: `AND`, `OR`, `column OP literal` (either side; `=`, `<`, `<=`, `>`, `>=`),
-//! `column BETWEEN a AND b`, `column IN (...)`, the column possibly inside a `CAST` to an
-//! integer type (DataFusion's casts fail or give NULL rather than wrap, so a row a cast
-//! comparison matches holds the same relation on its stored value). Integer and string
-//! literals only: a comparison with a decimal literal (`rss > 1e9`) uses no index.
+//! `column BETWEEN a AND b`, `column IN (...)`, the column possibly inside a `TRY_CAST` to an
+//! integer type (NULL where the value does not fit, so a row it matches holds the same
+//! relation on its stored value) or a `CAST` to `UInt64` (which cannot fail on the indexed
+//! `UInt32` and `UInt64` columns; a cast that can fail must keep failing, so no other is
+//! used). Integer and string literals only: a comparison with a decimal literal (`rss > 1e9`)
+//! uses no index.
 
 use archive_layout::{ColumnType, Table};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 
-use crate::{Summary, key_code_of_str, key_code_of_u64};
+use crate::{Summary, TailRef, key_code_of_str, key_code_of_u64};
 
 fn column_name(e: &Expr) -> Option<&str> {
     match e {
         Expr::Column(c) => Some(c.name.as_str()),
-        Expr::Cast(c) if c.field.data_type().is_integer() => match c.expr.as_ref() {
+        // Only casts that cannot fail on an indexed column's values (`UInt32` or `UInt64`):
+        // a cast that errors on some row must keep erroring, not be skipped by the index.
+        Expr::Cast(c) if *c.field.data_type() == DataType::UInt64 => match c.expr.as_ref() {
             Expr::Column(col) => Some(col.name.as_str()),
             _ => None,
         },
@@ -75,48 +79,69 @@ fn comparison(b: &BinaryExpr) -> Option<(&str, Operator, Literal)> {
     Some((c, op, l))
 }
 
-/// Whether every row `filter` can match in the file lies in the side file's tails: then the
-/// side file alone answers it.
-pub fn inside_tails(summary: &Summary, filter: &Expr) -> bool {
-    let int_tail = |name: &str| summary.tails.get(name);
-    match filter {
-        Expr::BinaryExpr(b) if b.op == Operator::And => inside_tails(summary, &b.left) || inside_tails(summary, &b.right),
-        Expr::BinaryExpr(b) if b.op == Operator::Or => inside_tails(summary, &b.left) && inside_tails(summary, &b.right),
-        Expr::BinaryExpr(b) => {
-            let Some((name, op, Literal::Int(v))) = comparison(b) else { return false };
-            let Some(tail) = int_tail(name) else { return false };
-            let above = tail.above.map(i128::from);
-            let below = tail.below.map(i128::from);
-            match op {
-                // Rows matching `> v` have values >= v + 1: inside if v + 1 > above.
-                Operator::Gt => above.is_some_and(|a| v >= a),
-                Operator::GtEq => above.is_some_and(|a| v > a),
-                Operator::Lt => below.is_some_and(|b| v <= b),
-                Operator::LtEq => below.is_some_and(|b| v < b),
-                Operator::Eq => above.is_some_and(|a| v > a) || below.is_some_and(|b| v < b),
-                _ => false,
+/// The tails whose rows hold every row `filter` can match in the file (then the side file's
+/// sections holding those tails answer it); `None` if no set of tails does.
+pub fn tails_covering(summary: &Summary, filter: &Expr) -> Option<Vec<TailRef>> {
+    let tail = |name: &str, top: bool| TailRef { column: name.to_owned(), top };
+    // The tail holding every row whose value `op v` (one side only), if there is one.
+    let side = |name: &str, op: Operator, v: i128| -> Option<TailRef> {
+        let t = summary.tails.get(name)?;
+        let above = t.above.map(i128::from);
+        let below = t.below.map(i128::from);
+        match op {
+            // Rows matching `> v` have values >= v + 1: inside if v + 1 > above.
+            Operator::Gt => above.filter(|&a| v >= a).map(|_| tail(name, true)),
+            Operator::GtEq => above.filter(|&a| v > a).map(|_| tail(name, true)),
+            Operator::Lt => below.filter(|&b| v <= b).map(|_| tail(name, false)),
+            Operator::LtEq => below.filter(|&b| v < b).map(|_| tail(name, false)),
+            Operator::Eq => {
+                above.filter(|&a| v > a).map(|_| tail(name, true)).or_else(|| below.filter(|&b| v < b).map(|_| tail(name, false)))
             }
+            _ => None,
+        }
+    };
+    match filter {
+        Expr::BinaryExpr(b) if b.op == Operator::And => {
+            // Either side alone bounds the rows; the one needing fewer tails.
+            match (tails_covering(summary, &b.left), tails_covering(summary, &b.right)) {
+                (Some(l), Some(r)) => Some(if r.len() < l.len() { r } else { l }),
+                (l, r) => l.or(r),
+            }
+        }
+        Expr::BinaryExpr(b) if b.op == Operator::Or => {
+            let mut l = tails_covering(summary, &b.left)?;
+            for t in tails_covering(summary, &b.right)? {
+                if !l.contains(&t) {
+                    l.push(t);
+                }
+            }
+            Some(l)
+        }
+        Expr::BinaryExpr(b) => {
+            let (name, op, Literal::Int(v)) = comparison(b)? else { return None };
+            side(name, op, v).map(|t| vec![t])
         }
         Expr::Between(b) if !b.negated => {
             let (Some(name), Some(Literal::Int(lo)), Some(Literal::Int(hi))) =
                 (column_name(&b.expr), literal(&b.low), literal(&b.high))
             else {
-                return false;
+                return None;
             };
-            let Some(tail) = int_tail(name) else { return false };
-            tail.above.is_some_and(|a| lo > i128::from(a)) || tail.below.is_some_and(|b| hi < i128::from(b))
+            side(name, Operator::GtEq, lo).or_else(|| side(name, Operator::LtEq, hi)).map(|t| vec![t])
         }
         Expr::InList(l) if !l.negated && !l.list.is_empty() => {
-            let Some(name) = column_name(&l.expr) else { return false };
-            let Some(tail) = int_tail(name) else { return false };
-            l.list.iter().all(|e| match literal(e) {
-                Some(Literal::Int(v)) => {
-                    tail.above.is_some_and(|a| v > i128::from(a)) || tail.below.is_some_and(|b| v < i128::from(b))
+            let name = column_name(&l.expr)?;
+            let mut out: Vec<TailRef> = Vec::new();
+            for e in &l.list {
+                let Some(Literal::Int(v)) = literal(e) else { return None };
+                let t = side(name, Operator::Eq, v)?;
+                if !out.contains(&t) {
+                    out.push(t);
                 }
-                _ => false,
-            })
+            }
+            Some(out)
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -183,7 +208,7 @@ pub fn excluded(summary: &Summary, table: Table, filter: &Expr) -> bool {
 mod tests {
     use super::*;
     use crate::{KeyCodes, Tail};
-    use datafusion::logical_expr::{cast, col, lit};
+    use datafusion::logical_expr::{cast, col, lit, try_cast};
 
     fn summary() -> Summary {
         let mut s = Summary::default();
@@ -196,26 +221,36 @@ mod tests {
     #[test]
     fn conditions_inside_a_tail_are_recognised_at_its_exact_edges() {
         let s = summary();
-        assert!(inside_tails(&s, &col("usage").gt(lit(4990u32))));
-        assert!(!inside_tails(&s, &col("usage").gt(lit(4989u32))));
-        assert!(inside_tails(&s, &col("usage").gt_eq(lit(4991i64))));
-        assert!(!inside_tails(&s, &col("usage").gt_eq(lit(4990i64))));
-        assert!(inside_tails(&s, &col("usage").lt(lit(10))));
-        assert!(!inside_tails(&s, &col("usage").lt(lit(11))));
-        assert!(inside_tails(&s, &col("usage").lt_eq(lit(9))));
-        assert!(!inside_tails(&s, &col("usage").lt_eq(lit(10))));
-        assert!(inside_tails(&s, &lit(4991).lt_eq(col("usage"))));
-        assert!(inside_tails(&s, &col("usage").eq(lit(5000)).or(col("usage").lt(lit(3)))));
-        assert!(!inside_tails(&s, &col("usage").eq(lit(5000)).or(col("zone").eq(lit("a")))));
-        assert!(inside_tails(&s, &col("zone").eq(lit("a")).and(col("usage").gt(lit(4995)))));
-        assert!(inside_tails(&s, &col("usage").between(lit(4991), lit(6000))));
-        assert!(!inside_tails(&s, &col("usage").not_between(lit(4991), lit(6000))));
-        assert!(inside_tails(&s, &cast(col("usage"), DataType::Int64).gt(lit(5000i64))));
-        assert!(!inside_tails(&s, &cast(col("usage"), DataType::Float64).gt(lit(5000.0))));
-        assert!(!inside_tails(&s, &col("usage").gt(lit(5000.5))));
-        assert!(!inside_tails(&s, &col("cpu").gt(lit(5000))));
-        assert!(inside_tails(&s, &col("usage").in_list(vec![lit(5), lit(5000)], false)));
-        assert!(!inside_tails(&s, &col("usage").in_list(vec![lit(5), lit(500)], false)));
+        let top = || Some(vec![TailRef { column: "usage".into(), top: true }]);
+        let bottom = || Some(vec![TailRef { column: "usage".into(), top: false }]);
+        let both = || Some(vec![TailRef { column: "usage".into(), top: true }, TailRef { column: "usage".into(), top: false }]);
+        let t = |e: Expr| tails_covering(&s, &e);
+        assert_eq!(t(col("usage").gt(lit(4990u32))), top());
+        assert_eq!(t(col("usage").gt(lit(4989u32))), None);
+        assert_eq!(t(col("usage").gt_eq(lit(4991i64))), top());
+        assert_eq!(t(col("usage").gt_eq(lit(4990i64))), None);
+        assert_eq!(t(col("usage").lt(lit(10))), bottom());
+        assert_eq!(t(col("usage").lt(lit(11))), None);
+        assert_eq!(t(col("usage").lt_eq(lit(9))), bottom());
+        assert_eq!(t(col("usage").lt_eq(lit(10))), None);
+        assert_eq!(t(lit(4991).lt_eq(col("usage"))), top());
+        assert_eq!(t(lit(9).gt_eq(col("usage"))), bottom());
+        assert_eq!(t(col("usage").eq(lit(5000)).or(col("usage").lt(lit(3)))), both());
+        assert_eq!(t(col("usage").eq(lit(5000)).or(col("zone").eq(lit("a")))), None);
+        assert_eq!(t(col("zone").eq(lit("a")).and(col("usage").gt(lit(4995)))), top());
+        assert_eq!(t(col("usage").between(lit(4991), lit(6000))), top());
+        assert_eq!(t(col("usage").between(lit(0), lit(9))), bottom());
+        assert_eq!(t(col("usage").not_between(lit(4991), lit(6000))), None);
+        assert_eq!(t(cast(col("usage"), DataType::UInt64).gt(lit(5000u64))), top());
+        assert_eq!(t(cast(col("usage"), DataType::Int8).gt(lit(5i8))), None, "a cast that can fail");
+        assert_eq!(t(try_cast(col("usage"), DataType::Int64).gt(lit(5000i64))), top());
+        assert_eq!(t(cast(col("usage"), DataType::Float64).gt(lit(5000.0))), None);
+        assert_eq!(t(col("usage").gt(lit(5000.5))), None);
+        assert_eq!(t(col("cpu").gt(lit(5000))), None);
+        assert_eq!(t(col("usage").in_list(vec![lit(5000), lit(5)], false)), both());
+        assert_eq!(t(col("usage").in_list(vec![lit(5), lit(500)], false)), None);
+        assert_eq!(t(col("usage").not_eq(lit(5000))), None);
+        assert_eq!(t(!col("usage").gt(lit(5000))), None);
     }
 
     #[test]

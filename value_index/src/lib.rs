@@ -26,8 +26,8 @@ mod conditions;
 mod side_file;
 
 pub use builder::{build_side_file, tail_rows_per_end};
-pub use conditions::{excluded, inside_tails};
-pub use side_file::{DataFileIdentity, FORMAT_VERSION, SideFile, write_side_file};
+pub use conditions::{excluded, tails_covering};
+pub use side_file::{DataFileIdentity, FORMAT_VERSION, OpenSideFile, Section, SideFile, TailRef, write_side_file};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,8 +79,10 @@ pub enum ValueIndexError {
 }
 
 /// The bounds of one measured column's tails in one file: the side file holds every row of
-/// the file whose value is below `below` or above `above` (NULLs are in neither). `None`: no
-/// tail at that end (its most frequent extreme value alone has more rows than a tail holds).
+/// the file whose value is below `below` or above `above` (NULLs are in neither). `None`:
+/// no bound at that end, because every non-null value of the file fits in a tail (a small
+/// file); when the most extreme value alone has more rows than a tail holds, the bound is
+/// that value and the tail is empty.
 /// With the column's smallest and largest value in the file, so a condition outside them
 /// skips the file without reading anything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
