@@ -32,6 +32,9 @@ pub fn tail_rows_per_end(rows: u64) -> u64 {
 
 const BATCH_ROWS: usize = 8192;
 
+/// Tail rows below which a side file keeps them in one section.
+const ONE_SECTION_BELOW_ROWS: usize = 512;
+
 /// The most extreme values of one end of a column, with their counts: at the end, the tail
 /// is every value but the least extreme kept, which is the tail's bound.
 #[derive(Debug)]
@@ -233,6 +236,17 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
                 batches.push(kept);
             }
         }
+    }
+    // A small side file is one section: each section costs a Parquet footer and pages
+    // (about 1.5 KB for a few rows), more than reading its neighbours' rows.
+    let total: usize = sections.iter().flat_map(|(b, _)| b.iter().map(RecordBatch::num_rows)).sum();
+    if total < ONE_SECTION_BELOW_ROWS {
+        let mut all = (Vec::new(), std::collections::BTreeSet::new());
+        for (batches, holds) in std::mem::take(&mut sections) {
+            all.0.extend(batches);
+            all.1.extend(holds);
+        }
+        sections.push(all);
     }
     let mut out_sections = Vec::new();
     for (batches, holds) in sections {
