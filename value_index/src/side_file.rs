@@ -282,6 +282,8 @@ pub struct OpenSideFile {
     path: PathBuf,
     file: File,
     header: Header,
+    /// The file's first bytes, read with the header (sections inside it are not read again).
+    prefix: Vec<u8>,
     /// Bytes read so far.
     pub bytes_read: u64,
 }
@@ -295,12 +297,13 @@ impl OpenSideFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("open")(e)),
         };
-        let mut prefix = vec![0u8; 4096];
+        let mut prefix = vec![0u8; 1024];
         let mut have = file.read_at(&mut prefix, 0).map_err(io("read"))?;
         loop {
             match parse_header(path, &prefix[..have])? {
                 Ok((header, _)) => {
-                    return Ok(Some(Self { path: path.to_owned(), file, header, bytes_read: have as u64 }));
+                    prefix.truncate(have);
+                    return Ok(Some(Self { path: path.to_owned(), file, header, prefix, bytes_read: have as u64 }));
                 }
                 Err(need) if need > have => {
                     prefix.resize(need, 0);
@@ -331,13 +334,24 @@ impl OpenSideFile {
         let wanted: Vec<SectionEntry> =
             self.header.sections.iter().filter(|s| s.tails.iter().any(|t| tails.contains(t))).cloned().collect();
         for s in wanted {
-            let mut buf = vec![0u8; s.len as usize];
-            self.file.read_exact_at(&mut buf, s.offset).map_err(|source| ValueIndexError::Io {
-                what: "read",
-                path: self.path.clone(),
-                source,
-            })?;
-            self.bytes_read += s.len;
+            let (start, end) = (s.offset as usize, s.offset.saturating_add(s.len) as usize);
+            let buf = if end <= self.prefix.len() {
+                // Read with the header already.
+                self.prefix[start..end].to_vec()
+            } else {
+                // What the header's read holds of it, then the rest.
+                let have = self.prefix.len().clamp(start, end);
+                let mut buf = self.prefix[start.min(have)..have].to_vec();
+                buf.resize(end - start, 0);
+                let from = buf.len() - (end - have);
+                self.file.read_exact_at(&mut buf[from..], have as u64).map_err(|source| ValueIndexError::Io {
+                    what: "read",
+                    path: self.path.clone(),
+                    source,
+                })?;
+                self.bytes_read += (end - have) as u64;
+                buf
+            };
             if crc32fast::hash(&buf) != s.crc {
                 return Err(damaged(&self.path, "section CRC mismatch"));
             }
@@ -421,11 +435,13 @@ mod tests {
         let mut open = OpenSideFile::open(&path).unwrap().unwrap();
         assert_eq!(open.identity(), &side.identity);
         assert_eq!(open.tails(), (&side.summary.tails, 3));
-        let header_bytes = open.bytes_read;
+        // A file this small is read whole with its header: nothing more is read.
+        let whole = open.bytes_read;
+        assert_eq!(whole, std::fs::metadata(&path).unwrap().len());
         // The sections are not Parquet here: asking for one fails after its CRC passed.
         let top = TailRef { column: "usage".into(), top: true };
         assert!(matches!(open.rows_of(std::slice::from_ref(&top)), Err(ValueIndexError::Parquet { .. })));
-        assert_eq!(open.bytes_read, header_bytes + side.sections[0].parquet.len() as u64);
+        assert_eq!(open.bytes_read, whole);
         assert!(open.rows_of(&[TailRef { column: "rss".into(), top: true }]).unwrap().is_empty());
         // A flipped byte in a section is caught by its CRC.
         let mut bytes = side.encode(Path::new("x.vidx")).unwrap();
@@ -433,8 +449,25 @@ mod tests {
         bytes[at] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let mut open = OpenSideFile::open(&path).unwrap().unwrap();
-        let both = [top, TailRef { column: "usage".into(), top: false }];
+        let both = [top.clone(), TailRef { column: "usage".into(), top: false }];
         assert!(matches!(open.rows_of(&both), Err(ValueIndexError::Damaged { .. })), "a damaged section is refused");
+        // A larger file: the header first, then only the section asked for.
+        let mut big = sample();
+        big.sections[0].parquet = bytes::Bytes::from(vec![7u8; 5000]);
+        big.sections[1].parquet = bytes::Bytes::from(vec![9u8; 5000]);
+        std::fs::write(&path, big.encode(Path::new("x.vidx")).unwrap()).unwrap();
+        let mut open = OpenSideFile::open(&path).unwrap().unwrap();
+        let header = open.bytes_read;
+        assert_eq!(header, 1024);
+        assert!(matches!(open.rows_of(std::slice::from_ref(&top)), Err(ValueIndexError::Parquet { .. })));
+        let first_section_end = std::fs::metadata(&path).unwrap().len() - 5000 - big.summary_keys_len();
+        assert_eq!(open.bytes_read, first_section_end, "the first section read once, the second not at all");
+    }
+
+    impl SideFile {
+        fn summary_keys_len(&self) -> u64 {
+            serde_json::to_vec(&self.summary.keys).unwrap().len() as u64
+        }
     }
 
     #[test]
