@@ -70,15 +70,9 @@ fn frame_values(seed: u64, extreme: u64, null: u64) -> Vec<FrameValues> {
         .collect()
 }
 
+/// `common::cpu_packet`'s frame with `v`'s values.
 fn packet(zone: &str, t: i64, seq: u64, v: &FrameValues) -> frame_proto::Packet {
     frame_proto::Packet {
-        name: zone.into(),
-        time: (t / 1_000_000) as u64,
-        time_us: Some(t as u64),
-        host: Some("h".into()),
-        seq: Some(seq),
-        run_id: Some(1),
-        ticks: Some(100),
         cpu: (0..2).map(|c| Cpu { core: Some(c), usage: v.usage[c as usize] }).collect(),
         mem: vec![Mem { rss: v.rss, swap: v.swap, ..Default::default() }],
         process: v
@@ -86,7 +80,7 @@ fn packet(zone: &str, t: i64, seq: u64, v: &FrameValues) -> frame_proto::Packet 
             .iter()
             .map(|(pid, e, usage)| Process { pid: Some(*pid), execname: Some(format!("exec{e}")), usage: *usage, cpu: Some(0) })
             .collect(),
-        ..Default::default()
+        ..common::cpu_packet(zone, t, seq)
     }
 }
 
@@ -234,6 +228,21 @@ proptest! {
     }
 }
 
+/// Every side file under `dir`.
+fn side_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    common::walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "vidx")).collect()
+}
+
+/// `archiver check [--rebuild]` of `root`: whether it passed, and what it printed.
+fn archiver_check(root: &Path, rebuild: bool) -> (bool, String) {
+    let mut args = vec!["check", "--archive", root.to_str().unwrap()];
+    if rebuild {
+        args.push("--rebuild");
+    }
+    let out = std::process::Command::new(common::binary("archiver")).args(&args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn fixed_values() -> Vec<FrameValues> {
     // Frames 17 and 417 (4999 on core 0): once per zone in the hour (see `write_archive`).
     (0..400u32)
@@ -252,7 +261,7 @@ fn dq_uses_the_indexes_where_a_condition_allows_and_explain_says_so() {
     let root = dir.path();
     write_archive(root, &fixed_values(), true);
     let rt = runtime();
-    let sides: Vec<_> = common::walk(root).into_iter().filter(|p| p.extension().is_some_and(|e| e == "vidx")).collect();
+    let sides = side_files(root);
     assert!(sides.iter().any(|p| p.starts_with(root.join("cpu"))), "a side file beside the sealed cpu files: {sides:?}");
     assert!(!sides.iter().any(|p| p.starts_with(root.join("_archiver"))), "no side file for runs");
     let rare = "SELECT zone, time, usage FROM cpu WHERE usage >= 4999 ORDER BY zone, time";
@@ -267,7 +276,7 @@ fn dq_uses_the_indexes_where_a_condition_allows_and_explain_says_so() {
     // Turned off: the archiver writes none, dq reads the data files.
     let off = tempfile::tempdir().unwrap();
     write_archive(off.path(), &fixed_values(), false);
-    assert!(!common::walk(off.path()).iter().any(|p| p.extension().is_some_and(|e| e == "vidx")));
+    assert!(side_files(off.path()).is_empty());
     assert_eq!(answer(&rt, off.path(), true, rare), answer(&rt, root, true, rare));
 }
 
@@ -279,8 +288,7 @@ fn a_damaged_stale_or_missing_side_file_is_never_trusted_and_check_rebuilds_it()
     let rt = runtime();
     let rare = "SELECT zone, time, core, usage FROM cpu WHERE usage >= 4999";
     let want = answer(&rt, root, false, rare);
-    let sides: Vec<_> =
-        common::walk(&root.join("cpu")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "vidx")).collect();
+    let sides = side_files(&root.join("cpu"));
     assert_eq!(sides.len(), 2);
     // Damaged: one byte flipped. Stale: the other zone's side file put in its place (it
     // describes another data file). An orphan: a side file whose data file is gone.
@@ -301,20 +309,12 @@ fn a_damaged_stale_or_missing_side_file_is_never_trusted_and_check_rebuilds_it()
     std::fs::remove_file(&sides[0]).unwrap();
     assert_eq!(answer(&rt, root, true, rare), want, "a missing side file: its data file is read");
 
-    let out = std::process::Command::new(common::binary("archiver"))
-        .args(["check", "--archive", root.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    let (passed, text) = archiver_check(root, false);
+    assert!(!passed, "{text}");
     assert!(text.contains("value index orphaned") && text.contains("_00000001-0000000000000001-0000000000000001.vidx"), "{text}");
     assert!(text.contains("1 files have none"), "{text}");
-    let out = std::process::Command::new(common::binary("archiver"))
-        .args(["check", "--rebuild", "--archive", root.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let (passed, text) = archiver_check(root, true);
+    assert!(passed, "{text}");
     assert!(text.contains("value indexes: ") && text.contains(" 0 files have none, 0 to rewrite"), "{text}");
     assert!(!stale.exists(), "the orphan is deleted");
     assert!(explain(&rt, root, rare).contains("answered_from_side_files=2"));
