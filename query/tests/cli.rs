@@ -83,3 +83,18 @@ fn an_archive_of_a_newer_format_is_a_one_line_error() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("version 99 is newer"), "{err}");
 }
+
+#[test]
+fn value_indexes_take_on_or_off_and_refuse_anything_else_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().to_str().unwrap();
+    for bad in ["yes", "", "ON"] {
+        let out = dq(&["--archive", archive, "--value-indexes", bad, "SELECT 1"]);
+        assert!(!out.status.success(), "--value-indexes {bad:?} accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--value-indexes"), "{bad:?}: the error names the flag");
+    }
+    for good in ["on", "off"] {
+        let out = dq(&["--archive", archive, "--value-indexes", good, "SELECT 1 AS one"]);
+        assert!(out.status.success(), "{good}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
