@@ -431,3 +431,100 @@ mod file_tests {
         assert!(!side.describes(&data).unwrap());
     }
 }
+
+#[cfg(test)]
+mod section_tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array, new_null_array};
+
+    /// A `mem` file of `rows` rows whose `rss` and `swap` move together (so rows sit in
+    /// both columns' tails), the other columns NULL.
+    fn write_mem_file(dir: &Path, rows: usize) -> std::path::PathBuf {
+        let schema = Table::Mem.schema();
+        let mut state = 7u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut rss, mut swap) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        for _ in 0..rows {
+            let v = next() % 1_000_000;
+            rss.push(v);
+            // Mostly the same order as rss, sometimes not.
+            swap.push(if next() % 4 == 0 { next() % 1_000_000 } else { v / 2 });
+        }
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match f.name().as_str() {
+                    "time" => Arc::new(TimestampMicrosecondArray::from_iter_values(0..rows as i64).with_timezone("UTC")),
+                    "host" | "zone" => Arc::new(StringArray::from(vec!["z"; rows])),
+                    "rss" => Arc::new(UInt64Array::from(rss.clone())),
+                    "swap" => Arc::new(UInt64Array::from(swap.clone())),
+                    "maj_fault" => Arc::new(UInt32Array::from(vec![0u32; rows])),
+                    _ => new_null_array(f.data_type(), rows),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        let path = dir.join("00000001-0000000000000001-0000000000000001.parquet");
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_tails_rows_are_all_in_the_sections_that_list_it_each_row_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = write_mem_file(dir.path(), 300_000);
+        let side = build_side_file(Table::Mem, &data).unwrap().unwrap();
+        assert!(side.sections.len() > 1, "enough tail rows for a section per tail: {}", side.sections.len());
+        // (time, rss, swap) of each section's rows: time is unique.
+        let rows_of = |s: &Section| -> Vec<(i64, u64, u64)> {
+            ParquetRecordBatchReaderBuilder::try_new(s.parquet.clone())
+                .unwrap()
+                .build()
+                .unwrap()
+                .flat_map(|b| {
+                    let b = b.unwrap();
+                    let t = b
+                        .column_by_name("time")
+                        .unwrap()
+                        .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                        .clone();
+                    let r = b.column_by_name("rss").unwrap().as_primitive::<UInt64Type>().clone();
+                    let w = b.column_by_name("swap").unwrap().as_primitive::<UInt64Type>().clone();
+                    (0..b.num_rows()).map(move |i| (t.value(i), r.value(i), w.value(i))).collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let mut all = Vec::new();
+        for s in &side.sections {
+            all.extend(rows_of(s));
+        }
+        let total = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), total, "each row once");
+        assert_eq!(total as u64, side.summary.tail_rows);
+        let in_tail = |t: &TailRef, (_, rss, swap): (i64, u64, u64)| {
+            let v = if t.column == "rss" { rss } else { swap };
+            let tail = side.summary.tails[&t.column];
+            if t.top { tail.above.is_some_and(|a| v > a) } else { tail.below.is_some_and(|b| v < b) }
+        };
+        let tails: Vec<TailRef> = side.sections.iter().flat_map(|s| s.tails.clone()).collect();
+        let mut shared = 0;
+        for t in &tails {
+            let listed: Vec<(i64, u64, u64)> = side.sections.iter().filter(|s| s.tails.contains(t)).flat_map(rows_of).collect();
+            let want = all.iter().filter(|r| in_tail(t, **r)).count();
+            let got = listed.iter().filter(|r| in_tail(t, **r)).count();
+            assert_eq!(got, want, "every row of {t:?} is in a section listing it");
+            shared += listed.iter().filter(|r| !side.sections.iter().any(|s| s.tails[0] == *t && rows_of(s).contains(r))).count();
+        }
+        assert!(shared > 0, "some rows are in two tails (the case this test is for)");
+    }
+}
