@@ -17,7 +17,9 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
-use datafusion::parquet::basic::Compression;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::basic::{Compression, Encoding};
+use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use roaring::RoaringBitmap;
 
@@ -269,11 +271,24 @@ fn encode_tail(data: &Path, batches: &[RecordBatch]) -> Result<bytes::Bytes, Val
     // than decoding a tail) and dictionaries only when there is enough to gain.
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let compression = if rows >= 64 { Compression::LZ4_RAW } else { Compression::UNCOMPRESSED };
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::None)
         .set_dictionary_enabled(rows >= 64)
-        .build();
+        // Read whole: no offset index, no name of the writer (each costs bytes per file).
+        .set_offset_index_disabled(true)
+        .set_created_by(String::new());
+    // Numbers delta-encoded: tail rows are in time order and their values close together
+    // (below 64 rows plain costs less than delta's block headers).
+    for field in first.schema().fields().iter().filter(|_| rows >= 64) {
+        if field.data_type().is_integer() || matches!(field.data_type(), DataType::Timestamp(..)) {
+            let column = ColumnPath::from(field.name().as_str());
+            props = props
+                .set_column_dictionary_enabled(column.clone(), false)
+                .set_column_encoding(column, Encoding::DELTA_BINARY_PACKED);
+        }
+    }
+    let props = props.build();
     let options = ArrowWriterOptions::new().with_properties(props).with_skip_arrow_metadata(true);
     let mut writer =
         ArrowWriter::try_new_with_options(Vec::new(), Arc::clone(&first.schema()), options).map_err(parquet_err(data))?;
