@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use archive_layout::Granularity;
 use clap::Parser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 use crate::archive_writer::WriterOptions;
 
@@ -63,7 +64,7 @@ pub struct ArchiverConfig {
     /// Write a value index beside each sealed, day and month file (`on`, the default) or not
     /// (`off`): key sets and the rows of each measured column's extreme tails, which let
     /// `dq` skip files and answer rare-value conditions from the side files.
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = PossibleValuesParser::new(["on", "off"]).map(|s| s == "on"), action = clap::ArgAction::Set)]
     pub value_indexes: bool,
 
     /// Keep the files a compaction replaced this many seconds before deleting them, so
@@ -214,14 +215,6 @@ fn parse_frame_limit(s: &str) -> Result<usize, String> {
     const MAX: usize = 32 << 20;
     let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number of bytes"))?;
     if (1..=MAX).contains(&n) { Ok(n) } else { Err(format!("{n} is out of range (1..={MAX})")) }
-}
-
-fn parse_on_off(s: &str) -> Result<bool, String> {
-    match s {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(format!("{s:?} is neither on nor off")),
-    }
 }
 
 #[cfg(test)]

@@ -378,7 +378,7 @@ impl DayCompactor {
         // Inputs in time order, with their ranges from their footers.
         let mut timed = Vec::with_capacity(inputs.len());
         for p in inputs {
-            let e = catalog::entry_of_file(&self.root, &p)?;
+            let e = catalog::entry_of_file_with(&self.root, &p, None)?;
             timed.push((e.min_time_us.unwrap_or(i64::MAX), e.max_time_us.unwrap_or(i64::MIN), p));
         }
         timed.sort_by_key(|(lo, hi, _)| (*lo, *hi));

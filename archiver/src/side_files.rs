@@ -25,9 +25,13 @@ pub enum Written {
 }
 
 /// Writes the side file of the published raw zone file `path` (keeping one that describes it
-/// if `written` is [`Written::Before`]); returns its bytes (`None`: the table has no indexed
-/// column, or `path` is a rollup's).
-pub fn write_side_file(root: &Path, path: &ParquetFilePath, written: Written) -> Result<Option<u64>, ArchiverError> {
+/// if `written` is [`Written::Before`]); returns its summary (`None`: the table has no
+/// indexed column, or `path` is a rollup's).
+pub fn write_side_file(
+    root: &Path,
+    path: &ParquetFilePath,
+    written: Written,
+) -> Result<Option<value_index::Summary>, ArchiverError> {
     if path.key.rollup.is_some() {
         return Ok(None);
     }
@@ -37,22 +41,30 @@ pub fn write_side_file(root: &Path, path: &ParquetFilePath, written: Written) ->
         && let Ok(Some(existing)) = SideFile::read(&side_path)
         && existing.describes(&data).unwrap_or(false)
     {
-        return Ok(Some(std::fs::metadata(&side_path).map(|m| m.len()).unwrap_or(0)));
+        return Ok(Some(existing.summary));
     }
     let Some(side) = value_index::build_side_file(path.key.table, &data)? else { return Ok(None) };
-    Ok(Some(value_index::write_side_file(&side, &side_path, &path.side_file_temp_path(root))?))
+    value_index::write_side_file(&side, &side_path, &path.side_file_temp_path(root))?;
+    Ok(Some(side.summary))
 }
 
 /// The catalog entry of the published zone file `path`, its side file written first when
-/// `indexes` (the entry then carries the index summary). An index is optional: one that
-/// cannot be built or written is logged and left out (any side file of that name deleted),
-/// and the file is catalogued without it.
+/// `indexes` (the entry then carries the index summary, from the build: the side file is not
+/// read back). An index is optional: one that cannot be built or written is logged and left
+/// out (any side file of that name deleted), and the file is catalogued without it.
 pub fn entry_with_index(root: &Path, path: &ParquetFilePath, indexes: bool, written: Written) -> Result<Entry, ArchiverError> {
-    if indexes && let Err(e) = write_side_file(root, path, written) {
-        tracing::warn!(error = %e, file = %path.relative_path().display(), "no value index for this file");
-        crate::parquet_file::remove_durably(&path.side_file_path(root))?;
+    if !indexes {
+        return Ok(catalog::entry_of_file(root, path)?);
     }
-    Ok(catalog::entry_of_file(root, path)?)
+    let summary = match write_side_file(root, path, written) {
+        Ok(summary) => summary,
+        Err(e) => {
+            tracing::warn!(error = %e, file = %path.relative_path().display(), "no value index for this file");
+            crate::parquet_file::remove_durably(&path.side_file_path(root))?;
+            None
+        }
+    };
+    Ok(catalog::entry_of_file_with(root, path, summary)?)
 }
 
 /// What `archiver check` finds of the side files.

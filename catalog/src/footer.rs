@@ -108,13 +108,14 @@ fn entry_from_footer(
     zone: Option<String>,
     granularity: Granularity,
     period_start_us: i64,
+    index: impl FnOnce(&Path) -> Option<value_index::Summary>,
 ) -> Result<Entry, CatalogError> {
     let absolute = root.join(relative);
     let (meta, bytes) = footer(&absolute)?;
     let run = zone.is_none();
     let zone = if run { None } else { kv(&meta, keys::ZONE).map(str::to_owned).or(zone) };
     let (min_time_us, max_time_us, columns) = column_stats(&meta, table, !run);
-    let index = if run || rollup.is_some() { None } else { index_summary(&absolute) };
+    let index = if run || rollup.is_some() { None } else { index(&absolute) };
     Ok(Entry {
         path: catalog_path(relative),
         table: table_dir_name(table, rollup).to_owned(),
@@ -152,12 +153,25 @@ fn index_summary(data: &Path) -> Option<value_index::Summary> {
 /// long name's directory holds only a bounded form).
 pub fn entry_of_file(root: &Path, path: &ParquetFilePath) -> Result<Entry, CatalogError> {
     let k = &path.key;
-    entry_from_footer(root, &path.relative_path(), (k.table, k.rollup), Some(k.zone.clone()), k.granularity, k.start_us)
+    let dataset = (k.table, k.rollup);
+    entry_from_footer(root, &path.relative_path(), dataset, Some(k.zone.clone()), k.granularity, k.start_us, index_summary)
+}
+
+/// [`entry_of_file`] with `index` as its value index's summary, the side file not read (its
+/// writer has the summary at hand, or the caller wants none).
+pub fn entry_of_file_with(
+    root: &Path,
+    path: &ParquetFilePath,
+    index: Option<value_index::Summary>,
+) -> Result<Entry, CatalogError> {
+    let k = &path.key;
+    let dataset = (k.table, k.rollup);
+    entry_from_footer(root, &path.relative_path(), dataset, Some(k.zone.clone()), k.granularity, k.start_us, |_| index)
 }
 
 /// The entry of a flush run, from its footer.
 pub fn entry_of_run(root: &Path, run: &RunPath) -> Result<Entry, CatalogError> {
-    entry_from_footer(root, &run.relative_path(), (run.key.table, None), None, run.key.granularity, run.key.start_us)
+    entry_from_footer(root, &run.relative_path(), (run.key.table, None), None, run.key.granularity, run.key.start_us, |_| None)
 }
 
 /// A run's zones with their rows and time ranges, from its footer; `None` for a run written
@@ -186,7 +200,7 @@ pub fn scan_archive(root: &Path) -> Result<Vec<Entry>, CatalogError> {
             let relative = f.path.strip_prefix(root).map(Path::to_owned).unwrap_or_else(|_| f.path.clone());
             let zone = f.dir.zone().unwrap_or_default();
             let dataset = (table, f.dir.rollup);
-            out.push(entry_from_footer(root, &relative, dataset, Some(zone), f.dir.granularity, f.dir.start_us)?);
+            out.push(entry_from_footer(root, &relative, dataset, Some(zone), f.dir.granularity, f.dir.start_us, index_summary)?);
         }
         for r in list_runs(root, table, |_, _| true)? {
             out.push(entry_of_run(root, &r.run)?);

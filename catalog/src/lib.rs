@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use archive_layout::{FileId, Granularity, Table};
 use serde::{Deserialize, Serialize};
 
-pub use footer::{Difference, check, entry_of_file, entry_of_run, run_zone_rows, scan_archive};
+pub use footer::{Difference, check, entry_of_file, entry_of_file_with, entry_of_run, run_zone_rows, scan_archive};
 pub use store::{CATALOG_DIR, CHECKPOINT_LOG_BYTES, CatalogWriter, Snapshot, TableFilter};
 
 /// Errors of the catalog; each names the file it concerns.

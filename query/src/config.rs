@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 
 /// How results are written.
@@ -38,18 +39,10 @@ pub struct DqConfig {
 
     /// Use the archive's value indexes (`on`) or read every file the zone and time filters
     /// admit (`off`: for comparing; answers are the same).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = PossibleValuesParser::new(["on", "off"]).map(|s| s == "on"), action = clap::ArgAction::Set)]
     pub value_indexes: bool,
 
     /// The SQL to run; without it, an interactive prompt (history in ~/.dq_history).
     #[arg(value_name = "SQL")]
     pub sql: Option<String>,
-}
-
-fn parse_on_off(s: &str) -> Result<bool, String> {
-    match s {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(format!("{s:?} is neither on nor off")),
-    }
 }

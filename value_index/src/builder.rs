@@ -12,15 +12,15 @@ use std::sync::Arc;
 use archive_layout::{ColumnType, IndexKind, Table};
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::arrow_writer::ArrowWriterOptions;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::basic::{Compression, Encoding};
-use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 use roaring::RoaringBitmap;
 
 use crate::side_file::{DataFileIdentity, Section, SideFile, TailRef};
@@ -153,21 +153,20 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
                     }
                 }
                 Tracker::Keys(Some(set)) => {
+                    // Coded as a reader codes a literal: by the column's type in the table.
                     let known = match ty {
                         ColumnType::Utf8 => array.as_string_opt::<i32>().map(|strings| {
                             set.extend(strings.iter().flatten().map(key_code_of_str));
                         }),
-                        ColumnType::U32 | ColumnType::U64 => {
-                            let is_u32 = *ty == ColumnType::U32 && array.as_primitive_opt::<UInt32Type>().is_some();
-                            numbers(array.as_ref()).map(|values| {
-                                for v in values.flatten() {
-                                    set.extend(crate::key_code_of_u64(v, is_u32));
-                                }
-                            })
+                        ColumnType::U32 => {
+                            array.as_primitive_opt::<UInt32Type>().map(|values| set.extend(values.iter().flatten()))
                         }
+                        ColumnType::U64 => array.as_primitive_opt::<UInt64Type>().map(|values| {
+                            set.extend(values.iter().flatten().filter_map(|v| crate::key_code_of_u64(v, false)));
+                        }),
                     };
-                    // A column of a type the set cannot code (a foreign writer's): no set,
-                    // rather than one that would wrongly say a value is absent.
+                    // A column stored as another type than the table's (a foreign writer's):
+                    // no set, rather than one that would wrongly say a value is absent.
                     if known.is_none() {
                         *tracker = Tracker::Keys(None);
                     }
@@ -541,5 +540,47 @@ mod section_tests {
             shared += listed.iter().filter(|r| !side.sections.iter().any(|s| s.tails[0] == *t && rows_of(s).contains(r))).count();
         }
         assert!(shared > 0, "some rows are in two tails (the case this test is for)");
+    }
+}
+
+#[cfg(test)]
+mod foreign_type_tests {
+    use super::*;
+    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array};
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn a_key_column_stored_as_another_type_gets_no_set_rather_than_a_wrong_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // `pid` written as UInt64 (the table says UInt32) by some other writer.
+        let fields: Vec<Field> = Table::Process
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| if f.name() == "pid" { Field::new("pid", DataType::UInt64, true) } else { f.as_ref().clone() })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let n = 100;
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(0..n).with_timezone("UTC")),
+                Arc::new(StringArray::from(vec!["h"; n as usize])),
+                Arc::new(StringArray::from(vec!["z"; n as usize])),
+                Arc::new(UInt64Array::from_iter_values((0..n as u64).map(|i| 100 + i % 3))),
+                Arc::new(StringArray::from(vec!["sh"; n as usize])),
+                Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+                Arc::new(UInt32Array::from(vec![0u32; n as usize])),
+            ],
+        )
+        .unwrap();
+        let path = dir.path().join("00000001-0000000000000001-0000000000000001.parquet");
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let side = build_side_file(Table::Process, &path).unwrap().unwrap();
+        assert!(!side.summary.keys.contains_key("pid"), "no pid set: a reader codes 101 as a u32");
+        assert!(side.summary.keys.contains_key("execname"));
+        assert!(side.summary.tails.contains_key("usage"));
     }
 }

@@ -1,5 +1,5 @@
 //! The side file's format. A reader that answers a condition reads its header and only the
-//! sections holding the tails it needs; `archive check` and the catalog read it whole.
+//! sections holding the tails it needs; `archiver check` and the catalog read it whole.
 //!
 //! ```text
 //! "DQVIDX" 0x00 FORMAT_VERSION     8 bytes
@@ -297,10 +297,17 @@ impl OpenSideFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("open")(e)),
         };
+        let len = file.metadata().map_err(io("stat"))?.len();
         let mut prefix = vec![0u8; 1024];
         let mut have = file.read_at(&mut prefix, 0).map_err(io("read"))?;
         loop {
             match parse_header(path, &prefix[..have])? {
+                // Sections and key sets inside the file, or the file is damaged (a header
+                // claiming more never makes a reader allocate it).
+                Ok((header, _)) if header.sections.iter().any(|s| s.offset.checked_add(s.len).is_none_or(|end| end > len)) => {
+                    return Err(damaged(path, "a section outside the file"));
+                }
+                Err(need) if need as u64 > len => return Err(damaged(path, "header longer than the file")),
                 Ok((header, _)) => {
                     prefix.truncate(have);
                     return Ok(Some(Self { path: path.to_owned(), file, header, prefix, bytes_read: have as u64 }));
@@ -468,6 +475,25 @@ mod tests {
         fn summary_keys_len(&self) -> u64 {
             serde_json::to_vec(&self.summary.keys).unwrap().len() as u64
         }
+    }
+
+    #[test]
+    fn a_header_or_section_claiming_more_than_the_file_is_refused_without_allocating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.vidx");
+        let mut bytes = sample().encode(Path::new("x.vidx")).unwrap();
+        bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = OpenSideFile::open(&path).unwrap_err().to_string();
+        assert!(err.contains("header longer than the file"), "{err}");
+        // A section's length past the end, the header's CRC made to match (a crafted file).
+        let mut side = sample();
+        side.sections[0].parquet = bytes::Bytes::from(vec![1u8; 64]);
+        let mut bytes = side.encode(Path::new("x.vidx")).unwrap();
+        bytes.truncate(bytes.len() - 40);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = OpenSideFile::open(&path).unwrap_err().to_string();
+        assert!(err.contains("outside the file"), "{err}");
     }
 
     #[test]
