@@ -20,7 +20,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::take;
 use datafusion::arrow::error::ArrowError;
 use frame_proto::Packet;
-use frame_proto::packet::{CallFreq, Cpu, Cpuqueue, Disk, Mem, Net, Process};
+use frame_proto::packet::{
+    CallFreq, Cpu, CpuTime, Cpuqueue, Disk, Filesystem, Io, Link, Mem, Memory, Net, Pressure, Process, System, ZoneInfo,
+};
 
 /// How one value column is read from a frame entry of type `E`.
 #[derive(Clone, Copy)]
@@ -125,6 +127,104 @@ impl FrameFields {
     /// `frame`: one row per frame.
     pub const FRAME: &[Field<Packet>] =
         &[Field::U64("run_id", |p| p.run_id), Field::U64("seq", |p| p.seq), Field::U32("interval_ms", |p| p.interval_ms)];
+    /// `cpu_time`.
+    pub const CPU_TIME: &[Field<CpuTime>] = &[
+        Field::U64("user_us", |c| c.user_us),
+        Field::U64("system_us", |c| c.system_us),
+        Field::U64("periods", |c| c.periods),
+        Field::U64("throttled_periods", |c| c.throttled_periods),
+        Field::U64("throttled_us", |c| c.throttled_us),
+        Field::U64("quota_us", |c| c.quota_us),
+        Field::U64("period_us", |c| c.period_us),
+        Field::U32("limit_millicores", |c| c.limit_millicores),
+        Field::U32("weight", |c| c.weight),
+        Field::U64("iowait_us", |c| c.iowait_us),
+    ];
+    /// `pressure`.
+    pub const PRESSURE: &[Field<Pressure>] = &[
+        Field::Utf8("resource", |p| Some(&p.resource)),
+        Field::U64("some_us", |p| p.some_us),
+        Field::U64("full_us", |p| p.full_us),
+    ];
+    /// `memory`.
+    pub const MEMORY: &[Field<Memory>] = &[
+        Field::U64("usage", |m| m.usage),
+        Field::U64("working_set", |m| m.working_set),
+        Field::U64("anon", |m| m.anon),
+        Field::U64("file", |m| m.file),
+        Field::U64("shmem", |m| m.shmem),
+        Field::U64("kernel", |m| m.kernel),
+        Field::U64("slab", |m| m.slab),
+        Field::U64("inactive_file", |m| m.inactive_file),
+        Field::U64("limit", |m| m.limit),
+        Field::U64("high", |m| m.high),
+        Field::U64("swap", |m| m.swap),
+        Field::U64("swap_limit", |m| m.swap_limit),
+        Field::U64("oom", |m| m.oom),
+        Field::U64("oom_kill", |m| m.oom_kill),
+        Field::U64("max_events", |m| m.max_events),
+        Field::U64("high_events", |m| m.high_events),
+    ];
+    /// `io`.
+    pub const IO: &[Field<Io>] = &[
+        Field::Utf8("instance", |d| Some(&d.instance)),
+        Field::U64("rbytes", |d| d.rbytes),
+        Field::U64("wbytes", |d| d.wbytes),
+        Field::U64("rios", |d| d.rios),
+        Field::U64("wios", |d| d.wios),
+        Field::U64("dbytes", |d| d.dbytes),
+        Field::U64("dios", |d| d.dios),
+        Field::U64("read_ns", |d| d.read_ns),
+        Field::U64("write_ns", |d| d.write_ns),
+        Field::U64("discard_ns", |d| d.discard_ns),
+        Field::U32("in_progress", |d| d.in_progress),
+        Field::U64("busy_ns", |d| d.busy_ns),
+    ];
+    /// `link`.
+    pub const LINK: &[Field<Link>] = &[
+        Field::Utf8("instance", |l| Some(&l.instance)),
+        Field::U64("rbytes", |l| l.rbytes),
+        Field::U64("obytes", |l| l.obytes),
+        Field::U64("ipackets", |l| l.ipackets),
+        Field::U64("opackets", |l| l.opackets),
+        Field::U64("ierrors", |l| l.ierrors),
+        Field::U64("oerrors", |l| l.oerrors),
+        Field::U64("idrops", |l| l.idrops),
+        Field::U64("odrops", |l| l.odrops),
+        Field::U64("netns", |l| l.netns),
+    ];
+    /// `system`.
+    pub const SYSTEM: &[Field<System>] = &[
+        Field::U32("load1_milli", |s| s.load1_milli),
+        Field::U32("load5_milli", |s| s.load5_milli),
+        Field::U32("load15_milli", |s| s.load15_milli),
+        Field::U32("procs_running", |s| s.procs_running),
+        Field::U32("procs_blocked", |s| s.procs_blocked),
+        Field::U64("fds_used", |s| s.fds_used),
+        Field::U64("fds_max", |s| s.fds_max),
+        Field::U32("sockets_used", |s| s.sockets_used),
+        Field::U64("oom_kill", |s| s.oom_kill),
+        Field::U32("zones_seen", |s| s.zones_seen),
+        Field::U32("zones_dropped", |s| s.zones_dropped),
+    ];
+    /// `filesystem`.
+    pub const FILESYSTEM: &[Field<Filesystem>] = &[
+        Field::Utf8("mountpoint", |f| Some(&f.mountpoint)),
+        Field::Utf8("device", |f| f.device.as_deref()),
+        Field::Utf8("fstype", |f| f.fstype.as_deref()),
+        Field::U64("size_bytes", |f| f.size_bytes),
+        Field::U64("free_bytes", |f| f.free_bytes),
+        Field::U64("avail_bytes", |f| f.avail_bytes),
+        Field::U64("files", |f| f.files),
+        Field::U64("files_free", |f| f.files_free),
+    ];
+    /// `zone_info`.
+    pub const ZONE_INFO: &[Field<ZoneInfo>] = &[
+        Field::Utf8("cgroup_path", |z| z.cgroup_path.as_deref()),
+        Field::Utf8("kind", |z| z.kind.as_deref()),
+        Field::Utf8("container_id", |z| z.container_id.as_deref()),
+        Field::Utf8("pod_uid", |z| z.pod_uid.as_deref()),
+    ];
 
     /// The (column, type) pairs a table's fields fill, in field order.
     pub fn columns(table: Table) -> Vec<(&'static str, ColumnType)> {
@@ -142,6 +242,14 @@ impl FrameFields {
             Table::Cpuqueue => of(Self::CPUQUEUE),
             Table::Zonename => of(Self::ZONENAME),
             Table::Frame => of(Self::FRAME),
+            Table::CpuTime => of(Self::CPU_TIME),
+            Table::Pressure => of(Self::PRESSURE),
+            Table::Memory => of(Self::MEMORY),
+            Table::Io => of(Self::IO),
+            Table::Link => of(Self::LINK),
+            Table::System => of(Self::SYSTEM),
+            Table::Filesystem => of(Self::FILESYSTEM),
+            Table::ZoneInfo => of(Self::ZONE_INFO),
         }
     }
 }
@@ -489,7 +597,27 @@ impl ZoneRows {
 
     /// Appends the rows of one frame whose sample time is `t` (µs); returns rows added.
     pub fn append(&mut self, p: &Packet, t: i64) -> usize {
-        let [zone, cpu, mem, net, disk, process, callfreq, cpuqueue, zonename, frame] = &mut self.tables[..] else {
+        let [
+            zone,
+            cpu,
+            mem,
+            net,
+            disk,
+            process,
+            callfreq,
+            cpuqueue,
+            zonename,
+            frame,
+            cpu_time,
+            pressure,
+            memory,
+            io,
+            link,
+            system,
+            filesystem,
+            zone_info,
+        ] = &mut self.tables[..]
+        else {
             unreachable!("one TableRows per Table::ALL")
         };
         zone.push(t, p, FrameFields::ZONE);
@@ -502,6 +630,14 @@ impl ZoneRows {
         p.cpuqueue.iter().for_each(|e| cpuqueue.push(t, e, FrameFields::CPUQUEUE));
         p.zonename.iter().for_each(|e| zonename.push(t, e, FrameFields::ZONENAME));
         frame.push(t, p, FrameFields::FRAME);
+        p.cpu_time.iter().for_each(|e| cpu_time.push(t, e, FrameFields::CPU_TIME));
+        p.pressure.iter().for_each(|e| pressure.push(t, e, FrameFields::PRESSURE));
+        p.memory.iter().for_each(|e| memory.push(t, e, FrameFields::MEMORY));
+        p.io.iter().for_each(|e| io.push(t, e, FrameFields::IO));
+        p.link.iter().for_each(|e| link.push(t, e, FrameFields::LINK));
+        p.system.iter().for_each(|e| system.push(t, e, FrameFields::SYSTEM));
+        p.filesystem.iter().for_each(|e| filesystem.push(t, e, FrameFields::FILESYSTEM));
+        p.zone_info.iter().for_each(|e| zone_info.push(t, e, FrameFields::ZONE_INFO));
         2 + p.cpu.len()
             + p.mem.len()
             + p.net.len()
@@ -510,6 +646,14 @@ impl ZoneRows {
             + p.callfreq.len()
             + p.cpuqueue.len()
             + p.zonename.len()
+            + p.cpu_time.len()
+            + p.pressure.len()
+            + p.memory.len()
+            + p.io.len()
+            + p.link.len()
+            + p.system.len()
+            + p.filesystem.len()
+            + p.zone_info.len()
     }
 
     /// Every non-empty table as a batch; the rows stay held (drop the `ZoneRows` once the

@@ -17,7 +17,9 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, UInt32Type, UInt64Type};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use frame_proto::Packet;
-use frame_proto::packet::{CallFreq, Cpu, Cpuqueue, Disk, Mem, Net, Process};
+use frame_proto::packet::{
+    CallFreq, Cpu, CpuTime, Cpuqueue, Disk, Filesystem, Io, Link, Mem, Memory, Net, Pressure, Process, System, ZoneInfo,
+};
 use proptest::prelude::*;
 use prost::Message;
 
@@ -107,6 +109,96 @@ fn expected(table: Table, p: &Packet) -> Vec<(&'static str, Values)> {
             ("run_id", Values::U64(vec![p.run_id])),
             ("seq", Values::U64(vec![p.seq])),
             ("interval_ms", Values::U32(vec![p.interval_ms])),
+        ],
+        Table::CpuTime => vec![
+            ("user_us", u64s(&p.cpu_time, |c: &CpuTime| c.user_us)),
+            ("system_us", u64s(&p.cpu_time, |c: &CpuTime| c.system_us)),
+            ("periods", u64s(&p.cpu_time, |c: &CpuTime| c.periods)),
+            ("throttled_periods", u64s(&p.cpu_time, |c: &CpuTime| c.throttled_periods)),
+            ("throttled_us", u64s(&p.cpu_time, |c: &CpuTime| c.throttled_us)),
+            ("quota_us", u64s(&p.cpu_time, |c: &CpuTime| c.quota_us)),
+            ("period_us", u64s(&p.cpu_time, |c: &CpuTime| c.period_us)),
+            ("limit_millicores", u32s(&p.cpu_time, |c: &CpuTime| c.limit_millicores)),
+            ("weight", u32s(&p.cpu_time, |c: &CpuTime| c.weight)),
+            ("iowait_us", u64s(&p.cpu_time, |c: &CpuTime| c.iowait_us)),
+        ],
+        Table::Pressure => vec![
+            ("resource", strs(&p.pressure, |x: &Pressure| Some(x.resource.clone()))),
+            ("some_us", u64s(&p.pressure, |x: &Pressure| x.some_us)),
+            ("full_us", u64s(&p.pressure, |x: &Pressure| x.full_us)),
+        ],
+        Table::Memory => vec![
+            ("usage", u64s(&p.memory, |m: &Memory| m.usage)),
+            ("working_set", u64s(&p.memory, |m: &Memory| m.working_set)),
+            ("anon", u64s(&p.memory, |m: &Memory| m.anon)),
+            ("file", u64s(&p.memory, |m: &Memory| m.file)),
+            ("shmem", u64s(&p.memory, |m: &Memory| m.shmem)),
+            ("kernel", u64s(&p.memory, |m: &Memory| m.kernel)),
+            ("slab", u64s(&p.memory, |m: &Memory| m.slab)),
+            ("inactive_file", u64s(&p.memory, |m: &Memory| m.inactive_file)),
+            ("limit", u64s(&p.memory, |m: &Memory| m.limit)),
+            ("high", u64s(&p.memory, |m: &Memory| m.high)),
+            ("swap", u64s(&p.memory, |m: &Memory| m.swap)),
+            ("swap_limit", u64s(&p.memory, |m: &Memory| m.swap_limit)),
+            ("oom", u64s(&p.memory, |m: &Memory| m.oom)),
+            ("oom_kill", u64s(&p.memory, |m: &Memory| m.oom_kill)),
+            ("max_events", u64s(&p.memory, |m: &Memory| m.max_events)),
+            ("high_events", u64s(&p.memory, |m: &Memory| m.high_events)),
+        ],
+        Table::Io => vec![
+            ("instance", strs(&p.io, |d: &Io| Some(d.instance.clone()))),
+            ("rbytes", u64s(&p.io, |d: &Io| d.rbytes)),
+            ("wbytes", u64s(&p.io, |d: &Io| d.wbytes)),
+            ("rios", u64s(&p.io, |d: &Io| d.rios)),
+            ("wios", u64s(&p.io, |d: &Io| d.wios)),
+            ("dbytes", u64s(&p.io, |d: &Io| d.dbytes)),
+            ("dios", u64s(&p.io, |d: &Io| d.dios)),
+            ("read_ns", u64s(&p.io, |d: &Io| d.read_ns)),
+            ("write_ns", u64s(&p.io, |d: &Io| d.write_ns)),
+            ("discard_ns", u64s(&p.io, |d: &Io| d.discard_ns)),
+            ("in_progress", u32s(&p.io, |d: &Io| d.in_progress)),
+            ("busy_ns", u64s(&p.io, |d: &Io| d.busy_ns)),
+        ],
+        Table::Link => vec![
+            ("instance", strs(&p.link, |l: &Link| Some(l.instance.clone()))),
+            ("rbytes", u64s(&p.link, |l: &Link| l.rbytes)),
+            ("obytes", u64s(&p.link, |l: &Link| l.obytes)),
+            ("ipackets", u64s(&p.link, |l: &Link| l.ipackets)),
+            ("opackets", u64s(&p.link, |l: &Link| l.opackets)),
+            ("ierrors", u64s(&p.link, |l: &Link| l.ierrors)),
+            ("oerrors", u64s(&p.link, |l: &Link| l.oerrors)),
+            ("idrops", u64s(&p.link, |l: &Link| l.idrops)),
+            ("odrops", u64s(&p.link, |l: &Link| l.odrops)),
+            ("netns", u64s(&p.link, |l: &Link| l.netns)),
+        ],
+        Table::System => vec![
+            ("load1_milli", u32s(&p.system, |x: &System| x.load1_milli)),
+            ("load5_milli", u32s(&p.system, |x: &System| x.load5_milli)),
+            ("load15_milli", u32s(&p.system, |x: &System| x.load15_milli)),
+            ("procs_running", u32s(&p.system, |x: &System| x.procs_running)),
+            ("procs_blocked", u32s(&p.system, |x: &System| x.procs_blocked)),
+            ("fds_used", u64s(&p.system, |x: &System| x.fds_used)),
+            ("fds_max", u64s(&p.system, |x: &System| x.fds_max)),
+            ("sockets_used", u32s(&p.system, |x: &System| x.sockets_used)),
+            ("oom_kill", u64s(&p.system, |x: &System| x.oom_kill)),
+            ("zones_seen", u32s(&p.system, |x: &System| x.zones_seen)),
+            ("zones_dropped", u32s(&p.system, |x: &System| x.zones_dropped)),
+        ],
+        Table::Filesystem => vec![
+            ("mountpoint", strs(&p.filesystem, |f: &Filesystem| Some(f.mountpoint.clone()))),
+            ("device", strs(&p.filesystem, |f: &Filesystem| f.device.clone())),
+            ("fstype", strs(&p.filesystem, |f: &Filesystem| f.fstype.clone())),
+            ("size_bytes", u64s(&p.filesystem, |f: &Filesystem| f.size_bytes)),
+            ("free_bytes", u64s(&p.filesystem, |f: &Filesystem| f.free_bytes)),
+            ("avail_bytes", u64s(&p.filesystem, |f: &Filesystem| f.avail_bytes)),
+            ("files", u64s(&p.filesystem, |f: &Filesystem| f.files)),
+            ("files_free", u64s(&p.filesystem, |f: &Filesystem| f.files_free)),
+        ],
+        Table::ZoneInfo => vec![
+            ("cgroup_path", strs(&p.zone_info, |z: &ZoneInfo| z.cgroup_path.clone())),
+            ("kind", strs(&p.zone_info, |z: &ZoneInfo| z.kind.clone())),
+            ("container_id", strs(&p.zone_info, |z: &ZoneInfo| z.container_id.clone())),
+            ("pod_uid", strs(&p.zone_info, |z: &ZoneInfo| z.pod_uid.clone())),
         ],
     }
 }
@@ -216,11 +308,19 @@ fn packet() -> impl Strategy<Value = Packet> {
         0..4,
     );
     let zonename = proptest::collection::vec("\\PC{1,40}|[a-z/]{200,1024}", 0..3);
+    let linux = linux_entries();
     // Zone names up to 1 KiB and beyond (a Kubernetes cgroup path is about 190 bytes).
     let name = "\\PC{1,30}|[a-z0-9./-]{150,1100}";
-    (name, 0i64..86_400_000_000, (u32o(), u32o(), u32o()), (cpu, mem, net, disk), (process, callfreq, cpuqueue, zonename))
-        .prop_map(|(name, dt, (ticks, threads, processes), (cpu, mem, net, disk), (process, callfreq, cpuqueue, zonename))| {
-            Packet {
+    (name, 0i64..86_400_000_000, (u32o(), u32o(), u32o()), (cpu, mem, net, disk), (process, callfreq, cpuqueue, zonename), linux)
+        .prop_map(
+            |(
+                name,
+                dt,
+                (ticks, threads, processes),
+                (cpu, mem, net, disk),
+                (process, callfreq, cpuqueue, zonename),
+                (cpu_time, pressure, memory, io, link, system, filesystem, zone_info),
+            )| Packet {
                 name,
                 time: ((NOW - dt) / 1_000_000) as u64,
                 time_us: Some((NOW - dt) as u64),
@@ -235,10 +335,161 @@ fn packet() -> impl Strategy<Value = Packet> {
                 callfreq,
                 cpuqueue,
                 zonename,
+                cpu_time,
+                pressure,
+                memory,
+                io,
+                link,
+                system,
+                filesystem,
+                zone_info,
                 host: Some("h".into()),
                 ..Default::default()
-            }
-        })
+            },
+        )
+}
+
+type LinuxEntries = (Vec<CpuTime>, Vec<Pressure>, Vec<Memory>, Vec<Io>, Vec<Link>, Vec<System>, Vec<Filesystem>, Vec<ZoneInfo>);
+
+/// The tables added for Linux (fields 19-26): every field drawn, absent or any value.
+fn linux_entries() -> impl Strategy<Value = LinuxEntries> {
+    use proptest::collection::vec;
+    let cpu_time = vec(
+        ((u64o(), u64o(), u64o(), u64o(), u64o()), (u64o(), u64o(), u32o(), u32o(), u64o())).prop_map(
+            |(
+                (user_us, system_us, periods, throttled_periods, throttled_us),
+                (quota_us, period_us, limit_millicores, weight, iowait_us),
+            )| {
+                CpuTime {
+                    user_us,
+                    system_us,
+                    periods,
+                    throttled_periods,
+                    throttled_us,
+                    quota_us,
+                    period_us,
+                    limit_millicores,
+                    weight,
+                    iowait_us,
+                }
+            },
+        ),
+        0..2,
+    );
+    let pressure =
+        vec(("\\PC{0,8}", u64o(), u64o()).prop_map(|(resource, some_us, full_us)| Pressure { resource, some_us, full_us }), 0..4);
+    let memory = vec(
+        (
+            (u64o(), u64o(), u64o(), u64o(), u64o(), u64o(), u64o(), u64o()),
+            (u64o(), u64o(), u64o(), u64o(), u64o(), u64o(), u64o(), u64o()),
+        )
+            .prop_map(
+                |(
+                    (usage, working_set, anon, file, shmem, kernel, slab, inactive_file),
+                    (limit, high, swap, swap_limit, oom, oom_kill, max_events, high_events),
+                )| {
+                    Memory {
+                        usage,
+                        working_set,
+                        anon,
+                        file,
+                        shmem,
+                        kernel,
+                        slab,
+                        inactive_file,
+                        limit,
+                        high,
+                        swap,
+                        swap_limit,
+                        oom,
+                        oom_kill,
+                        max_events,
+                        high_events,
+                    }
+                },
+            ),
+        0..2,
+    );
+    let io = vec(
+        (("\\PC{0,8}", u64o(), u64o(), u64o(), u64o(), u64o()), (u64o(), u64o(), u64o(), u64o(), u32o(), u64o())).prop_map(
+            |((instance, rbytes, wbytes, rios, wios, dbytes), (dios, read_ns, write_ns, discard_ns, in_progress, busy_ns))| Io {
+                instance,
+                rbytes,
+                wbytes,
+                rios,
+                wios,
+                dbytes,
+                dios,
+                read_ns,
+                write_ns,
+                discard_ns,
+                in_progress,
+                busy_ns,
+            },
+        ),
+        0..3,
+    );
+    let link = vec(
+        (("\\PC{0,8}", u64o(), u64o(), u64o(), u64o()), (u64o(), u64o(), u64o(), u64o(), u64o())).prop_map(
+            |((instance, rbytes, obytes, ipackets, opackets), (ierrors, oerrors, idrops, odrops, netns))| Link {
+                instance,
+                rbytes,
+                obytes,
+                ipackets,
+                opackets,
+                ierrors,
+                oerrors,
+                idrops,
+                odrops,
+                netns,
+            },
+        ),
+        0..3,
+    );
+    let system = vec(
+        ((u32o(), u32o(), u32o(), u32o(), u32o(), u64o()), (u64o(), u32o(), u64o(), u32o(), u32o())).prop_map(
+            |(
+                (load1_milli, load5_milli, load15_milli, procs_running, procs_blocked, fds_used),
+                (fds_max, sockets_used, oom_kill, zones_seen, zones_dropped),
+            )| {
+                System {
+                    load1_milli,
+                    load5_milli,
+                    load15_milli,
+                    procs_running,
+                    procs_blocked,
+                    fds_used,
+                    fds_max,
+                    sockets_used,
+                    oom_kill,
+                    zones_seen,
+                    zones_dropped,
+                }
+            },
+        ),
+        0..2,
+    );
+    let filesystem = vec(
+        (("\\PC{0,20}", opt("\\PC{0,12}"), opt("[a-z0-9]{0,8}")), (u64o(), u64o(), u64o(), u64o(), u64o())).prop_map(
+            |((mountpoint, device, fstype), (size_bytes, free_bytes, avail_bytes, files, files_free))| Filesystem {
+                mountpoint,
+                device,
+                fstype,
+                size_bytes,
+                free_bytes,
+                avail_bytes,
+                files,
+                files_free,
+            },
+        ),
+        0..3,
+    );
+    let zone_info = vec(
+        (opt("\\PC{0,40}"), opt("[a-z]{0,10}"), opt("[0-9a-f]{0,64}"), opt("[0-9a-f-]{0,36}"))
+            .prop_map(|(cgroup_path, kind, container_id, pod_uid)| ZoneInfo { cgroup_path, kind, container_id, pod_uid }),
+        0..2,
+    );
+    (cpu_time, pressure, memory, io, link, system, filesystem, zone_info)
 }
 
 fn through_parquet(table: Table, batch: &RecordBatch) -> RecordBatch {

@@ -149,9 +149,9 @@ impl RollupColumn {
 
 impl Table {
     /// Whether the table has rollups (every table with a measured value: all but
-    /// `zonename` and `frame`).
+    /// `zonename`, `frame` and `zone_info`).
     pub fn has_rollups(self) -> bool {
-        !matches!(self, Table::Zonename | Table::Frame)
+        !matches!(self, Table::Zonename | Table::Frame | Table::ZoneInfo)
     }
 
     /// The columns naming a series within a host and zone, in column order: every column of

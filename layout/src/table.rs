@@ -55,6 +55,26 @@ pub enum Table {
     /// a glob over files from before it and after it would not read (DuckDB takes the
     /// first file's columns).
     Frame,
+    /// Linux: CPU time split, CFS bandwidth throttling and the limits that cause it; one row
+    /// per frame that has them (field 19).
+    CpuTime,
+    /// Linux: pressure stall time per resource (`cpu`, `memory`, `io`; field 20).
+    Pressure,
+    /// Linux: the detailed memory figures and OOM events of a zone or the host (field 21).
+    /// `mem` is the 2013 table, kept as it was.
+    Memory,
+    /// Linux: I/O per block device, every `io.stat` key, and the host's device times
+    /// (field 22). `disk` is the 2013 table, kept as it was.
+    Io,
+    /// Linux: network interface counters with drops and the namespace they belong to
+    /// (field 23). `net` is the 2013 table, kept as it was.
+    Link,
+    /// Linux: the host's load, run queue, file handles, sockets and zone counts (field 24).
+    System,
+    /// Linux: space and inodes of each mounted file system of the host (field 25).
+    Filesystem,
+    /// What a zone is: its cgroup path, kind, container and pod (field 26).
+    ZoneInfo,
 }
 
 use ColumnType::{U32, U64, Utf8};
@@ -103,10 +123,92 @@ const CALLFREQ_COLUMNS: &[(&str, ColumnType)] = &[("name", Utf8), ("bucket_ns", 
 const CPUQUEUE_COLUMNS: &[(&str, ColumnType)] = &[("core", U32), ("length", U32), ("amount", U32)];
 const ZONENAME_COLUMNS: &[(&str, ColumnType)] = &[("zonename", Utf8)];
 const FRAME_COLUMNS: &[(&str, ColumnType)] = &[("run_id", U64), ("seq", U64), ("interval_ms", U32)];
+const CPU_TIME_COLUMNS: &[(&str, ColumnType)] = &[
+    ("user_us", U64),
+    ("system_us", U64),
+    ("periods", U64),
+    ("throttled_periods", U64),
+    ("throttled_us", U64),
+    ("quota_us", U64),
+    ("period_us", U64),
+    ("limit_millicores", U32),
+    ("weight", U32),
+    ("iowait_us", U64),
+];
+const PRESSURE_COLUMNS: &[(&str, ColumnType)] = &[("resource", Utf8), ("some_us", U64), ("full_us", U64)];
+const MEMORY_COLUMNS: &[(&str, ColumnType)] = &[
+    ("usage", U64),
+    ("working_set", U64),
+    ("anon", U64),
+    ("file", U64),
+    ("shmem", U64),
+    ("kernel", U64),
+    ("slab", U64),
+    ("inactive_file", U64),
+    ("limit", U64),
+    ("high", U64),
+    ("swap", U64),
+    ("swap_limit", U64),
+    ("oom", U64),
+    ("oom_kill", U64),
+    ("max_events", U64),
+    ("high_events", U64),
+];
+const IO_COLUMNS: &[(&str, ColumnType)] = &[
+    ("instance", Utf8),
+    ("rbytes", U64),
+    ("wbytes", U64),
+    ("rios", U64),
+    ("wios", U64),
+    ("dbytes", U64),
+    ("dios", U64),
+    ("read_ns", U64),
+    ("write_ns", U64),
+    ("discard_ns", U64),
+    ("in_progress", U32),
+    ("busy_ns", U64),
+];
+const LINK_COLUMNS: &[(&str, ColumnType)] = &[
+    ("instance", Utf8),
+    ("rbytes", U64),
+    ("obytes", U64),
+    ("ipackets", U64),
+    ("opackets", U64),
+    ("ierrors", U64),
+    ("oerrors", U64),
+    ("idrops", U64),
+    ("odrops", U64),
+    ("netns", U64),
+];
+const SYSTEM_COLUMNS: &[(&str, ColumnType)] = &[
+    ("load1_milli", U32),
+    ("load5_milli", U32),
+    ("load15_milli", U32),
+    ("procs_running", U32),
+    ("procs_blocked", U32),
+    ("fds_used", U64),
+    ("fds_max", U64),
+    ("sockets_used", U32),
+    ("oom_kill", U64),
+    ("zones_seen", U32),
+    ("zones_dropped", U32),
+];
+const FILESYSTEM_COLUMNS: &[(&str, ColumnType)] = &[
+    ("mountpoint", Utf8),
+    ("device", Utf8),
+    ("fstype", Utf8),
+    ("size_bytes", U64),
+    ("free_bytes", U64),
+    ("avail_bytes", U64),
+    ("files", U64),
+    ("files_free", U64),
+];
+const ZONE_INFO_COLUMNS: &[(&str, ColumnType)] =
+    &[("cgroup_path", Utf8), ("kind", Utf8), ("container_id", Utf8), ("pod_uid", Utf8)];
 
 impl Table {
     /// Every table, in a fixed order (also the order of [`Table::index`]).
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 18] = [
         Table::Zone,
         Table::Cpu,
         Table::Mem,
@@ -117,6 +219,14 @@ impl Table {
         Table::Cpuqueue,
         Table::Zonename,
         Table::Frame,
+        Table::CpuTime,
+        Table::Pressure,
+        Table::Memory,
+        Table::Io,
+        Table::Link,
+        Table::System,
+        Table::Filesystem,
+        Table::ZoneInfo,
     ];
 
     /// The table's name: its directory under the archive root and its SQL name.
@@ -132,6 +242,14 @@ impl Table {
             Table::Cpuqueue => "cpuqueue",
             Table::Zonename => "zonename",
             Table::Frame => "frame",
+            Table::CpuTime => "cpu_time",
+            Table::Pressure => "pressure",
+            Table::Memory => "memory",
+            Table::Io => "io",
+            Table::Link => "link",
+            Table::System => "system",
+            Table::Filesystem => "filesystem",
+            Table::ZoneInfo => "zone_info",
         }
     }
 
@@ -164,6 +282,14 @@ impl Table {
             Table::Cpuqueue => CPUQUEUE_COLUMNS,
             Table::Zonename => ZONENAME_COLUMNS,
             Table::Frame => FRAME_COLUMNS,
+            Table::CpuTime => CPU_TIME_COLUMNS,
+            Table::Pressure => PRESSURE_COLUMNS,
+            Table::Memory => MEMORY_COLUMNS,
+            Table::Io => IO_COLUMNS,
+            Table::Link => LINK_COLUMNS,
+            Table::System => SYSTEM_COLUMNS,
+            Table::Filesystem => FILESYSTEM_COLUMNS,
+            Table::ZoneInfo => ZONE_INFO_COLUMNS,
         }
     }
 
@@ -172,11 +298,13 @@ impl Table {
     pub fn series_key_columns(self) -> &'static [&'static str] {
         match self {
             Table::Cpu | Table::Cpuqueue => &["core"],
-            Table::Net | Table::Disk => &["instance"],
+            Table::Net | Table::Disk | Table::Io | Table::Link => &["instance"],
+            Table::Pressure => &["resource"],
+            Table::Filesystem => &["mountpoint"],
             Table::Process => &["pid"],
             Table::Callfreq => &["name", "bucket_ns"],
             Table::Zonename => &["zonename"],
-            Table::Zone | Table::Mem | Table::Frame => &[],
+            Table::Zone | Table::Mem | Table::Frame | Table::CpuTime | Table::Memory | Table::System | Table::ZoneInfo => &[],
         }
     }
 
@@ -198,6 +326,14 @@ impl Table {
             | (Table::Cpuqueue, "amount") => IntervalCount,
             (Table::Process, "execname") | (Table::Cpuqueue, "length") | (Table::Frame, "run_id") => Key,
             (Table::Frame, "seq") => Counter,
+            (Table::CpuTime, "user_us" | "system_us" | "periods" | "throttled_periods" | "throttled_us" | "iowait_us")
+            | (Table::Pressure, _)
+            | (Table::Memory, "oom" | "oom_kill" | "max_events" | "high_events")
+            | (Table::System, "oom_kill") => Counter,
+            (Table::Io, "in_progress") => Gauge,
+            (Table::Io, _) => Counter,
+            (Table::Link, "netns") | (Table::Filesystem, "device" | "fstype") | (Table::ZoneInfo, _) => Key,
+            (Table::Link, _) => Counter,
             _ => Gauge,
         })
     }

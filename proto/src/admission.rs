@@ -9,10 +9,13 @@
 //!   data, escaped on the way to a path, and a long one gets a bounded directory name.
 //! - The sample time must lie between 2000-01-01 and one day after the archiver's clock.
 //! - At most 4,096 cores, net links, disks or run-queue entries, 10,000 processes or zone
-//!   names and 1,024 latency buckets per frame; a frame over any limit is rejected whole.
+//!   names and 1,024 latency buckets per frame; at most 4,096 `io`, `link` and `filesystem`
+//!   entries, 16 `pressure` entries and one `cpu_time`, `memory`, `system` and `zone_info`
+//!   entry; a frame over any limit is rejected whole.
 //! - Entries of a zone list (field 12) are zone names: longer than 4,096 bytes, they are cut
-//!   to 4,096 at a character boundary. Other strings (host, link, disk, process and bucket
-//!   names) longer than 256 bytes are cut to 256 bytes at a character boundary.
+//!   to 4,096 at a character boundary, and so are mount points and cgroup paths. Other
+//!   strings (host, link, disk, process and bucket names, resources, kinds, ids) longer than
+//!   256 bytes are cut to 256 bytes at a character boundary.
 //! - The host is the frame's `host` field; a frame without one (2013 generators) gets the
 //!   host part of the endpoint it came from.
 //!
@@ -90,6 +93,14 @@ impl Admission {
             || p.process.len() > 10_000
             || p.zonename.len() > 10_000
             || p.callfreq.len() > 1024
+            || p.cpu_time.len() > 1
+            || p.memory.len() > 1
+            || p.system.len() > 1
+            || p.zone_info.len() > 1
+            || p.pressure.len() > 16
+            || p.io.len() > 4096
+            || p.link.len() > 4096
+            || p.filesystem.len() > 4096
         {
             return Err(Rejection::TooManyEntries);
         }
@@ -106,6 +117,17 @@ impl Admission {
         p.process.iter_mut().filter_map(|x| x.execname.as_mut()).for_each(clamp);
         p.callfreq.iter_mut().for_each(|c| clamp(&mut c.name));
         p.zonename.iter_mut().for_each(|z| clamp_to(z, MAX_ZONE_NAME));
+        p.pressure.iter_mut().for_each(|x| clamp(&mut x.resource));
+        p.io.iter_mut().for_each(|x| clamp(&mut x.instance));
+        p.link.iter_mut().for_each(|x| clamp(&mut x.instance));
+        for f in &mut p.filesystem {
+            clamp_to(&mut f.mountpoint, MAX_ZONE_NAME);
+            f.device.iter_mut().chain(f.fstype.iter_mut()).for_each(clamp);
+        }
+        for z in &mut p.zone_info {
+            z.cgroup_path.iter_mut().for_each(|c| clamp_to(c, MAX_ZONE_NAME));
+            z.kind.iter_mut().chain(z.container_id.iter_mut()).chain(z.pod_uid.iter_mut()).for_each(clamp);
+        }
         Ok(p)
     }
 }
