@@ -119,6 +119,10 @@ pub struct ArchiverConfig {
     #[arg(long, value_enum, default_value_t = generator::SourceKind::native())]
     pub source: generator::SourceKind,
 
+    /// Embedded generator on Linux: which zones are reported and how they are named.
+    #[command(flatten)]
+    pub zones_of_linux: generator::config::LinuxZoneArgs,
+
     /// Embedded generator: sampling interval in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub interval: u64,

@@ -461,7 +461,7 @@ fn start_embedded_generator(
     config: &ArchiverConfig,
     stop: &Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<Result<(), generator::GeneratorError>>, ArchiverError> {
-    let gen_config = generator::GeneratorConfig::from_args([
+    let mut gen_config = generator::GeneratorConfig::from_args([
         "generator".to_owned(),
         "--source".to_owned(),
         format!("{:?}", config.source).to_lowercase(),
@@ -469,6 +469,7 @@ fn start_embedded_generator(
         config.interval.to_string(),
     ])
     .map_err(|e| ArchiverError::Config(format!("embedded generator: {e}")))?;
+    gen_config.zones_of_linux = config.zones_of_linux.clone();
     let mut source = generator::cli::open_source(&gen_config)?;
     let mut publisher = generator::publisher::Publisher::bind(ctx, EMBEDDED_ENDPOINT, generator::publisher::DEFAULT_SNDHWM)?;
     let mut stamp = generator::FrameStamp::new(&gen_config.host_name());

@@ -19,7 +19,8 @@
  * Privileges: profile and syscall providers (dtrace_user) and the pid and cpu variables
  * (dtrace_proc), as cpu-by-user.d; without more, only processes the user may already
  * control are seen, and in a non-global zone only that zone's. Root in the global zone
- * (dtrace_kernel) sees every process. Stops when the process calls exit(2) (not when a signal kills it) or on Ctrl-C.
+ * (dtrace_kernel) sees every process. Stops when the process calls exit(2) (not when a
+ * signal kills it) or on Ctrl-C.
  */
 #pragma D option quiet
 

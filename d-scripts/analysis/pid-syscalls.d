@@ -19,8 +19,9 @@
  * Privileges: the syscall provider (dtrace_user) and the pid variable (dtrace_proc), as
  * cpu-by-user.d; without more, only processes the user may already control are seen, and
  * in a non-global zone only that zone's. Root in the global zone (dtrace_kernel) sees
- * every process. Stops when the process calls exit(2) (not when a signal kills it) or on Ctrl-C. Costs every system
- * call of every process a probe firing while it runs (the predicate rejects the others).
+ * every process. Stops when the process calls exit(2) (not when a signal kills it) or on
+ * Ctrl-C. While it runs, every system call of every process fires a probe (the predicate
+ * then rejects the other processes'): a small cost on busy hosts.
  */
 #pragma D option quiet
 #pragma D option defaultargs

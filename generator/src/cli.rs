@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use frame_proto::Packet;
 
-use crate::linux::{LinuxOptions, LinuxSource};
+use crate::linux::LinuxSource;
 use crate::publisher::Publisher;
 use crate::run_loop::{FrameSink, FrameStamp, run};
 use crate::source::StatSource;
@@ -23,7 +23,7 @@ pub fn open_source(config: &GeneratorConfig) -> Result<Box<dyn StatSource>, Gene
     Ok(match config.source {
         SourceKind::Synthetic => Box::new(SyntheticSource::new(config.synthetic_shape())),
         SourceKind::Linux => {
-            Box::new(LinuxSource::new(LinuxOptions { root: config.linux_root.clone(), top_processes: config.processes })?)
+            Box::new(LinuxSource::new(config.zones_of_linux.linux_options(&config.linux_root, config.processes))?)
         }
         SourceKind::Illumos => crate::illumos::open(config)?,
     })

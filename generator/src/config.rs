@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use regex::Regex;
 
 use crate::GeneratorError;
+use crate::linux::{LinuxOptions, ZoneFilter, ZoneNaming};
 use crate::run_loop::Schedule;
 use crate::synthetic::SyntheticShape;
 
@@ -128,6 +130,54 @@ pub struct GeneratorConfig {
     /// Root of /proc and /sys for the Linux source (tests point it at a recorded tree).
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
     pub linux_root: std::path::PathBuf,
+
+    /// Linux source: which zones are reported and how they are named.
+    #[command(flatten)]
+    pub zones_of_linux: LinuxZoneArgs,
+}
+
+/// The Linux source's zone flags, defined once: the generator and the archiver's embedded
+/// generator both take them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinuxZoneArgs {
+    /// Linux: how zones are named: `readable` (`docker/3f2a1b4c5d6e`, `nginx.service`,
+    /// `k8s/POD-UID/3f2a1b4c5d6e`) or `path` (the cgroup path without its leading `/`, as
+    /// generators before these names sent).
+    #[arg(long, value_enum, value_name = "readable|path", default_value_t = ZoneNaming::Readable)]
+    pub zone_names: ZoneNaming,
+
+    /// Linux: report only zones whose name or cgroup path matches this regular expression
+    /// (repeatable: any of them).
+    #[arg(long, value_name = "REGEX")]
+    pub zone_include: Vec<Regex>,
+
+    /// Linux: leave out zones whose name or cgroup path matches this regular expression
+    /// (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    pub zone_exclude: Vec<Regex>,
+
+    /// Linux: report at most this many zones besides `global`; past it, the zones of the
+    /// previous sample are kept first, then new ones by name (`system.zones_dropped` counts
+    /// the rest).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub max_zones: u64,
+}
+
+impl LinuxZoneArgs {
+    /// The Linux source's options for `root`, reporting `top_processes` per zone.
+    pub fn linux_options(&self, root: &std::path::Path, top_processes: usize) -> LinuxOptions {
+        LinuxOptions {
+            root: root.to_owned(),
+            top_processes,
+            naming: self.zone_names,
+            filter: ZoneFilter {
+                include: self.zone_include.clone(),
+                exclude: self.zone_exclude.clone(),
+                max_zones: usize::try_from(self.max_zones).unwrap_or(usize::MAX),
+            },
+            ..LinuxOptions::default()
+        }
+    }
 }
 
 impl GeneratorConfig {

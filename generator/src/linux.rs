@@ -5,21 +5,70 @@
 //! to 4999 Hz ticks so that `usage / ticks` means the same as on illumos. Per-interval
 //! fields (CPU usage, faults) are differences between two samples, so the first sample of a
 //! run leaves them absent. Processes vanish mid-scan: any per-pid read that fails skips that
-//! pid, never the sample. All paths are below `root`, so tests run on a recorded tree.
+//! pid, never the sample; a cgroup or host file that is missing or unreadable leaves its
+//! fields absent (NULL), never 0. All paths are below `root`, so tests run on composed trees.
+//!
+//! Besides the 2013 fields, frames carry the container and host tables (`cpu_time`,
+//! `pressure`, `memory`, `io`, `link`, `system`, `filesystem`, `zone_info`). Zones get
+//! readable names ([`zone_name`]); which zones are reported is [`ZoneFilter`]'s business.
+//! State kept between samples is per zone present in the last sample and per process seen
+//! in it: a zone or process that goes away leaves nothing behind.
 
 pub mod cgroup;
+pub mod host;
+pub mod zone_name;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use frame_proto::Packet;
-use frame_proto::packet::{Cpu, Cpuqueue, Disk, Mem, Net, Process};
+use frame_proto::packet::{self, Cpu, Cpuqueue, Disk, Mem, Net, Process};
 use procfs::net::{DeviceStatus, InterfaceDeviceStatus};
 use procfs::{DiskStats, ExplicitSystemInfo, FromRead, FromReadSI, KernelStats, Meminfo, VmStat};
+use regex::Regex;
 
 use crate::GeneratorError;
 use crate::source::{StatSource, ns_to_ticks};
 use cgroup::{CgroupMounts, DeviceIo, Membership};
+use zone_name::ZoneIdentity;
+
+/// How zones are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ZoneNaming {
+    /// Readable names: `docker/3f2a1b4c5d6e`, `k8s/POD-UID/3f2a1b4c5d6e`, `nginx.service`.
+    #[default]
+    Readable,
+    /// The cgroup path without its leading `/` (what generators before this one sent).
+    Path,
+}
+
+/// Which zones are reported: include and exclude patterns (regular expressions, each
+/// matched against the zone's name and its cgroup path) and a cap on their number.
+#[derive(Debug, Clone)]
+pub struct ZoneFilter {
+    /// A zone is reported only if one of these matches (none: every zone).
+    pub include: Vec<Regex>,
+    /// A zone is not reported if one of these matches.
+    pub exclude: Vec<Regex>,
+    /// At most this many zones besides `global`; past it, zones reported in the previous
+    /// sample are kept first, then new ones in name order (the rest counted in
+    /// `system.zones_dropped`).
+    pub max_zones: usize,
+}
+
+impl Default for ZoneFilter {
+    fn default() -> Self {
+        Self { include: Vec::new(), exclude: Vec::new(), max_zones: 1000 }
+    }
+}
+
+impl ZoneFilter {
+    /// Whether a zone of this name and path passes the patterns.
+    pub fn admits(&self, name: &str, path: &str) -> bool {
+        let matches = |r: &Regex| r.is_match(name) || r.is_match(path);
+        (self.include.is_empty() || self.include.iter().any(matches)) && !self.exclude.iter().any(matches)
+    }
+}
 
 /// Options of the Linux source.
 #[derive(Debug, Clone)]
@@ -28,12 +77,34 @@ pub struct LinuxOptions {
     pub root: PathBuf,
     /// Busiest processes reported per zone.
     pub top_processes: usize,
+    /// How zones are named.
+    pub naming: ZoneNaming,
+    /// Which zones are reported.
+    pub filter: ZoneFilter,
+    /// A zone's `zone_info` row is sent with its first frame and then every this many
+    /// samples (so every hour file holds one at the default interval).
+    pub zone_info_every: u64,
 }
 
 impl Default for LinuxOptions {
     fn default() -> Self {
-        Self { root: PathBuf::from("/"), top_processes: 20 }
+        Self {
+            root: PathBuf::from("/"),
+            top_processes: 20,
+            naming: ZoneNaming::Readable,
+            filter: ZoneFilter::default(),
+            zone_info_every: 60,
+        }
     }
+}
+
+/// A zone of one sample: its name, cgroup path, identity and member processes.
+#[derive(Debug)]
+struct SampledZone<'a> {
+    name: String,
+    path: &'a str,
+    identity: ZoneIdentity,
+    members: Vec<&'a ProcSample>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +114,8 @@ struct ProcSample {
     cpu_ticks: u64,
     processor: Option<u32>,
     threads: u32,
-    zone: Option<String>,
+    /// The zone's cgroup path (leading `/`); `None` for the host's root cgroup.
+    cgroup_path: Option<String>,
     membership: Membership,
 }
 
@@ -53,6 +125,8 @@ struct ZonePrev {
     percpu_ns: Vec<u64>,
     usage_us: Option<u64>,
     majflt: Option<u64>,
+    /// Samples since the zone's `zone_info` row was last sent.
+    since_info: u64,
 }
 
 /// The Linux source.
@@ -67,6 +141,7 @@ pub struct LinuxSource {
     prev_vm: Option<(u64, u64, u64)>,
     prev_zone: HashMap<String, ZonePrev>,
     host_netns: Option<PathBuf>,
+    host_since_info: Option<u64>,
 }
 
 impl LinuxSource {
@@ -95,7 +170,14 @@ impl LinuxSource {
             prev_vm: None,
             prev_zone: HashMap::new(),
             host_netns,
+            host_since_info: None,
         })
+    }
+
+    /// Entries of state kept between samples (processes and zones of the last sample), for
+    /// tests that zones and processes that went away left nothing behind.
+    pub fn state_entries(&self) -> usize {
+        self.prev_proc_ticks.len() + self.prev_zone.len()
     }
 
     fn read_err(path: &Path, e: impl std::fmt::Display) -> GeneratorError {
@@ -120,7 +202,7 @@ impl LinuxSource {
                 cpu_ticks: stat.utime + stat.stime,
                 processor: stat.processor.and_then(|c| u32::try_from(c).ok()),
                 threads: u32::try_from(stat.num_threads).unwrap_or(0),
-                zone: membership.zone_path().map(|p| p.trim_start_matches('/').to_owned()),
+                cgroup_path: membership.zone_path().map(str::to_owned),
                 membership,
             });
         }
@@ -146,7 +228,25 @@ impl LinuxSource {
             .collect()
     }
 
-    fn global_frame(&mut self, time_us: i64, procs: &[ProcSample], zones: &[String]) -> Result<Packet, GeneratorError> {
+    fn ticks_to_us(&self, ticks: u64) -> u64 {
+        ticks.saturating_mul(1_000_000) / self.system.ticks_per_second.max(1)
+    }
+
+    /// Whether the zone's `zone_info` row is due in this sample (its first, then every
+    /// `zone_info_every` samples); counts the sample.
+    fn info_due(since: &mut Option<u64>, every: u64) -> bool {
+        let due = since.is_none_or(|n| n + 1 >= every.max(1));
+        *since = Some(if due { 0 } else { since.unwrap_or(0) + 1 });
+        due
+    }
+
+    fn global_frame(
+        &mut self,
+        time_us: i64,
+        procs: &[ProcSample],
+        zones: &[String],
+        dropped: usize,
+    ) -> Result<Packet, GeneratorError> {
         let stat_path = self.proc_dir.join("stat");
         let stat = KernelStats::from_file(&stat_path, &self.system).map_err(|e| Self::read_err(&stat_path, e))?;
         let busy: Vec<u64> = stat
@@ -163,6 +263,13 @@ impl LinuxSource {
             })
             .collect();
         self.prev_core_busy = busy;
+        let total = &stat.total;
+        let cpu_time = packet::CpuTime {
+            user_us: Some(self.ticks_to_us(total.user + total.nice)),
+            system_us: Some(self.ticks_to_us(total.system + total.irq.unwrap_or(0) + total.softirq.unwrap_or(0))),
+            iowait_us: total.iowait.map(|t| self.ticks_to_us(t)),
+            ..Default::default()
+        };
 
         let page = self.system.page_size.max(1);
         let meminfo_path = self.proc_dir.join("meminfo");
@@ -193,9 +300,36 @@ impl LinuxSource {
         if let (Some(a), Some(b), Some(c)) = faults {
             self.prev_vm = Some((a, b, c));
         }
+        let usage = mi.mem_total.saturating_sub(mi.mem_free);
+        let memory = packet::Memory {
+            usage: Some(usage),
+            working_set: mi.inactive_file.map(|i| usage.saturating_sub(i)),
+            anon: mi.anon_pages,
+            file: Some(mi.buffers + mi.cached),
+            shmem: mi.shmem,
+            kernel: mi.kernel_stack.zip(mi.page_tables).map(|(k, p)| mi.slab + k + p),
+            slab: Some(mi.slab),
+            inactive_file: mi.inactive_file,
+            limit: Some(mi.mem_total),
+            swap: Some(mi.swap_total.saturating_sub(mi.swap_free)),
+            swap_limit: Some(mi.swap_total),
+            ..Default::default()
+        };
 
-        let net = read_net_dev(&self.proc_dir.join("net/dev"));
-        let disk = self.host_disks();
+        let host_netns = self.host_netns.as_deref().and_then(|_| host::namespace_inode(&self.proc_dir.join("1/ns/net")));
+        let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), host_netns);
+        let (disk, io) = self.host_disks();
+        let mut system = host::system_row(&self.proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
+        system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
+        system.zones_dropped = Some(u32::try_from(dropped).unwrap_or(u32::MAX));
+        let filesystem = std::fs::read_to_string(self.proc_dir.join("self/mountinfo"))
+            .map(|m| host::filesystem_rows(&m, &self.opts.root))
+            .unwrap_or_default();
+        let zone_info = Self::info_due(&mut self.host_since_info, self.opts.zone_info_every).then(|| packet::ZoneInfo {
+            cgroup_path: Some("/".to_owned()),
+            kind: Some("host".to_owned()),
+            ..Default::default()
+        });
         let all: Vec<&ProcSample> = procs.iter().collect();
         Ok(Packet {
             name: "global".to_owned(),
@@ -209,35 +343,62 @@ impl LinuxSource {
             process: self.busiest(&all),
             zonename: std::iter::once("global".to_owned()).chain(zones.iter().cloned()).collect(),
             cpuqueue: vec![Cpuqueue { core: None, length: stat.procs_running, amount: Some(1) }],
+            cpu_time: vec![cpu_time],
+            pressure: host::pressure_rows(&self.proc_dir.join("pressure"), false),
+            memory: vec![memory],
+            io,
+            link,
+            system: vec![system],
+            filesystem,
+            zone_info: zone_info.into_iter().collect(),
             ..Default::default()
         })
     }
 
     /// Whole disks from `/proc/diskstats` (those listed in `/sys/block`, minus loop and ram
-    /// devices): cumulative bytes, operations, busy time (`rtime`) and the time-weighted
-    /// queue length (`rlentime`), as illumos' `kstat_io` reports them.
-    fn host_disks(&self) -> Vec<Disk> {
-        let Ok(stats) = DiskStats::from_file(self.proc_dir.join("diskstats")) else { return Vec::new() };
+    /// devices): for `disk`, cumulative bytes, operations, busy time (`rtime`) and the
+    /// time-weighted queue length (`rlentime`), as illumos' `kstat_io` reports them; for
+    /// `io`, the same devices with discards, read, write and discard times and I/Os in flight.
+    fn host_disks(&self) -> (Vec<Disk>, Vec<packet::Io>) {
+        let Ok(stats) = DiskStats::from_file(self.proc_dir.join("diskstats")) else { return (Vec::new(), Vec::new()) };
         let sys_block = self.opts.root.join("sys/block");
+        let ms = |v: u64| v.saturating_mul(1_000_000);
         stats
             .0
             .into_iter()
             .filter(|d| !d.name.starts_with("loop") && !d.name.starts_with("ram") && sys_block.join(&d.name).exists())
-            .map(|d| Disk {
-                instance: d.name,
-                nread: Some(d.sectors_read * 512),
-                nwritten: Some(d.sectors_written * 512),
-                reads: Some(d.reads as u32),
-                writes: Some(d.writes as u32),
-                rtime: Some(d.time_in_progress * 1_000_000),
-                wtime: None,
-                rlentime: Some(d.weighted_time_in_progress * 1_000_000),
-                wlentime: None,
-                harderror: None,
-                softerror: None,
-                tranerror: None,
+            .map(|d| {
+                let io = packet::Io {
+                    instance: d.name.clone(),
+                    rbytes: Some(d.sectors_read.saturating_mul(512)),
+                    wbytes: Some(d.sectors_written.saturating_mul(512)),
+                    rios: Some(d.reads),
+                    wios: Some(d.writes),
+                    dbytes: d.sectors_discarded.map(|s| s.saturating_mul(512)),
+                    dios: d.discards,
+                    read_ns: Some(ms(d.time_reading)),
+                    write_ns: Some(ms(d.time_writing)),
+                    discard_ns: d.time_discarding.map(ms),
+                    in_progress: Some(u32::try_from(d.in_progress).unwrap_or(u32::MAX)),
+                    busy_ns: Some(ms(d.time_in_progress)),
+                };
+                let disk = Disk {
+                    instance: d.name,
+                    nread: Some(d.sectors_read * 512),
+                    nwritten: Some(d.sectors_written * 512),
+                    reads: Some(d.reads as u32),
+                    writes: Some(d.writes as u32),
+                    rtime: Some(d.time_in_progress * 1_000_000),
+                    wtime: None,
+                    rlentime: Some(d.weighted_time_in_progress * 1_000_000),
+                    wlentime: None,
+                    harderror: None,
+                    softerror: None,
+                    tranerror: None,
+                };
+                (disk, io)
             })
-            .collect()
+            .unzip()
     }
 
     fn device_names(&self) -> HashMap<String, String> {
@@ -246,10 +407,123 @@ impl LinuxSource {
             .unwrap_or_default()
     }
 
-    fn zone_frame(&mut self, zone: &str, time_us: i64, members: &[&ProcSample], devices: &HashMap<String, String>) -> Packet {
+    /// `cpu_time` of a zone: v2 `cpu.stat`, `cpu.max` up the tree, `cpu.weight`; else v1
+    /// `cpuacct.stat`, `cpu.stat`, `cpu.cfs_*` up the tree, `cpu.shares`.
+    fn zone_cpu_time(&self, m: &Membership, v2_dir: Option<&Path>) -> Option<packet::CpuTime> {
+        if let Some(dir) = v2_dir.filter(|d| d.join("cpu.stat").exists()) {
+            let st = cgroup::read_flat(&dir.join("cpu.stat"));
+            let top = self.mounts.v2.as_deref().unwrap_or(dir);
+            let quota = cgroup::effective_quota(dir, top, |d| {
+                std::fs::read_to_string(d.join("cpu.max")).ok().and_then(|t| cgroup::parse_cpu_max(&t))
+            });
+            return Some(packet::CpuTime {
+                user_us: st.get("user_usec").copied(),
+                system_us: st.get("system_usec").copied(),
+                periods: st.get("nr_periods").copied(),
+                throttled_periods: st.get("nr_throttled").copied(),
+                throttled_us: st.get("throttled_usec").copied(),
+                quota_us: quota.map(|q| q.quota_us),
+                period_us: quota.map(|q| q.period_us),
+                limit_millicores: quota.map(cgroup::CpuQuota::millicores),
+                weight: cgroup::read_u64(&dir.join("cpu.weight")).and_then(|w| u32::try_from(w).ok()),
+                iowait_us: None,
+            });
+        }
+        let cpu_dir = m.v1.get("cpu").filter(|p| *p != "/").and_then(|p| self.mounts.v1_dir("cpu", p));
+        let acct_dir = m.v1.get("cpuacct").filter(|p| *p != "/").and_then(|p| self.mounts.v1_dir("cpuacct", p));
+        if cpu_dir.is_none() && acct_dir.is_none() {
+            return None;
+        }
+        let acct = acct_dir.map(|d| cgroup::read_flat(&d.join("cpuacct.stat"))).unwrap_or_default();
+        let st = cpu_dir.as_ref().map(|d| cgroup::read_flat(&d.join("cpu.stat"))).unwrap_or_default();
+        let quota = cpu_dir.as_ref().and_then(|d| {
+            let top = self.mounts.v1.get("cpu").map(PathBuf::as_path).unwrap_or(d);
+            cgroup::effective_quota(d, top, cgroup::read_v1_quota)
+        });
+        Some(packet::CpuTime {
+            user_us: acct.get("user").map(|t| self.ticks_to_us(*t)),
+            system_us: acct.get("system").map(|t| self.ticks_to_us(*t)),
+            periods: st.get("nr_periods").copied(),
+            throttled_periods: st.get("nr_throttled").copied(),
+            throttled_us: st.get("throttled_time").map(|ns| ns / 1000),
+            quota_us: quota.map(|q| q.quota_us),
+            period_us: quota.map(|q| q.period_us),
+            limit_millicores: quota.map(cgroup::CpuQuota::millicores),
+            weight: cpu_dir.and_then(|d| cgroup::read_u64(&d.join("cpu.shares"))).map(cgroup::shares_to_weight),
+            iowait_us: None,
+        })
+    }
+
+    /// `memory` of a zone: v2 `memory.*` files, else v1's.
+    fn zone_memory(m: &Membership, v2_dir: Option<&Path>, v1_dir: Option<&Path>) -> Option<packet::Memory> {
+        if let Some(dir) = v2_dir.filter(|d| d.join("memory.stat").exists()) {
+            let st = cgroup::read_flat(&dir.join("memory.stat"));
+            let ev = cgroup::read_flat(&dir.join("memory.events"));
+            let get = |k: &str| st.get(k).copied();
+            let usage = cgroup::read_u64(&dir.join("memory.current"));
+            let inactive_file = get("inactive_file");
+            // `kernel` since Linux 5.18; before, the parts it sums.
+            let kernel = get("kernel").or_else(|| {
+                let slab = get("slab").or_else(|| Some(get("slab_reclaimable")? + get("slab_unreclaimable")?));
+                Some(get("kernel_stack")? + get("pagetables")? + get("percpu")? + slab?)
+            });
+            return Some(packet::Memory {
+                usage,
+                working_set: usage.zip(inactive_file).map(|(u, i)| u.saturating_sub(i)),
+                anon: get("anon"),
+                file: get("file"),
+                shmem: get("shmem"),
+                kernel,
+                slab: get("slab").or_else(|| Some(get("slab_reclaimable")? + get("slab_unreclaimable")?)),
+                inactive_file,
+                limit: cgroup::read_u64(&dir.join("memory.max")),
+                high: cgroup::read_u64(&dir.join("memory.high")),
+                swap: cgroup::read_u64(&dir.join("memory.swap.current")),
+                swap_limit: cgroup::read_u64(&dir.join("memory.swap.max")),
+                oom: ev.get("oom").copied(),
+                oom_kill: ev.get("oom_kill").copied(),
+                max_events: ev.get("max").copied(),
+                high_events: ev.get("high").copied(),
+            });
+        }
+        let dir = v1_dir.filter(|_| m.v1.contains_key("memory"))?;
+        let st = cgroup::read_flat(&dir.join("memory.stat"));
+        let get = |k: &str| st.get(k).copied();
+        let usage = cgroup::read_u64(&dir.join("memory.usage_in_bytes"));
+        let limit = cgroup::read_u64(&dir.join("memory.limit_in_bytes"));
+        let inactive_file = get("total_inactive_file");
+        let oom_control = cgroup::read_flat(&dir.join("memory.oom_control"));
+        Some(packet::Memory {
+            usage,
+            working_set: usage.zip(inactive_file).map(|(u, i)| u.saturating_sub(i)),
+            anon: get("total_rss"),
+            file: get("total_cache"),
+            shmem: get("total_shmem"),
+            kernel: cgroup::read_u64(&dir.join("memory.kmem.usage_in_bytes")),
+            slab: None,
+            inactive_file,
+            limit,
+            high: None,
+            swap: cgroup::read_u64(&dir.join("memory.memsw.usage_in_bytes")).zip(usage).map(|(a, b)| a.saturating_sub(b)),
+            swap_limit: cgroup::read_u64(&dir.join("memory.memsw.limit_in_bytes")).zip(limit).map(|(a, b)| a.saturating_sub(b)),
+            oom: None,
+            oom_kill: oom_control.get("oom_kill").copied(),
+            max_events: cgroup::read_u64(&dir.join("memory.failcnt")),
+            high_events: None,
+        })
+    }
+
+    fn zone_frame(
+        &mut self,
+        zone: &SampledZone<'_>,
+        time_us: i64,
+        devices: &HashMap<String, String>,
+        own_netns: Option<(u32, u64)>,
+    ) -> Packet {
+        let members = &zone.members;
         let Some(first) = members.first() else { return Packet::default() };
         let m = &first.membership;
-        let prev = self.prev_zone.get(zone).cloned().unwrap_or_default();
+        let prev = self.prev_zone.get(&zone.name).cloned().unwrap_or_default();
         let mut next = ZonePrev::default();
 
         // CPU: v1 cpuacct gives a per-core split (ns); v2 only a total (µs), reported as one
@@ -279,6 +553,7 @@ impl LinuxSource {
         // Memory: v2 files when the zone is a v2 group with memory accounting, else v1.
         let mut mem = Mem::default();
         let mut majflt = None;
+        let v1_memory_dir = m.v1.get("memory").and_then(|p| self.mounts.v1_dir("memory", p));
         if let Some(dir) = v2_dir.as_ref().filter(|d| d.join("memory.stat").exists()) {
             let st = cgroup::read_flat(&dir.join("memory.stat"));
             mem.rss = st.get("anon").copied();
@@ -286,7 +561,7 @@ impl LinuxSource {
             mem.swap = cgroup::read_u64(&dir.join("memory.swap.current"));
             mem.swapcap = cgroup::read_u64(&dir.join("memory.swap.max"));
             majflt = st.get("pgmajfault").copied();
-        } else if let Some(dir) = m.v1.get("memory").and_then(|p| self.mounts.v1_dir("memory", p)) {
+        } else if let Some(dir) = &v1_memory_dir {
             let st = cgroup::read_flat(&dir.join("memory.stat"));
             mem.rss = st.get("total_rss").or_else(|| st.get("rss")).copied();
             mem.physcap = cgroup::read_u64(&dir.join("memory.limit_in_bytes"));
@@ -299,6 +574,9 @@ impl LinuxSource {
         }
         mem.maj_fault = majflt.zip(prev.majflt).map(|(a, b)| u32::try_from(a.saturating_sub(b)).unwrap_or(u32::MAX));
         next.majflt = majflt;
+        let memory = Self::zone_memory(m, v2_dir.as_deref(), v1_memory_dir.as_deref());
+        let cpu_time = self.zone_cpu_time(m, v2_dir.as_deref());
+        let pressure = v2_dir.as_deref().map(|d| host::pressure_rows(d, true)).unwrap_or_default();
 
         // Disk I/O per device.
         let io: HashMap<String, DeviceIo> = if let Some(dir) = v2_dir.as_ref().filter(|d| d.join("io.stat").exists()) {
@@ -314,9 +592,9 @@ impl LinuxSource {
             io.into_iter().map(|(dev, v)| (devices.get(&dev).cloned().unwrap_or(dev), v)).collect();
         io.sort_by(|a, b| a.0.cmp(&b.0));
         let disk = io
-            .into_iter()
+            .iter()
             .map(|(instance, v)| Disk {
-                instance,
+                instance: instance.clone(),
                 nread: v.rbytes,
                 nwritten: v.wbytes,
                 reads: v.rios.map(|x| x as u32),
@@ -324,20 +602,37 @@ impl LinuxSource {
                 ..Default::default()
             })
             .collect();
-
-        // Network: only a zone with its own network namespace has counters of its own.
-        let net = members
-            .iter()
-            .find_map(|p| {
-                let ns = std::fs::read_link(self.proc_dir.join(p.pid.to_string()).join("ns/net")).ok()?;
-                (Some(&ns) != self.host_netns.as_ref())
-                    .then(|| read_net_dev(&self.proc_dir.join(p.pid.to_string()).join("net/dev")))
+        let io = io
+            .into_iter()
+            .map(|(instance, v)| packet::Io {
+                instance,
+                rbytes: v.rbytes,
+                wbytes: v.wbytes,
+                rios: v.rios,
+                wios: v.wios,
+                dbytes: v.dbytes,
+                dios: v.dios,
+                ..Default::default()
             })
+            .collect();
+
+        // Network: the counters of a namespace of its own, in the one zone that owns it.
+        let (net, link) = own_netns
+            .map(|(pid, ns)| read_net_dev(&self.proc_dir.join(pid.to_string()).join("net/dev"), Some(ns)))
             .unwrap_or_default();
 
-        self.prev_zone.insert(zone.to_owned(), next);
+        let mut since = Some(prev.since_info).filter(|_| self.prev_zone.contains_key(&zone.name));
+        let zone_info = Self::info_due(&mut since, self.opts.zone_info_every).then(|| packet::ZoneInfo {
+            cgroup_path: Some(zone.path.to_owned()),
+            kind: Some(zone.identity.kind.to_owned()),
+            container_id: zone.identity.container_id.clone(),
+            pod_uid: zone.identity.pod_uid.clone(),
+        });
+        next.since_info = since.unwrap_or(0);
+
+        self.prev_zone.insert(zone.name.clone(), next);
         Packet {
-            name: zone.to_owned(),
+            name: zone.name.clone(),
             time: (time_us.max(0) / 1_000_000) as u64,
             threads: Some(members.iter().map(|p| p.threads).sum()),
             processes: Some(members.len() as u32),
@@ -346,27 +641,84 @@ impl LinuxSource {
             net,
             disk,
             process: self.busiest(members),
+            cpu_time: cpu_time.into_iter().collect(),
+            pressure,
+            memory: memory.into_iter().collect(),
+            io,
+            link,
+            zone_info: zone_info.into_iter().collect(),
             ..Default::default()
         }
     }
+
+    /// The zones of this sample: processes grouped by cgroup, named, filtered by the
+    /// patterns, capped (zones of the previous sample first, then by name), sorted by name.
+    /// Returns the zones and how many the cap left out.
+    fn zones<'a>(&self, procs: &'a [ProcSample]) -> (Vec<SampledZone<'a>>, usize) {
+        let mut by_path: BTreeMap<&str, Vec<&ProcSample>> = BTreeMap::new();
+        for p in procs {
+            if let Some(path) = &p.cgroup_path {
+                by_path.entry(path.as_str()).or_default().push(p);
+            }
+        }
+        let mut zones: Vec<SampledZone<'a>> = by_path
+            .into_iter()
+            .map(|(path, members)| {
+                let identity = zone_name::identify(path);
+                let name = match self.opts.naming {
+                    ZoneNaming::Readable => identity.name.clone(),
+                    ZoneNaming::Path => path.trim_start_matches('/').to_owned(),
+                };
+                SampledZone { name, path, identity, members }
+            })
+            .collect();
+        // Two paths with one readable name (or a name equal to `global`): both keep their paths.
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        zones.iter().for_each(|z| *count.entry(z.name.as_str()).or_default() += 1);
+        let clashing: HashSet<String> =
+            count.into_iter().filter(|(n, c)| *c > 1 || n.is_empty() || *n == "global").map(|(n, _)| n.to_owned()).collect();
+        for z in &mut zones {
+            if clashing.contains(&z.name) {
+                z.name = z.path.trim_start_matches('/').to_owned();
+            }
+        }
+        zones.retain(|z| self.opts.filter.admits(&z.name, z.path));
+        let max = self.opts.filter.max_zones;
+        let mut dropped = 0;
+        if zones.len() > max {
+            zones.sort_by(|a, b| {
+                let (pa, pb) = (self.prev_zone.contains_key(&a.name), self.prev_zone.contains_key(&b.name));
+                pb.cmp(&pa).then_with(|| a.name.cmp(&b.name))
+            });
+            dropped = zones.len() - max;
+            zones.truncate(max);
+        }
+        zones.sort_by(|a, b| a.name.cmp(&b.name));
+        (zones, dropped)
+    }
 }
 
-/// Interfaces of a network namespace from its `net/dev`, sorted by name.
-fn read_net_dev(path: &Path) -> Vec<Net> {
-    let Ok(dev) = InterfaceDeviceStatus::from_file(path) else { return Vec::new() };
+/// Interfaces of a network namespace from its `net/dev`, sorted by name: the 2013 `net`
+/// rows and the `link` rows (with drops and the namespace).
+fn read_net_dev(path: &Path, netns: Option<u64>) -> (Vec<Net>, Vec<packet::Link>) {
+    let Ok(dev) = InterfaceDeviceStatus::from_file(path) else { return (Vec::new(), Vec::new()) };
     let sorted: BTreeMap<String, DeviceStatus> = dev.0.into_iter().collect();
     sorted
         .into_iter()
-        .map(|(name, d)| Net {
-            instance: Some(name),
-            obytes64: Some(d.sent_bytes),
-            rbytes64: Some(d.recv_bytes),
-            opackets: Some(d.sent_packets),
-            ipackets: Some(d.recv_packets),
-            oerrors: Some(d.sent_errs as u32),
-            ierrors: Some(d.recv_errs as u32),
+        .map(|(name, d)| {
+            let link = host::link_row(&name, &d, netns);
+            let net = Net {
+                instance: Some(name),
+                obytes64: Some(d.sent_bytes),
+                rbytes64: Some(d.recv_bytes),
+                opackets: Some(d.sent_packets),
+                ipackets: Some(d.recv_packets),
+                oerrors: Some(d.sent_errs as u32),
+                ierrors: Some(d.recv_errs as u32),
+            };
+            (net, link)
         })
-        .collect()
+        .unzip()
 }
 
 impl StatSource for LinuxSource {
@@ -377,24 +729,33 @@ impl StatSource for LinuxSource {
     fn sample(&mut self, time_us: i64, interval_us: i64) -> Result<Vec<Packet>, GeneratorError> {
         let ticks = ns_to_ticks((interval_us.max(0) as u64).saturating_mul(1000));
         let procs = self.scan_processes();
-        let mut by_zone: BTreeMap<&str, Vec<&ProcSample>> = BTreeMap::new();
-        for p in &procs {
-            if let Some(z) = &p.zone {
-                by_zone.entry(z.as_str()).or_default().push(p);
+        let (zones, dropped) = self.zones(&procs);
+        let zone_names: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
+        let devices = self.device_names();
+        // Each network namespace other than the host's is counted once: in the zone of its
+        // lowest-numbered member process (a pod's containers share one namespace).
+        let host_netns = host::namespace_inode(&self.proc_dir.join("1/ns/net"));
+        let mut owner: BTreeMap<u64, (u32, usize)> = BTreeMap::new();
+        for (i, z) in zones.iter().enumerate() {
+            let Some(lowest) = z.members.iter().map(|p| p.pid).min() else { continue };
+            let Some(ns) = host::namespace_inode(&self.proc_dir.join(lowest.to_string()).join("ns/net")) else { continue };
+            if Some(ns) != host_netns && owner.get(&ns).is_none_or(|(pid, _)| lowest < *pid) {
+                owner.insert(ns, (lowest, i));
             }
         }
-        let zone_names: Vec<String> = by_zone.keys().map(|z| (*z).to_owned()).collect();
-        let devices = self.device_names();
-        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names)?];
-        for (zone, members) in &by_zone {
-            frames.push(self.zone_frame(zone, time_us, members, &devices));
+        let own_netns: HashMap<usize, (u32, u64)> = owner.into_iter().map(|(ns, (pid, i))| (i, (pid, ns))).collect();
+        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped)?];
+        let mut present = HashSet::new();
+        for (i, zone) in zones.iter().enumerate() {
+            frames.push(self.zone_frame(zone, time_us, &devices, own_netns.get(&i).copied()));
+            present.insert(zone.name.clone());
         }
         for f in &mut frames {
             f.ticks = Some(ticks);
             f.time_us = Some(time_us.max(0) as u64);
         }
         self.prev_proc_ticks = procs.iter().map(|p| (p.pid, p.cpu_ticks)).collect();
-        self.prev_zone.retain(|z, _| by_zone.contains_key(z.as_str()));
+        self.prev_zone.retain(|z, _| present.contains(z));
         Ok(frames)
     }
 }

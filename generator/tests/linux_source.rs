@@ -119,9 +119,10 @@ fn hybrid_host_global_v1_and_v2_zones() {
     let root = dir.path();
     hybrid_host(root);
     write_sample(root, 100, 5, [1_000_000_000, 2_000_000_000], 100, 1_000_000);
-    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), top_processes: 2 }).unwrap();
+    let mut source =
+        LinuxSource::new(LinuxOptions { root: root.to_owned(), top_processes: 2, ..LinuxOptions::default() }).unwrap();
     let first = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
-    assert_eq!(first.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["global", "docker/abc", "system.slice/web.service"]);
+    assert_eq!(first.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["global", "docker/abc", "web.service"]);
     let g = zone(&first, "global");
     // First sample: per-interval fields are unknown, not zero.
     assert!(g.cpu.iter().all(|c| c.usage.is_none()));
@@ -159,7 +160,7 @@ fn hybrid_host_global_v1_and_v2_zones() {
     assert_eq!((sda.rtime, sda.rlentime, sda.wtime), (Some(7_000_000), Some(11_000_000), None));
     assert_eq!(g.cpuqueue.len(), 1);
     assert_eq!((g.cpuqueue[0].core, g.cpuqueue[0].length), (None, Some(3)));
-    assert_eq!(g.zonename, ["global", "docker/abc", "system.slice/web.service"]);
+    assert_eq!(g.zonename, ["global", "docker/abc", "web.service"]);
     // Busiest processes: nginx used 30 ticks (0.3 s) in the interval.
     assert_eq!(g.process.len(), 2);
     assert_eq!(
@@ -182,7 +183,7 @@ fn hybrid_host_global_v1_and_v2_zones() {
     assert!(d.zonename.is_empty() && d.cpuqueue.is_empty());
 
     // A v2 group: one CPU row with no core, memory.max "max" is NULL.
-    let w = zone(&frames, "system.slice/web.service");
+    let w = zone(&frames, "web.service");
     assert_eq!(w.cpu.len(), 1);
     assert_eq!((w.cpu[0].core, w.cpu[0].usage), (None, Some(999)));
     assert_eq!((w.mem[0].rss, w.mem[0].physcap, w.mem[0].swap), (Some(123_456), None, Some(0)));
@@ -202,7 +203,8 @@ fn a_process_vanishing_mid_scan_is_skipped() {
     // A pid directory with no readable stat (the process exited between listing and reading).
     fs::create_dir_all(root.join("proc/400")).unwrap();
     write(root, "proc/401/stat", "garbage");
-    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), top_processes: 20 }).unwrap();
+    let mut source =
+        LinuxSource::new(LinuxOptions { root: root.to_owned(), top_processes: 20, ..LinuxOptions::default() }).unwrap();
     let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
     assert_eq!(zone(&frames, "global").processes, Some(3));
 }

@@ -129,9 +129,15 @@ pub struct DeviceIo {
     pub rios: Option<u64>,
     /// Write operations.
     pub wios: Option<u64>,
+    /// Bytes discarded.
+    pub dbytes: Option<u64>,
+    /// Discard operations.
+    pub dios: Option<u64>,
 }
 
-/// Parses v2 `io.stat` (`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=..`), keyed by `MAJ:MIN`.
+/// Parses v2 `io.stat` (`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. dbytes=.. dios=..`),
+/// keyed by `MAJ:MIN`. Keys the kernel adds with `io.cost` or `io.latency` debugging
+/// (`cost.usage=`, `rlat=`, ...) are not kept.
 pub fn parse_io_stat(text: &str) -> HashMap<String, DeviceIo> {
     let mut out = HashMap::new();
     for line in text.lines() {
@@ -146,6 +152,8 @@ pub fn parse_io_stat(text: &str) -> HashMap<String, DeviceIo> {
                 "wbytes" => io.wbytes = v,
                 "rios" => io.rios = v,
                 "wios" => io.wios = v,
+                "dbytes" => io.dbytes = v,
+                "dios" => io.dios = v,
                 _ => {}
             }
         }
@@ -155,7 +163,8 @@ pub fn parse_io_stat(text: &str) -> HashMap<String, DeviceIo> {
 }
 
 /// Parses v1 `blkio.throttle.io_service_bytes` and `blkio.throttle.io_serviced`
-/// (`MAJ:MIN Read N` / `MAJ:MIN Write N` lines), keyed by `MAJ:MIN`.
+/// (`MAJ:MIN Read N` / `Write` / `Discard` lines; `Discard` since Linux 4.19), keyed by
+/// `MAJ:MIN`.
 pub fn parse_blkio(bytes: &str, ops: &str) -> HashMap<String, DeviceIo> {
     let mut out: HashMap<String, DeviceIo> = HashMap::new();
     for (text, is_bytes) in [(bytes, true), (ops, false)] {
@@ -169,11 +178,104 @@ pub fn parse_blkio(bytes: &str, ops: &str) -> HashMap<String, DeviceIo> {
                 ("Write", true) => io.wbytes = Some(n),
                 ("Read", false) => io.rios = Some(n),
                 ("Write", false) => io.wios = Some(n),
+                ("Discard", true) => io.dbytes = Some(n),
+                ("Discard", false) => io.dios = Some(n),
                 _ => {}
             }
         }
     }
     out
+}
+
+/// One line of a pressure file: total stall time in µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    /// `some ... total=`: time at least one task stalled.
+    pub some_us: Option<u64>,
+    /// `full ... total=`: time every non-idle task stalled.
+    pub full_us: Option<u64>,
+}
+
+/// Parses a PSI file (`/proc/pressure/cpu`, a cgroup's `cpu.pressure`):
+/// `some avg10=0.00 avg60=0.00 avg300=0.00 total=123` and the same for `full`. `None` when
+/// neither line has a total (an empty or foreign file).
+pub fn parse_pressure(text: &str) -> Option<Pressure> {
+    let mut p = Pressure::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let which = words.next();
+        let total = words.find_map(|w| w.strip_prefix("total=")).and_then(|v| v.parse().ok());
+        match which {
+            Some("some") => p.some_us = total,
+            Some("full") => p.full_us = total,
+            _ => {}
+        }
+    }
+    (p.some_us.is_some() || p.full_us.is_some()).then_some(p)
+}
+
+/// A CFS bandwidth limit: `quota_us` of CPU time per `period_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuQuota {
+    /// CPU time allowed per period.
+    pub quota_us: u64,
+    /// The period.
+    pub period_us: u64,
+}
+
+impl CpuQuota {
+    /// The limit in thousandths of a CPU.
+    pub fn millicores(self) -> u32 {
+        u32::try_from(self.quota_us.saturating_mul(1000) / self.period_us.max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Whether `self` allows less CPU than `other`.
+    pub fn tighter_than(self, other: CpuQuota) -> bool {
+        u128::from(self.quota_us) * u128::from(other.period_us) < u128::from(other.quota_us) * u128::from(self.period_us)
+    }
+}
+
+/// Parses v2 `cpu.max` (`max 100000` or `50000 100000`); `None` for no limit.
+pub fn parse_cpu_max(text: &str) -> Option<CpuQuota> {
+    let mut w = text.split_whitespace();
+    let quota_us = w.next()?.parse().ok()?;
+    let period_us: u64 = w.next()?.parse().ok()?;
+    (period_us > 0).then_some(CpuQuota { quota_us, period_us })
+}
+
+/// Reads v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` in `dir`; `None` for no limit (-1).
+pub fn read_v1_quota(dir: &Path) -> Option<CpuQuota> {
+    let quota: i64 = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?.trim().parse().ok()?;
+    let period_us = read_u64(&dir.join("cpu.cfs_period_us"))?;
+    (quota > 0 && period_us > 0).then_some(CpuQuota { quota_us: quota as u64, period_us })
+}
+
+/// The tightest quota on the path from `dir` up to `top` (both included): a container's
+/// limit often sits on its pod's or slice's cgroup, not its own. `read` gives one
+/// directory's quota.
+pub fn effective_quota(dir: &Path, top: &Path, read: impl Fn(&Path) -> Option<CpuQuota>) -> Option<CpuQuota> {
+    let mut best: Option<CpuQuota> = None;
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if !d.starts_with(top) {
+            break;
+        }
+        if let Some(q) = read(d).filter(|q| best.is_none_or(|b| q.tighter_than(b))) {
+            best = Some(q);
+        }
+        if d == top {
+            break;
+        }
+        at = d.parent();
+    }
+    best
+}
+
+/// v1 `cpu.shares` (2..262144, default 1024) on v2's `cpu.weight` scale (1..10000, default
+/// 100), as runc and systemd convert them.
+pub fn shares_to_weight(shares: u64) -> u32 {
+    let shares = shares.clamp(2, 262_144);
+    (1 + ((shares - 2) * 9999) / 262_142) as u32
 }
 
 #[cfg(test)]
@@ -210,8 +312,51 @@ mod tests {
     #[test]
     fn io_files() {
         let v2 = parse_io_stat("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n");
-        assert_eq!(v2["8:0"], DeviceIo { rbytes: Some(4096), wbytes: Some(8192), rios: Some(1), wios: Some(2) });
-        let v1 = parse_blkio("8:0 Read 10\n8:0 Write 20\n8:0 Total 30\nTotal 30\n", "8:0 Read 1\n8:0 Write 2\n");
-        assert_eq!(v1["8:0"], DeviceIo { rbytes: Some(10), wbytes: Some(20), rios: Some(1), wios: Some(2) });
+        assert_eq!(
+            v2["8:0"],
+            DeviceIo { rbytes: Some(4096), wbytes: Some(8192), rios: Some(1), wios: Some(2), dbytes: Some(0), dios: Some(0) }
+        );
+        let v1 = parse_blkio("8:0 Read 10\n8:0 Write 20\n8:0 Discard 5\n8:0 Total 30\nTotal 30\n", "8:0 Read 1\n8:0 Write 2\n");
+        assert_eq!(
+            v1["8:0"],
+            DeviceIo { rbytes: Some(10), wbytes: Some(20), rios: Some(1), wios: Some(2), dbytes: Some(5), dios: None }
+        );
+    }
+
+    #[test]
+    fn pressure_files() {
+        let host = "some avg10=1.50 avg60=0.20 avg300=0.00 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=789\n";
+        assert_eq!(parse_pressure(host), Some(Pressure { some_us: Some(123_456), full_us: Some(789) }));
+        // Kernels before 5.13 have no `full` line for cpu.
+        assert_eq!(
+            parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"),
+            Some(Pressure { some_us: Some(5), full_us: None })
+        );
+        assert_eq!(parse_pressure(""), None);
+        assert_eq!(parse_pressure("some avg10=x total=\n"), None);
+    }
+
+    #[test]
+    fn cpu_limits() {
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        let half = parse_cpu_max("50000 100000\n").unwrap();
+        assert_eq!(half.millicores(), 500);
+        let two = CpuQuota { quota_us: 200_000, period_us: 100_000 };
+        assert!(half.tighter_than(two) && !two.tighter_than(half));
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("cg");
+        let pod = top.join("kubepods.slice/pod.slice");
+        let ctr = pod.join("ctr.scope");
+        std::fs::create_dir_all(&ctr).unwrap();
+        std::fs::write(top.join("kubepods.slice/cpu.max"), "4000000 100000\n").unwrap();
+        std::fs::write(pod.join("cpu.max"), "25000 100000\n").unwrap();
+        std::fs::write(ctr.join("cpu.max"), "max 100000\n").unwrap();
+        let read = |d: &Path| std::fs::read_to_string(d.join("cpu.max")).ok().and_then(|t| parse_cpu_max(&t));
+        assert_eq!(effective_quota(&ctr, &top, read).map(CpuQuota::millicores), Some(250), "the pod's limit");
+        assert_eq!(effective_quota(&top, &top, read), None);
     }
 }
