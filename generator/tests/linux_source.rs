@@ -225,4 +225,465 @@ fn this_machine() {
     assert!(g.mem[0].physcap.unwrap_or(0) > 0);
     assert!(g.processes.unwrap_or(0) >= 1);
     assert!(g.process.iter().any(|p| p.pid == Some(std::process::id())) || g.process.len() == 20);
+    // The container and host tables, live.
+    if Path::new("/proc/pressure/cpu").exists() {
+        assert_eq!(g.pressure.iter().map(|p| p.resource.as_str()).collect::<Vec<_>>(), ["cpu", "memory", "io"]);
+        assert!(g.pressure.iter().all(|p| p.some_us.is_some()), "{:?}", g.pressure);
+    }
+    let s = &g.system[0];
+    assert!(s.load1_milli.is_some() && s.procs_running.is_some_and(|r| r >= 1) && s.fds_used.is_some_and(|f| f > 0), "{s:?}");
+    let m = &g.memory[0];
+    assert!(m.usage.is_some_and(|u| u > 0) && m.usage <= m.limit && m.working_set <= m.usage, "{m:?}");
+    assert!(g.cpu_time[0].user_us.is_some_and(|u| u > 0));
+    assert!(g.link.iter().any(|l| l.instance == "lo"));
+    for f in &g.filesystem {
+        assert!(f.size_bytes >= f.free_bytes && f.free_bytes >= f.avail_bytes, "{f:?}");
+    }
+}
+
+// ---- Container platforms on composed trees: the shapes the kernel's cgroup-v2 and cgroup-v1
+// documentation and the runtimes (Docker, containerd/Kubernetes with the systemd and cgroupfs
+// drivers, systemd) give their files, written here, not recorded from real hosts. ----
+
+const ID_A: &str = "3f2a1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+const ID_PAUSE: &str = "aaaa1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+const ID_APP: &str = "bbbb1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7a8";
+const POD: &str = "1f0e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b";
+
+fn netns(root: &Path, pid: u32, inode: u64) {
+    let dir = root.join(format!("proc/{pid}/ns"));
+    fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(format!("net:[{inode}]"), dir.join("net")).unwrap();
+}
+
+fn net_dev(eth0_rx_drop: u64, eth0_tx_drop: u64) -> String {
+    format!(
+        "Inter-|   Receive                                                |  Transmit\n \
+         face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+         lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  \
+         eth0:    5000      50    1 {eth0_rx_drop}    0     0          0         0     7000      70    2 {eth0_tx_drop}    0     0       0          0\n"
+    )
+}
+
+fn process(root: &Path, pid: u32, comm: &str, cgroup: &str) {
+    write(root, &format!("proc/{pid}/stat"), &proc_stat_line(pid, comm, 10, 5, 1, 0));
+    write(root, &format!("proc/{pid}/cgroup"), cgroup);
+}
+
+/// The host's own files shared by the composed hosts.
+fn host_files(root: &Path) {
+    write(
+        root,
+        "proc/stat",
+        "cpu  300 10 200 1000 40 5 5 0 0 0\ncpu0 150 5 100 500 20 2 3 0 0 0\ncpu1 150 5 100 500 20 3 2 0 0 0\n\
+         intr 0\nctxt 10\nbtime 1700000000\nprocesses 50\nprocs_running 4\nprocs_blocked 2\n",
+    );
+    write(
+        root,
+        "proc/meminfo",
+        "MemTotal:       8000000 kB\nMemFree:        2000000 kB\nMemAvailable:   5000000 kB\nBuffers:         100000 kB\n\
+         Cached:         900000 kB\nSwapCached: 0 kB\nActive: 0 kB\nInactive: 0 kB\nActive(anon): 0 kB\nInactive(anon): 0 kB\n\
+         Active(file): 0 kB\nInactive(file):  300000 kB\nSwapTotal:      1000000 kB\nSwapFree:        400000 kB\nDirty: 0 kB\n\
+         Writeback: 0 kB\nAnonPages:      2500000 kB\nMapped: 0 kB\nShmem:            50000 kB\nSlab:             40000 kB\n\
+         KernelStack:      4000 kB\nPageTables:       8000 kB\nCommitLimit: 0 kB\nCommitted_AS: 0 kB\nVmallocTotal: 0 kB\n\
+         VmallocUsed: 0 kB\nVmallocChunk: 0 kB\n",
+    );
+    write(root, "proc/vmstat", "pgalloc_normal 1000\npgfree 900\npgfault 10\npgmajfault 1\npswpin 7\noom_kill 3\n");
+    write(root, "proc/net/dev", &net_dev(4, 6));
+    write(root, "proc/net/sockstat", "sockets: used 321\nTCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1\n");
+    write(root, "proc/loadavg", "2.50 1.25 0.75 4/456 7890\n");
+    write(root, "proc/sys/fs/file-nr", "2048\t48\t9223372036854775807\n");
+    // Linux 5.5 and later: discards and flushes after the 11 classic fields.
+    write(root, "proc/diskstats", "   8       0 sda 10 0 80 5 20 0 160 6 1 7 11 3 0 48 9 2 4\n");
+    fs::create_dir_all(root.join("sys/block/sda")).unwrap();
+    for resource in ["cpu", "memory", "io"] {
+        write(
+            root,
+            &format!("proc/pressure/{resource}"),
+            &format!(
+                "some avg10=1.00 avg60=0.50 avg300=0.10 total={}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
+                resource.len() * 1000
+            ),
+        );
+    }
+    process(root, 1, "systemd", "0::/init.scope\n");
+    netns(root, 1, 4_026_531_840);
+}
+
+/// A cgroup v2 host (systemd driver) running a Docker container with its own network
+/// namespace, a Kubernetes pod of two containers sharing one namespace (the pause container
+/// and an app), with the CPU quota on the pod's slice, and a systemd service on the host's
+/// network.
+fn v2_host(root: &Path) {
+    host_files(root);
+    write(
+        root,
+        "proc/self/mountinfo",
+        "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n\
+         23 22 0:5 / /proc rw - proc proc rw\n\
+         24 22 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+    );
+    let cg = "sys/fs/cgroup";
+    let docker = format!("{cg}/system.slice/docker-{ID_A}.scope");
+    process(root, 500, "postgres", &format!("0::/system.slice/docker-{ID_A}.scope\n"));
+    netns(root, 500, 4_026_532_500);
+    write(root, "proc/500/net/dev", &net_dev(11, 12));
+    write(
+        root,
+        &format!("{docker}/cpu.stat"),
+        "usage_usec 5000000\nuser_usec 3000000\nsystem_usec 2000000\nnr_periods 100\nnr_throttled 40\nthrottled_usec 1500000\n",
+    );
+    write(root, &format!("{docker}/cpu.max"), "50000 100000\n");
+    write(root, &format!("{docker}/cpu.weight"), "100\n");
+    write(
+        root,
+        &format!("{docker}/cpu.pressure"),
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=111\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=22\n",
+    );
+    write(
+        root,
+        &format!("{docker}/memory.pressure"),
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=333\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=44\n",
+    );
+    write(
+        root,
+        &format!("{docker}/io.pressure"),
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=555\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=66\n",
+    );
+    write(root, &format!("{docker}/memory.current"), "500000000\n");
+    write(
+        root,
+        &format!("{docker}/memory.stat"),
+        "anon 300000000\nfile 150000000\nkernel 20000000\nkernel_stack 1000000\npagetables 2000000\nshmem 5000000\n\
+         slab 15000000\ninactive_file 100000000\nactive_file 50000000\npgmajfault 9\n",
+    );
+    write(root, &format!("{docker}/memory.max"), "1073741824\n");
+    write(root, &format!("{docker}/memory.high"), "max\n");
+    write(root, &format!("{docker}/memory.events"), "low 0\nhigh 0\nmax 17\noom 2\noom_kill 1\noom_group_kill 0\n");
+    write(root, &format!("{docker}/memory.swap.current"), "0\n");
+    write(root, &format!("{docker}/memory.swap.max"), "max\n");
+    write(root, &format!("{docker}/io.stat"), "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=1048576 dios=3\n");
+
+    let pod = format!("{cg}/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice", POD.replace('-', "_"));
+    write(root, &format!("{pod}/cpu.max"), "25000 100000\n");
+    for (pid, id, comm) in [(599, ID_PAUSE, "pause"), (601, ID_APP, "app")] {
+        let rel = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{id}.scope",
+            POD.replace('-', "_")
+        );
+        process(root, pid, comm, &format!("0::{rel}\n"));
+        netns(root, pid, 4_026_532_600);
+        write(root, &format!("proc/{pid}/net/dev"), &net_dev(1, 2));
+        write(root, &format!("{cg}{rel}/cpu.max"), "max 100000\n");
+        write(
+            root,
+            &format!("{cg}{rel}/cpu.stat"),
+            "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n",
+        );
+    }
+    process(root, 700, "nginx", "0::/system.slice/nginx.service\n");
+    netns(root, 700, 4_026_531_840);
+    write(root, &format!("{cg}/system.slice/nginx.service/cpu.stat"), "usage_usec 70\nuser_usec 50\nsystem_usec 20\n");
+}
+
+fn one<T: std::fmt::Debug>(v: &[T]) -> &T {
+    assert_eq!(v.len(), 1, "{v:?}");
+    &v[0]
+}
+
+#[test]
+fn cgroup_v2_host_with_docker_kubernetes_and_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    let k8s = |id: &str| format!("k8s/{POD}/{}", &id[..12]);
+    assert_eq!(
+        frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["global", "docker/3f2a1b4c5d6e", "init.scope", &k8s(ID_PAUSE), &k8s(ID_APP), "nginx.service"]
+    );
+
+    // The host.
+    let g = zone(&frames, "global");
+    let ct = one(&g.cpu_time);
+    assert_eq!((ct.user_us, ct.system_us, ct.iowait_us), (Some(3_100_000), Some(2_100_000), Some(400_000)), "USER_HZ 100");
+    assert_eq!((ct.quota_us, ct.periods), (None, None));
+    let pressure: Vec<_> = g.pressure.iter().map(|p| (p.resource.as_str(), p.some_us, p.full_us)).collect();
+    assert_eq!(pressure, [("cpu", Some(3000), Some(7)), ("memory", Some(6000), Some(7)), ("io", Some(2000), Some(7))]);
+    let m = one(&g.memory);
+    assert_eq!((m.usage, m.inactive_file, m.working_set), (Some(6_000_000 * 1024), Some(300_000 * 1024), Some(5_700_000 * 1024)));
+    assert_eq!((m.anon, m.file, m.shmem), (Some(2_500_000 * 1024), Some(1_000_000 * 1024), Some(50_000 * 1024)));
+    assert_eq!((m.kernel, m.slab, m.limit), (Some(52_000 * 1024), Some(40_000 * 1024), Some(8_000_000 * 1024)));
+    assert_eq!((m.swap, m.swap_limit, m.oom), (Some(600_000 * 1024), Some(1_000_000 * 1024), None));
+    let io = one(&g.io);
+    assert_eq!(
+        (io.instance.as_str(), io.rbytes, io.wbytes, io.rios, io.wios),
+        ("sda", Some(80 * 512), Some(160 * 512), Some(10), Some(20))
+    );
+    assert_eq!(
+        (io.read_ns, io.write_ns, io.in_progress, io.busy_ns),
+        (Some(5_000_000), Some(6_000_000), Some(1), Some(7_000_000))
+    );
+    assert_eq!((io.dios, io.dbytes, io.discard_ns), (Some(3), Some(48 * 512), Some(9_000_000)));
+    let s = one(&g.system);
+    assert_eq!((s.load1_milli, s.load5_milli, s.load15_milli), (Some(2500), Some(1250), Some(750)));
+    assert_eq!((s.procs_running, s.procs_blocked, s.oom_kill), (Some(4), Some(2), Some(3)));
+    assert_eq!((s.fds_used, s.sockets_used), (Some(2000), Some(321)));
+    assert_eq!((s.zones_seen, s.zones_dropped), (Some(5), Some(0)));
+    let eth0 = g.link.iter().find(|l| l.instance == "eth0").unwrap();
+    assert_eq!((eth0.idrops, eth0.odrops, eth0.ierrors, eth0.netns), (Some(4), Some(6), Some(1), Some(4_026_531_840)));
+    let fs_rows: Vec<_> = g.filesystem.iter().map(|f| (f.mountpoint.as_str(), f.fstype.as_deref())).collect();
+    assert_eq!(fs_rows, [("/", Some("ext4"))], "proc and cgroup2 are not data");
+    assert!(g.filesystem[0].size_bytes.unwrap() > 0, "statvfs of the tree's root");
+    let info = one(&g.zone_info);
+    assert_eq!((info.kind.as_deref(), info.cgroup_path.as_deref()), (Some("host"), Some("/")));
+
+    // Docker: throttling under its own quota, pressure, memory with events, discards, its
+    // own network namespace with drops.
+    let d = zone(&frames, "docker/3f2a1b4c5d6e");
+    let ct = one(&d.cpu_time);
+    assert_eq!((ct.user_us, ct.system_us), (Some(3_000_000), Some(2_000_000)));
+    assert_eq!((ct.periods, ct.throttled_periods, ct.throttled_us), (Some(100), Some(40), Some(1_500_000)));
+    assert_eq!((ct.quota_us, ct.period_us, ct.limit_millicores, ct.weight), (Some(50_000), Some(100_000), Some(500), Some(100)));
+    let pressure: Vec<_> = d.pressure.iter().map(|p| (p.resource.as_str(), p.some_us, p.full_us)).collect();
+    assert_eq!(pressure, [("cpu", Some(111), Some(22)), ("memory", Some(333), Some(44)), ("io", Some(555), Some(66))]);
+    let m = one(&d.memory);
+    assert_eq!(
+        (m.usage, m.working_set, m.anon, m.file),
+        (Some(500_000_000), Some(400_000_000), Some(300_000_000), Some(150_000_000))
+    );
+    assert_eq!(
+        (m.shmem, m.kernel, m.slab, m.inactive_file),
+        (Some(5_000_000), Some(20_000_000), Some(15_000_000), Some(100_000_000))
+    );
+    assert_eq!((m.limit, m.high, m.swap, m.swap_limit), (Some(1_073_741_824), None, Some(0), None));
+    assert_eq!((m.oom, m.oom_kill, m.max_events, m.high_events), (Some(2), Some(1), Some(17), Some(0)));
+    let io = one(&d.io);
+    assert_eq!(
+        (io.instance.as_str(), io.rbytes, io.dbytes, io.dios, io.read_ns),
+        ("sda", Some(4096), Some(1_048_576), Some(3), None)
+    );
+    let eth0 = d.link.iter().find(|l| l.instance == "eth0").unwrap();
+    assert_eq!((eth0.idrops, eth0.odrops, eth0.netns), (Some(11), Some(12), Some(4_026_532_500)));
+    assert_eq!(d.net.len(), 2, "the 2013 net table too");
+    let info = one(&d.zone_info);
+    assert_eq!(info.kind.as_deref(), Some("docker"));
+    assert_eq!(info.container_id.as_deref(), Some(ID_A));
+    assert_eq!(info.cgroup_path, Some(format!("/system.slice/docker-{ID_A}.scope")));
+
+    // Kubernetes: the quota sits on the pod's slice; the pod's namespace is counted once, in
+    // the zone of its lowest pid (the pause container).
+    let pause = zone(&frames, &k8s(ID_PAUSE));
+    let app = zone(&frames, &k8s(ID_APP));
+    for z in [pause, app] {
+        let ct = one(&z.cpu_time);
+        assert_eq!((ct.quota_us, ct.period_us, ct.limit_millicores), (Some(25_000), Some(100_000), Some(250)), "{}", z.name);
+        let info = one(&z.zone_info);
+        assert_eq!((info.kind.as_deref(), info.pod_uid.as_deref()), (Some("kubernetes"), Some(POD)));
+        assert!(z.pressure.is_empty() && z.memory.is_empty(), "no such files: no rows, not zeros");
+    }
+    assert_eq!(pause.link.len(), 2);
+    assert_eq!(pause.link[0].netns, Some(4_026_532_600));
+    assert!(app.link.is_empty() && app.net.is_empty(), "the shared namespace is not counted twice");
+
+    // A systemd service on the host's network: no network rows of its own.
+    let n = zone(&frames, "nginx.service");
+    assert!(n.link.is_empty() && n.net.is_empty());
+    assert_eq!((one(&n.cpu_time).user_us, one(&n.cpu_time).throttled_us), (Some(50), None));
+    assert_eq!(one(&n.zone_info).kind.as_deref(), Some("systemd"));
+
+    // zone_info comes again only after `zone_info_every` samples.
+    let later = source.sample(1_764_000_001_000_000, 1_000_000).unwrap();
+    assert!(later.iter().all(|f| f.zone_info.is_empty()));
+}
+
+/// A hybrid host: v1 controllers (Kubernetes with the cgroupfs driver) and v2 at
+/// `/sys/fs/cgroup/unified` (a systemd service), no per-cgroup pressure (v1 has none).
+#[test]
+fn cgroup_v1_kubernetes_with_the_cgroupfs_driver_on_a_hybrid_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    host_files(root);
+    write(
+        root,
+        "proc/self/mountinfo",
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+         32 22 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+         35 22 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+         36 22 0:33 / /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio\n\
+         41 22 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+    );
+    let rel = format!("/kubepods/burstable/pod{POD}/{ID_A}");
+    process(root, 800, "java", &format!("5:memory:{rel}\n4:blkio:{rel}\n3:cpu,cpuacct:{rel}\n0::/\n"));
+    let cpu = "sys/fs/cgroup/cpu,cpuacct";
+    write(root, &format!("{cpu}/kubepods/burstable/pod{POD}/cpu.cfs_quota_us"), "150000\n");
+    write(root, &format!("{cpu}/kubepods/burstable/pod{POD}/cpu.cfs_period_us"), "100000\n");
+    write(root, &format!("{cpu}{rel}/cpu.cfs_quota_us"), "-1\n");
+    write(root, &format!("{cpu}{rel}/cpu.cfs_period_us"), "100000\n");
+    write(root, &format!("{cpu}{rel}/cpu.shares"), "1024\n");
+    write(root, &format!("{cpu}{rel}/cpuacct.stat"), "user 250\nsystem 50\n");
+    write(root, &format!("{cpu}{rel}/cpu.stat"), "nr_periods 10\nnr_throttled 3\nthrottled_time 2000000\n");
+    let mem = format!("sys/fs/cgroup/memory{rel}");
+    write(root, &format!("{mem}/memory.usage_in_bytes"), "2000\n");
+    write(root, &format!("{mem}/memory.limit_in_bytes"), "9223372036854771712\n");
+    write(root, &format!("{mem}/memory.memsw.usage_in_bytes"), "2500\n");
+    write(
+        root,
+        &format!("{mem}/memory.stat"),
+        "rss 1\ntotal_rss 1200\ntotal_cache 600\ntotal_shmem 8\ntotal_inactive_file 500\ntotal_pgmajfault 0\n",
+    );
+    write(root, &format!("{mem}/memory.kmem.usage_in_bytes"), "64\n");
+    write(root, &format!("{mem}/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n");
+    write(root, &format!("{mem}/memory.failcnt"), "9\n");
+    let blk = format!("sys/fs/cgroup/blkio{rel}");
+    write(
+        root,
+        &format!("{blk}/blkio.throttle.io_service_bytes"),
+        "8:0 Read 10\n8:0 Write 20\n8:0 Discard 30\n8:0 Total 60\nTotal 60\n",
+    );
+    write(root, &format!("{blk}/blkio.throttle.io_serviced"), "8:0 Read 1\n8:0 Write 2\n8:0 Discard 3\n8:0 Total 6\nTotal 6\n");
+    process(root, 900, "cron", "5:memory:/\n4:blkio:/\n3:cpu,cpuacct:/\n0::/system.slice/cron.service\n");
+    write(root, "sys/fs/cgroup/unified/system.slice/cron.service/cpu.stat", "usage_usec 9\nuser_usec 5\nsystem_usec 4\n");
+    write(
+        root,
+        "sys/fs/cgroup/unified/system.slice/cron.service/memory.pressure",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=8\n",
+    );
+
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    let name = format!("k8s/{POD}/3f2a1b4c5d6e");
+    assert_eq!(frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["global", "cron.service", "init.scope", &name]);
+    let k = zone(&frames, &name);
+    let ct = one(&k.cpu_time);
+    assert_eq!((ct.user_us, ct.system_us), (Some(2_500_000), Some(500_000)), "cpuacct.stat in USER_HZ");
+    assert_eq!((ct.periods, ct.throttled_periods, ct.throttled_us), (Some(10), Some(3), Some(2000)), "throttled_time is ns");
+    assert_eq!(
+        (ct.quota_us, ct.limit_millicores, ct.weight),
+        (Some(150_000), Some(1500), Some(39)),
+        "the pod's quota; shares 1024"
+    );
+    assert!(k.pressure.is_empty(), "cgroup v1 has no pressure files");
+    let m = one(&k.memory);
+    assert_eq!(
+        (m.usage, m.working_set, m.anon, m.file, m.shmem, m.kernel),
+        (Some(2000), Some(1500), Some(1200), Some(600), Some(8), Some(64))
+    );
+    assert_eq!((m.limit, m.high, m.swap, m.swap_limit), (None, None, Some(500), None));
+    assert_eq!((m.oom, m.oom_kill, m.max_events, m.high_events), (None, Some(5), Some(9), None));
+    let io = one(&k.io);
+    assert_eq!(
+        (io.rbytes, io.wbytes, io.dbytes, io.rios, io.wios, io.dios),
+        (Some(10), Some(20), Some(30), Some(1), Some(2), Some(3))
+    );
+    assert_eq!(one(&k.zone_info).cgroup_path, Some(rel.clone()));
+    // The v2 service of the hybrid host: a pressure file with only a `some` line.
+    let c = zone(&frames, "cron.service");
+    let p: Vec<_> = c.pressure.iter().map(|p| (p.resource.as_str(), p.some_us, p.full_us)).collect();
+    assert_eq!(p, [("memory", Some(8), None)]);
+}
+
+#[test]
+fn bad_or_vanished_files_give_nulls_not_zeros_or_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let docker = root.join(format!("sys/fs/cgroup/system.slice/docker-{ID_A}.scope"));
+    fs::write(docker.join("memory.current"), "garbage\n").unwrap();
+    fs::write(docker.join("memory.events"), "").unwrap();
+    fs::write(docker.join("cpu.pressure"), "nonsense\n").unwrap();
+    fs::write(docker.join("cpu.max"), "\n").unwrap();
+    fs::remove_file(docker.join("io.pressure")).unwrap();
+    fs::write(root.join("proc/loadavg"), "").unwrap();
+    fs::remove_file(root.join("proc/net/sockstat")).unwrap();
+    fs::remove_file(root.join("proc/pressure/io")).unwrap();
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    let d = zone(&frames, "docker/3f2a1b4c5d6e");
+    let m = one(&d.memory);
+    assert_eq!((m.usage, m.working_set, m.oom, m.oom_kill), (None, None, None, None));
+    assert_eq!(m.anon, Some(300_000_000), "the rest of the zone is still read");
+    assert_eq!(d.pressure.iter().map(|p| p.resource.as_str()).collect::<Vec<_>>(), ["memory"]);
+    assert_eq!((one(&d.cpu_time).quota_us, one(&d.cpu_time).limit_millicores), (None, None));
+    let g = zone(&frames, "global");
+    assert_eq!((one(&g.system).load1_milli, one(&g.system).sockets_used), (None, None));
+    assert_eq!(one(&g.system).procs_running, Some(4));
+    assert_eq!(g.pressure.len(), 2);
+
+    // The container's cgroup directory vanishes (it stopped) while its process is still listed.
+    fs::remove_dir_all(&docker).unwrap();
+    let frames = source.sample(1_764_000_001_000_000, 1_000_000).unwrap();
+    let d = zone(&frames, "docker/3f2a1b4c5d6e");
+    assert!(d.cpu_time.is_empty() && d.memory.is_empty() && d.pressure.is_empty() && d.io.is_empty());
+    assert_eq!((d.mem[0].rss, d.processes), (None, Some(1)));
+}
+
+fn many_containers(root: &Path, n: u32) {
+    for i in 0..n {
+        let id = format!("{i:04x}{}", &ID_A[4..]);
+        process(root, 1000 + i, "worker", &format!("0::/system.slice/docker-{id}.scope\n"));
+    }
+}
+
+#[test]
+fn zone_patterns_a_cap_and_no_state_left_by_zones_that_went_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    many_containers(root, 30);
+    let filter = generator::linux::ZoneFilter {
+        include: vec![regex::Regex::new("^docker/").unwrap(), regex::Regex::new("nginx").unwrap()],
+        exclude: vec![regex::Regex::new("^docker/0001").unwrap()],
+        max_zones: 10,
+    };
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), filter, ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    let names: Vec<&str> = frames.iter().skip(1).map(|f| f.name.as_str()).collect();
+    assert_eq!(names.len(), 10);
+    assert!(names.iter().all(|n| n.starts_with("docker/")), "{names:?}");
+    assert!(!names.contains(&"docker/00012a1b4c5d"), "excluded");
+    // 31 docker containers but the excluded one, and nginx, pass the patterns; 10 kept.
+    let s = one(&zone(&frames, "global").system);
+    assert_eq!((s.zones_seen, s.zones_dropped), (Some(31), Some(21)));
+    assert_eq!(zone(&frames, "global").zonename.len(), 11);
+
+    // Zones of the previous sample keep their place when new ones sort before them.
+    let first: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let id = format!("{}{}", "0".repeat(16), &ID_A[16..]);
+    process(root, 5000, "early", &format!("0::/docker/{id}\n"));
+    let frames = source.sample(1_764_000_001_000_000, 1_000_000).unwrap();
+    let again: Vec<String> = frames.iter().skip(1).map(|f| f.name.clone()).collect();
+    assert_eq!(again, first, "docker/000000000000 waits for a free place");
+
+    // Every container stops: nothing of them is kept.
+    for i in 0..30 {
+        fs::remove_dir_all(root.join(format!("proc/{}", 1000 + i))).unwrap();
+    }
+    fs::remove_dir_all(root.join("proc/500")).unwrap();
+    fs::remove_dir_all(root.join("proc/5000")).unwrap();
+    let before = source.state_entries();
+    let frames = source.sample(1_764_000_002_000_000, 1_000_000).unwrap();
+    assert_eq!(frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["global", "nginx.service"]);
+    assert!(source.state_entries() < before);
+    assert_eq!(source.state_entries(), 4 + 1, "the 4 processes left (1, 599, 601, 700) and the one zone reported");
+}
+
+#[test]
+fn path_names_as_before_and_clashing_names_keep_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    // Two cgroups whose readable names would clash: both keep their paths.
+    process(root, 950, "a", "0::/custom.slice/nginx.service\n");
+    let mut readable = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let names: Vec<String> = readable.sample(1_764_000_000_000_000, 1_000_000).unwrap().into_iter().map(|f| f.name).collect();
+    assert!(names.contains(&"system.slice/nginx.service".to_owned()) && names.contains(&"custom.slice/nginx.service".to_owned()));
+    let opts = LinuxOptions { root: root.to_owned(), naming: generator::linux::ZoneNaming::Path, ..LinuxOptions::default() };
+    let mut by_path = LinuxSource::new(opts).unwrap();
+    let frames = by_path.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    assert!(frames.iter().any(|f| f.name == format!("system.slice/docker-{ID_A}.scope")));
+    // The mapping table still says what the zone is.
+    let d = zone(&frames, &format!("system.slice/docker-{ID_A}.scope"));
+    assert_eq!(one(&d.zone_info).kind.as_deref(), Some("docker"));
 }
