@@ -18,13 +18,31 @@ pub struct ArchiverConfig {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Generator endpoint to subscribe to (repeatable), e.g. tcp://127.0.0.1:7211. None: run
-    /// the generator's native source in-process and archive this machine.
+    /// Generator endpoint to subscribe to (repeatable), e.g. tcp://127.0.0.1:7211. None (and
+    /// no -a/-p): run the generator's native source in-process and archive this machine.
     #[arg(short = 'c', long = "connect", value_name = "ENDPOINT")]
     pub connect: Vec<String>,
 
-    /// Archive directory.
-    #[arg(short = 'a', long, env = "DQ_ARCHIVE", value_name = "DIR", default_value = "./archive", global = true)]
+    /// (2013) Address of a generator to subscribe to, with -p: `-a 10.0.0.5 -p 7211` is
+    /// `--connect tcp://10.0.0.5:7211`.
+    #[arg(short = 'a', long = "address", value_name = "ADDR")]
+    pub address: Option<String>,
+
+    /// (2013) Port of the generator given by -a (default 7211); alone, a generator on
+    /// 127.0.0.1.
+    #[arg(short = 'p', long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// (2013) Print every frame accepted, one line each, on standard output.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// (2013) Print an `ALIVE` line on standard output every N frames accepted.
+    #[arg(short = 'd', long = "alive-every", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub alive_every: Option<u64>,
+
+    /// Archive directory (`-D`; it was `-a` before the 2013 `-a ADDR` came back).
+    #[arg(short = 'D', long, env = "DQ_ARCHIVE", value_name = "DIR", default_value = "./archive", global = true)]
     pub archive: PathBuf,
 
     /// Period of one partition: hour or day (UTC, by the sample's own time).
@@ -142,9 +160,26 @@ pub enum Command {
 }
 
 impl ArchiverConfig {
+    /// The generator endpoints to subscribe to: every `--connect`, then the 2013 `-a ADDR
+    /// -p PORT` one; empty means the embedded generator.
+    pub fn endpoints(&self) -> Vec<String> {
+        let mut all = self.connect.clone();
+        if self.address.is_some() || self.port.is_some() {
+            let address = self.address.as_deref().unwrap_or("127.0.0.1");
+            let port = self.port.unwrap_or(7211);
+            // An IPv6 address needs brackets in a ZeroMQ endpoint.
+            if address.contains(':') && !address.starts_with('[') {
+                all.push(format!("tcp://[{address}]:{port}"));
+            } else {
+                all.push(format!("tcp://{address}:{port}"));
+            }
+        }
+        all
+    }
+
     /// How the memory budget is shared, for the endpoints this config subscribes to.
     pub fn memory_shares(&self) -> crate::memory_budget::MemoryShares {
-        let mut shares = crate::memory_budget::shares(self.memory_budget << 20, self.connect.len());
+        let mut shares = crate::memory_budget::shares(self.memory_budget << 20, self.endpoints().len());
         if let Some(n) = self.rcvhwm {
             shares.rcvhwm = n;
         }
@@ -251,6 +286,30 @@ mod tests {
             let err = parse(bad).expect_err(&format!("{bad:?} accepted"));
             let flag = bad[0].split('=').next().unwrap_or_default();
             assert!(err.to_string().contains(flag), "{bad:?}: the error names the flag: {err}");
+        }
+    }
+
+    #[test]
+    fn the_2013_listener_flags_name_a_generator_and_the_archive_keeps_long_and_d() {
+        let parse = |args: &[&str]| ArchiverConfig::try_parse_from(std::iter::once("archiver").chain(args.iter().copied()));
+        assert_eq!(parse(&["-a", "10.0.0.5", "-p", "7300"]).unwrap().endpoints(), ["tcp://10.0.0.5:7300"]);
+        assert_eq!(parse(&["-a", "gen.example"]).unwrap().endpoints(), ["tcp://gen.example:7211"], "the 2013 default port");
+        assert_eq!(parse(&["-p", "7300"]).unwrap().endpoints(), ["tcp://127.0.0.1:7300"]);
+        assert_eq!(parse(&["-a", "::1", "-p", "7300"]).unwrap().endpoints(), ["tcp://[::1]:7300"]);
+        assert_eq!(
+            parse(&["-c", "tcp://127.0.0.1:1", "-a", "127.0.0.1", "-p", "2"]).unwrap().endpoints(),
+            ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"]
+        );
+        assert!(parse(&[]).unwrap().endpoints().is_empty(), "the embedded generator");
+        let c = parse(&["-v", "-d", "100", "-D", "/srv/archive"]).unwrap();
+        assert!(c.verbose);
+        assert_eq!((c.alive_every, c.archive.as_path()), (Some(100), std::path::Path::new("/srv/archive")));
+        assert_eq!(parse(&["--archive", "/x"]).unwrap().archive, PathBuf::from("/x"));
+        let check = parse(&["check", "-D", "/y"]).unwrap();
+        assert_eq!((check.archive, check.command.is_some()), (PathBuf::from("/y"), true));
+        for bad in [&["-p", "0"][..], &["-p", "70000"], &["-d", "0"], &["-d", "x"]] {
+            let err = parse(bad).expect_err(&format!("{bad:?} accepted"));
+            assert!(err.to_string().contains(bad[0]) || err.to_string().contains("--"), "{bad:?}: {err}");
         }
     }
 }

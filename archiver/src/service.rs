@@ -53,6 +53,33 @@ pub struct Ingest {
     endpoint_hosts: Vec<String>,
     endpoints: Vec<String>,
     audit: Option<std::fs::File>,
+    echo: FrameEcho,
+}
+
+/// The 2013 listener's printing: every frame (`-v`) and an `ALIVE` line every N (`-d N`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FrameEcho {
+    /// Print each accepted frame.
+    pub verbose: bool,
+    /// Print `ALIVE` every this many accepted frames.
+    pub alive_every: Option<u64>,
+    /// Frames received from generators so far (replayed ones not counted).
+    pub received: u64,
+}
+
+impl FrameEcho {
+    fn line(&mut self, packet: &frame_proto::Packet) -> Option<String> {
+        self.received += 1;
+        let mut out = String::new();
+        if self.verbose {
+            out.push_str(&format!("{packet:?}\n"));
+        }
+        let n = self.received;
+        if self.alive_every.is_some_and(|every| n % every == 0) {
+            out.push_str(&format!("ALIVE {n} frames, last from {} at {}\n", packet.name, packet.time));
+        }
+        (!out.is_empty()).then_some(out)
+    }
 }
 
 impl Ingest {
@@ -67,7 +94,13 @@ impl Ingest {
             endpoint_hosts,
             endpoints,
             audit: None,
+            echo: FrameEcho::default(),
         }
+    }
+
+    /// Prints frames as the 2013 listener's `-v` and `-d N` did.
+    pub fn echo_frames(&mut self, echo: FrameEcho) {
+        self.echo = echo;
     }
 
     /// Handles a batch of messages received from endpoints (index, bytes): admits each,
@@ -96,6 +129,13 @@ impl Ingest {
             }
         };
         for (_, _, packet) in &admitted[..accepted] {
+            if let Some(line) = self.echo.line(packet) {
+                use std::io::Write;
+                // Standard output closed or full: the frame is archived all the same.
+                if let Err(e) = std::io::stdout().lock().write_all(line.as_bytes()) {
+                    tracing::debug!(error = %e, "cannot print a frame");
+                }
+            }
             self.buffer(packet);
         }
     }
@@ -305,10 +345,10 @@ pub fn survive_file_size_limit() -> std::io::Result<()> {
 pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), ArchiverError> {
     let ctx = zmq::Context::new();
     let writer = ArchiveWriter::open(&config.archive, config.writer_options()?)?;
-    let (endpoints, mut embedded) = if config.connect.is_empty() {
+    let (endpoints, mut embedded) = if config.endpoints().is_empty() {
         (vec![EMBEDDED_ENDPOINT.to_owned()], Some(start_embedded_generator(&ctx, config, stop)?))
     } else {
-        (config.connect.clone(), None)
+        (config.endpoints(), None)
     };
     // Every frame of a receive batch is held decoded until the batch is logged; the batch,
     // the receive queues, the buffers and a seal share the memory budget.
@@ -325,6 +365,7 @@ pub fn run(config: &ArchiverConfig, stop: &Arc<AtomicBool>) -> Result<(), Archiv
     );
     tracing::info!(archive = %config.archive.display(), endpoints = ?endpoints, partition = ?config.partition, "archiving");
     let mut ingest = Ingest::new(writer, Admission::new(config.max_frame_bytes), endpoints);
+    ingest.echo_frames(FrameEcho { verbose: config.verbose, alive_every: config.alive_every, received: 0 });
     if let Some(path) = &config.audit_log {
         ingest.set_audit_log(path)?;
     }

@@ -140,7 +140,6 @@ pub struct LinuxSource {
     prev_proc_ticks: HashMap<u32, u64>,
     prev_vm: Option<(u64, u64, u64)>,
     prev_zone: HashMap<String, ZonePrev>,
-    host_netns: Option<PathBuf>,
     host_since_info: Option<u64>,
 }
 
@@ -159,7 +158,6 @@ impl LinuxSource {
             page_size: if live { procfs::page_size() } else { 4096 },
             is_little_endian: cfg!(target_endian = "little"),
         };
-        let host_netns = std::fs::read_link(proc_dir.join("1/ns/net")).ok();
         Ok(Self {
             opts,
             proc_dir,
@@ -169,7 +167,6 @@ impl LinuxSource {
             prev_proc_ticks: HashMap::new(),
             prev_vm: None,
             prev_zone: HashMap::new(),
-            host_netns,
             host_since_info: None,
         })
     }
@@ -226,6 +223,14 @@ impl LinuxSource {
                 cpu: p.processor,
             })
             .collect()
+    }
+
+    /// The network namespace whose counters `global` reports: the one `proc/net/dev` shows,
+    /// the generator's own (`proc/self/ns/net`; `proc/1/ns/net` where that cannot be read,
+    /// as in composed trees). A zone in it has no network rows of its own.
+    fn own_netns(&self) -> Option<u64> {
+        host::namespace_inode(&self.proc_dir.join("self/ns/net"))
+            .or_else(|| host::namespace_inode(&self.proc_dir.join("1/ns/net")))
     }
 
     fn ticks_to_us(&self, ticks: u64) -> u64 {
@@ -316,8 +321,7 @@ impl LinuxSource {
             ..Default::default()
         };
 
-        let host_netns = self.host_netns.as_deref().and_then(|_| host::namespace_inode(&self.proc_dir.join("1/ns/net")));
-        let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), host_netns);
+        let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), self.own_netns());
         let (disk, io) = self.host_disks();
         let mut system = host::system_row(&self.proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
         system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
@@ -734,7 +738,7 @@ impl StatSource for LinuxSource {
         let devices = self.device_names();
         // Each network namespace other than the host's is counted once: in the zone of its
         // lowest-numbered member process (a pod's containers share one namespace).
-        let host_netns = host::namespace_inode(&self.proc_dir.join("1/ns/net"));
+        let host_netns = self.own_netns();
         let mut owner: BTreeMap<u64, (u32, usize)> = BTreeMap::new();
         for (i, z) in zones.iter().enumerate() {
             let Some(lowest) = z.members.iter().map(|p| p.pid).min() else { continue };
