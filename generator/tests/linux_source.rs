@@ -545,6 +545,9 @@ fn cgroup_v1_kubernetes_with_the_cgroupfs_driver_on_a_hybrid_host() {
     write(root, &format!("{blk}/blkio.throttle.io_serviced"), "8:0 Read 1\n8:0 Write 2\n8:0 Discard 3\n8:0 Total 6\nTotal 6\n");
     process(root, 900, "cron", "5:memory:/\n4:blkio:/\n3:cpu,cpuacct:/\n0::/system.slice/cron.service\n");
     write(root, "sys/fs/cgroup/unified/system.slice/cron.service/cpu.stat", "usage_usec 9\nuser_usec 5\nsystem_usec 4\n");
+    write(root, "sys/fs/cgroup/memory/memory.stat", "total_rss 999999\ntotal_cache 1\n");
+    write(root, "sys/fs/cgroup/memory/memory.usage_in_bytes", "999999\n");
+    write(root, "sys/fs/cgroup/blkio/blkio.throttle.io_service_bytes", "8:0 Read 999999\n");
     write(
         root,
         "sys/fs/cgroup/unified/system.slice/cron.service/memory.pressure",
@@ -578,8 +581,11 @@ fn cgroup_v1_kubernetes_with_the_cgroupfs_driver_on_a_hybrid_host() {
         (Some(10), Some(20), Some(30), Some(1), Some(2), Some(3))
     );
     assert_eq!(one(&k.zone_info).cgroup_path, Some(rel.clone()));
-    // The v2 service of the hybrid host: a pressure file with only a `some` line.
+    // The v2 service of the hybrid host: a pressure file with only a `some` line; its v1
+    // groups are the roots, the host's own figures, which are not the zone's.
     let c = zone(&frames, "cron.service");
+    assert!(c.memory.is_empty() && c.io.is_empty() && c.disk.is_empty(), "{:?} {:?}", c.memory, c.io);
+    assert_eq!(c.mem[0].rss, None);
     let p: Vec<_> = c.pressure.iter().map(|p| (p.resource.as_str(), p.some_us, p.full_us)).collect();
     assert_eq!(p, [("memory", Some(8), None)]);
 }
@@ -666,7 +672,12 @@ fn zone_patterns_a_cap_and_no_state_left_by_zones_that_went_away() {
     let frames = source.sample(1_764_000_002_000_000, 1_000_000).unwrap();
     assert_eq!(frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["global", "nginx.service"]);
     assert!(source.state_entries() < before);
-    assert_eq!(source.state_entries(), 4 + 1, "the 4 processes left (1, 599, 601, 700) and the one zone reported");
+    assert_eq!(
+        source.state_entries(),
+        4 + 4 + 3 + 1,
+        "the 4 processes left (1, 599, 601, 700) twice (CPU ticks, last read), the CPU time of the 3 zones holding them, \
+         the one zone reported"
+    );
 }
 
 #[test]
@@ -686,4 +697,56 @@ fn path_names_as_before_and_clashing_names_keep_their_paths() {
     // The mapping table still says what the zone is.
     let d = zone(&frames, &format!("system.slice/docker-{ID_A}.scope"));
     assert_eq!(one(&d.zone_info).kind.as_deref(), Some("docker"));
+}
+
+#[test]
+fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_follows_its_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let nginx_stat = |utime: u64| write(root, "proc/700/stat", &proc_stat_line(700, "nginx", utime, 0, 1, 0));
+    let zone_cpu = |usec: u64| {
+        write(root, "sys/fs/cgroup/system.slice/nginx.service/cpu.stat", &format!("usage_usec {usec}\nuser_usec 1\nsystem_usec 1\n"))
+    };
+    let usage = |frames: &[Packet]| zone(frames, "nginx.service").process.iter().find(|p| p.pid == Some(700)).and_then(|p| p.usage);
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    nginx_stat(10);
+    zone_cpu(1000);
+    let mut t = 1_764_000_000_000_000;
+    let mut sample = |source: &mut LinuxSource| {
+        t += 1_000_000;
+        source.sample(t, 1_000_000).unwrap()
+    };
+    sample(&mut source);
+    sample(&mut source);
+    // The process's ticks change but its zone's CPU time does not: its stat is not read, its
+    // usage stays 0 (in the kernel, a process cannot run without its cgroup's time moving).
+    nginx_stat(60);
+    assert_eq!(usage(&sample(&mut source)), Some(0));
+    // Its zone's CPU time moves: read again, and the whole 50 ticks (0.5 s at USER_HZ 100)
+    // since it was last read are there.
+    zone_cpu(600_000);
+    assert_eq!(usage(&sample(&mut source)), Some(2499));
+    zone_cpu(600_000);
+    assert_eq!(usage(&sample(&mut source)), Some(0));
+
+    // The process moves to another cgroup: within MEMBERSHIP_REFRESH_SAMPLES samples it is
+    // counted there.
+    write(root, "proc/700/cgroup", "0::/system.slice/other.service\n");
+    let mut moved_after = None;
+    for n in 1..=generator::linux::MEMBERSHIP_REFRESH_SAMPLES {
+        let frames = sample(&mut source);
+        if frames.iter().any(|f| f.name == "other.service") {
+            moved_after = Some(n);
+            assert!(frames.iter().all(|f| f.name != "nginx.service"), "counted in one zone only");
+            break;
+        }
+    }
+    assert!(moved_after.is_some(), "not moved after {} samples", generator::linux::MEMBERSHIP_REFRESH_SAMPLES);
+
+    // A pid reused by another process (another start time) is read as new, cgroups included.
+    write(root, "proc/700/stat", &proc_stat_line(700, "nginx", 60, 0, 1, 0).replace(" 100 1000000 ", " 999 1000000 "));
+    write(root, "proc/700/cgroup", "0::/system.slice/third.service\n");
+    let frames = sample(&mut source);
+    assert!(frames.iter().any(|f| f.name == "third.service"), "{:?}", frames.iter().map(|f| &f.name).collect::<Vec<_>>());
 }

@@ -11,14 +11,14 @@ use procfs::{FromRead, LoadAverage};
 
 use super::cgroup;
 
-/// Pressure rows for `cpu`, `memory` and `io` from `dir/cpu` (host: `/proc/pressure`) or
-/// `dir/cpu.pressure` (a v2 cgroup): one row per resource whose file reads.
-pub fn pressure_rows(dir: &Path, cgroup_files: bool) -> Vec<Pressure> {
+/// Pressure rows for `cpu`, `memory` and `io` from `cpu` (the host's `/proc/pressure`) or
+/// `cpu.pressure` (a v2 cgroup) in `dir`: one row per resource whose file reads.
+pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool) -> Vec<Pressure> {
     ["cpu", "memory", "io"]
         .into_iter()
         .filter_map(|resource| {
-            let file = if cgroup_files { dir.join(format!("{resource}.pressure")) } else { dir.join(resource) };
-            let p = cgroup::parse_pressure(&std::fs::read_to_string(file).ok()?)?;
+            let text = if cgroup_files { dir.text(&format!("{resource}.pressure")) } else { dir.text(resource) };
+            let p = cgroup::parse_pressure(&text?)?;
             Some(Pressure { resource: resource.to_owned(), some_us: p.some_us, full_us: p.full_us })
         })
         .collect()
@@ -30,7 +30,7 @@ pub fn pressure_rows(dir: &Path, cgroup_files: bool) -> Vec<Pressure> {
 pub fn system_row(proc_dir: &Path, procs_running: Option<u32>, procs_blocked: Option<u32>, oom_kill: Option<u64>) -> System {
     let load = LoadAverage::from_file(proc_dir.join("loadavg")).ok();
     let milli = |v: f32| (v.is_finite() && v >= 0.0).then(|| (f64::from(v) * 1000.0).round().min(f64::from(u32::MAX)) as u32);
-    let file_nr = std::fs::read_to_string(proc_dir.join("sys/fs/file-nr")).ok();
+    let file_nr = cgroup::read_text(&proc_dir.join("sys/fs/file-nr"));
     let file_nr: Vec<u64> = file_nr.iter().flat_map(|t| t.split_whitespace().filter_map(|w| w.parse().ok())).collect();
     let (fds_used, fds_max) = match file_nr.as_slice() {
         [allocated, free, max] => (Some(allocated.saturating_sub(*free)), Some(*max)),
@@ -53,7 +53,7 @@ pub fn system_row(proc_dir: &Path, procs_running: Option<u32>, procs_blocked: Op
 
 /// `sockets: used N` of `/proc/net/sockstat`.
 fn sockets_used(path: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = cgroup::read_text(path)?;
     let line = text.lines().find(|l| l.starts_with("sockets:"))?;
     let mut words = line.split_whitespace().skip_while(|w| *w != "used");
     words.next()?;
