@@ -73,6 +73,18 @@ fn this_machine_into_the_container_and_host_tables() {
     assert_eq!(count(&archive, &format!("SELECT count(*) FROM link WHERE zone <> 'global' AND netns = {own}")), 0);
     let info = dq_rows(&archive, "SELECT DISTINCT kind, cgroup_path FROM zone_info WHERE zone = 'global'");
     assert_eq!(info, [["host", "/"]], "sent with the first sample");
+    // Every zone has its zone_info row, and the join docs/statistics.md gives for rows
+    // written under path names finds each zone named by its path.
+    let zones = count(&archive, "SELECT count(DISTINCT zone) FROM zone");
+    assert_eq!(count(&archive, "SELECT count(DISTINCT zone) FROM zone_info"), zones);
+    let by_path = dq_rows(
+        &archive,
+        "SELECT DISTINCT i.zone, o.zone FROM zone o JOIN (SELECT DISTINCT zone, cgroup_path FROM zone_info) i \
+         ON o.zone = substr(i.cgroup_path, 2) ORDER BY 1",
+    );
+    for row in &by_path {
+        assert_eq!(row[0], row[1], "a zone of kind cgroup is named by its path: {by_path:?}");
+    }
 
     // The DuckDB CLI reads the new tables' files as they are.
     let glob = format!("read_parquet('{}/system/**/*.parquet')", archive.display());

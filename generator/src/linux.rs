@@ -493,8 +493,9 @@ impl LinuxSource {
         let mut system = host::system_row(&self.proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
         system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
         system.zones_dropped = Some(u32::try_from(dropped).unwrap_or(u32::MAX));
-        let filesystem =
-            cgroup::read_text(&self.proc_dir.join("self/mountinfo")).map(|m| host::filesystem_rows(&m, &self.opts.root)).unwrap_or_default();
+        let filesystem = cgroup::read_text(&self.proc_dir.join("self/mountinfo"))
+            .map(|m| host::filesystem_rows(&m, &self.opts.root))
+            .unwrap_or_default();
         let zone_info = Self::info_due(&mut self.host_since_info, self.opts.zone_info_every).then(|| packet::ZoneInfo {
             cgroup_path: Some("/".to_owned()),
             kind: Some("host".to_owned()),
@@ -514,7 +515,9 @@ impl LinuxSource {
             zonename: std::iter::once("global".to_owned()).chain(zones.iter().cloned()).collect(),
             cpuqueue: vec![Cpuqueue { core: None, length: stat.procs_running, amount: Some(1) }],
             cpu_time: vec![cpu_time],
-            pressure: cgroup::Dir::open(&self.proc_dir.join("pressure")).map(|d| host::pressure_rows(&d, false)).unwrap_or_default(),
+            pressure: cgroup::Dir::open(&self.proc_dir.join("pressure"))
+                .map(|d| host::pressure_rows(&d, false))
+                .unwrap_or_default(),
             memory: vec![memory],
             io,
             link,
@@ -744,11 +747,10 @@ impl LinuxSource {
         // row with no core. Each cgroup file is read once a sample.
         let v2_dir = m.v2.as_deref().filter(|p| *p != "/").and_then(|p| self.mounts.v2_dir(p));
         let v2 = v2_dir.as_deref().and_then(cgroup::Dir::open);
-        let v2_cpu_stat = m
-            .v2
-            .as_deref()
-            .and_then(|p| self.v2_cpu_stats.remove(&format!("v2:{p}")))
-            .or_else(|| v2.as_ref().and_then(|d| d.flat("cpu.stat")));
+        let v2_cpu_stat =
+            m.v2.as_deref()
+                .and_then(|p| self.v2_cpu_stats.remove(&format!("v2:{p}")))
+                .or_else(|| v2.as_ref().and_then(|d| d.flat("cpu.stat")));
         let v2_memory_stat = v2.as_ref().and_then(|d| d.flat("memory.stat"));
         let mut cpu = Vec::new();
         let percpu =

@@ -706,9 +706,14 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     v2_host(root);
     let nginx_stat = |utime: u64| write(root, "proc/700/stat", &proc_stat_line(700, "nginx", utime, 0, 1, 0));
     let zone_cpu = |usec: u64| {
-        write(root, "sys/fs/cgroup/system.slice/nginx.service/cpu.stat", &format!("usage_usec {usec}\nuser_usec 1\nsystem_usec 1\n"))
+        write(
+            root,
+            "sys/fs/cgroup/system.slice/nginx.service/cpu.stat",
+            &format!("usage_usec {usec}\nuser_usec 1\nsystem_usec 1\n"),
+        )
     };
-    let usage = |frames: &[Packet]| zone(frames, "nginx.service").process.iter().find(|p| p.pid == Some(700)).and_then(|p| p.usage);
+    let usage =
+        |frames: &[Packet]| zone(frames, "nginx.service").process.iter().find(|p| p.pid == Some(700)).and_then(|p| p.usage);
     let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
     nginx_stat(10);
     zone_cpu(1000);
@@ -749,4 +754,35 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     write(root, "proc/700/cgroup", "0::/system.slice/third.service\n");
     let frames = sample(&mut source);
     assert!(frames.iter().any(|f| f.name == "third.service"), "{:?}", frames.iter().map(|f| &f.name).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_changed_limit_shows_within_the_refresh_and_usage_every_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let docker = root.join(format!("sys/fs/cgroup/system.slice/docker-{ID_A}.scope"));
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let mut t = 1_764_000_000_000_000;
+    let mut memory_of = |source: &mut LinuxSource| {
+        t += 1_000_000;
+        let frames = source.sample(t, 1_000_000).unwrap();
+        let d = zone(&frames, "docker/3f2a1b4c5d6e");
+        (one(&d.memory).limit, one(&d.memory).usage, one(&d.cpu_time).limit_millicores)
+    };
+    assert_eq!(memory_of(&mut source), (Some(1_073_741_824), Some(500_000_000), Some(500)));
+    fs::write(docker.join("memory.max"), "2147483648\n").unwrap();
+    fs::write(docker.join("cpu.max"), "100000 100000\n").unwrap();
+    fs::write(docker.join("memory.current"), "600000000\n").unwrap();
+    let (limit, usage, cpu) = memory_of(&mut source);
+    assert_eq!(usage, Some(600_000_000), "usage is read every sample");
+    let mut seen = (limit, cpu);
+    for _ in 1..generator::linux::LIMITS_REFRESH_SAMPLES {
+        if seen == (Some(2_147_483_648), Some(1000)) {
+            break;
+        }
+        let (limit, _, cpu) = memory_of(&mut source);
+        seen = (limit, cpu);
+    }
+    assert_eq!(seen, (Some(2_147_483_648), Some(1000)), "limits read again within LIMITS_REFRESH_SAMPLES samples");
 }

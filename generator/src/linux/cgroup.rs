@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-
 /// Where the hierarchies are mounted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupMounts {
