@@ -11,7 +11,9 @@ import sys
 
 import pyarrow.parquet as pq
 
-KEYS = {"time", "host", "zone", "core", "instance", "pid", "name", "bucket_ns", "zonename", "run_id"}
+# time, host, zone, every table's `Table::series_key_columns` (`resource` and `mountpoint`
+# are the container tables'), and `frame.run_id`.
+KEYS = {"time", "host", "zone", "core", "instance", "pid", "name", "bucket_ns", "zonename", "run_id", "resource", "mountpoint"}
 
 
 def figures(files):

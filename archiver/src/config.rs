@@ -25,7 +25,7 @@ pub struct ArchiverConfig {
 
     /// (2013) Address of a generator to subscribe to, with -p: `-a 10.0.0.5 -p 7211` is
     /// `--connect tcp://10.0.0.5:7211`.
-    #[arg(short = 'a', long = "address", value_name = "ADDR")]
+    #[arg(short = 'a', long = "address", value_name = "ADDR", value_parser = parse_address)]
     pub address: Option<String>,
 
     /// (2013) Port of the generator given by -a (default 7211); alone, a generator on
@@ -235,6 +235,15 @@ impl ArchiverConfig {
 pub struct HoursOrNever(pub Option<u64>);
 
 /// `--compact-days-after`, `--compact-months-after`: a number of hours, or `never`.
+/// A generator's host name or IP address; a path is refused with a hint, since `-a` was the
+/// archive directory's short flag before the 2013 meaning came back.
+fn parse_address(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!("{s:?} is not a host name or IP address (the archive directory's short flag is -D now: -D {s})"));
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_hours_or_never(s: &str) -> Result<HoursOrNever, String> {
     match s {
         "never" => Ok(HoursOrNever(None)),
@@ -307,9 +316,16 @@ mod tests {
         assert_eq!(parse(&["--archive", "/x"]).unwrap().archive, PathBuf::from("/x"));
         let check = parse(&["check", "-D", "/y"]).unwrap();
         assert_eq!((check.archive, check.command.is_some()), (PathBuf::from("/y"), true));
-        for bad in [&["-p", "0"][..], &["-p", "70000"], &["-d", "0"], &["-d", "x"]] {
-            let err = parse(bad).expect_err(&format!("{bad:?} accepted"));
-            assert!(err.to_string().contains(bad[0]) || err.to_string().contains("--"), "{bad:?}: {err}");
+        for (bad, flag) in [
+            (&["-p", "0"][..], "--port"),
+            (&["-p", "70000"], "--port"),
+            (&["-d", "0"], "--alive-every"),
+            (&["-d", "x"], "--alive-every"),
+            (&["-a", "./archive"], "-D ./archive"),
+            (&["-a", ""], "--address"),
+        ] {
+            let err = parse(bad).expect_err(&format!("{bad:?} accepted")).to_string();
+            assert!(err.contains(flag), "{bad:?}: the error names {flag}: {err}");
         }
     }
 }

@@ -75,7 +75,7 @@ impl FrameEcho {
             out.push_str(&format!("{packet:?}\n"));
         }
         let n = self.received;
-        if self.alive_every.is_some_and(|every| n % every == 0) {
+        if self.alive_every.is_some_and(|every| n.is_multiple_of(every)) {
             out.push_str(&format!("ALIVE {n} frames, last from {} at {}\n", packet.name, packet.time));
         }
         (!out.is_empty()).then_some(out)

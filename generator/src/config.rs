@@ -156,10 +156,11 @@ pub struct LinuxZoneArgs {
     #[arg(long, value_name = "REGEX")]
     pub zone_exclude: Vec<Regex>,
 
-    /// Linux: report at most this many zones besides `global`; past it, the zones of the
+    /// Linux: report at most this many zones besides `global` (at most 9,999: `global`'s
+    /// zone list must stay within the archiver's 10,000 entries); past it, the zones of the
     /// previous sample are kept first, then new ones by name (`system.zones_dropped` counts
     /// the rest).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=9_999))]
     pub max_zones: u64,
 }
 

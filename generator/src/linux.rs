@@ -267,6 +267,16 @@ impl LinuxSource {
         Some((stat.starttime, sample))
     }
 
+    /// The directory of the zone's group in v1 controller `controller`: only where that
+    /// group is the zone's own (same path). On a hybrid host a v2 zone's v1 groups are often
+    /// an ancestor (`user.slice` beside `user.slice/.../session-3.scope`) or the root, whose
+    /// figures are not the zone's.
+    fn own_v1_dir(&self, m: &Membership, controller: &str) -> Option<PathBuf> {
+        let zone = m.zone_path()?;
+        let p = m.v1.get(controller).filter(|p| p.as_str() == zone)?;
+        self.mounts.v1_dir(controller, p)
+    }
+
     /// Where a process's zone keeps its CPU time: a key, the file, and whether it is v2's
     /// `cpu.stat` (µs) or v1's `cpuacct.usage` (ns). `None` for the host's root cgroup or
     /// without CPU accounting.
@@ -274,8 +284,8 @@ impl LinuxSource {
         if let Some(p) = m.v2.as_deref().filter(|p| *p != "/" && m.zone_path() == Some(*p)) {
             return Some((format!("v2:{p}"), self.mounts.v2_dir(p)?.join("cpu.stat"), true));
         }
-        let p = m.v1.get("cpuacct").filter(|p| p.as_str() != "/")?;
-        Some((format!("v1:{p}"), self.mounts.v1_dir("cpuacct", p)?.join("cpuacct.usage"), false))
+        let dir = self.own_v1_dir(m, "cpuacct")?;
+        Some((format!("v1:{}", dir.display()), dir.join("cpuacct.usage"), false))
     }
 
     /// Every process's CPU time, threads, last CPU and cgroups. `/proc/PID/cgroup` is read
@@ -293,10 +303,12 @@ impl LinuxSource {
         let mut out = Vec::with_capacity(pids.len());
         // Processes known with fresh cgroups wait for their zone's CPU time.
         let mut waiting: Vec<u32> = Vec::new();
+        // Zones (CPU-time keys) with a process read before their CPU time was.
+        let mut read_first: HashSet<String> = HashSet::new();
         for pid in pids {
             // Each process's cgroups are read again every MEMBERSHIP_REFRESH_SAMPLES samples,
             // spread over the samples by pid.
-            let due = (self.samples + u64::from(pid)) % MEMBERSHIP_REFRESH_SAMPLES == 0;
+            let due = (self.samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
             let mut known = self.procs.get(&pid).map(|s| Arc::clone(&s.last.membership));
             if due && known.is_some() {
                 let now = proc_dir.text(&format!("{pid}/cgroup")).map(|t| Membership::parse(&t));
@@ -308,13 +320,18 @@ impl LinuxSource {
             }
             // New, moved to other cgroups, or in the root cgroup: read now.
             let fresh = known.is_none();
-            let Some((starttime, sample)) = self.read_process(&proc_dir, pid, known) else { continue };
-            match self.procs.get_mut(&pid) {
-                Some(state) if !fresh && state.starttime == starttime => state.last = sample.clone(),
-                _ => {
-                    self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
-                }
+            let Some((mut starttime, mut sample)) = self.read_process(&proc_dir, pid, known) else { continue };
+            let same_process = self.procs.get(&pid).is_some_and(|s| s.starttime == starttime);
+            if !fresh && !same_process {
+                // A reused pid: the new process's cgroups are its own.
+                let Some(again) = self.read_process(&proc_dir, pid, None) else { continue };
+                (starttime, sample) = again;
             }
+            if let Some(signal) = self.cpu_signal(&sample.membership) {
+                // Read before its zone's CPU time: that time cannot be a baseline this sample.
+                read_first.insert(signal.0);
+            }
+            self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
             out.push(sample);
         }
         // The CPU time of every zone with waiting processes, read once each.
@@ -362,6 +379,9 @@ impl LinuxSource {
                 // A reused pid: its cgroups are read again.
                 Some(_) => {
                     if let Some((starttime, sample)) = self.read_process(&proc_dir, pid, None) {
+                        if let Some(signal) = self.cpu_signal(&sample.membership) {
+                            read_first.insert(signal.0);
+                        }
                         self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
                         out.push(sample);
                     }
@@ -369,6 +389,9 @@ impl LinuxSource {
                 None => {}
             }
         }
+        // A zone with a process read before its CPU time has no baseline: the process may
+        // have run in between, so all of the zone is read again next sample.
+        seen_now.retain(|key, _| !read_first.contains(key));
         self.zone_cpu_seen = seen_now;
         out
     }
@@ -418,6 +441,7 @@ impl LinuxSource {
         procs: &[ProcSample],
         zones: &[String],
         dropped: usize,
+        diskstats: &[procfs::DiskStat],
     ) -> Result<Packet, GeneratorError> {
         let stat_path = self.proc_dir.join("stat");
         let stat = KernelStats::from_file(&stat_path, &self.system).map_err(|e| Self::read_err(&stat_path, e))?;
@@ -489,7 +513,7 @@ impl LinuxSource {
         };
 
         let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), self.own_netns());
-        let (disk, io) = self.host_disks();
+        let (disk, io) = self.host_disks(diskstats);
         let mut system = host::system_row(&self.proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
         system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
         system.zones_dropped = Some(u32::try_from(dropped).unwrap_or(u32::MAX));
@@ -532,14 +556,13 @@ impl LinuxSource {
     /// devices): for `disk`, cumulative bytes, operations, busy time (`rtime`) and the
     /// time-weighted queue length (`rlentime`), as illumos' `kstat_io` reports them; for
     /// `io`, the same devices with discards, read, write and discard times and I/Os in flight.
-    fn host_disks(&self) -> (Vec<Disk>, Vec<packet::Io>) {
-        let Ok(stats) = DiskStats::from_file(self.proc_dir.join("diskstats")) else { return (Vec::new(), Vec::new()) };
+    fn host_disks(&self, stats: &[procfs::DiskStat]) -> (Vec<Disk>, Vec<packet::Io>) {
         let sys_block = self.opts.root.join("sys/block");
         let ms = |v: u64| v.saturating_mul(1_000_000);
         stats
-            .0
-            .into_iter()
+            .iter()
             .filter(|d| !d.name.starts_with("loop") && !d.name.starts_with("ram") && sys_block.join(&d.name).exists())
+            .cloned()
             .map(|d| {
                 let io = packet::Io {
                     instance: d.name.clone(),
@@ -574,10 +597,9 @@ impl LinuxSource {
             .unzip()
     }
 
-    fn device_names(&self) -> HashMap<String, String> {
-        DiskStats::from_file(self.proc_dir.join("diskstats"))
-            .map(|s| s.0.into_iter().map(|d| (format!("{}:{}", d.major, d.minor), d.name)).collect())
-            .unwrap_or_default()
+    /// Device names by `MAJ:MIN`, from the `/proc/diskstats` the host's rows were built from.
+    fn device_names(stats: &[procfs::DiskStat]) -> HashMap<String, String> {
+        stats.iter().map(|d| (format!("{}:{}", d.major, d.minor), d.name.clone())).collect()
     }
 
     /// The quota of one cgroup directory, read once a sample (zones share ancestors).
@@ -606,7 +628,7 @@ impl LinuxSource {
                 swap_max: dir.number("memory.swap.max"),
             };
         }
-        let cpu_dir = m.v1.get("cpu").filter(|p| *p != "/").and_then(|p| self.mounts.v1_dir("cpu", p));
+        let cpu_dir = self.own_v1_dir(m, "cpu");
         let quota = match &cpu_dir {
             Some(d) => {
                 let top = self.mounts.v1.get("cpu").cloned().unwrap_or_else(|| d.clone());
@@ -646,8 +668,8 @@ impl LinuxSource {
                 iowait_us: None,
             });
         }
-        let cpu_dir = m.v1.get("cpu").filter(|p| *p != "/").and_then(|p| self.mounts.v1_dir("cpu", p));
-        let acct_dir = m.v1.get("cpuacct").filter(|p| *p != "/").and_then(|p| self.mounts.v1_dir("cpuacct", p));
+        let cpu_dir = self.own_v1_dir(m, "cpu");
+        let acct_dir = self.own_v1_dir(m, "cpuacct");
         if cpu_dir.is_none() && acct_dir.is_none() {
             return None;
         }
@@ -753,13 +775,11 @@ impl LinuxSource {
                 .or_else(|| v2.as_ref().and_then(|d| d.flat("cpu.stat")));
         let v2_memory_stat = v2.as_ref().and_then(|d| d.flat("memory.stat"));
         let mut cpu = Vec::new();
-        let percpu =
-            m.v1.get("cpuacct")
-                .filter(|p| *p != "/")
-                .and_then(|p| self.mounts.v1_dir("cpuacct", p))
-                .and_then(|d| cgroup::read_text(&d.join("cpuacct.usage_percpu")))
-                .map(|t| t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>())
-                .filter(|v| !v.is_empty());
+        let percpu = self
+            .own_v1_dir(m, "cpuacct")
+            .and_then(|d| cgroup::read_text(&d.join("cpuacct.usage_percpu")))
+            .map(|t| t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>())
+            .filter(|v| !v.is_empty());
         if let Some(percpu) = percpu {
             for (core, ns) in percpu.iter().enumerate() {
                 let usage = prev.percpu_ns.get(core).map(|p| ns_to_ticks(ns.saturating_sub(*p)));
@@ -769,7 +789,10 @@ impl LinuxSource {
         } else if let Some(st) = &v2_cpu_stat {
             let usage_us = st.get("usage_usec");
             if let Some(now) = usage_us {
-                cpu.push(Cpu { core: None, usage: prev.usage_us.map(|p| ns_to_ticks(now.saturating_sub(p) * 1000)) });
+                cpu.push(Cpu {
+                    core: None,
+                    usage: prev.usage_us.map(|p| ns_to_ticks(now.saturating_sub(p).saturating_mul(1000))),
+                });
             }
             next.usage_us = usage_us;
         }
@@ -777,10 +800,10 @@ impl LinuxSource {
         // Memory: v2 files when the zone is a v2 group with memory accounting, else v1; the
         // 2013 `mem` row is a part of the `memory` row.
         // A v1 path of `/` is the host's root group, not this zone's (a v2 zone of a hybrid host).
-        let v1_memory_dir = m.v1.get("memory").filter(|p| *p != "/").and_then(|p| self.mounts.v1_dir("memory", p));
+        let v1_memory_dir = self.own_v1_dir(m, "memory");
         // Spread over the samples by the zone's name.
         let spread = zone.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let due = spread.wrapping_add(self.samples) % LIMITS_REFRESH_SAMPLES == 0;
+        let due = spread.wrapping_add(self.samples).is_multiple_of(LIMITS_REFRESH_SAMPLES);
         let limits = match prev.limits.clone().filter(|_| !due) {
             Some(limits) => limits,
             None => self.zone_limits(m, v2_dir.as_deref().zip(v2.as_ref()), v1_memory_dir.as_deref()),
@@ -807,7 +830,7 @@ impl LinuxSource {
         let v2_io = v2.as_ref().and_then(|d| d.text("io.stat"));
         let io: HashMap<String, DeviceIo> = if let Some(text) = v2_io {
             cgroup::parse_io_stat(&text)
-        } else if let Some(dir) = m.v1.get("blkio").filter(|p| *p != "/").and_then(|p| self.mounts.v1_dir("blkio", p)) {
+        } else if let Some(dir) = self.own_v1_dir(m, "blkio") {
             let b = cgroup::read_text(&dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
             let o = cgroup::read_text(&dir.join("blkio.throttle.io_serviced")).unwrap_or_default();
             cgroup::parse_blkio(&b, &o)
@@ -898,14 +921,17 @@ impl LinuxSource {
                 SampledZone { name, path, identity, members }
             })
             .collect();
-        // Two paths with one readable name (or a name equal to `global`): both keep their paths.
-        let mut count: HashMap<&str, usize> = HashMap::new();
-        zones.iter().for_each(|z| *count.entry(z.name.as_str()).or_default() += 1);
-        let clashing: HashSet<String> =
-            count.into_iter().filter(|(n, c)| *c > 1 || n.is_empty() || *n == "global").map(|(n, _)| n.to_owned()).collect();
-        for z in &mut zones {
-            if clashing.contains(&z.name) {
-                z.name = z.path.trim_start_matches('/').to_owned();
+        // Two paths with one readable name (or a name that is empty or `global`): each keeps
+        // its path without the leading `/`; where that still clashes (a cgroup `/global`, or
+        // a path equal to another zone's readable name), its whole path, which is unique.
+        for whole_path in [false, true] {
+            let mut count: HashMap<String, usize> = HashMap::new();
+            zones.iter().for_each(|z| *count.entry(z.name.clone()).or_default() += 1);
+            let clashes = |n: &str| count.get(n).is_some_and(|c| *c > 1) || n.is_empty() || n == "global";
+            for z in &mut zones {
+                if clashes(&z.name) {
+                    z.name = if whole_path { z.path.to_owned() } else { z.path.trim_start_matches('/').to_owned() };
+                }
             }
         }
         zones.retain(|z| self.opts.filter.admits(&z.name, z.path));
@@ -959,20 +985,24 @@ impl StatSource for LinuxSource {
         let procs = self.scan_processes();
         let (zones, dropped) = self.zones(&procs);
         let zone_names: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
-        let devices = self.device_names();
+        let diskstats = DiskStats::from_file(self.proc_dir.join("diskstats")).map(|d| d.0).unwrap_or_default();
+        let devices = Self::device_names(&diskstats);
         // Each network namespace other than the host's is counted once: in the zone of its
         // lowest-numbered member process (a pod's containers share one namespace).
-        let host_netns = self.own_netns();
+        // Not the generator's namespace (`global` reports it), nor pid 1's (the host's, when
+        // the generator runs in a namespace of its own with the host's pids).
+        let not_a_zones: Vec<u64> =
+            [self.own_netns(), host::namespace_inode(&self.proc_dir.join("1/ns/net"))].into_iter().flatten().collect();
         let mut owner: BTreeMap<u64, (u32, usize)> = BTreeMap::new();
         for (i, z) in zones.iter().enumerate() {
             let Some(lowest) = z.members.iter().map(|p| p.pid).min() else { continue };
             let Some(ns) = host::namespace_inode(&self.proc_dir.join(lowest.to_string()).join("ns/net")) else { continue };
-            if Some(ns) != host_netns && owner.get(&ns).is_none_or(|(pid, _)| lowest < *pid) {
+            if !not_a_zones.contains(&ns) && owner.get(&ns).is_none_or(|(pid, _)| lowest < *pid) {
                 owner.insert(ns, (lowest, i));
             }
         }
         let own_netns: HashMap<usize, (u32, u64)> = owner.into_iter().map(|(ns, (pid, i))| (i, (pid, ns))).collect();
-        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped)?];
+        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped, &diskstats)?];
         let mut present = HashSet::new();
         for (i, zone) in zones.iter().enumerate() {
             frames.push(self.zone_frame(zone, time_us, &devices, own_netns.get(&i).copied()));

@@ -723,10 +723,13 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
         source.sample(t, 1_000_000).unwrap()
     };
     sample(&mut source);
-    sample(&mut source);
+    // Read before its zone's CPU time at first sight, the process may have run in between:
+    // the next sample reads it again whatever the zone's time says (10 ticks = 0.1 s).
+    nginx_stat(20);
+    assert_eq!(usage(&sample(&mut source)), Some(499));
     // The process's ticks change but its zone's CPU time does not: its stat is not read, its
     // usage stays 0 (in the kernel, a process cannot run without its cgroup's time moving).
-    nginx_stat(60);
+    nginx_stat(70);
     assert_eq!(usage(&sample(&mut source)), Some(0));
     // Its zone's CPU time moves: read again, and the whole 50 ticks (0.5 s at USER_HZ 100)
     // since it was last read are there.
@@ -734,6 +737,15 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     assert_eq!(usage(&sample(&mut source)), Some(2499));
     zone_cpu(600_000);
     assert_eq!(usage(&sample(&mut source)), Some(0));
+    // A new process in a zone whose other processes wait on its CPU time: read before that
+    // time, it cannot rely on it next sample either (it may have run in between).
+    process(root, 701, "worker", "0::/system.slice/nginx.service\n");
+    sample(&mut source);
+    write(root, "proc/701/stat", &proc_stat_line(701, "worker", 20, 5, 1, 0));
+    let frames = sample(&mut source);
+    let worker = zone(&frames, "nginx.service").process.iter().find(|p| p.pid == Some(701)).and_then(|p| p.usage);
+    assert_eq!(worker, Some(499), "read again: 10 ticks");
+    fs::remove_dir_all(root.join("proc/701")).unwrap();
 
     // The process moves to another cgroup: within MEMBERSHIP_REFRESH_SAMPLES samples it is
     // counted there.
@@ -749,11 +761,94 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     }
     assert!(moved_after.is_some(), "not moved after {} samples", generator::linux::MEMBERSHIP_REFRESH_SAMPLES);
 
-    // A pid reused by another process (another start time) is read as new, cgroups included.
-    write(root, "proc/700/stat", &proc_stat_line(700, "nginx", 60, 0, 1, 0).replace(" 100 1000000 ", " 999 1000000 "));
+    // A pid reused by another process in another cgroup, while the old zone's CPU time does
+    // not move: within MEMBERSHIP_REFRESH_SAMPLES samples it is counted where it is.
+    write(root, "sys/fs/cgroup/system.slice/other.service/cpu.stat", "usage_usec 5\nuser_usec 1\nsystem_usec 1\n");
+    sample(&mut source);
+    sample(&mut source);
+    write(root, "proc/700/stat", &proc_stat_line(700, "nginx", 70, 0, 1, 0).replace(" 100 1000000 ", " 999 1000000 "));
     write(root, "proc/700/cgroup", "0::/system.slice/third.service\n");
-    let frames = sample(&mut source);
-    assert!(frames.iter().any(|f| f.name == "third.service"), "{:?}", frames.iter().map(|f| &f.name).collect::<Vec<_>>());
+    let found =
+        (0..generator::linux::MEMBERSHIP_REFRESH_SAMPLES).any(|_| sample(&mut source).iter().any(|f| f.name == "third.service"));
+    assert!(found);
+
+    // A pid of the root cgroup (read every sample) reused by a process in a zone: in its
+    // zone at once.
+    process(root, 880, "old", "0::/\n");
+    sample(&mut source);
+    write(root, "proc/880/stat", &proc_stat_line(880, "new", 0, 0, 1, 0).replace(" 100 1000000 ", " 5000 1000000 "));
+    write(root, "proc/880/cgroup", "0::/system.slice/fourth.service\n");
+    assert!(sample(&mut source).iter().any(|f| f.name == "fourth.service"));
+}
+
+#[test]
+fn odd_names_a_cgroup_called_global_and_v1_groups_that_are_not_the_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    host_files(root);
+    write(
+        root,
+        "proc/self/mountinfo",
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+         32 22 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+         35 22 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+         41 22 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+    );
+    // A process name the kernel cut inside a character (not UTF-8): still counted.
+    let mut stat = proc_stat_line(910, "xx", 5, 5, 1, 0).into_bytes();
+    let at = stat.iter().position(|b| *b == b'x').unwrap();
+    stat[at] = 0xe6;
+    stat[at + 1] = 0x97;
+    fs::create_dir_all(root.join("proc/910")).unwrap();
+    fs::write(root.join("proc/910/stat"), stat).unwrap();
+    write(
+        root,
+        "proc/910/cgroup",
+        "3:cpu,cpuacct:/user.slice\n5:memory:/user.slice\n0::/user.slice/user-1000.slice/session-3.scope\n",
+    );
+    // Its v1 groups are an ancestor's (systemd leaves them there), not the session's.
+    write(root, "sys/fs/cgroup/cpu,cpuacct/user.slice/cpuacct.usage_percpu", "111 222\n");
+    write(root, "sys/fs/cgroup/cpu,cpuacct/user.slice/cpuacct.stat", "user 1\nsystem 1\n");
+    write(root, "sys/fs/cgroup/memory/user.slice/memory.stat", "total_rss 999\n");
+    write(
+        root,
+        "sys/fs/cgroup/unified/user.slice/user-1000.slice/session-3.scope/cpu.stat",
+        "usage_usec 70\nuser_usec 50\nsystem_usec 20\n",
+    );
+    // A cgroup named `global`.
+    process(root, 920, "impostor", "0::/global\n");
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    assert_eq!(
+        frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["global", "/global", "init.scope", "session-3.scope"]
+    );
+    assert_eq!(zone(&frames, "global").processes, Some(3), "every process, the oddly named one included");
+    let session = zone(&frames, "session-3.scope");
+    assert_eq!(session.process[0].execname.as_deref(), Some("\u{fffd}"), "a cut character becomes U+FFFD");
+    assert!(session.memory.is_empty() && session.mem[0].rss.is_none(), "user.slice's memory is not the session's");
+    assert_eq!(session.cpu.iter().map(|c| c.core).collect::<Vec<_>>(), [None], "v2 cpu.stat, not user.slice's per-core v1 split");
+    assert_eq!(one(&session.cpu_time).user_us, Some(50));
+}
+
+#[test]
+fn the_generators_own_network_namespace_and_the_hosts_are_no_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    // The generator runs in a namespace of its own (a pod without host networking) with the
+    // host's pids: `global` reports its namespace; pid 1's (the host's) is no zone's either.
+    fs::create_dir_all(root.join("proc/self/ns")).unwrap();
+    std::os::unix::fs::symlink("net:[4026539999]", root.join("proc/self/ns/net")).unwrap();
+    write(root, "proc/1/net/dev", &net_dev(0, 0));
+    write(root, "proc/700/net/dev", &net_dev(0, 0));
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    assert!(zone(&frames, "global").link.iter().all(|l| l.netns == Some(4_026_539_999)));
+    for name in ["init.scope", "nginx.service"] {
+        assert!(zone(&frames, name).link.is_empty(), "{name} is in pid 1's namespace");
+    }
+    assert_eq!(zone(&frames, "docker/3f2a1b4c5d6e").link.len(), 2, "a namespace of its own");
 }
 
 #[test]

@@ -8,6 +8,26 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for a backslash).
+pub fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let v = u32::from(bytes[i + 1] - b'0') * 64 + u32::from(bytes[i + 2] - b'0') * 8 + u32::from(bytes[i + 3] - b'0');
+            if let Ok(b) = u8::try_from(v) {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Where the hierarchies are mounted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupMounts {
@@ -28,7 +48,7 @@ impl CgroupMounts {
             else {
                 continue;
             };
-            let at = root.join(mount_point.trim_start_matches('/'));
+            let at = root.join(unescape(mount_point).trim_start_matches('/'));
             match *fstype {
                 "cgroup2" => mounts.v2 = Some(at),
                 "cgroup" => {
@@ -105,11 +125,20 @@ pub const MAX_FILE_BYTES: u64 = 4 << 20;
 /// first (`statx`, `lseek`), which these files do not know; with 1,000 processes and 100
 /// zones a sample, those two calls were a quarter of the source's system calls.
 pub fn read_text(path: &Path) -> Option<String> {
+    read_lossy(std::fs::File::open(path).ok()?)
+}
+
+/// Reads a file whole (up to [`MAX_FILE_BYTES`]); bytes that are not UTF-8 (a process name
+/// cut by the kernel inside a character, a cgroup named with any bytes) become U+FFFD
+/// rather than losing the file.
+fn read_lossy(mut file: std::fs::File) -> Option<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut text = String::with_capacity(512);
-    (&mut file).take(MAX_FILE_BYTES).read_to_string(&mut text).ok()?;
-    Some(text)
+    let mut bytes = Vec::with_capacity(512);
+    (&mut file).take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// An open directory (`/proc`, a cgroup's): files below it are opened relative to it, one
@@ -128,12 +157,8 @@ impl Dir {
     /// [`read_text`] of `rel` below the directory.
     pub fn text(&self, rel: &str) -> Option<String> {
         use rustix::fs::{Mode, OFlags};
-        use std::io::Read;
         let fd = rustix::fs::openat(&self.0, rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        let mut file = std::fs::File::from(fd);
-        let mut text = String::with_capacity(512);
-        (&mut file).take(MAX_FILE_BYTES).read_to_string(&mut text).ok()?;
-        Some(text)
+        read_lossy(std::fs::File::from(fd))
     }
 
     /// [`read_u64`] of `rel` below the directory.
@@ -331,8 +356,9 @@ pub fn effective_quota(dir: &Path, top: &Path, mut read: impl FnMut(&Path) -> Op
     best
 }
 
-/// v1 `cpu.shares` (2..262144, default 1024) on v2's `cpu.weight` scale (1..10000, default
-/// 100), as runc and systemd convert them.
+/// v1 `cpu.shares` (2..262144, default 1024) on v2's `cpu.weight` scale (1..10000), as runc
+/// converts them (the default 1024 becomes 39, not v2's default 100; systemd's own rule,
+/// shares x 100 / 1024, differs).
 pub fn shares_to_weight(shares: u64) -> u32 {
     let shares = shares.clamp(2, 262_144);
     (1 + ((shares - 2) * 9999) / 262_142) as u32

@@ -60,6 +60,9 @@ fn sockets_used(path: &Path) -> Option<u32> {
     words.next()?.parse().ok()
 }
 
+/// The most `filesystem` rows a frame carries (the archiver refuses a frame with more).
+pub const MAX_FILESYSTEMS: usize = 4096;
+
 /// File system types that hold no user data (node_exporter's default exclusions).
 const PSEUDO_FS: &[&str] = &[
     "autofs",
@@ -99,31 +102,12 @@ fn system_mount_point(mp: &str) -> bool {
             .any(|p| mp.starts_with(p))
 }
 
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let v = (bytes[i + 1] - b'0') as u32 * 64 + (bytes[i + 2] - b'0') as u32 * 8 + (bytes[i + 3] - b'0') as u32;
-            if let Ok(b) = u8::try_from(v) {
-                out.push(b);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The file systems of `mountinfo` that hold data (pseudo file systems and system or
 /// container-layer mount points left out), one row per mount point (the last mount on a
 /// point hides the others), sorted, with space and inodes from `statvfs` of the mount
 /// point below `root`; a mount that cannot be queried (a hung network mount, a vanished
-/// one) keeps its row with NULL figures.
+/// one) keeps its row with NULL figures. At most [`MAX_FILESYSTEMS`] rows (the first by
+/// mount point), the archiver's limit per frame.
 pub fn filesystem_rows(mountinfo: &str, root: &Path) -> Vec<Filesystem> {
     let mut by_point: std::collections::BTreeMap<String, (String, String)> = std::collections::BTreeMap::new();
     for line in mountinfo.lines() {
@@ -132,14 +116,15 @@ pub fn filesystem_rows(mountinfo: &str, root: &Path) -> Vec<Filesystem> {
         let (Some(mp), Some(fstype), Some(source)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 2)) else {
             continue;
         };
-        let mp = unescape(mp);
+        let mp = cgroup::unescape(mp);
         if PSEUDO_FS.contains(fstype) || system_mount_point(&mp) {
             continue;
         }
-        by_point.insert(mp, ((*fstype).to_owned(), unescape(source)));
+        by_point.insert(mp, ((*fstype).to_owned(), cgroup::unescape(source)));
     }
     by_point
         .into_iter()
+        .take(MAX_FILESYSTEMS)
         .map(|(mountpoint, (fstype, device))| {
             let st = rustix::fs::statvfs(root.join(mountpoint.trim_start_matches('/'))).ok();
             let frsize = st.as_ref().map(|s| if s.f_frsize > 0 { s.f_frsize } else { s.f_bsize });
