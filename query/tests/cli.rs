@@ -32,12 +32,28 @@ fn empty_archive_has_every_table_and_parquet_needs_a_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let names: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().skip(1).map(str::to_owned).collect();
     let mut want: Vec<String> = Vec::new();
-    for t in ["callfreq", "cpu", "cpuqueue", "disk", "mem", "net", "process", "zone"] {
+    for t in [
+        "callfreq",
+        "cpu",
+        "cpuqueue",
+        "disk",
+        "mem",
+        "net",
+        "process",
+        "zone",
+        "cpu_time",
+        "pressure",
+        "memory",
+        "io",
+        "link",
+        "system",
+        "filesystem",
+    ] {
         want.extend([t.to_owned(), format!("{t}_1h"), format!("{t}_1m")]);
     }
-    want.extend(["zonename".to_owned(), "frame".to_owned()]);
+    want.extend(["zonename".to_owned(), "frame".to_owned(), "zone_info".to_owned()]);
     want.sort();
-    assert_eq!(names, want, "every table and its rollups (none for zonename)");
+    assert_eq!(names, want, "every table and its rollups (none for zonename, frame, zone_info)");
     let out = dq(&["--archive", archive, "--format", "parquet", "SELECT 1"]);
     assert!(!out.status.success());
     let file = dir.path().join("x.parquet");
