@@ -331,6 +331,10 @@ impl LinuxSource {
                 // Read before its zone's CPU time: that time cannot be a baseline this sample.
                 read_first.insert(signal.0);
             }
+            if self.procs.get(&pid).is_some_and(|s| s.starttime != starttime) {
+                // Another process: the old one's CPU ticks are no baseline for its usage.
+                self.prev_proc_ticks.remove(&pid);
+            }
             self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
             out.push(sample);
         }
@@ -382,6 +386,7 @@ impl LinuxSource {
                         if let Some(signal) = self.cpu_signal(&sample.membership) {
                             read_first.insert(signal.0);
                         }
+                        self.prev_proc_ticks.remove(&pid);
                         self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
                         out.push(sample);
                     }

@@ -778,7 +778,9 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     sample(&mut source);
     write(root, "proc/880/stat", &proc_stat_line(880, "new", 0, 0, 1, 0).replace(" 100 1000000 ", " 5000 1000000 "));
     write(root, "proc/880/cgroup", "0::/system.slice/fourth.service\n");
-    assert!(sample(&mut source).iter().any(|f| f.name == "fourth.service"));
+    let frames = sample(&mut source);
+    let fourth = zone(&frames, "fourth.service");
+    assert_eq!(fourth.process[0].usage, None, "the old process's ticks are no baseline for the new one's usage");
 }
 
 #[test]
