@@ -1,5 +1,6 @@
 //! The seam between the sampling loop and a platform: a [`StatSource`] turns "now" into one
-//! frame per zone. Sources fill the 2013 fields only; the loop stamps host, sequence number
+//! frame per zone. Sources fill the statistics (the 2013 fields; on Linux also the container
+//! and host tables, fields 19-26); the loop stamps host, sequence number
 //! and run id. Sources must not block for long or touch sockets.
 
 use frame_proto::Packet;

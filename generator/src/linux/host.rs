@@ -1,7 +1,7 @@
 //! The host's own figures for the container and host tables: pressure, load, file handles,
-//! sockets, mounted file systems, network namespaces. Each reader takes the path of `proc/`
-//! (or the filesystem root) and answers `None` or an empty list for a file that is missing
-//! or unreadable; none of them fails a sample.
+//! sockets, mounted file systems, network namespaces. Each reader takes `proc/` (its path or
+//! an open directory) or the filesystem root and answers `None` or an empty list for a file
+//! that is missing or unreadable; none of them fails a sample. Must not know about zones.
 
 use std::path::Path;
 
