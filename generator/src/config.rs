@@ -273,6 +273,28 @@ mod tests {
     }
 
     #[test]
+    fn zone_flags_reach_the_linux_options_and_bad_ones_are_refused() {
+        let c = parse(&["--zone-names", "path", "--zone-include", "^docker/", "--zone-exclude", "x$", "--max-zones", "9999"]);
+        let o = c.zones_of_linux.linux_options(std::path::Path::new("/r"), 5);
+        assert_eq!((o.naming, o.filter.max_zones, o.top_processes), (ZoneNaming::Path, 9999, 5));
+        assert!(o.filter.admits("docker/abc", "/system.slice/docker-abc.scope") && !o.filter.admits("docker/abx", "/p"));
+        assert!(!o.filter.admits("nginx.service", "/system.slice/nginx.service"), "not included");
+        let defaults = parse(&[]).zones_of_linux.linux_options(std::path::Path::new("/"), 20);
+        assert_eq!((defaults.naming, defaults.filter.max_zones), (ZoneNaming::Readable, 1000));
+        for (bad, flag) in [
+            (&["--max-zones", "10000"][..], "--max-zones"),
+            (&["--max-zones=-1"], "--max-zones"),
+            (&["--zone-include", "("], "--zone-include"),
+            (&["--zone-names", "short"], "--zone-names"),
+        ] {
+            let err = GeneratorConfig::from_args(std::iter::once("generator").chain(bad.iter().copied()).map(String::from))
+                .expect_err(&format!("{bad:?} accepted"))
+                .to_string();
+            assert!(err.contains(flag), "{bad:?}: the error names {flag}: {err}");
+        }
+    }
+
+    #[test]
     fn illumos_replay_needs_the_illumos_source() {
         let c = parse(&["--source", "linux", "--illumos-replay", "/tmp/x"]);
         let err = c.validate().unwrap_err();
