@@ -117,6 +117,9 @@ struct ProcSample {
     threads: u32,
     /// Its cgroups (shared with the membership cache).
     membership: Arc<Membership>,
+    /// CPU ticks since the previous sample; `None` for a process seen for the first time
+    /// (or a pid reused by another process).
+    ran_ticks: Option<u64>,
 }
 
 impl ProcSample {
@@ -124,6 +127,17 @@ impl ProcSample {
     fn cgroup_path(&self) -> Option<&str> {
         self.membership.zone_path()
     }
+}
+
+/// Where a zone keeps its CPU time (see `LinuxSource::cpu_signal`).
+#[derive(Debug)]
+struct CpuSignal {
+    /// `v2:PATH` or `v1:PATH`: the cgroup, across samples.
+    key: String,
+    /// v2 `cpu.stat` (µs, `usage_usec`) or v1 `cpuacct.usage` (ns).
+    file: PathBuf,
+    /// Which of the two.
+    v2: bool,
 }
 
 /// A process as last read.
@@ -148,8 +162,8 @@ struct ZonePrev {
     percpu_ns: Vec<u64>,
     usage_us: Option<u64>,
     majflt: Option<u64>,
-    /// Samples since the zone's `zone_info` row was last sent.
-    since_info: u64,
+    /// Samples since the zone's `zone_info` row was last sent (`None`: never sent).
+    since_info: Option<u64>,
     /// The zone's limits as last read.
     limits: Option<Limits>,
 }
@@ -182,7 +196,6 @@ pub struct LinuxSource {
     mounts: CgroupMounts,
     system: ExplicitSystemInfo,
     prev_core_busy: Vec<u64>,
-    prev_proc_ticks: HashMap<u32, u64>,
     prev_vm: Option<(u64, u64, u64)>,
     prev_zone: HashMap<String, ZonePrev>,
     host_since_info: Option<u64>,
@@ -222,7 +235,6 @@ impl LinuxSource {
             mounts,
             system,
             prev_core_busy: Vec::new(),
-            prev_proc_ticks: HashMap::new(),
             prev_vm: None,
             prev_zone: HashMap::new(),
             host_since_info: None,
@@ -237,7 +249,7 @@ impl LinuxSource {
     /// Entries of state kept between samples (processes and zones of the last sample), for
     /// tests that zones and processes that went away left nothing behind.
     pub fn state_entries(&self) -> usize {
-        self.prev_proc_ticks.len() + self.procs.len() + self.zone_cpu_seen.len() + self.prev_zone.len()
+        self.procs.len() + self.zone_cpu_seen.len() + self.prev_zone.len()
     }
 
     fn read_err(path: &Path, e: impl std::fmt::Display) -> GeneratorError {
@@ -263,8 +275,37 @@ impl LinuxSource {
             processor: stat.processor.and_then(|c| u32::try_from(c).ok()),
             threads: u32::try_from(stat.num_threads).unwrap_or(0),
             membership,
+            ran_ticks: None,
         };
         Some((stat.starttime, sample))
+    }
+
+    /// Reads a process now with its `known` cgroups (its own are read where `known` is
+    /// `None` or the pid turns out reused), records it with its CPU since the last read, and
+    /// notes its zone's CPU-time key in `read_first` when it may have been read before that
+    /// time was (`before_signal`, or its cgroups just read).
+    fn read_now(
+        &mut self,
+        proc_dir: &cgroup::Dir,
+        pid: u32,
+        known: Option<Arc<Membership>>,
+        before_signal: bool,
+        read_first: &mut HashSet<String>,
+    ) -> Option<ProcSample> {
+        let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks));
+        let mut cgroups_read = known.is_none();
+        let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
+        if !cgroups_read && previous.map(|(t, _)| t) != Some(starttime) {
+            // A reused pid: the new process's cgroups are its own.
+            (starttime, sample) = self.read_process(proc_dir, pid, None)?;
+            cgroups_read = true;
+        }
+        sample.ran_ticks = previous.filter(|(t, _)| *t == starttime).map(|(_, ticks)| sample.cpu_ticks.saturating_sub(ticks));
+        if let Some(signal) = self.cpu_signal(&sample.membership).filter(|_| before_signal || cgroups_read) {
+            read_first.insert(signal.key);
+        }
+        self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
+        Some(sample)
     }
 
     /// The directory of the zone's group in v1 controller `controller`: only where that
@@ -280,12 +321,12 @@ impl LinuxSource {
     /// Where a process's zone keeps its CPU time: a key, the file, and whether it is v2's
     /// `cpu.stat` (µs) or v1's `cpuacct.usage` (ns). `None` for the host's root cgroup or
     /// without CPU accounting.
-    fn cpu_signal(&self, m: &Membership) -> Option<(String, PathBuf, bool)> {
+    fn cpu_signal(&self, m: &Membership) -> Option<CpuSignal> {
         if let Some(p) = m.v2.as_deref().filter(|p| *p != "/" && m.zone_path() == Some(*p)) {
-            return Some((format!("v2:{p}"), self.mounts.v2_dir(p)?.join("cpu.stat"), true));
+            return Some(CpuSignal { key: format!("v2:{p}"), file: self.mounts.v2_dir(p)?.join("cpu.stat"), v2: true });
         }
         let dir = self.own_v1_dir(m, "cpuacct")?;
-        Some((format!("v1:{}", dir.display()), dir.join("cpuacct.usage"), false))
+        Some(CpuSignal { key: format!("v1:{}", dir.display()), file: dir.join("cpuacct.usage"), v2: false })
     }
 
     /// Every process's CPU time, threads, last CPU and cgroups. `/proc/PID/cgroup` is read
@@ -301,8 +342,8 @@ impl LinuxSource {
         };
         let pids: Vec<u32> = entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
         let mut out = Vec::with_capacity(pids.len());
-        // Processes known with fresh cgroups wait for their zone's CPU time.
-        let mut waiting: Vec<u32> = Vec::new();
+        // Processes known with fresh cgroups wait for their zone's CPU time (its key).
+        let mut waiting: Vec<(u32, Option<CpuSignal>)> = Vec::new();
         // Zones (CPU-time keys) with a process read before their CPU time was.
         let mut read_first: HashSet<String> = HashSet::new();
         for pid in pids {
@@ -314,84 +355,48 @@ impl LinuxSource {
                 let now = proc_dir.text(&format!("{pid}/cgroup")).map(|t| Membership::parse(&t));
                 known = known.filter(|m| now.as_ref() == Some(&**m));
             }
-            if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
-                waiting.push(pid);
+            if let Some(m) = known.as_ref().filter(|m| m.zone_path().is_some()) {
+                waiting.push((pid, self.cpu_signal(m)));
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.
-            let fresh = known.is_none();
-            let Some((mut starttime, mut sample)) = self.read_process(&proc_dir, pid, known) else { continue };
-            let same_process = self.procs.get(&pid).is_some_and(|s| s.starttime == starttime);
-            if !fresh && !same_process {
-                // A reused pid: the new process's cgroups are its own.
-                let Some(again) = self.read_process(&proc_dir, pid, None) else { continue };
-                (starttime, sample) = again;
+            if let Some(sample) = self.read_now(&proc_dir, pid, known, true, &mut read_first) {
+                out.push(sample);
             }
-            if let Some(signal) = self.cpu_signal(&sample.membership) {
-                // Read before its zone's CPU time: that time cannot be a baseline this sample.
-                read_first.insert(signal.0);
-            }
-            if self.procs.get(&pid).is_some_and(|s| s.starttime != starttime) {
-                // Another process: the old one's CPU ticks are no baseline for its usage.
-                self.prev_proc_ticks.remove(&pid);
-            }
-            self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
-            out.push(sample);
         }
         // The CPU time of every zone with waiting processes, read once each.
         let mut moved: HashMap<String, bool> = HashMap::new();
         let mut seen_now: HashMap<String, u64> = HashMap::new();
-        for pid in &waiting {
-            let Some(state) = self.procs.get(pid) else { continue };
-            let Some((key, file, v2)) = self.cpu_signal(&state.last.membership) else { continue };
-            if moved.contains_key(&key) {
+        for CpuSignal { key, file, v2 } in waiting.iter().filter_map(|(_, signal)| signal.as_ref()) {
+            if moved.contains_key(key) {
                 continue;
             }
-            let now = if v2 {
-                let stat = cgroup::FlatFile::read(&file);
+            let now = if *v2 {
+                let stat = cgroup::FlatFile::read(file);
                 let now = stat.as_ref().and_then(|f| f.get("usage_usec"));
                 if let Some(stat) = stat {
                     self.v2_cpu_stats.insert(key.clone(), stat);
                 }
                 now
             } else {
-                cgroup::read_u64(&file)
+                cgroup::read_u64(file)
             };
-            let still = now.is_some() && now == self.zone_cpu_seen.get(&key).copied();
+            let still = now.is_some() && now == self.zone_cpu_seen.get(key).copied();
             if let Some(now) = now {
                 seen_now.insert(key.clone(), now);
             }
-            moved.insert(key, !still);
+            moved.insert(key.clone(), !still);
         }
-        for pid in waiting {
+        for (pid, signal) in waiting {
+            let zone_moved = signal.and_then(|s| moved.get(&s.key).copied()).unwrap_or(true);
             let Some(state) = self.procs.get(&pid) else { continue };
-            let zone_moved =
-                self.cpu_signal(&state.last.membership).and_then(|(key, _, _)| moved.get(&key).copied()).unwrap_or(true);
             if !zone_moved {
-                out.push(state.last.clone());
+                out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
                 continue;
             }
-            let membership = Arc::clone(&state.last.membership);
-            let starttime = state.starttime;
-            match self.read_process(&proc_dir, pid, Some(membership)) {
-                Some((now, sample)) if now == starttime => {
-                    if let Some(state) = self.procs.get_mut(&pid) {
-                        state.last = sample.clone();
-                    }
-                    out.push(sample);
-                }
-                // A reused pid: its cgroups are read again.
-                Some(_) => {
-                    if let Some((starttime, sample)) = self.read_process(&proc_dir, pid, None) {
-                        if let Some(signal) = self.cpu_signal(&sample.membership) {
-                            read_first.insert(signal.0);
-                        }
-                        self.prev_proc_ticks.remove(&pid);
-                        self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
-                        out.push(sample);
-                    }
-                }
-                None => {}
+            let known = Some(Arc::clone(&state.last.membership));
+            if let Some(sample) = self.read_now(&proc_dir, pid, known, false, &mut read_first) {
+                out.push(sample);
             }
         }
         // A zone with a process read before its CPU time has no baseline: the process may
@@ -403,10 +408,7 @@ impl LinuxSource {
 
     /// The busiest processes of `procs`, with CPU over the interval in 4999 Hz ticks.
     fn busiest(&self, procs: &[&ProcSample]) -> Vec<Process> {
-        let mut with_delta: Vec<(u64, &ProcSample)> = procs
-            .iter()
-            .map(|p| (self.prev_proc_ticks.get(&p.pid).map_or(0, |prev| p.cpu_ticks.saturating_sub(*prev)), *p))
-            .collect();
+        let mut with_delta: Vec<(u64, &ProcSample)> = procs.iter().map(|p| (p.ran_ticks.unwrap_or(0), *p)).collect();
         with_delta.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.pid.cmp(&b.1.pid)));
         with_delta
             .into_iter()
@@ -414,7 +416,7 @@ impl LinuxSource {
             .map(|(delta, p)| Process {
                 pid: Some(p.pid),
                 execname: Some(p.comm.clone()),
-                usage: self.prev_proc_ticks.contains_key(&p.pid).then(|| ns_to_ticks(self.ticks_to_ns(delta))),
+                usage: p.ran_ticks.map(|_| ns_to_ticks(self.ticks_to_ns(delta))),
                 cpu: p.processor,
             })
             .collect()
@@ -447,6 +449,7 @@ impl LinuxSource {
         zones: &[String],
         dropped: usize,
         diskstats: &[procfs::DiskStat],
+        own_netns: Option<u64>,
     ) -> Result<Packet, GeneratorError> {
         let stat_path = self.proc_dir.join("stat");
         let stat = KernelStats::from_file(&stat_path, &self.system).map_err(|e| Self::read_err(&stat_path, e))?;
@@ -517,7 +520,7 @@ impl LinuxSource {
             ..Default::default()
         };
 
-        let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), self.own_netns());
+        let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), own_netns);
         let (disk, io) = self.host_disks(diskstats);
         let mut system = host::system_row(&self.proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
         system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
@@ -767,7 +770,7 @@ impl LinuxSource {
         let members = &zone.members;
         let Some(first) = members.first() else { return Packet::default() };
         let m = &first.membership;
-        let prev = self.prev_zone.get(&zone.name).cloned().unwrap_or_default();
+        let prev = self.prev_zone.remove(&zone.name).unwrap_or_default();
         let mut next = ZonePrev::default();
 
         // CPU: v1 cpuacct gives a per-core split (ns); v2 only a total (µs), reported as one
@@ -802,14 +805,13 @@ impl LinuxSource {
             next.usage_us = usage_us;
         }
 
-        // Memory: v2 files when the zone is a v2 group with memory accounting, else v1; the
-        // 2013 `mem` row is a part of the `memory` row.
-        // A v1 path of `/` is the host's root group, not this zone's (a v2 zone of a hybrid host).
+        // Memory: v2 files when the zone is a v2 group with memory accounting, else v1 (only
+        // the zone's own v1 group); the 2013 `mem` row is a part of the `memory` row.
         let v1_memory_dir = self.own_v1_dir(m, "memory");
         // Spread over the samples by the zone's name.
         let spread = zone.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         let due = spread.wrapping_add(self.samples).is_multiple_of(LIMITS_REFRESH_SAMPLES);
-        let limits = match prev.limits.clone().filter(|_| !due) {
+        let limits = match prev.limits.filter(|_| !due) {
             Some(limits) => limits,
             None => self.zone_limits(m, v2_dir.as_deref().zip(v2.as_ref()), v1_memory_dir.as_deref()),
         };
@@ -875,14 +877,14 @@ impl LinuxSource {
             .map(|(pid, ns)| read_net_dev(&self.proc_dir.join(pid.to_string()).join("net/dev"), Some(ns)))
             .unwrap_or_default();
 
-        let mut since = Some(prev.since_info).filter(|_| self.prev_zone.contains_key(&zone.name));
+        let mut since = prev.since_info;
         let zone_info = Self::info_due(&mut since, self.opts.zone_info_every).then(|| packet::ZoneInfo {
             cgroup_path: Some(zone.path.to_owned()),
             kind: Some(zone.identity.kind.to_owned()),
             container_id: zone.identity.container_id.clone(),
             pod_uid: zone.identity.pod_uid.clone(),
         });
-        next.since_info = since.unwrap_or(0);
+        next.since_info = since;
 
         self.prev_zone.insert(zone.name.clone(), next);
         Packet {
@@ -996,8 +998,9 @@ impl StatSource for LinuxSource {
         // lowest-numbered member process (a pod's containers share one namespace).
         // Not the generator's namespace (`global` reports it), nor pid 1's (the host's, when
         // the generator runs in a namespace of its own with the host's pids).
+        let own_netns = self.own_netns();
         let not_a_zones: Vec<u64> =
-            [self.own_netns(), host::namespace_inode(&self.proc_dir.join("1/ns/net"))].into_iter().flatten().collect();
+            [own_netns, host::namespace_inode(&self.proc_dir.join("1/ns/net"))].into_iter().flatten().collect();
         let mut owner: BTreeMap<u64, (u32, usize)> = BTreeMap::new();
         for (i, z) in zones.iter().enumerate() {
             let Some(lowest) = z.members.iter().map(|p| p.pid).min() else { continue };
@@ -1006,20 +1009,19 @@ impl StatSource for LinuxSource {
                 owner.insert(ns, (lowest, i));
             }
         }
-        let own_netns: HashMap<usize, (u32, u64)> = owner.into_iter().map(|(ns, (pid, i))| (i, (pid, ns))).collect();
-        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped, &diskstats)?];
+        let namespace_of_zone: HashMap<usize, (u32, u64)> = owner.into_iter().map(|(ns, (pid, i))| (i, (pid, ns))).collect();
+        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped, &diskstats, own_netns)?];
         let mut present = HashSet::new();
         for (i, zone) in zones.iter().enumerate() {
-            frames.push(self.zone_frame(zone, time_us, &devices, own_netns.get(&i).copied()));
+            frames.push(self.zone_frame(zone, time_us, &devices, namespace_of_zone.get(&i).copied()));
             present.insert(zone.name.clone());
         }
         for f in &mut frames {
             f.ticks = Some(ticks);
             f.time_us = Some(time_us.max(0) as u64);
         }
-        self.prev_proc_ticks = procs.iter().map(|p| (p.pid, p.cpu_ticks)).collect();
-        let prev = &self.prev_proc_ticks;
-        self.procs.retain(|pid, _| prev.contains_key(pid));
+        let seen: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
+        self.procs.retain(|pid, _| seen.contains(pid));
         self.samples += 1;
         self.prev_zone.retain(|z, _| present.contains(z));
         Ok(frames)

@@ -410,6 +410,19 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_read_up_to_the_bound_and_odd_bytes_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'7'; MAX_FILE_BYTES as usize + 4096]).unwrap();
+        assert_eq!(read_text(&big).map(|t| t.len()), Some(MAX_FILE_BYTES as usize), "bounded");
+        let odd = dir.path().join("odd");
+        std::fs::write(&odd, b"usage_usec 5\n\xff\xfe 3\nnr_periods 2\n").unwrap();
+        let flat = Dir::open(dir.path()).unwrap().flat("odd").unwrap();
+        assert_eq!((flat.get("usage_usec"), flat.get("nr_periods")), (Some(5), Some(2)));
+        assert_eq!(read_text(&dir.path().join("missing")), None);
+    }
+
+    #[test]
     fn pressure_files() {
         let host = "some avg10=1.50 avg60=0.20 avg300=0.00 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=789\n";
         assert_eq!(parse_pressure(host), Some(Pressure { some_us: Some(123_456), full_us: Some(789) }));
