@@ -597,6 +597,7 @@ impl ZoneRows {
 
     /// Appends the rows of one frame whose sample time is `t` (µs); returns rows added.
     pub fn append(&mut self, p: &Packet, t: i64) -> usize {
+        let before = self.len();
         let [
             zone,
             cpu,
@@ -638,22 +639,7 @@ impl ZoneRows {
         p.system.iter().for_each(|e| system.push(t, e, FrameFields::SYSTEM));
         p.filesystem.iter().for_each(|e| filesystem.push(t, e, FrameFields::FILESYSTEM));
         p.zone_info.iter().for_each(|e| zone_info.push(t, e, FrameFields::ZONE_INFO));
-        2 + p.cpu.len()
-            + p.mem.len()
-            + p.net.len()
-            + p.disk.len()
-            + p.process.len()
-            + p.callfreq.len()
-            + p.cpuqueue.len()
-            + p.zonename.len()
-            + p.cpu_time.len()
-            + p.pressure.len()
-            + p.memory.len()
-            + p.io.len()
-            + p.link.len()
-            + p.system.len()
-            + p.filesystem.len()
-            + p.zone_info.len()
+        self.len() - before
     }
 
     /// Every non-empty table as a batch; the rows stay held (drop the `ZoneRows` once the

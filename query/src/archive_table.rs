@@ -196,10 +196,17 @@ impl ArchiveTable {
     }
 
     /// The files a scan with `bounds` reads, in path order: from the catalog if the archive
-    /// has one, else by listing directories.
+    /// has one, else by listing directories (without their value index summaries).
     pub fn files(&self, bounds: &ScanBounds) -> Result<Vec<ScanFile>, FilesError> {
+        self.files_with(bounds, false)
+    }
+
+    /// [`ArchiveTable::files`], each carrying its value index summary where `summaries` and
+    /// the table's scans use indexes (a summary is cloned, key sets and all: only for scans
+    /// an index may judge).
+    fn files_with(&self, bounds: &ScanBounds, summaries: bool) -> Result<Vec<ScanFile>, FilesError> {
         match self.snapshot()? {
-            Some(s) => Ok(self.files_from_catalog(&s, bounds)),
+            Some(s) => Ok(self.catalog_files(&s, bounds, summaries)),
             None => Ok(self.files_by_listing(bounds)?),
         }
     }
@@ -220,7 +227,7 @@ impl ArchiveTable {
         }
         let runs = snapshot.of_table(self.table).filter(|e| e.is_run()).count();
         if runs > 0 {
-            for f in self.files_from_catalog(&snapshot, &ScanBounds::default()) {
+            for f in self.catalog_files(&snapshot, &ScanBounds::default(), false) {
                 if !f.path.starts_with(self.root.join(archive_layout::STATE_DIR)) {
                     continue;
                 }
@@ -236,6 +243,10 @@ impl ArchiveTable {
 
     /// [`ArchiveTable::files`] from a catalog snapshot.
     pub fn files_from_catalog(&self, snapshot: &catalog::Snapshot, bounds: &ScanBounds) -> Vec<ScanFile> {
+        self.catalog_files(snapshot, bounds, false)
+    }
+
+    fn catalog_files(&self, snapshot: &catalog::Snapshot, bounds: &ScanBounds, summaries: bool) -> Vec<ScanFile> {
         let admits = |e: &catalog::Entry| {
             let end = e.period_end_us().unwrap_or(i64::MAX);
             let (lo, hi) = match (e.min_time_us, e.max_time_us) {
@@ -267,8 +278,9 @@ impl ArchiveTable {
                             // A rollup's footer statistics are read by DataFusion (one
                             // file per zone and day).
                             statistics: self.rollup.is_none().then(|| Arc::new(entry_statistics(self.table, e))),
-                            // Cloned only for scans that use it.
-                            index: (self.value_indexes && self.rollup.is_none()).then(|| e.index.clone().map(Arc::new)).flatten(),
+                            index: (summaries && self.value_indexes && self.rollup.is_none())
+                                .then(|| e.index.clone().map(Arc::new))
+                                .flatten(),
                         });
                     }
                 }
@@ -473,7 +485,7 @@ impl TableProvider for ArchiveTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let bounds = ScanBounds::from_filters(filters);
-        let files = self.files(&bounds).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let files = self.files_with(&bounds, !filters.is_empty()).map_err(|e| DataFusionError::External(Box::new(e)))?;
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema(), projection)?)));
         }
@@ -482,36 +494,29 @@ impl TableProvider for ArchiveTable {
         let schema = self.schema();
         let indexed = match self.raw_table() {
             Some(table) if self.value_indexes && !filters.is_empty() => {
-                Some(crate::value_index_scan::apply(table, &schema, filters, whole))
+                crate::value_index_scan::apply(table, &schema, filters, whole)
             }
-            _ => {
-                if !whole.is_empty() {
-                    plans.push(self.scan_files(state, whole, projection, limit).await?);
-                }
-                None
-            }
+            _ => crate::value_index_scan::IndexedScan::unjudged(whole),
         };
-        if let Some(indexed) = indexed {
-            if !indexed.files.is_empty() {
-                plans.push(self.scan_files(state, indexed.files, projection, limit).await?);
-            }
-            if indexed.report.used() {
-                // Beside the files' scan, not above it: filters DataFusion pushes into the
-                // Parquet scan must reach it.
-                let rows: Arc<dyn ExecutionPlan> = if indexed.side_rows.is_empty() {
-                    Arc::new(EmptyExec::new(project_schema(&schema, projection)?))
-                } else {
-                    datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-                        &[indexed.side_rows],
-                        Arc::clone(&schema),
-                        projection.cloned(),
-                    )?
-                };
-                plans.push(Arc::new(crate::value_index_scan::ValueIndexExec::new(rows, indexed.report)));
-            }
-            if plans.is_empty() && partial.is_empty() {
-                return Ok(Arc::new(EmptyExec::new(project_schema(&schema, projection)?)));
-            }
+        if !indexed.files.is_empty() {
+            plans.push(self.scan_files(state, indexed.files, projection, limit).await?);
+        }
+        if indexed.report.used() {
+            // Beside the files' scan, not above it: filters DataFusion pushes into the
+            // Parquet scan must reach it.
+            let rows: Arc<dyn ExecutionPlan> = if indexed.side_rows.is_empty() {
+                Arc::new(EmptyExec::new(project_schema(&schema, projection)?))
+            } else {
+                datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                    &[indexed.side_rows],
+                    Arc::clone(&schema),
+                    projection.cloned(),
+                )?
+            };
+            plans.push(Arc::new(crate::value_index_scan::ValueIndexExec::new(rows, indexed.report)));
+        }
+        if plans.is_empty() && partial.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(project_schema(&schema, projection)?)));
         }
         // Runs some of whose zones are sealed already (rare: a seal in progress): each scanned
         // whole, then the sealed zones' rows dropped, then projected as asked.

@@ -63,6 +63,13 @@ pub struct IndexedScan {
     pub report: IndexReport,
 }
 
+impl IndexedScan {
+    /// Every file read as it is, nothing judged (value indexes off, or no filter).
+    pub fn unjudged(files: Vec<ScanFile>) -> Self {
+        Self { files, side_rows: Vec::new(), report: IndexReport::default() }
+    }
+}
+
 /// Judges each of `files` (of raw table `table`, whose schema is `schema`) against `filters`
 /// (a conjunction) as the module docs say.
 pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<ScanFile>) -> IndexedScan {
@@ -85,7 +92,7 @@ pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<Scan
     }
     // Side files are small and many (one per file): read and checked on every core.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(to_side.len().max(1));
-    let chunk = to_side.len().div_ceil(threads.max(1)).max(1);
+    let chunk = to_side.len().div_ceil(threads).max(1);
     let read: Vec<Option<(Vec<RecordBatch>, u64)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = to_side
             .chunks(chunk)
@@ -165,11 +172,6 @@ impl ValueIndexExec {
     pub fn new(input: Arc<dyn ExecutionPlan>, report: IndexReport) -> Self {
         let properties = input.properties().clone();
         Self { input, report, properties }
-    }
-
-    /// What the indexes did.
-    pub fn report(&self) -> IndexReport {
-        self.report
     }
 }
 

@@ -68,15 +68,7 @@ fn comparison(b: &BinaryExpr) -> Option<(&str, Operator, Literal)> {
         return Some((c, b.op, l));
     }
     let (c, l) = (column_name(&b.right)?, literal(&b.left)?);
-    let op = match b.op {
-        Operator::Lt => Operator::Gt,
-        Operator::LtEq => Operator::GtEq,
-        Operator::Gt => Operator::Lt,
-        Operator::GtEq => Operator::LtEq,
-        Operator::Eq => Operator::Eq,
-        _ => return None,
-    };
-    Some((c, op, l))
+    Some((c, b.op.swap()?, l))
 }
 
 /// The tails whose rows hold every row `filter` can match in the file (then the side file's
