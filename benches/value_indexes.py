@@ -52,6 +52,8 @@ def bytes_read(dq, archive, sql, indexes):
     for n, unit in re.findall(r"bytes_scanned=([\d.]+)\s*([KMGT]?)", out.stdout):
         total += float(n) * UNITS[unit]
     total += sum(int(n) for n in re.findall(r"side_file_bytes=(\d+)", out.stdout))
+    # The answered files' footers, read to check their side files still describe them.
+    total += sum(int(n) for n in re.findall(r"data_footer_bytes=(\d+)", out.stdout))
     used = re.search(r"ValueIndexExec: ([^,]+, [^,]+, [^,]+)", out.stdout)
     return total, used.group(1) if used else "no index used"
 

@@ -267,6 +267,14 @@ fn dq_uses_the_indexes_where_a_condition_allows_and_explain_says_so() {
     let rare = "SELECT zone, time, usage FROM cpu WHERE usage >= 4999 ORDER BY zone, time";
     let plan = explain(&rt, root, rare);
     assert!(plan.contains("ValueIndexExec") && plan.contains("answered_from_side_files=2"), "{plan}");
+    // The two answered files' own footers, read to check their side files, are counted.
+    let footer_bytes: u64 = plan
+        .split("data_footer_bytes=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no data_footer_bytes in {plan}"));
+    assert!(footer_bytes > 2 * 8, "{plan}");
     assert_eq!(answer(&rt, root, true, rare), answer(&rt, root, false, rare));
     assert_eq!(answer(&rt, root, true, rare).len(), 2, "frame 17 once in each zone's hour");
     let absent = "SELECT count(*) FROM process WHERE pid = 99";

@@ -39,6 +39,9 @@ pub struct IndexReport {
     pub from_side_files: usize,
     /// Bytes of the side files read.
     pub side_bytes: u64,
+    /// Bytes of the answered files' own footers, read to check each side file describes
+    /// its data file as it is now.
+    pub footer_bytes: u64,
     /// Rows of the side files handed on (before the filters).
     pub side_rows: usize,
     /// Side files that could not be used (missing, damaged, stale): their data files were read.
@@ -93,7 +96,7 @@ pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<Scan
     // Side files are small and many (one per file): read and checked on every core.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(to_side.len().max(1));
     let chunk = to_side.len().div_ceil(threads).max(1);
-    let read: Vec<Option<(Vec<RecordBatch>, u64)>> = std::thread::scope(|scope| {
+    let read: Vec<Option<(Vec<RecordBatch>, u64, u64)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = to_side
             .chunks(chunk)
             .map(|part| {
@@ -109,9 +112,10 @@ pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<Scan
     let mut side_rows = Vec::new();
     for ((f, _), got) in to_side.into_iter().zip(read) {
         match got {
-            Some((batches, bytes)) => {
+            Some((batches, bytes, footer_bytes)) => {
                 report.from_side_files += 1;
                 report.side_bytes += bytes;
+                report.footer_bytes += footer_bytes;
                 report.side_rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
                 side_rows.extend(batches);
             }
@@ -124,23 +128,24 @@ pub fn apply(table: Table, schema: &SchemaRef, filters: &[Expr], files: Vec<Scan
     IndexedScan { files: kept, side_rows, report }
 }
 
-/// The rows of the sections of `f`'s side file holding `tails`, in `schema`, and the bytes
-/// read; `None` if it cannot be used.
-fn side_file_rows(f: &ScanFile, tails: &[value_index::TailRef], schema: &SchemaRef) -> Option<(Vec<RecordBatch>, u64)> {
+/// The rows of the sections of `f`'s side file holding `tails`, in `schema`, the side
+/// file's bytes read and the data file's footer bytes read; `None` if it cannot be used.
+fn side_file_rows(f: &ScanFile, tails: &[value_index::TailRef], schema: &SchemaRef) -> Option<(Vec<RecordBatch>, u64, u64)> {
     let side_path = archive_layout::side_file_of(&f.path)?;
     let mut side = value_index::OpenSideFile::open(&side_path).ok()??;
     // Its tails are the ones the catalog's summary judged by, and it describes the data
     // file as it is now.
     let summary = f.index.as_deref()?;
-    if side.tails() != (&summary.tails, summary.tail_rows)
-        || side.identity().bytes != f.size
-        || value_index::DataFileIdentity::of(&f.path).ok()? != *side.identity()
-    {
+    if side.tails() != (&summary.tails, summary.tail_rows) || side.identity().bytes != f.size {
+        return None;
+    }
+    let (identity, footer_bytes) = value_index::DataFileIdentity::of_counted(&f.path).ok()?;
+    if identity != *side.identity() {
         return None;
     }
     let batches = side.rows_of(tails).ok()?;
     let adapted = batches.iter().map(|b| in_schema(b, schema)).collect::<Option<Vec<_>>>()?;
-    Some((adapted, side.bytes_read))
+    Some((adapted, side.bytes_read, footer_bytes))
 }
 
 /// `batch` with `schema`'s columns: taken by name, cast where the type differs, NULL where
@@ -180,8 +185,8 @@ impl DisplayAs for ValueIndexExec {
         let r = &self.report;
         write!(
             f,
-            "ValueIndexExec: files_judged={}, skipped={}, answered_from_side_files={}, side_file_bytes={}, side_rows={}, unusable_side_files={}",
-            r.judged, r.skipped, r.from_side_files, r.side_bytes, r.side_rows, r.unusable
+            "ValueIndexExec: files_judged={}, skipped={}, answered_from_side_files={}, side_file_bytes={}, data_footer_bytes={}, side_rows={}, unusable_side_files={}",
+            r.judged, r.skipped, r.from_side_files, r.side_bytes, r.footer_bytes, r.side_rows, r.unusable
         )
     }
 }

@@ -49,6 +49,12 @@ pub struct DataFileIdentity {
 impl DataFileIdentity {
     /// The identity of the Parquet file at `path` (reads its last bytes only).
     pub fn of(path: &Path) -> Result<Self, ValueIndexError> {
+        Self::of_counted(path).map(|(identity, _)| identity)
+    }
+
+    /// [`DataFileIdentity::of`], and the bytes of the file it read (the footer and the
+    /// 8 bytes after it).
+    pub fn of_counted(path: &Path) -> Result<(Self, u64), ValueIndexError> {
         let io = |what| move |source| ValueIndexError::Io { what, path: path.to_owned(), source };
         let mut f = File::open(path).map_err(io("open"))?;
         let bytes = f.metadata().map_err(io("stat"))?.len();
@@ -73,7 +79,7 @@ impl DataFileIdentity {
         crc.update(&footer);
         crc.update(&end);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Self { name, bytes, footer_crc: crc.finalize() })
+        Ok((Self { name, bytes, footer_crc: crc.finalize() }, footer_len + 8))
     }
 }
 
