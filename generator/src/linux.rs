@@ -16,9 +16,12 @@
 
 pub mod cgroup;
 pub mod host;
+pub mod kept_files;
 pub mod zone_name;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +33,8 @@ use regex::Regex;
 
 use crate::GeneratorError;
 use crate::source::{StatSource, ns_to_ticks};
-use cgroup::{CgroupMounts, DeviceIo, Membership};
+use cgroup::{CgroupMounts, DeviceIo, Dir, Membership};
+use kept_files::KeptFiles;
 use zone_name::ZoneIdentity;
 
 /// How zones are named.
@@ -212,6 +216,8 @@ pub struct LinuxSource {
     zone_cpu_seen: HashMap<String, u64>,
     /// Samples taken.
     samples: u64,
+    /// Every file the source reads, kept open from one sample to the next.
+    files: KeptFiles,
 }
 
 impl LinuxSource {
@@ -243,6 +249,7 @@ impl LinuxSource {
             procs: HashMap::new(),
             zone_cpu_seen: HashMap::new(),
             samples: 0,
+            files: KeptFiles::with_open_file_limit(),
         })
     }
 
@@ -250,6 +257,12 @@ impl LinuxSource {
     /// tests that zones and processes that went away left nothing behind.
     pub fn state_entries(&self) -> usize {
         self.procs.len() + self.zone_cpu_seen.len() + self.prev_zone.len()
+    }
+
+    /// The files kept open now (for tests that a zone or process that went away left none
+    /// open), sorted.
+    pub fn open_files(&self) -> Vec<PathBuf> {
+        self.files.paths()
     }
 
     fn read_err(path: &Path, e: impl std::fmt::Display) -> GeneratorError {
@@ -262,7 +275,7 @@ impl LinuxSource {
 
     /// Reads one process's `stat` and `cgroup` files below an open `/proc`; `None` if it
     /// exited meanwhile.
-    fn read_process(&self, proc_dir: &cgroup::Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample)> {
+    fn read_process(&self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample)> {
         let stat = procfs::process::Stat::from_read(proc_dir.text(&format!("{pid}/stat"))?.as_bytes()).ok()?;
         let membership = match membership {
             Some(m) => m,
@@ -286,7 +299,7 @@ impl LinuxSource {
     /// time was (`before_signal`, or its cgroups just read).
     fn read_now(
         &mut self,
-        proc_dir: &cgroup::Dir,
+        proc_dir: &Dir,
         pid: u32,
         known: Option<Arc<Membership>>,
         before_signal: bool,
@@ -337,9 +350,8 @@ impl LinuxSource {
     /// about 10 ms of CPU on a 2-core VM, twice the whole source's budget at one sample a
     /// second). Files are opened relative to an open `/proc`.
     fn scan_processes(&mut self) -> Vec<ProcSample> {
-        let (Ok(entries), Some(proc_dir)) = (std::fs::read_dir(&self.proc_dir), cgroup::Dir::open(&self.proc_dir)) else {
-            return Vec::new();
-        };
+        let Ok(entries) = std::fs::read_dir(&self.proc_dir) else { return Vec::new() };
+        let proc_dir = Dir::new(&self.files, &self.proc_dir);
         let pids: Vec<u32> = entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
         let mut out = Vec::with_capacity(pids.len());
         // Processes known with fresh cgroups wait for their zone's CPU time (its key).
@@ -372,14 +384,14 @@ impl LinuxSource {
                 continue;
             }
             let now = if *v2 {
-                let stat = cgroup::FlatFile::read(file);
+                let stat = self.files.flat(file);
                 let now = stat.as_ref().and_then(|f| f.get("usage_usec"));
                 if let Some(stat) = stat {
                     self.v2_cpu_stats.insert(key.clone(), stat);
                 }
                 now
             } else {
-                cgroup::read_u64(file)
+                self.files.number(file)
             };
             let still = now.is_some() && now == self.zone_cpu_seen.get(key).copied();
             if let Some(now) = now {
@@ -522,10 +534,12 @@ impl LinuxSource {
 
         let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), own_netns);
         let (disk, io) = self.host_disks(diskstats);
-        let mut system = host::system_row(&self.proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
+        let proc_dir = Dir::new(&self.files, &self.proc_dir);
+        let mut system = host::system_row(&proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
         system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
         system.zones_dropped = Some(u32::try_from(dropped).unwrap_or(u32::MAX));
-        let filesystem = cgroup::read_text(&self.proc_dir.join("self/mountinfo"))
+        let filesystem = proc_dir
+            .text("self/mountinfo")
             .map(|m| host::filesystem_rows(&m, &self.opts.root))
             .unwrap_or_default();
         let zone_info = Self::info_due(&mut self.host_since_info, self.opts.zone_info_every).then(|| packet::ZoneInfo {
@@ -547,9 +561,7 @@ impl LinuxSource {
             zonename: std::iter::once("global".to_owned()).chain(zones.iter().cloned()).collect(),
             cpuqueue: vec![Cpuqueue { core: None, length: stat.procs_running, amount: Some(1) }],
             cpu_time: vec![cpu_time],
-            pressure: cgroup::Dir::open(&self.proc_dir.join("pressure"))
-                .map(|d| host::pressure_rows(&d, false))
-                .unwrap_or_default(),
+            pressure: host::pressure_rows(&Dir::new(&self.files, &self.proc_dir.join("pressure")), false),
             memory: vec![memory],
             io,
             link,
@@ -616,17 +628,18 @@ impl LinuxSource {
             return *q;
         }
         let q = if v2 {
-            cgroup::read_text(&dir.join("cpu.max")).and_then(|t| cgroup::parse_cpu_max(&t))
+            self.files.text(&dir.join("cpu.max")).and_then(|t| cgroup::parse_cpu_max(&t))
         } else {
-            cgroup::read_v1_quota(dir)
+            cgroup::read_v1_quota(&Dir::new(&self.files, dir))
         };
         self.quota_cache.insert(dir.to_owned(), q);
         q
     }
 
     /// A zone's limits, read now (see [`Limits`]).
-    fn zone_limits(&mut self, m: &Membership, v2: Option<(&Path, &cgroup::Dir)>, v1_memory: Option<&Path>) -> Limits {
-        if let Some((path, dir)) = v2 {
+    fn zone_limits(&mut self, m: &Membership, v2: Option<&Dir>, v1_memory: Option<&Path>) -> Limits {
+        if let Some(dir) = v2 {
+            let path = dir.path();
             let top = self.mounts.v2.clone().unwrap_or_else(|| path.to_owned());
             return Limits {
                 quota: cgroup::effective_quota(path, &top, |d| self.quota_of(d, true)),
@@ -644,15 +657,15 @@ impl LinuxSource {
             }
             None => None,
         };
-        let memory_max = v1_memory.and_then(|d| cgroup::read_u64(&d.join("memory.limit_in_bytes")));
+        let memory_max = v1_memory.and_then(|d| self.files.number(&d.join("memory.limit_in_bytes")));
         Limits {
             quota,
-            weight: cpu_dir.and_then(|d| cgroup::read_u64(&d.join("cpu.shares"))).map(cgroup::shares_to_weight),
+            weight: cpu_dir.and_then(|d| self.files.number(&d.join("cpu.shares"))).map(cgroup::shares_to_weight),
             memory_max,
             memory_high: None,
             // memsw is memory + swap; swap alone is the difference.
             swap_max: v1_memory
-                .and_then(|d| cgroup::read_u64(&d.join("memory.memsw.limit_in_bytes")))
+                .and_then(|d| self.files.number(&d.join("memory.memsw.limit_in_bytes")))
                 .zip(memory_max)
                 .map(|(a, b)| a.saturating_sub(b)),
         }
@@ -681,8 +694,8 @@ impl LinuxSource {
         if cpu_dir.is_none() && acct_dir.is_none() {
             return None;
         }
-        let acct = acct_dir.and_then(|d| cgroup::FlatFile::read(&d.join("cpuacct.stat"))).unwrap_or_default();
-        let st = cpu_dir.as_ref().and_then(|d| cgroup::FlatFile::read(&d.join("cpu.stat"))).unwrap_or_default();
+        let acct = acct_dir.and_then(|d| self.files.flat(&d.join("cpuacct.stat"))).unwrap_or_default();
+        let st = cpu_dir.as_ref().and_then(|d| self.files.flat(&d.join("cpu.stat"))).unwrap_or_default();
         Some(packet::CpuTime {
             user_us: acct.get("user").map(|t| self.ticks_to_us(t)),
             system_us: acct.get("system").map(|t| self.ticks_to_us(t)),
@@ -700,7 +713,8 @@ impl LinuxSource {
     /// `memory` of a zone and its cumulative major faults: v2 `memory.*` files (with
     /// `memory.stat` passed in, read once), else v1's. `None` without memory accounting.
     fn zone_memory(
-        v2: Option<(&cgroup::Dir, &cgroup::FlatFile)>,
+        files: &KeptFiles,
+        v2: Option<(&Dir, &cgroup::FlatFile)>,
         v1_dir: Option<&Path>,
         limits: &Limits,
     ) -> Option<(packet::Memory, Option<u64>)> {
@@ -732,29 +746,29 @@ impl LinuxSource {
             };
             return Some((memory, get("pgmajfault")));
         }
-        let dir = v1_dir?;
-        let st = cgroup::FlatFile::read(&dir.join("memory.stat"))?;
+        let dir = Dir::new(files, v1_dir?);
+        let st = dir.flat("memory.stat")?;
         let get = |k: &str| st.get(k);
-        let usage = cgroup::read_u64(&dir.join("memory.usage_in_bytes"));
+        let usage = dir.number("memory.usage_in_bytes");
         let inactive_file = get("total_inactive_file");
-        let oom_control = cgroup::FlatFile::read(&dir.join("memory.oom_control")).unwrap_or_default();
+        let oom_control = dir.flat("memory.oom_control").unwrap_or_default();
         let memory = packet::Memory {
             usage,
             working_set: usage.zip(inactive_file).map(|(u, i)| u.saturating_sub(i)),
             anon: get("total_rss").or_else(|| get("rss")),
             file: get("total_cache"),
             shmem: get("total_shmem"),
-            kernel: cgroup::read_u64(&dir.join("memory.kmem.usage_in_bytes")),
+            kernel: dir.number("memory.kmem.usage_in_bytes"),
             slab: None,
             inactive_file,
             limit: limits.memory_max,
             high: None,
             // memsw is memory + swap; swap alone is the difference.
-            swap: cgroup::read_u64(&dir.join("memory.memsw.usage_in_bytes")).zip(usage).map(|(a, b)| a.saturating_sub(b)),
+            swap: dir.number("memory.memsw.usage_in_bytes").zip(usage).map(|(a, b)| a.saturating_sub(b)),
             swap_limit: limits.swap_max,
             oom: None,
             oom_kill: oom_control.get("oom_kill"),
-            max_events: cgroup::read_u64(&dir.join("memory.failcnt")),
+            max_events: dir.number("memory.failcnt"),
             high_events: None,
         };
         Some((memory, get("total_pgmajfault").or_else(|| get("pgmajfault"))))
@@ -776,7 +790,7 @@ impl LinuxSource {
         // CPU: v1 cpuacct gives a per-core split (ns); v2 only a total (µs), reported as one
         // row with no core. Each cgroup file is read once a sample.
         let v2_dir = m.v2.as_deref().filter(|p| *p != "/").and_then(|p| self.mounts.v2_dir(p));
-        let v2 = v2_dir.as_deref().and_then(cgroup::Dir::open);
+        let v2 = v2_dir.as_deref().map(|d| Dir::new(&self.files, d));
         let v2_cpu_stat =
             m.v2.as_deref()
                 .and_then(|p| self.v2_cpu_stats.remove(&format!("v2:{p}")))
@@ -785,7 +799,7 @@ impl LinuxSource {
         let mut cpu = Vec::new();
         let percpu = self
             .own_v1_dir(m, "cpuacct")
-            .and_then(|d| cgroup::read_text(&d.join("cpuacct.usage_percpu")))
+            .and_then(|d| self.files.text(&d.join("cpuacct.usage_percpu")))
             .map(|t| t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>())
             .filter(|v| !v.is_empty());
         if let Some(percpu) = percpu {
@@ -813,10 +827,10 @@ impl LinuxSource {
         let due = spread.wrapping_add(self.samples).is_multiple_of(LIMITS_REFRESH_SAMPLES);
         let limits = match prev.limits.filter(|_| !due) {
             Some(limits) => limits,
-            None => self.zone_limits(m, v2_dir.as_deref().zip(v2.as_ref()), v1_memory_dir.as_deref()),
+            None => self.zone_limits(m, v2.as_ref(), v1_memory_dir.as_deref()),
         };
         let v2_memory = v2.as_ref().zip(v2_memory_stat.as_ref());
-        let (memory, majflt) = match Self::zone_memory(v2_memory, v1_memory_dir.as_deref(), &limits) {
+        let (memory, majflt) = match Self::zone_memory(&self.files, v2_memory, v1_memory_dir.as_deref(), &limits) {
             Some((memory, majflt)) => (Some(memory), majflt),
             None => (None, None),
         };
@@ -838,8 +852,8 @@ impl LinuxSource {
         let io: HashMap<String, DeviceIo> = if let Some(text) = v2_io {
             cgroup::parse_io_stat(&text)
         } else if let Some(dir) = self.own_v1_dir(m, "blkio") {
-            let b = cgroup::read_text(&dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
-            let o = cgroup::read_text(&dir.join("blkio.throttle.io_serviced")).unwrap_or_default();
+            let b = self.files.text(&dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
+            let o = self.files.text(&dir.join("blkio.throttle.io_serviced")).unwrap_or_default();
             cgroup::parse_blkio(&b, &o)
         } else {
             HashMap::new()
@@ -986,6 +1000,16 @@ impl StatSource for LinuxSource {
     }
 
     fn sample(&mut self, time_us: i64, interval_us: i64) -> Result<Vec<Packet>, GeneratorError> {
+        let frames = self.sample_now(time_us, interval_us);
+        // Files this sample did not read (a zone or process gone, a limit read every tenth
+        // sample) are closed.
+        self.files.end_sample();
+        frames
+    }
+}
+
+impl LinuxSource {
+    fn sample_now(&mut self, time_us: i64, interval_us: i64) -> Result<Vec<Packet>, GeneratorError> {
         let ticks = ns_to_ticks((interval_us.max(0) as u64).saturating_mul(1000));
         self.quota_cache.clear();
         self.v2_cpu_stats.clear();

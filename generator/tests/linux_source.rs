@@ -669,6 +669,7 @@ fn zone_patterns_a_cap_and_no_state_left_by_zones_that_went_away() {
     fs::remove_dir_all(root.join("proc/500")).unwrap();
     fs::remove_dir_all(root.join("proc/5000")).unwrap();
     let before = source.state_entries();
+    assert!(source.open_files().iter().any(|p| p.to_string_lossy().contains("docker-")), "their files were kept open");
     let frames = source.sample(1_764_000_002_000_000, 1_000_000).unwrap();
     assert_eq!(frames.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["global", "nginx.service"]);
     assert!(source.state_entries() < before);
@@ -678,6 +679,14 @@ fn zone_patterns_a_cap_and_no_state_left_by_zones_that_went_away() {
         "the 4 processes left (1, 599, 601, 700) as last read, the CPU time of the 3 zones holding them, the one zone \
          reported"
     );
+    // Nor is any of their files left open.
+    let open = source.open_files();
+    assert!(!open.is_empty());
+    let gone = |p: &&std::path::PathBuf| {
+        let p = p.to_string_lossy();
+        p.contains("docker") || ["/proc/500/", "/proc/5000/", "/proc/10"].iter().any(|d| p.contains(d))
+    };
+    assert_eq!(open.iter().filter(gone).collect::<Vec<_>>(), Vec::<&std::path::PathBuf>::new());
 }
 
 #[test]

@@ -5,8 +5,10 @@
 //! nested-keyed files, and answers `None` for a missing file or key, never 0 and never an
 //! error for the whole zone. `max` (no limit) and v1's "unlimited" sentinel are `None`.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::{Path, PathBuf};
+
+use super::kept_files::KeptFiles;
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for a backslash).
 pub fn unescape(field: &str) -> String {
@@ -120,86 +122,76 @@ impl Membership {
 /// host's `mountinfo`, are a few KiB; a bound keeps a strange file from costing memory).
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
-/// Reads a `/proc` or cgroup file whole, up to [`MAX_FILE_BYTES`]; `None` if it cannot be
-/// opened or read or is not UTF-8. Not `std::fs::read_to_string`: that asks the file's size
-/// first (`statx`, `lseek`), which these files do not know; with 1,000 processes and 100
-/// zones a sample, those two calls were a quarter of the source's system calls.
-pub fn read_text(path: &Path) -> Option<String> {
-    read_lossy(std::fs::File::open(path).ok()?)
+/// A directory (`/proc`, a cgroup's) whose files are read through the source's
+/// [`KeptFiles`]. Holds a path, not an open directory: no system call until a file is read.
+#[derive(Debug, Clone)]
+pub struct Dir {
+    files: KeptFiles,
+    path: PathBuf,
 }
-
-/// Reads a file whole (up to [`MAX_FILE_BYTES`]); bytes that are not UTF-8 (a process name
-/// cut by the kernel inside a character, a cgroup named with any bytes) become U+FFFD
-/// rather than losing the file.
-fn read_lossy(mut file: std::fs::File) -> Option<String> {
-    use std::io::Read;
-    let mut bytes = Vec::with_capacity(512);
-    (&mut file).take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
-    Some(match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
-}
-
-/// An open directory (`/proc`, a cgroup's): files below it are opened relative to it, one
-/// short path walk each instead of the whole path's.
-#[derive(Debug)]
-pub struct Dir(std::fs::File);
 
 impl Dir {
-    /// Opens the directory at `path`; `None` if it is not one or cannot be opened.
-    pub fn open(path: &Path) -> Option<Dir> {
-        use rustix::fs::{Mode, OFlags};
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        Some(Dir(std::fs::File::from(fd)))
+    /// The directory at `path`, read through `files`.
+    pub fn new(files: &KeptFiles, path: &Path) -> Dir {
+        Dir { files: files.clone(), path: path.to_owned() }
     }
 
-    /// [`read_text`] of `rel` below the directory.
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// [`KeptFiles::text`] of `rel` below the directory.
     pub fn text(&self, rel: &str) -> Option<String> {
-        use rustix::fs::{Mode, OFlags};
-        let fd = rustix::fs::openat(&self.0, rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-        read_lossy(std::fs::File::from(fd))
+        self.files.text(&self.path.join(rel))
     }
 
-    /// [`read_u64`] of `rel` below the directory.
+    /// [`KeptFiles::number`] of `rel` below the directory.
     pub fn number(&self, rel: &str) -> Option<u64> {
-        parse_limit(&self.text(rel)?)
+        self.files.number(&self.path.join(rel))
     }
 
-    /// [`FlatFile::read`] of `rel` below the directory.
+    /// [`KeptFiles::flat`] of `rel` below the directory.
     pub fn flat(&self, rel: &str) -> Option<FlatFile> {
-        self.text(rel).map(FlatFile)
+        self.files.flat(&self.path.join(rel))
     }
 }
 
-fn parse_limit(text: &str) -> Option<u64> {
+/// A single-number file's value; `None` if unparsable, `max`, or v1's unlimited.
+pub(super) fn parse_limit(text: &str) -> Option<u64> {
     let v: u64 = text.trim().parse().ok()?;
     // v1 reports "no limit" as a page-rounded i64::MAX.
     (v < (1 << 62)).then_some(v)
 }
 
-/// Reads a single-number file; `None` if missing, unparsable, `max`, or v1's unlimited.
-pub fn read_u64(path: &Path) -> Option<u64> {
-    parse_limit(&read_text(path)?)
+/// A flat-keyed file (`key value` per line: `memory.stat`, `cpu.stat`, `memory.events`),
+/// split into its keys and values once (a `memory.stat` is asked for a dozen keys of its
+/// 45 lines, and scanning its text for each was a tenth of the source's user time).
+#[derive(Debug, Clone, Default)]
+pub struct FlatFile {
+    text: String,
+    /// Each line's key (a range of `text`) and value (`None` if not a number).
+    entries: Vec<(std::ops::Range<usize>, Option<u64>)>,
 }
 
-/// A flat-keyed file (`key value` per line: `memory.stat`, `cpu.stat`, `memory.events`),
-/// kept as read: values are looked up by key, without building a map.
-#[derive(Debug, Clone, Default)]
-pub struct FlatFile(String);
+impl From<String> for FlatFile {
+    fn from(text: String) -> Self {
+        let mut entries = Vec::with_capacity(64);
+        let mut start = 0;
+        for line in text.split_inclusive('\n') {
+            if let Some((k, v)) = line.split_once(' ') {
+                entries.push((start..start + k.len(), v.trim().parse().ok()));
+            }
+            start += line.len();
+        }
+        FlatFile { text, entries }
+    }
+}
 
 impl FlatFile {
-    /// Reads one; `None` if it cannot be read.
-    pub fn read(path: &Path) -> Option<FlatFile> {
-        read_text(path).map(FlatFile)
-    }
-
     /// The value of `key`; `None` if absent or not a number.
     pub fn get(&self, key: &str) -> Option<u64> {
-        self.0.lines().find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok()).flatten()
-        })
+        self.entries.iter().find(|(k, _)| &self.text[k.clone()] == key).and_then(|(_, v)| *v)
     }
 }
 
@@ -329,9 +321,9 @@ pub fn parse_cpu_max(text: &str) -> Option<CpuQuota> {
 }
 
 /// Reads v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` in `dir`; `None` for no limit (-1).
-pub fn read_v1_quota(dir: &Path) -> Option<CpuQuota> {
-    let quota: i64 = read_text(&dir.join("cpu.cfs_quota_us"))?.trim().parse().ok()?;
-    let period_us = read_u64(&dir.join("cpu.cfs_period_us"))?;
+pub fn read_v1_quota(dir: &Dir) -> Option<CpuQuota> {
+    let quota: i64 = dir.text("cpu.cfs_quota_us")?.trim().parse().ok()?;
+    let period_us = dir.number("cpu.cfs_period_us")?;
     (quota > 0 && period_us > 0).then_some(CpuQuota { quota_us: quota as u64, period_us })
 }
 
@@ -407,19 +399,6 @@ mod tests {
             v1["8:0"],
             DeviceIo { rbytes: Some(10), wbytes: Some(20), rios: Some(1), wios: Some(2), dbytes: Some(5), dios: None }
         );
-    }
-
-    #[test]
-    fn a_file_is_read_up_to_the_bound_and_odd_bytes_survive() {
-        let dir = tempfile::tempdir().unwrap();
-        let big = dir.path().join("big");
-        std::fs::write(&big, vec![b'7'; MAX_FILE_BYTES as usize + 4096]).unwrap();
-        assert_eq!(read_text(&big).map(|t| t.len()), Some(MAX_FILE_BYTES as usize), "bounded");
-        let odd = dir.path().join("odd");
-        std::fs::write(&odd, b"usage_usec 5\n\xff\xfe 3\nnr_periods 2\n").unwrap();
-        let flat = Dir::open(dir.path()).unwrap().flat("odd").unwrap();
-        assert_eq!((flat.get("usage_usec"), flat.get("nr_periods")), (Some(5), Some(2)));
-        assert_eq!(read_text(&dir.path().join("missing")), None);
     }
 
     #[test]

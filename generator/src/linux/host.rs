@@ -27,10 +27,10 @@ pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool) -> Vec<Pressure> {
 /// The `system` row (without the zone counts): load averages from `loadavg`, runnable and
 /// blocked threads (from `/proc/stat`, passed in), file handles from `sys/fs/file-nr`,
 /// sockets from `net/sockstat`.
-pub fn system_row(proc_dir: &Path, procs_running: Option<u32>, procs_blocked: Option<u32>, oom_kill: Option<u64>) -> System {
-    let load = LoadAverage::from_file(proc_dir.join("loadavg")).ok();
+pub fn system_row(proc_dir: &cgroup::Dir, procs_running: Option<u32>, procs_blocked: Option<u32>, oom_kill: Option<u64>) -> System {
+    let load = proc_dir.text("loadavg").and_then(|t| LoadAverage::from_read(t.as_bytes()).ok());
     let milli = |v: f32| (v.is_finite() && v >= 0.0).then(|| (f64::from(v) * 1000.0).round().min(f64::from(u32::MAX)) as u32);
-    let file_nr = cgroup::read_text(&proc_dir.join("sys/fs/file-nr"));
+    let file_nr = proc_dir.text("sys/fs/file-nr");
     let file_nr: Vec<u64> = file_nr.iter().flat_map(|t| t.split_whitespace().filter_map(|w| w.parse().ok())).collect();
     let (fds_used, fds_max) = match file_nr.as_slice() {
         [allocated, free, max] => (Some(allocated.saturating_sub(*free)), Some(*max)),
@@ -44,7 +44,7 @@ pub fn system_row(proc_dir: &Path, procs_running: Option<u32>, procs_blocked: Op
         procs_blocked,
         fds_used,
         fds_max,
-        sockets_used: sockets_used(&proc_dir.join("net/sockstat")),
+        sockets_used: proc_dir.text("net/sockstat").as_deref().and_then(sockets_used),
         oom_kill,
         zones_seen: None,
         zones_dropped: None,
@@ -52,8 +52,7 @@ pub fn system_row(proc_dir: &Path, procs_running: Option<u32>, procs_blocked: Op
 }
 
 /// `sockets: used N` of `/proc/net/sockstat`.
-fn sockets_used(path: &Path) -> Option<u32> {
-    let text = cgroup::read_text(path)?;
+fn sockets_used(text: &str) -> Option<u32> {
     let line = text.lines().find(|l| l.starts_with("sockets:"))?;
     let mut words = line.split_whitespace().skip_while(|w| *w != "used");
     words.next()?;
@@ -204,14 +203,15 @@ mod tests {
     #[test]
     fn system_files_missing_or_present() {
         let dir = tempfile::tempdir().unwrap();
-        let none = system_row(dir.path(), None, None, None);
+        let proc_dir = cgroup::Dir::new(&super::super::kept_files::KeptFiles::new(10), dir.path());
+        let none = system_row(&proc_dir, None, None, None);
         assert_eq!((none.load1_milli, none.fds_used, none.sockets_used), (None, None, None));
         std::fs::create_dir_all(dir.path().join("sys/fs")).unwrap();
         std::fs::create_dir_all(dir.path().join("net")).unwrap();
         std::fs::write(dir.path().join("loadavg"), "1.50 0.25 0.00 3/456 7890\n").unwrap();
         std::fs::write(dir.path().join("sys/fs/file-nr"), "2048\t48\t9223372036854775807\n").unwrap();
         std::fs::write(dir.path().join("net/sockstat"), "sockets: used 321\nTCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1\n").unwrap();
-        let s = system_row(dir.path(), Some(3), Some(1), Some(2));
+        let s = system_row(&proc_dir, Some(3), Some(1), Some(2));
         assert_eq!((s.load1_milli, s.load5_milli, s.load15_milli), (Some(1500), Some(250), Some(0)));
         assert_eq!((s.fds_used, s.fds_max, s.sockets_used), (Some(2000), Some(9_223_372_036_854_775_807), Some(321)));
         assert_eq!((s.procs_running, s.procs_blocked, s.oom_kill), (Some(3), Some(1), Some(2)));
