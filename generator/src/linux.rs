@@ -151,6 +151,9 @@ struct ProcState {
     starttime: u64,
     /// Its figures and cgroups as last read.
     last: ProcSample,
+    /// Its network namespace's inode, once looked up for a zone (a process rarely changes
+    /// namespaces after its start: looked up again with its cgroups).
+    netns: Option<u64>,
 }
 
 /// A process's `/proc/PID/cgroup` is read when it is first seen and then once every this
@@ -305,19 +308,21 @@ impl LinuxSource {
         before_signal: bool,
         read_first: &mut HashSet<String>,
     ) -> Option<ProcSample> {
-        let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks));
+        let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns));
         let mut cgroups_read = known.is_none();
         let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
-        if !cgroups_read && previous.map(|(t, _)| t) != Some(starttime) {
+        if !cgroups_read && previous.map(|(t, _, _)| t) != Some(starttime) {
             // A reused pid: the new process's cgroups are its own.
             (starttime, sample) = self.read_process(proc_dir, pid, None)?;
             cgroups_read = true;
         }
-        sample.ran_ticks = previous.filter(|(t, _)| *t == starttime).map(|(_, ticks)| sample.cpu_ticks.saturating_sub(ticks));
+        let same = previous.filter(|(t, _, _)| *t == starttime);
+        sample.ran_ticks = same.map(|(_, ticks, _)| sample.cpu_ticks.saturating_sub(ticks));
+        let netns = same.and_then(|(_, _, ns)| ns).filter(|_| !cgroups_read);
         if let Some(signal) = self.cpu_signal(&sample.membership).filter(|_| before_signal || cgroups_read) {
             read_first.insert(signal.key);
         }
-        self.procs.insert(pid, ProcState { starttime, last: sample.clone() });
+        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns });
         Some(sample)
     }
 
@@ -366,6 +371,10 @@ impl LinuxSource {
             if due && known.is_some() {
                 let now = proc_dir.text(&format!("{pid}/cgroup")).map(|t| Membership::parse(&t));
                 known = known.filter(|m| now.as_ref() == Some(&**m));
+                // Its namespace is looked up again on the same schedule.
+                if let Some(state) = self.procs.get_mut(&pid) {
+                    state.netns = None;
+                }
             }
             if let Some(m) = known.as_ref().filter(|m| m.zone_path().is_some()) {
                 waiting.push((pid, self.cpu_signal(m)));
@@ -440,6 +449,18 @@ impl LinuxSource {
     fn own_netns(&self) -> Option<u64> {
         host::namespace_inode(&self.proc_dir.join("self/ns/net"))
             .or_else(|| host::namespace_inode(&self.proc_dir.join("1/ns/net")))
+    }
+
+    /// The network namespace of process `pid` (its inode): as looked up before, else now.
+    fn netns_of(&mut self, pid: u32) -> Option<u64> {
+        if let Some(ns) = self.procs.get(&pid).and_then(|s| s.netns) {
+            return Some(ns);
+        }
+        let ns = host::namespace_inode(&self.proc_dir.join(pid.to_string()).join("ns/net"));
+        if let Some(state) = self.procs.get_mut(&pid) {
+            state.netns = ns;
+        }
+        ns
     }
 
     fn ticks_to_us(&self, ticks: u64) -> u64 {
@@ -538,8 +559,9 @@ impl LinuxSource {
         let mut system = host::system_row(&proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
         system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
         system.zones_dropped = Some(u32::try_from(dropped).unwrap_or(u32::MAX));
-        let filesystem = proc_dir
-            .text("self/mountinfo")
+        let filesystem = self
+            .files
+            .text(&self.proc_dir.join("self/mountinfo"))
             .map(|m| host::filesystem_rows(&m, &self.opts.root))
             .unwrap_or_default();
         let zone_info = Self::info_due(&mut self.host_since_info, self.opts.zone_info_every).then(|| packet::ZoneInfo {
@@ -1028,7 +1050,7 @@ impl LinuxSource {
         let mut owner: BTreeMap<u64, (u32, usize)> = BTreeMap::new();
         for (i, z) in zones.iter().enumerate() {
             let Some(lowest) = z.members.iter().map(|p| p.pid).min() else { continue };
-            let Some(ns) = host::namespace_inode(&self.proc_dir.join(lowest.to_string()).join("ns/net")) else { continue };
+            let Some(ns) = self.netns_of(lowest) else { continue };
             if !not_a_zones.contains(&ns) && owner.get(&ns).is_none_or(|(pid, _)| lowest < *pid) {
                 owner.insert(ns, (lowest, i));
             }

@@ -679,7 +679,10 @@ fn zone_patterns_a_cap_and_no_state_left_by_zones_that_went_away() {
         "the 4 processes left (1, 599, 601, 700) as last read, the CPU time of the 3 zones holding them, the one zone \
          reported"
     );
-    // Nor is any of their files left open.
+    // Nor is any of their files left open once KEEP_UNREAD_SAMPLES samples did not read them.
+    for n in 1..generator::linux::kept_files::KEEP_UNREAD_SAMPLES {
+        source.sample(1_764_000_002_000_000 + i64::try_from(n).unwrap() * 1_000_000, 1_000_000).unwrap();
+    }
     let open = source.open_files();
     assert!(!open.is_empty());
     let gone = |p: &&std::path::PathBuf| {

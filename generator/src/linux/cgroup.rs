@@ -123,7 +123,10 @@ impl Membership {
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// A directory (`/proc`, a cgroup's) whose files are read through the source's
-/// [`KeptFiles`]. Holds a path, not an open directory: no system call until a file is read.
+/// [`KeptFiles`], each as a file the kernel writes whole in one read
+/// ([`KeptFiles::text_whole_in_one_read`]: cgroup interface files, `/proc`'s `PID/stat`,
+/// `PID/cgroup`, `pressure/*`, `loadavg`, `sys/fs/file-nr`, `net/sockstat`; not
+/// `mountinfo`). Holds a path, not an open directory: no system call until a file is read.
 #[derive(Debug, Clone)]
 pub struct Dir {
     files: KeptFiles,
@@ -141,19 +144,19 @@ impl Dir {
         &self.path
     }
 
-    /// [`KeptFiles::text`] of `rel` below the directory.
+    /// The file `rel` below the directory, whole; `None` if it cannot be read.
     pub fn text(&self, rel: &str) -> Option<String> {
-        self.files.text(&self.path.join(rel))
+        self.files.text_whole_in_one_read(&self.path.join(rel))
     }
 
-    /// [`KeptFiles::number`] of `rel` below the directory.
+    /// The single number in `rel`; `None` if missing, unparsable, `max`, or v1's unlimited.
     pub fn number(&self, rel: &str) -> Option<u64> {
-        self.files.number(&self.path.join(rel))
+        parse_limit(&self.text(rel)?)
     }
 
-    /// [`KeptFiles::flat`] of `rel` below the directory.
+    /// The flat-keyed file `rel`.
     pub fn flat(&self, rel: &str) -> Option<FlatFile> {
-        self.files.flat(&self.path.join(rel))
+        self.text(rel).map(FlatFile::from)
     }
 }
 

@@ -8,9 +8,10 @@
 //! is gone: the kernel's files (procfs, sysfs, cgroup v1 and v2) fail a read once their
 //! process or cgroup is gone (`ESRCH`, `ENODEV`), and a file on any other file system (a
 //! composed tree, tests) is checked for still having a name before each read; either way the
-//! path is opened again. It must not keep a file past the first sample that did not read it
-//! (a zone or process that went away leaves nothing open), nor more files than its budget
-//! (half the process's open-file limit): beyond it, files are opened, read and closed.
+//! path is opened again. It must not keep a file that [`KEEP_UNREAD_SAMPLES`] samples in a
+//! row did not read (a zone or process that went away leaves nothing open after that), nor
+//! more files than its budget (half the process's open-file limit): beyond it, files are
+//! opened, read and closed.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -23,6 +24,10 @@ use super::cgroup::{FlatFile, MAX_FILE_BYTES};
 /// `f_type` of the file systems whose files the kernel writes on each read and whose reads
 /// fail once their object is gone: procfs, sysfs, cgroup v1, cgroup v2.
 const KERNEL_FILE_SYSTEMS: [u64; 4] = [0x9fa0, 0x6265_6572, 0x0027_e0eb, 0x6367_7270];
+
+/// A file no sample read for this many samples in a row is closed: files read once every
+/// ten samples (a zone's limits, a process's cgroups) stay open between their reads.
+pub const KEEP_UNREAD_SAMPLES: u64 = 10;
 
 /// At most this many files are kept open, whatever the open-file limit.
 pub const MAX_KEPT_FILES: usize = 32_768;
@@ -88,9 +93,22 @@ impl KeptFiles {
     }
 
     /// The file at `path`, whole (up to [`MAX_FILE_BYTES`]; bytes that are not UTF-8 become
-    /// U+FFFD); `None` if it cannot be opened or read. Kept open for the next sample while
-    /// the budget allows.
+    /// U+FFFD), read until a read returns nothing; `None` if it cannot be opened or read.
+    /// Kept open for the next sample while the budget allows.
     pub fn text(&self, path: &Path) -> Option<String> {
+        self.read(path, Ends::AtEmptyRead)
+    }
+
+    /// [`text`](Self::text) of a file the kernel writes whole in each read (a cgroup
+    /// interface file; a `/proc` file made by `single_open`: `PID/stat`, `PID/cgroup`,
+    /// `pressure/*`, `loadavg`), or a plain file: a read shorter than asked is its end, which
+    /// saves a read a file. Not for a file of many records (`mountinfo`, `vmstat`,
+    /// `net/dev`), which the kernel may hand out in short reads before its end.
+    pub fn text_whole_in_one_read(&self, path: &Path) -> Option<String> {
+        self.read(path, Ends::AtShortRead)
+    }
+
+    fn read(&self, path: &Path, ends: Ends) -> Option<String> {
         let mut guard = self.lock();
         let Kept { files, buffer, budget, sample } = &mut *guard;
         let key: &OsStr = path.as_os_str();
@@ -99,13 +117,13 @@ impl KeptFiles {
             // A file of a plain file system that lost its name (its directory removed, the
             // file replaced) would still read its old bytes.
             let named = k.kernel || k.file.metadata().is_ok_and(|m| m.nlink() > 0);
-            if named && read_from_start(&k.file, buffer).is_some() {
+            if named && read_from_start(&k.file, buffer, ends).is_some() {
                 return Some(text_of(buffer));
             }
             files.remove(key);
         }
         let file = File::open(path).ok()?;
-        read_from_start(&file, buffer)?;
+        read_from_start(&file, buffer, ends)?;
         if files.len() < *budget {
             let kernel = rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64)));
             files.insert(key.to_owned(), KeptFile { file, kernel, read_in: *sample });
@@ -124,11 +142,12 @@ impl KeptFiles {
         self.text(path).map(FlatFile::from)
     }
 
-    /// Ends a sample: closes every file it did not read.
+    /// Ends a sample: closes every file that this sample and the
+    /// [`KEEP_UNREAD_SAMPLES`]` - 1` before it did not read.
     pub fn end_sample(&self) {
         let mut kept = self.lock();
         let sample = kept.sample;
-        kept.files.retain(|_, k| k.read_in == sample);
+        kept.files.retain(|_, k| sample - k.read_in < KEEP_UNREAD_SAMPLES);
         kept.sample += 1;
     }
 
@@ -150,8 +169,17 @@ impl KeptFiles {
     }
 }
 
+/// Where a file ends (see [`KeptFiles::text_whole_in_one_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ends {
+    /// Where a read returns nothing.
+    AtEmptyRead,
+    /// Where a read returns less than asked.
+    AtShortRead,
+}
+
 /// Reads `file` from its start to its end (up to [`MAX_FILE_BYTES`]) into `buffer`.
-fn read_from_start(file: &File, buffer: &mut Vec<u8>) -> Option<()> {
+fn read_from_start(file: &File, buffer: &mut Vec<u8>, ends: Ends) -> Option<()> {
     buffer.resize(buffer.capacity().max(4096), 0);
     let mut len = 0;
     loop {
@@ -161,9 +189,15 @@ fn read_from_start(file: &File, buffer: &mut Vec<u8>) -> Option<()> {
             }
             buffer.resize((len * 2).min(MAX_FILE_BYTES as usize), 0);
         }
+        let asked = buffer.len() - len;
         match file.read_at(&mut buffer[len..], len as u64) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(n) => {
+                len += n;
+                if n < asked && ends == Ends::AtShortRead {
+                    break;
+                }
+            }
             Err(_) => {
                 buffer.clear();
                 return None;
@@ -193,7 +227,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_kept_file_reads_afresh_and_one_not_read_in_a_sample_is_closed() {
+    fn a_kept_file_reads_afresh_and_one_not_read_for_ten_samples_is_closed() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("cpu.stat"), dir.path().join("memory.stat"));
         std::fs::write(&a, "usage_usec 1\n").unwrap();
@@ -206,9 +240,16 @@ mod tests {
         // Rewritten in place (as the kernel's files are on each read): the new bytes.
         std::fs::write(&a, "usage_usec 22\n").unwrap();
         assert_eq!(files.flat(&a).and_then(|f| f.get("usage_usec")), Some(22));
+        for _ in 1..KEEP_UNREAD_SAMPLES {
+            files.end_sample();
+        }
+        assert_eq!(files.len(), 2, "the 9 samples since its read did not read memory.stat");
         files.end_sample();
-        assert_eq!(files.len(), 1, "memory.stat was not read in that sample");
-        files.end_sample();
+        assert_eq!(files.len(), 1, "10 did: closed");
+        assert_eq!(files.paths(), std::slice::from_ref(&a));
+        for _ in 0..KEEP_UNREAD_SAMPLES {
+            files.end_sample();
+        }
         assert!(files.is_empty());
     }
 
@@ -245,6 +286,24 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(files.text(&path), None, "reaped: the kept descriptor fails and the path is gone");
+    }
+
+    #[test]
+    fn a_file_of_many_records_is_read_to_its_end_and_a_long_one_past_a_full_read() {
+        // smaps: a record per mapping (many KiB for a test binary), handed out by the kernel
+        // in reads shorter than asked before its end; stopping at a short read would cut it.
+        let files = KeptFiles::new(10);
+        let smaps = Path::new("/proc/self/smaps");
+        let whole = files.text(smaps).unwrap();
+        assert!(whole.len() > 3 * 4096 && whole.ends_with('\n'), "{} bytes", whole.len());
+        assert!(files.text_whole_in_one_read(smaps).unwrap().len() < whole.len() / 2);
+        // A file longer than one read (8 KiB of a plain file): full reads go on.
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("memory.stat");
+        let text: String = (0..600).map(|n| format!("key{n} {n}\n")).collect();
+        std::fs::write(&long, &text).unwrap();
+        assert_eq!(files.text_whole_in_one_read(&long).as_deref(), Some(text.as_str()));
+        assert_eq!(files.text_whole_in_one_read(&long).as_deref(), Some(text.as_str()), "and again, kept open");
     }
 
     #[test]
