@@ -154,6 +154,8 @@ struct ProcState {
     /// Its network namespace's inode, once looked up for a zone (a process rarely changes
     /// namespaces after its start: looked up again with its cgroups).
     netns: Option<u64>,
+    /// Where its zone keeps its CPU time, found when its cgroups were read.
+    signal: Option<Arc<CpuSignal>>,
 }
 
 /// A process's `/proc/PID/cgroup` is read when it is first seen and then once every this
@@ -308,21 +310,25 @@ impl LinuxSource {
         before_signal: bool,
         read_first: &mut HashSet<String>,
     ) -> Option<ProcSample> {
-        let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns));
+        let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns, s.signal.clone()));
         let mut cgroups_read = known.is_none();
         let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
-        if !cgroups_read && previous.map(|(t, _, _)| t) != Some(starttime) {
+        if !cgroups_read && previous.as_ref().map(|p| p.0) != Some(starttime) {
             // A reused pid: the new process's cgroups are its own.
             (starttime, sample) = self.read_process(proc_dir, pid, None)?;
             cgroups_read = true;
         }
-        let same = previous.filter(|(t, _, _)| *t == starttime);
-        sample.ran_ticks = same.map(|(_, ticks, _)| sample.cpu_ticks.saturating_sub(ticks));
-        let netns = same.and_then(|(_, _, ns)| ns).filter(|_| !cgroups_read);
-        if let Some(signal) = self.cpu_signal(&sample.membership).filter(|_| before_signal || cgroups_read) {
-            read_first.insert(signal.key);
+        let same = previous.filter(|p| p.0 == starttime);
+        sample.ran_ticks = same.as_ref().map(|p| sample.cpu_ticks.saturating_sub(p.1));
+        // What was found from its cgroups holds while they are the ones last read.
+        let (netns, signal) = match same.filter(|_| !cgroups_read) {
+            Some((_, _, netns, signal)) => (netns, signal),
+            None => (None, self.cpu_signal(&sample.membership).map(Arc::new)),
+        };
+        if let Some(signal) = signal.as_ref().filter(|_| before_signal || cgroups_read) {
+            read_first.insert(signal.key.clone());
         }
-        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns });
+        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal });
         Some(sample)
     }
 
@@ -360,7 +366,7 @@ impl LinuxSource {
         let pids: Vec<u32> = entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
         let mut out = Vec::with_capacity(pids.len());
         // Processes known with fresh cgroups wait for their zone's CPU time (its key).
-        let mut waiting: Vec<(u32, Option<CpuSignal>)> = Vec::new();
+        let mut waiting: Vec<(u32, Option<Arc<CpuSignal>>)> = Vec::new();
         // Zones (CPU-time keys) with a process read before their CPU time was.
         let mut read_first: HashSet<String> = HashSet::new();
         for pid in pids {
@@ -376,8 +382,8 @@ impl LinuxSource {
                     state.netns = None;
                 }
             }
-            if let Some(m) = known.as_ref().filter(|m| m.zone_path().is_some()) {
-                waiting.push((pid, self.cpu_signal(m)));
+            if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
+                waiting.push((pid, self.procs.get(&pid).and_then(|s| s.signal.clone())));
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.
@@ -388,7 +394,7 @@ impl LinuxSource {
         // The CPU time of every zone with waiting processes, read once each.
         let mut moved: HashMap<String, bool> = HashMap::new();
         let mut seen_now: HashMap<String, u64> = HashMap::new();
-        for CpuSignal { key, file, v2 } in waiting.iter().filter_map(|(_, signal)| signal.as_ref()) {
+        for CpuSignal { key, file, v2 } in waiting.iter().filter_map(|(_, signal)| signal.as_deref()) {
             if moved.contains_key(key) {
                 continue;
             }
