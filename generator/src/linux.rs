@@ -12,7 +12,9 @@
 //! `pressure`, `memory`, `io`, `link`, `system`, `filesystem`, `zone_info`). Zones get
 //! readable names ([`zone_name`]); which zones are reported is [`ZoneFilter`]'s business.
 //! State kept between samples is per zone present in the last sample and per process seen
-//! in it: a zone or process that goes away leaves nothing behind.
+//! in it: a zone or process that goes away leaves nothing behind. Every file is read
+//! through [`kept_files`], which keeps it open between samples and closes it once ten
+//! samples in a row did not read it.
 
 pub mod cgroup;
 pub mod host;

@@ -7,8 +7,12 @@
 //! Owns those file descriptors and nothing else. It must not answer from a file whose object
 //! is gone: the kernel's files (procfs, sysfs, cgroup v1 and v2) fail a read once their
 //! process or cgroup is gone (`ESRCH`, `ENODEV`), and a file on any other file system (a
-//! composed tree, tests) is checked for still having a name before each read; either way the
-//! path is opened again. It must not keep a file that [`KEEP_UNREAD_SAMPLES`] samples in a
+//! composed tree, tests, the benchmark) is trusted only while its directory is as it was
+//! when the file was opened (same inode and modification time, looked up once a directory
+//! and sample: a file removed, created or renamed in it changes that time, one rewritten in
+//! place does not and needs no check); either way the path is opened again. The limit of
+//! that check: the kernel stamps a directory with a clock of a few milliseconds, so a plain
+//! file replaced within that time of its being opened can be read from its old copy. It must not keep a file that [`KEEP_UNREAD_SAMPLES`] samples in a
 //! row did not read (a zone or process that went away leaves nothing open after that), nor
 //! more files than its budget (half the process's open-file limit): beyond it, files are
 //! opened, read and closed.
@@ -38,11 +42,22 @@ pub struct KeptFiles(Arc<Mutex<Kept>>);
 
 /// Paths hashed as bytes (`Path`'s own `Hash` walks its components, and SipHash over
 /// 100-byte cgroup paths was a tenth of the source's user time).
-type ByPath = std::collections::HashMap<OsString, KeptFile, foldhash::fast::RandomState>;
+type ByPath<V> = std::collections::HashMap<OsString, V, foldhash::fast::RandomState>;
+
+/// A directory of a plain file system as it was (see the module's paragraph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirState {
+    dev: u64,
+    ino: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
 
 #[derive(Debug)]
 struct Kept {
-    files: ByPath,
+    files: ByPath<KeptFile>,
+    /// Directories looked up in this sample (`None`: gone).
+    dirs: ByPath<Option<DirState>>,
     /// Where files are read into (reused: one allocation a read, for the text).
     buffer: Vec<u8>,
     /// The most files kept open.
@@ -54,8 +69,9 @@ struct Kept {
 #[derive(Debug)]
 struct KeptFile {
     file: File,
-    /// On a kernel file system (its reads fail once its object is gone).
-    kernel: bool,
+    /// `None` on a kernel file system (its reads fail once its object is gone); else its
+    /// directory as it was before the file was opened.
+    plain_dir: Option<DirState>,
     /// The last sample that read it.
     read_in: u64,
 }
@@ -63,7 +79,7 @@ struct KeptFile {
 impl KeptFiles {
     /// An empty set keeping at most `budget` files open.
     pub fn new(budget: usize) -> Self {
-        Self(Arc::new(Mutex::new(Kept { files: ByPath::default(), buffer: Vec::new(), budget, sample: 0 })))
+        Self(Arc::new(Mutex::new(Kept { files: ByPath::default(), dirs: ByPath::default(), buffer: Vec::new(), budget, sample: 0 })))
     }
 
     /// An empty set whose budget is half the process's open-file limit (at most
@@ -110,23 +126,36 @@ impl KeptFiles {
 
     fn read(&self, path: &Path, ends: Ends) -> Option<String> {
         let mut guard = self.lock();
-        let Kept { files, buffer, budget, sample } = &mut *guard;
+        let Kept { files, dirs, buffer, budget, sample } = &mut *guard;
         let key: &OsStr = path.as_os_str();
         if let Some(k) = files.get_mut(key) {
             k.read_in = *sample;
-            // A file of a plain file system that lost its name (its directory removed, the
-            // file replaced) would still read its old bytes.
-            let named = k.kernel || k.file.metadata().is_ok_and(|m| m.nlink() > 0);
-            if named && read_from_start(&k.file, buffer, ends).is_some() {
+            // A file of a plain file system removed or replaced would still read its old
+            // bytes: trusted while its directory is unchanged.
+            let current = match k.plain_dir {
+                None => true,
+                Some(was) => dir_state(dirs, path) == Some(was),
+            };
+            if current && read_from_start(&k.file, buffer, ends).is_some() {
                 return Some(text_of(buffer));
             }
             files.remove(key);
         }
+        // Looked up before the file is opened, so that a change after it shows.
+        let dir_before = dir_state(dirs, path);
         let file = File::open(path).ok()?;
         read_from_start(&file, buffer, ends)?;
         if files.len() < *budget {
             let kernel = rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64)));
-            files.insert(key.to_owned(), KeptFile { file, kernel, read_in: *sample });
+            match (kernel, dir_before) {
+                (true, _) => {
+                    files.insert(key.to_owned(), KeptFile { file, plain_dir: None, read_in: *sample });
+                }
+                (false, Some(dir)) => {
+                    files.insert(key.to_owned(), KeptFile { file, plain_dir: Some(dir), read_in: *sample });
+                }
+                (false, None) => {}
+            }
         }
         Some(text_of(buffer))
     }
@@ -148,6 +177,7 @@ impl KeptFiles {
         let mut kept = self.lock();
         let sample = kept.sample;
         kept.files.retain(|_, k| sample - k.read_in < KEEP_UNREAD_SAMPLES);
+        kept.dirs.clear();
         kept.sample += 1;
     }
 
@@ -167,6 +197,22 @@ impl KeptFiles {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The directory of `path` as it is now (looked up once a sample); `None` if it is gone.
+fn dir_state(dirs: &mut ByPath<Option<DirState>>, path: &Path) -> Option<DirState> {
+    let dir = path.parent()?;
+    if let Some(state) = dirs.get(dir.as_os_str()) {
+        return *state;
+    }
+    let state = std::fs::metadata(dir).ok().map(|m| DirState {
+        dev: m.dev(),
+        ino: m.ino(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    });
+    dirs.insert(dir.as_os_str().to_owned(), state);
+    state
 }
 
 /// Where a file ends (see [`KeptFiles::text_whole_in_one_read`]).
@@ -262,18 +308,29 @@ mod tests {
         std::fs::write(&path, "100\n").unwrap();
         let files = KeptFiles::new(10);
         assert_eq!(files.number(&path), Some(100));
-        // The cgroup goes away: no stale 100.
+        files.end_sample();
+        // The cgroup goes away between two samples: no stale 100.
         std::fs::remove_dir_all(&zone).unwrap();
         assert_eq!(files.number(&path), None);
         assert!(files.is_empty());
-        // Back under the same path, then replaced by a rename: the new file each time.
+        files.end_sample();
+        // Back under the same path, then replaced by a rename: the new file each time. (The
+        // rename waits past the coarse clock the kernel stamps directories with: a file
+        // replaced within a few milliseconds of its being opened is the check's limit.)
         std::fs::create_dir(&zone).unwrap();
         std::fs::write(&path, "200\n").unwrap();
         assert_eq!(files.number(&path), Some(200));
+        files.end_sample();
+        std::thread::sleep(std::time::Duration::from_millis(30));
         let new = zone.join("new");
         std::fs::write(&new, "300\n").unwrap();
         std::fs::rename(&new, &path).unwrap();
         assert_eq!(files.number(&path), Some(300));
+        files.end_sample();
+        // Rewritten in place, its directory unchanged: read afresh from the kept file.
+        std::fs::write(&path, "400\n").unwrap();
+        assert_eq!(files.number(&path), Some(400));
+        assert_eq!(files.len(), 1);
     }
 
     #[test]
@@ -282,7 +339,7 @@ mod tests {
         let path = PathBuf::from(format!("/proc/{}/stat", child.id()));
         let files = KeptFiles::new(10);
         assert!(files.text(&path).is_some_and(|t| t.contains("(sleep)")));
-        assert!(files.lock().files.get(path.as_os_str()).is_some_and(|k| k.kernel), "procfs is a kernel file system");
+        assert!(files.lock().files.get(path.as_os_str()).is_some_and(|k| k.plain_dir.is_none()), "procfs is a kernel file system");
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(files.text(&path), None, "reaped: the kept descriptor fails and the path is gone");
