@@ -34,7 +34,7 @@ pub use frame_proto::admission;
 use anyhow as _;
 // Used by the integration tests only.
 #[cfg(test)]
-use {bytes as _, chrono as _, proptest as _, prost as _, query as _, tempfile as _, tokio as _};
+use {bytes as _, chrono as _, crc32fast as _, proptest as _, prost as _, query as _, tempfile as _, tokio as _};
 
 use std::path::PathBuf;
 

@@ -41,11 +41,11 @@ pub fn write_side_file(
         && let Ok(Some(existing)) = SideFile::read(&side_path)
         && existing.describes(&data).unwrap_or(false)
     {
-        return Ok(Some(existing.summary));
+        return Ok(Some(existing.catalog_summary()));
     }
     let Some(side) = value_index::build_side_file(path.key.table, &data)? else { return Ok(None) };
     value_index::write_side_file(&side, &side_path, &path.side_file_temp_path(root))?;
-    Ok(Some(side.summary))
+    Ok(Some(side.catalog_summary()))
 }
 
 /// The catalog entry of the published zone file `path`, its side file written first when

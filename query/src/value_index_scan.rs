@@ -3,8 +3,10 @@
 //! query's filters. A file whose key sets lack the value asked for, or whose values of a
 //! measured column all lie outside a condition, is not read; a file for which a filter lies
 //! inside its tails is answered from the sections of its side file holding those tails (the
-//! header and each section CRC-checked, its tails the catalog's, its data file's length and
-//! footer what it describes), any other file is read as before. A side file that is
+//! header and each section CRC-checked, its tails the catalog's, and the data file it
+//! describes the one the catalog lists: name, length and footer CRC, without reading the
+//! data file; a catalog written before it kept the footer CRC has the data file's footer
+//! read instead), any other file is read as before. A side file that is
 //! missing, damaged or stale is counted and its data file read instead: an index never
 //! changes an answer. DataFusion still applies every filter to the rows read, from data
 //! files or side files.
@@ -134,15 +136,29 @@ fn side_file_rows(f: &ScanFile, tails: &[value_index::TailRef], schema: &SchemaR
     let side_path = archive_layout::side_file_of(&f.path)?;
     let mut side = value_index::OpenSideFile::open(&side_path).ok()??;
     // Its tails are the ones the catalog's summary judged by, and it describes the data
-    // file as it is now.
+    // file the catalog lists (name, length, footer CRC: the catalog's word, as for every
+    // other planning decision), or, for a catalog written before it kept the footer CRC,
+    // the data file as it is now (its footer read).
     let summary = f.index.as_deref()?;
     if side.tails() != (&summary.tails, summary.tail_rows) || side.identity().bytes != f.size {
         return None;
     }
-    let (identity, footer_bytes) = value_index::DataFileIdentity::of_counted(&f.path).ok()?;
-    if identity != *side.identity() {
-        return None;
-    }
+    let footer_bytes = match summary.data_footer_crc {
+        Some(crc) => {
+            let name = f.path.file_name().map(|n| n.to_string_lossy());
+            if crc != side.identity().footer_crc || name.as_deref() != Some(side.identity().name.as_str()) {
+                return None;
+            }
+            0
+        }
+        None => {
+            let (identity, footer_bytes) = value_index::DataFileIdentity::of_counted(&f.path).ok()?;
+            if identity != *side.identity() {
+                return None;
+            }
+            footer_bytes
+        }
+    };
     let batches = side.rows_of(tails).ok()?;
     let adapted = batches.iter().map(|b| in_schema(b, schema)).collect::<Option<Vec<_>>>()?;
     Some((adapted, side.bytes_read, footer_bytes))

@@ -134,6 +134,20 @@ pub struct Summary {
     pub keys: BTreeMap<String, KeyCodes>,
     /// Rows copied to the side file (each once, whatever the number of tails it is in).
     pub tail_rows: u64,
+    /// In the catalog's copy only: the CRC-32 of the data file's footer the side file
+    /// describes ([`DataFileIdentity::footer_crc`](crate::DataFileIdentity)), so that a
+    /// reader planning from the catalog checks a side file against it without reading the
+    /// data file's footer. `None` in the side file itself and in catalogs written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_footer_crc: Option<u32>,
+}
+
+impl Summary {
+    /// Whether the catalog's copy `self` agrees with `found` (built from the files): equal,
+    /// or equal but for the footer CRC a catalog written before it does not hold.
+    pub fn agrees_with(&self, found: &Summary) -> bool {
+        self == found || (self.data_footer_crc.is_none() && *self == Summary { data_footer_crc: None, ..found.clone() })
+    }
 }
 
 /// A key's code in a [`KeyCodes`] set: a `u32` as it is, anything else the CRC-32 of its
@@ -166,5 +180,16 @@ mod tests {
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Summary>(&text).unwrap(), s);
         assert!(serde_json::from_str::<Summary>(r#"{"keys":{"pid":"not base64!"},"tail_rows":0}"#).is_err());
+    }
+
+    #[test]
+    fn a_catalog_summary_without_the_footer_crc_agrees_with_the_files_and_one_with_another_does_not() {
+        let found = Summary { tail_rows: 7, data_footer_crc: Some(42), ..Summary::default() };
+        let older = Summary { data_footer_crc: None, ..found.clone() };
+        assert!(older.agrees_with(&found) && found.agrees_with(&found));
+        assert!(!Summary { data_footer_crc: Some(41), ..found.clone() }.agrees_with(&found));
+        assert!(!Summary { tail_rows: 8, ..older }.agrees_with(&found), "the rest must still be equal");
+        // Absent from the JSON of a summary without it (the side file's own, older catalogs).
+        assert!(!serde_json::to_string(&Summary::default()).unwrap().contains("data_footer_crc"));
     }
 }

@@ -246,7 +246,7 @@ impl SideFile {
             serde_json::from_slice(&keys_bytes).map_err(|e| damaged(path, format!("key sets: {e}")))?;
         Ok(Self {
             identity: header.data_file,
-            summary: Summary { tails: header.tails, keys, tail_rows: header.tail_rows },
+            summary: Summary { tails: header.tails, keys, tail_rows: header.tail_rows, data_footer_crc: None },
             sections,
         })
     }
@@ -258,6 +258,11 @@ impl SideFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(ValueIndexError::Io { what: "read", path: path.to_owned(), source }),
         }
+    }
+
+    /// The summary the catalog keeps of it: its own, with its data file's footer CRC.
+    pub fn catalog_summary(&self) -> Summary {
+        Summary { data_footer_crc: Some(self.identity.footer_crc), ..self.summary.clone() }
     }
 
     /// Whether it describes the data file at `data` as it is now (name, length, footer).
