@@ -111,6 +111,12 @@ def build_root(base, zones, pids):
         for name in ("stat", "ns", "net"):
             os.symlink(f"/proc/{pid}/{name}", d / name)
         write(d / "cgroup", f"0::/{paths[n % len(paths)]}\n" if paths else "0::/\n")
+    # Settled, as a real host's cgroup tree is between changes: the source keeps a plain
+    # file open only once its directory has not changed for a while (the kernel's own files
+    # need no such wait).
+    past = time.time() - 60
+    for d, _, _ in os.walk(root):
+        os.utime(d, (past, past), follow_symlinks=False)
     return root
 
 

@@ -10,9 +10,11 @@
 //! composed tree, tests, the benchmark) is trusted only while its directory is as it was
 //! when the file was opened (same inode and modification time, looked up once a directory
 //! and sample: a file removed, created or renamed in it changes that time, one rewritten in
-//! place does not and needs no check); either way the path is opened again. The limit of
-//! that check: the kernel stamps a directory with a clock of a few milliseconds, so a plain
-//! file replaced within that time of its being opened can be read from its old copy. It must not keep a file that [`KEEP_UNREAD_SAMPLES`] samples in a
+//! place does not and needs no check); either way the path is opened again. Because the
+//! kernel stamps directories with a clock of a few milliseconds, a change right after
+//! another could leave that time as it was: a plain file is kept open only once its
+//! directory has not changed for [`PLAIN_DIR_SETTLED_SECS`] seconds (before that it is
+//! opened, read and closed at each read). It must not keep a file that [`KEEP_UNREAD_SAMPLES`] samples in a
 //! row did not read (a zone or process that went away leaves nothing open after that), nor
 //! more files than its budget (half the process's open-file limit): beyond it, files are
 //! opened, read and closed.
@@ -32,6 +34,10 @@ const KERNEL_FILE_SYSTEMS: [u64; 4] = [0x9fa0, 0x6265_6572, 0x0027_e0eb, 0x6367_
 /// A file no sample read for this many samples in a row is closed: files read once every
 /// ten samples (a zone's limits, a process's cgroups) stay open between their reads.
 pub const KEEP_UNREAD_SAMPLES: u64 = 10;
+
+/// A plain file system's file is kept open only once its directory's modification time is
+/// at least this many seconds old (see the module's paragraph).
+pub const PLAIN_DIR_SETTLED_SECS: i64 = 2;
 
 /// At most this many files are kept open, whatever the open-file limit.
 pub const MAX_KEPT_FILES: usize = 32_768;
@@ -151,10 +157,10 @@ impl KeptFiles {
                 (true, _) => {
                     files.insert(key.to_owned(), KeptFile { file, plain_dir: None, read_in: *sample });
                 }
-                (false, Some(dir)) => {
+                (false, Some(dir)) if settled(dir) => {
                     files.insert(key.to_owned(), KeptFile { file, plain_dir: Some(dir), read_in: *sample });
                 }
-                (false, None) => {}
+                (false, _) => {}
             }
         }
         Some(text_of(buffer))
@@ -215,6 +221,13 @@ fn dir_state(dirs: &mut ByPath<Option<DirState>>, path: &Path) -> Option<DirStat
     state
 }
 
+/// Whether a plain directory last changed [`PLAIN_DIR_SETTLED_SECS`] or more ago (by the
+/// wall clock, which stamps it): a later change gets another time.
+fn settled(dir: DirState) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i64::try_from(now).is_ok_and(|now| now - dir.mtime >= PLAIN_DIR_SETTLED_SECS)
+}
+
 /// Where a file ends (see [`KeptFiles::text_whole_in_one_read`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ends {
@@ -245,6 +258,9 @@ fn read_from_start(file: &File, buffer: &mut Vec<u8>, ends: Ends) -> Option<()> 
                 }
             }
             Err(_) => {
+                if buffer.capacity() > 64 << 10 {
+                    *buffer = Vec::new();
+                }
                 buffer.clear();
                 return None;
             }
@@ -272,12 +288,19 @@ fn text_of(buffer: &mut Vec<u8>) -> String {
 mod tests {
     use super::*;
 
+    /// Dates `dir`'s modification time back, as if it had not changed for a while.
+    fn settle(dir: &Path) {
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        File::open(dir).unwrap().set_modified(past).unwrap();
+    }
+
     #[test]
     fn a_kept_file_reads_afresh_and_one_not_read_for_ten_samples_is_closed() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("cpu.stat"), dir.path().join("memory.stat"));
         std::fs::write(&a, "usage_usec 1\n").unwrap();
         std::fs::write(&b, "anon 1\n").unwrap();
+        settle(dir.path());
         let files = KeptFiles::new(10);
         assert_eq!(files.text(&a).as_deref(), Some("usage_usec 1\n"));
         assert_eq!(files.flat(&b).and_then(|f| f.get("anon")), Some(1));
@@ -307,27 +330,35 @@ mod tests {
         let path = zone.join("memory.current");
         std::fs::write(&path, "100\n").unwrap();
         let files = KeptFiles::new(10);
+        // A directory changed just now: read, not kept (a change within its clock's tick
+        // could go unseen).
         assert_eq!(files.number(&path), Some(100));
+        assert!(files.is_empty());
+        settle(&zone);
+        files.end_sample(); // (directories are looked up once a sample)
+        assert_eq!(files.number(&path), Some(100));
+        assert_eq!(files.len(), 1);
         files.end_sample();
         // The cgroup goes away between two samples: no stale 100.
         std::fs::remove_dir_all(&zone).unwrap();
         assert_eq!(files.number(&path), None);
         assert!(files.is_empty());
         files.end_sample();
-        // Back under the same path, then replaced by a rename: the new file each time. (The
-        // rename waits past the coarse clock the kernel stamps directories with: a file
-        // replaced within a few milliseconds of its being opened is the check's limit.)
+        // Back under the same path, then replaced by a rename: the new file each time.
         std::fs::create_dir(&zone).unwrap();
         std::fs::write(&path, "200\n").unwrap();
+        settle(&zone);
         assert_eq!(files.number(&path), Some(200));
+        assert_eq!(files.len(), 1);
         files.end_sample();
-        std::thread::sleep(std::time::Duration::from_millis(30));
         let new = zone.join("new");
         std::fs::write(&new, "300\n").unwrap();
         std::fs::rename(&new, &path).unwrap();
         assert_eq!(files.number(&path), Some(300));
         files.end_sample();
         // Rewritten in place, its directory unchanged: read afresh from the kept file.
+        settle(&zone);
+        assert_eq!(files.number(&path), Some(300));
         std::fs::write(&path, "400\n").unwrap();
         assert_eq!(files.number(&path), Some(400));
         assert_eq!(files.len(), 1);
@@ -359,6 +390,7 @@ mod tests {
         let long = dir.path().join("memory.stat");
         let text: String = (0..600).map(|n| format!("key{n} {n}\n")).collect();
         std::fs::write(&long, &text).unwrap();
+        settle(dir.path());
         assert_eq!(files.text_whole_in_one_read(&long).as_deref(), Some(text.as_str()));
         assert_eq!(files.text_whole_in_one_read(&long).as_deref(), Some(text.as_str()), "and again, kept open");
     }
@@ -368,9 +400,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = KeptFiles::new(2);
         for n in 0..5 {
-            let path = dir.path().join(n.to_string());
-            std::fs::write(&path, format!("{n}\n")).unwrap();
-            assert_eq!(files.number(&path), Some(n));
+            std::fs::write(dir.path().join(n.to_string()), format!("{n}\n")).unwrap();
+        }
+        settle(dir.path());
+        for n in 0..5 {
+            assert_eq!(files.number(&dir.path().join(n.to_string())), Some(n));
         }
         assert_eq!(files.len(), 2);
     }
