@@ -261,10 +261,13 @@ pub fn check(root: &Path) -> Result<Option<Vec<Difference>>, CatalogError> {
                     ("rows", found.rows == entry.rows),
                     ("bytes", found.bytes == entry.bytes),
                     ("columns", found.columns == entry.columns),
-                    ("index", match (&entry.index, &found.index) {
-                        (Some(catalogued), Some(found)) => catalogued.agrees_with(found),
-                        (catalogued, found) => catalogued == found,
-                    }),
+                    (
+                        "index",
+                        match (&entry.index, &found.index) {
+                            (Some(catalogued), Some(found)) => catalogued.agrees_with(found),
+                            (catalogued, found) => catalogued == found,
+                        },
+                    ),
                 ];
                 for (name, same) in checks {
                     if !same {

@@ -22,10 +22,10 @@ pub mod kept_files;
 pub mod zone_name;
 
 use std::collections::BTreeMap;
-
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use frame_proto::Packet;
 use frame_proto::packet::{self, Cpu, Cpuqueue, Disk, Mem, Net, Process};
@@ -361,7 +361,7 @@ impl LinuxSource {
     /// moved since the last sample; a process of a zone whose CPU time did not move did not
     /// run, so its figures as last read stand (reading `stat` of 1,000 processes costs
     /// about 10 ms of CPU on a 2-core VM, twice the whole source's budget at one sample a
-    /// second). Files are opened relative to an open `/proc`.
+    /// second). Files are read through the kept files (open from one sample to the next).
     fn scan_processes(&mut self) -> Vec<ProcSample> {
         let Ok(entries) = std::fs::read_dir(&self.proc_dir) else { return Vec::new() };
         let proc_dir = Dir::new(&self.files, &self.proc_dir);

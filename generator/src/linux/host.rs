@@ -27,7 +27,12 @@ pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool) -> Vec<Pressure> {
 /// The `system` row (without the zone counts): load averages from `loadavg`, runnable and
 /// blocked threads (from `/proc/stat`, passed in), file handles from `sys/fs/file-nr`,
 /// sockets from `net/sockstat`.
-pub fn system_row(proc_dir: &cgroup::Dir, procs_running: Option<u32>, procs_blocked: Option<u32>, oom_kill: Option<u64>) -> System {
+pub fn system_row(
+    proc_dir: &cgroup::Dir,
+    procs_running: Option<u32>,
+    procs_blocked: Option<u32>,
+    oom_kill: Option<u64>,
+) -> System {
     let load = proc_dir.text("loadavg").and_then(|t| LoadAverage::from_read(t.as_bytes()).ok());
     let milli = |v: f32| (v.is_finite() && v >= 0.0).then(|| (f64::from(v) * 1000.0).round().min(f64::from(u32::MAX)) as u32);
     let file_nr = proc_dir.text("sys/fs/file-nr");

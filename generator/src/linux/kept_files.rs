@@ -85,7 +85,13 @@ struct KeptFile {
 impl KeptFiles {
     /// An empty set keeping at most `budget` files open.
     pub fn new(budget: usize) -> Self {
-        Self(Arc::new(Mutex::new(Kept { files: ByPath::default(), dirs: ByPath::default(), buffer: Vec::new(), budget, sample: 0 })))
+        Self(Arc::new(Mutex::new(Kept {
+            files: ByPath::default(),
+            dirs: ByPath::default(),
+            buffer: Vec::new(),
+            budget,
+            sample: 0,
+        })))
     }
 
     /// An empty set whose budget is half the process's open-file limit (at most
@@ -93,7 +99,7 @@ impl KeptFiles {
     /// 65,536), as Go programs such as node_exporter do at start: systemd starts services
     /// with a soft limit of 1,024 and a hard one of 524,288.
     pub fn with_open_file_limit() -> Self {
-        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
         let limit = getrlimit(Resource::Nofile);
         let hard = limit.maximum.unwrap_or(u64::MAX).min(65_536);
         let soft = match limit.current {
@@ -370,7 +376,10 @@ mod tests {
         let path = PathBuf::from(format!("/proc/{}/stat", child.id()));
         let files = KeptFiles::new(10);
         assert!(files.text(&path).is_some_and(|t| t.contains("(sleep)")));
-        assert!(files.lock().files.get(path.as_os_str()).is_some_and(|k| k.plain_dir.is_none()), "procfs is a kernel file system");
+        assert!(
+            files.lock().files.get(path.as_os_str()).is_some_and(|k| k.plain_dir.is_none()),
+            "procfs is a kernel file system"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(files.text(&path), None, "reaped: the kept descriptor fails and the path is gone");
