@@ -35,6 +35,7 @@ import os
 import pathlib
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,9 +127,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_generator(root, samples, simulate=True):
+def run_generator(root, samples, simulate=True, binary=None):
     """Runs the generator and returns (user s, system s, wall s) of its whole run."""
-    args = [str(GENERATOR), "--source", "linux", "--linux-root", str(root), "--listen", f"tcp://127.0.0.1:{free_port()}",
+    args = [str(binary or GENERATOR), "--source", "linux", "--linux-root", str(root), "--listen", f"tcp://127.0.0.1:{free_port()}",
             "--count", str(samples)]
     if simulate:
         args += ["--simulate-from", "2026-01-01T00:00:00Z"]
@@ -139,6 +140,23 @@ def run_generator(root, samples, simulate=True):
     return usage.ru_utime, usage.ru_stime, wall
 
 
+def compare(a, full):
+    """This build against `a.compare`, alternately: ms a sample after the first (start and
+    first sample, a run of one, taken out), back to back and, with --live, at 1 Hz."""
+    modes = [("back to back", a.samples + 1, True)] + ([("live at 1 Hz", a.live, False)] if a.live else [])
+    for label, samples, simulate in modes:
+        figures = {"other": [], "this": []}
+        for _ in range(a.runs):
+            for name, binary in (("other", a.compare), ("this", GENERATOR)):
+                first = sum(run_generator(full, 1, binary=binary)[:2])
+                total = sum(run_generator(full, samples, simulate, binary=binary)[:2])
+                figures[name].append((total - first) / (samples - 1) * 1e3)
+        ratios = [t / o for o, t in zip(figures["other"], figures["this"])]
+        for name, v in figures.items():
+            print(f"{label}, {name:>5}: ms a sample {' '.join(f'{x:.2f}' for x in v)} (median {statistics.median(v):.2f})")
+        print(f"{label}, this / other per pair: {' '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--zones", type=int, default=100)
@@ -146,6 +164,10 @@ def main():
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--live", type=int, default=0, help="also run this many seconds at 1 Hz on the clock")
+    ap.add_argument("--compare", metavar="GENERATOR",
+                    help="another generator binary (an earlier build): run it and this one alternately on the same "
+                         "tree, RUNS pairs, and print both and their ratio (this VM's speed varies by half within an "
+                         "hour, so only alternate runs compare)")
     a = ap.parse_args()
     if not GENERATOR.exists():
         sys.exit(f"build it first: cargo build --release -p generator ({GENERATOR} missing)")
@@ -157,6 +179,9 @@ def main():
         host = build_root(base / "host", 0, [])
         print(f"{a.zones} zones, {a.processes} processes, {a.samples} samples a run, {a.runs} runs, "
               f"{os.cpu_count()} CPUs; tree under {base}")
+        if a.compare:
+            compare(a, full)
+            return
         results = {}
         for label, root in (("host alone", host), (f"{a.zones} zones", full)):
             per_sample = []
