@@ -323,56 +323,59 @@ fn dq_uses_the_indexes_where_a_condition_allows_and_explain_says_so() {
     assert_eq!(answer(&rt, off.path(), true, rare), answer(&rt, root, true, rare));
 }
 
+/// The query the side-file tests ask.
+const RARE: &str = "SELECT zone, time, core, usage FROM cpu WHERE usage >= 4999";
+
+/// An archive of two zones' hours with a side file each: its directory, a runtime, the
+/// answer to [`RARE`] without indexes, and the two cpu side files.
+fn two_zones_with_side_files() -> (tempfile::TempDir, tokio::runtime::Runtime, Vec<String>, Vec<std::path::PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    write_archive(dir.path(), &fixed_values(), true);
+    let rt = runtime();
+    let want = answer(&rt, dir.path(), false, RARE);
+    let sides = side_files(&dir.path().join("cpu"));
+    assert_eq!(sides.len(), 2);
+    (dir, rt, want, sides)
+}
+
 #[test]
 fn a_side_file_of_another_footer_is_refused_and_an_older_catalog_has_the_footers_read() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, rt, want, sides) = two_zones_with_side_files();
     let root = dir.path();
-    write_archive(root, &fixed_values(), true);
-    let rt = runtime();
-    let rare = "SELECT zone, time, core, usage FROM cpu WHERE usage >= 4999";
-    let want = answer(&rt, root, false, rare);
-    let sides = side_files(&root.join("cpu"));
-    assert_eq!(sides.len(), 2);
 
     // A side file naming its data file, of its length, but of another footer (one built
     // before the file was rewritten, say): the catalog's footer CRC refuses it.
     let mut side = value_index::SideFile::read(&sides[0]).unwrap().unwrap();
     side.identity.footer_crc ^= 1;
     value_index::write_side_file(&side, &sides[0], &sides[0].with_extension("tmp")).unwrap();
-    let plan = explain(&rt, root, rare);
+    let plan = explain(&rt, root, RARE);
     assert!(plan.contains("unusable_side_files=1") && plan.contains("answered_from_side_files=1"), "{plan}");
     assert_eq!(footer_bytes_read(&plan), 0, "{plan}");
-    assert_eq!(answer(&rt, root, true, rare), want);
+    assert_eq!(answer(&rt, root, true, RARE), want);
     side.identity.footer_crc ^= 1;
     value_index::write_side_file(&side, &sides[0], &sides[0].with_extension("tmp")).unwrap();
-    assert!(explain(&rt, root, rare).contains("answered_from_side_files=2"));
+    assert!(explain(&rt, root, RARE).contains("answered_from_side_files=2"));
 
     // A catalog written before entries kept the footer CRC: `archiver check` finds nothing
     // wrong with it, and dq reads each answered data file's footer to check its side file.
     assert!(strip_footer_crcs(root) >= 2);
     let (passed, text) = archiver_check(root, false);
     assert!(passed, "{text}");
-    let plan = explain(&rt, root, rare);
+    let plan = explain(&rt, root, RARE);
     assert!(plan.contains("answered_from_side_files=2"), "{plan}");
     assert!(footer_bytes_read(&plan) > 2 * 8, "{plan}");
-    assert_eq!(answer(&rt, root, true, rare), want);
+    assert_eq!(answer(&rt, root, true, RARE), want);
     // Still refused there, by the footer read.
     side.identity.footer_crc ^= 1;
     value_index::write_side_file(&side, &sides[0], &sides[0].with_extension("tmp")).unwrap();
-    assert!(explain(&rt, root, rare).contains("unusable_side_files=1"));
-    assert_eq!(answer(&rt, root, true, rare), want);
+    assert!(explain(&rt, root, RARE).contains("unusable_side_files=1"));
+    assert_eq!(answer(&rt, root, true, RARE), want);
 }
 
 #[test]
 fn a_damaged_stale_or_missing_side_file_is_never_trusted_and_check_rebuilds_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, rt, want, sides) = two_zones_with_side_files();
     let root = dir.path();
-    write_archive(root, &fixed_values(), true);
-    let rt = runtime();
-    let rare = "SELECT zone, time, core, usage FROM cpu WHERE usage >= 4999";
-    let want = answer(&rt, root, false, rare);
-    let sides = side_files(&root.join("cpu"));
-    assert_eq!(sides.len(), 2);
     // Damaged: one byte flipped. Stale: the other zone's side file put in its place (it
     // describes another data file). An orphan: a side file whose data file is gone.
     let mut bytes = std::fs::read(&sides[0]).unwrap();
@@ -383,14 +386,14 @@ fn a_damaged_stale_or_missing_side_file_is_never_trusted_and_check_rebuilds_it()
     let other = std::fs::read(&sides[1]).unwrap();
     let stale = sides[1].with_file_name("_00000001-0000000000000001-0000000000000001.vidx");
     std::fs::write(&stale, &other).unwrap();
-    let plan = explain(&rt, root, rare);
+    let plan = explain(&rt, root, RARE);
     assert!(plan.contains("unusable_side_files=1"), "{plan}");
-    assert_eq!(answer(&rt, root, true, rare), want, "a damaged side file: its data file is read");
+    assert_eq!(answer(&rt, root, true, RARE), want, "a damaged side file: its data file is read");
     // A side file copied over another zone's: it names another data file.
     std::fs::copy(&sides[1], &sides[0]).unwrap();
-    assert_eq!(answer(&rt, root, true, rare), want, "a stale side file: its data file is read");
+    assert_eq!(answer(&rt, root, true, RARE), want, "a stale side file: its data file is read");
     std::fs::remove_file(&sides[0]).unwrap();
-    assert_eq!(answer(&rt, root, true, rare), want, "a missing side file: its data file is read");
+    assert_eq!(answer(&rt, root, true, RARE), want, "a missing side file: its data file is read");
 
     let (passed, text) = archiver_check(root, false);
     assert!(!passed, "{text}");
@@ -400,6 +403,6 @@ fn a_damaged_stale_or_missing_side_file_is_never_trusted_and_check_rebuilds_it()
     assert!(passed, "{text}");
     assert!(text.contains("value indexes: ") && text.contains(" 0 files have none, 0 to rewrite"), "{text}");
     assert!(!stale.exists(), "the orphan is deleted");
-    assert!(explain(&rt, root, rare).contains("answered_from_side_files=2"));
-    assert_eq!(answer(&rt, root, true, rare), want);
+    assert!(explain(&rt, root, RARE).contains("answered_from_side_files=2"));
+    assert_eq!(answer(&rt, root, true, RARE), want);
 }
