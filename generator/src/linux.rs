@@ -194,6 +194,17 @@ struct Limits {
     memory_high: Option<u64>,
     /// `memory.swap.max` / v1 `memory.memsw.limit_in_bytes` minus the memory limit.
     swap_max: Option<u64>,
+    /// A v2 zone's `cgroup.controllers` (the controllers its parent enables for it); `None`
+    /// where it cannot be read. Without `memory` or `io` there, the zone has no v2 files of
+    /// that controller (a hybrid host's v2 groups have none) and they are not tried.
+    v2_controllers: Option<String>,
+}
+
+impl Limits {
+    /// Whether the zone's v2 files of `controller` may be there (see `v2_controllers`).
+    fn v2_has(&self, controller: &str) -> bool {
+        self.v2_controllers.as_deref().is_none_or(|list| list.split_whitespace().any(|c| c == controller))
+    }
 }
 
 /// How often a zone's limits are read again, in samples.
@@ -671,13 +682,17 @@ impl LinuxSource {
         if let Some(dir) = v2 {
             let path = dir.path();
             let top = self.mounts.v2.clone().unwrap_or_else(|| path.to_owned());
-            return Limits {
-                quota: cgroup::effective_quota(path, &top, |d| self.quota_of(d, true)),
-                weight: dir.number("cpu.weight").and_then(|w| u32::try_from(w).ok()),
-                memory_max: dir.number("memory.max"),
-                memory_high: dir.number("memory.high"),
-                swap_max: dir.number("memory.swap.max"),
-            };
+            let mut limits = Limits { v2_controllers: dir.text("cgroup.controllers"), ..Limits::default() };
+            if limits.v2_has("cpu") {
+                limits.quota = cgroup::effective_quota(path, &top, |d| self.quota_of(d, true));
+                limits.weight = dir.number("cpu.weight").and_then(|w| u32::try_from(w).ok());
+            }
+            if limits.v2_has("memory") {
+                limits.memory_max = dir.number("memory.max");
+                limits.memory_high = dir.number("memory.high");
+                limits.swap_max = dir.number("memory.swap.max");
+            }
+            return limits;
         }
         let cpu_dir = self.own_v1_dir(m, "cpu");
         let quota = match &cpu_dir {
@@ -693,6 +708,7 @@ impl LinuxSource {
             weight: cpu_dir.and_then(|d| self.files.number(&d.join("cpu.shares"))).map(cgroup::shares_to_weight),
             memory_max,
             memory_high: None,
+            v2_controllers: None,
             // memsw is memory + swap; swap alone is the difference.
             swap_max: v1_memory
                 .and_then(|d| self.files.number(&d.join("memory.memsw.limit_in_bytes")))
@@ -825,7 +841,17 @@ impl LinuxSource {
             m.v2.as_deref()
                 .and_then(|p| self.v2_cpu_stats.remove(&format!("v2:{p}")))
                 .or_else(|| v2.as_ref().and_then(|d| d.flat("cpu.stat")));
-        let v2_memory_stat = v2.as_ref().and_then(|d| d.flat("memory.stat"));
+        // The zone's limits and v2 controllers, read every LIMITS_REFRESH_SAMPLES samples
+        // (spread over the samples by the zone's name).
+        let v1_memory_dir = self.own_v1_dir(m, "memory");
+        let spread = zone.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let due = spread.wrapping_add(self.samples).is_multiple_of(LIMITS_REFRESH_SAMPLES);
+        let limits = match prev.limits.filter(|_| !due) {
+            Some(limits) => limits,
+            None => self.zone_limits(m, v2.as_ref(), v1_memory_dir.as_deref()),
+        };
+        let v2_memory_stat = v2.as_ref().filter(|_| limits.v2_has("memory")).and_then(|d| d.flat("memory.stat"));
+        let v2_io_there = limits.v2_has("io");
         let mut cpu = Vec::new();
         let percpu = self
             .own_v1_dir(m, "cpuacct")
@@ -851,14 +877,6 @@ impl LinuxSource {
 
         // Memory: v2 files when the zone is a v2 group with memory accounting, else v1 (only
         // the zone's own v1 group); the 2013 `mem` row is a part of the `memory` row.
-        let v1_memory_dir = self.own_v1_dir(m, "memory");
-        // Spread over the samples by the zone's name.
-        let spread = zone.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let due = spread.wrapping_add(self.samples).is_multiple_of(LIMITS_REFRESH_SAMPLES);
-        let limits = match prev.limits.filter(|_| !due) {
-            Some(limits) => limits,
-            None => self.zone_limits(m, v2.as_ref(), v1_memory_dir.as_deref()),
-        };
         let v2_memory = v2.as_ref().zip(v2_memory_stat.as_ref());
         let (memory, majflt) = match Self::zone_memory(&self.files, v2_memory, v1_memory_dir.as_deref(), &limits) {
             Some((memory, majflt)) => (Some(memory), majflt),
@@ -878,7 +896,7 @@ impl LinuxSource {
         let pressure = v2.as_ref().map(|d| host::pressure_rows(d, true)).unwrap_or_default();
 
         // Disk I/O per device.
-        let v2_io = v2.as_ref().and_then(|d| d.text("io.stat"));
+        let v2_io = v2.as_ref().filter(|_| v2_io_there).and_then(|d| d.text("io.stat"));
         let io: HashMap<String, DeviceIo> = if let Some(text) = v2_io {
             cgroup::parse_io_stat(&text)
         } else if let Some(dir) = self.own_v1_dir(m, "blkio") {

@@ -914,3 +914,32 @@ fn a_changed_limit_shows_within_the_refresh_and_usage_every_sample() {
     }
     assert_eq!(seen, (Some(2_147_483_648), Some(1000)), "limits read again within LIMITS_REFRESH_SAMPLES samples");
 }
+
+#[test]
+fn a_v2_zone_without_the_memory_or_io_controller_is_not_asked_for_their_files() {
+    // A hybrid host's v2 groups (and a v2 group whose parent enables only some
+    // controllers): `cgroup.controllers` says which files the zone has.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let docker = root.join(format!("sys/fs/cgroup/system.slice/docker-{ID_A}.scope"));
+    fs::write(docker.join("cgroup.controllers"), "cpu pids\n").unwrap();
+    settle(root);
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    let d = zone(&frames, "docker/3f2a1b4c5d6e");
+    assert!(d.memory.is_empty() && d.io.is_empty(), "no memory or io controller: no rows (the files are there, unasked)");
+    assert!(!d.cpu_time.is_empty() && d.pressure.len() == 3, "cpu.stat and the pressure files are the core's");
+    let open = source.open_files();
+    assert!(open.iter().any(|p| p.starts_with(&docker) && p.ends_with("cpu.stat")), "{open:?}");
+    assert!(!open.iter().any(|p| p.starts_with(&docker) && (p.ends_with("memory.stat") || p.ends_with("io.stat"))), "{open:?}");
+
+    // Enabled later: read within LIMITS_REFRESH_SAMPLES samples.
+    fs::write(docker.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+    let found = (0..generator::linux::LIMITS_REFRESH_SAMPLES).any(|n| {
+        let frames = source.sample(1_764_000_001_000_000 + i64::try_from(n).unwrap() * 1_000_000, 1_000_000).unwrap();
+        let d = zone(&frames, "docker/3f2a1b4c5d6e");
+        !d.memory.is_empty() && !d.io.is_empty()
+    });
+    assert!(found);
+}

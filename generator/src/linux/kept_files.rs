@@ -153,20 +153,14 @@ impl KeptFiles {
             }
             files.remove(key);
         }
-        // Looked up before the file is opened, so that a change after it shows.
-        let dir_before = dir_state(dirs, path);
         let file = File::open(path).ok()?;
         read_from_start(&file, buffer, ends)?;
         if files.len() < *budget {
-            let kernel = rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64)));
-            match (kernel, dir_before) {
-                (true, _) => {
-                    files.insert(key.to_owned(), KeptFile { file, plain_dir: None, read_in: *sample });
-                }
-                (false, Some(dir)) if settled(dir) => {
-                    files.insert(key.to_owned(), KeptFile { file, plain_dir: Some(dir), read_in: *sample });
-                }
-                (false, _) => {}
+            if rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64))) {
+                files.insert(key.to_owned(), KeptFile { file, plain_dir: None, read_in: *sample });
+            } else if let Some(dir) = dir_state(dirs, path).filter(|d| settled(*d)) {
+                // Looked up after the open: a change in between is too recent to be settled.
+                files.insert(key.to_owned(), KeptFile { file, plain_dir: Some(dir), read_in: *sample });
             }
         }
         Some(text_of(buffer))

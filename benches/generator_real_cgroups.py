@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The Linux source's cost on this host's own cgroups (the kernel's files, not a tmpfs tree):
+ZONES real cgroups, PROCESSES real processes spread over them, the generator live at one
+sample a second, its CPU time from the kernel.
+
+    cargo build --release -p generator
+    sudo python3 benches/generator_real_cgroups.py [--zones 100] [--processes 1000] [--seconds 120]
+
+Needs root and a cgroup v2 hierarchy (mounted at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+hybrid host). Creates the groups under `generator-bench.slice/`, moves `sleep` processes into
+them, and removes all of it at the end (the processes are killed first). On a hybrid host the v2
+groups have no controllers: each zone has `cpu.stat` and the three pressure files, its memory
+and io files are absent (opened and missed every sample), so this measures the kernel's files
+for CPU and pressure, not for memory. Prints the share of a core with the start and first
+sample apart (a run of one sample), and the host alone for comparison.
+"""
+import argparse
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+GENERATOR = REPO / "target" / "release" / "generator"
+
+
+def v2_root():
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        sep = fields.index("-")
+        if fields[sep + 1] == "cgroup2":
+            return pathlib.Path(fields[4])
+    sys.exit("no cgroup v2 hierarchy mounted")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(samples, live):
+    args = [str(GENERATOR), "--source", "linux", "--listen", f"tcp://127.0.0.1:{free_port()}", "--count", str(samples)]
+    if not live:
+        args += ["--simulate-from", "2026-01-01T00:00:00Z"]
+    start = time.monotonic()
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, u = os.wait4(child.pid, 0)
+    return u.ru_utime + u.ru_stime, time.monotonic() - start
+
+
+def measure(label, seconds):
+    first = sorted(cpu_seconds(1, False)[0] for _ in range(3))[1]
+    total, wall = cpu_seconds(seconds, True)
+    rest = (total - first) / max(seconds - 1, 1)
+    print(f"{label}: live {wall:.0f} s, {total / wall * 100:.3f}% of a core; start and first sample {first * 1e3:.1f} ms, "
+          f"each later sample {rest * 1e3:.2f} ms = {rest * 100:.3f}% of a core at 1 Hz")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--zones", type=int, default=100)
+    ap.add_argument("--processes", type=int, default=1000)
+    ap.add_argument("--seconds", type=int, default=120)
+    a = ap.parse_args()
+    if not GENERATOR.exists():
+        sys.exit(f"build it first: cargo build --release -p generator ({GENERATOR} missing)")
+    if os.geteuid() != 0:
+        sys.exit("needs root (it creates cgroups)")
+    measure("host alone", a.seconds)
+    top = v2_root() / "generator-bench.slice"
+    top.mkdir()
+    sleepers = []
+    zones = [top / f"zone-{z:03}.scope" for z in range(a.zones)]
+    try:
+        for z in zones:
+            z.mkdir()
+        for n in range(a.processes):
+            p = subprocess.Popen(["sleep", "3600"])
+            sleepers.append(p)
+            (zones[n % len(zones)] / "cgroup.procs").write_text(f"{p.pid}\n")
+        measure(f"{a.zones} real cgroups, {a.processes} processes", a.seconds)
+    finally:
+        for p in sleepers:
+            p.kill()
+        for p in sleepers:
+            p.wait()
+        for z in zones:
+            for _ in range(50):
+                try:
+                    z.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        top.rmdir()
+
+
+if __name__ == "__main__":
+    main()
