@@ -234,7 +234,6 @@ impl ArchiverConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoursOrNever(pub Option<u64>);
 
-/// `--compact-days-after`, `--compact-months-after`: a number of hours, or `never`.
 /// A generator's host name or IP address; a path is refused with a hint, since `-a` was the
 /// archive directory's short flag before the 2013 meaning came back.
 fn parse_address(s: &str) -> Result<String, String> {
@@ -244,6 +243,7 @@ fn parse_address(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `--compact-days-after`, `--compact-months-after`: a number of hours, or `never`.
 fn parse_hours_or_never(s: &str) -> Result<HoursOrNever, String> {
     match s {
         "never" => Ok(HoursOrNever(None)),

@@ -8,7 +8,8 @@
 //! data file; a catalog written before it kept the footer CRC has the data file's footer
 //! read instead), any other file is read as before. A side file that is
 //! missing, damaged or stale is counted and its data file read instead: an index never
-//! changes an answer. DataFusion still applies every filter to the rows read, from data
+//! changes an answer while the catalog describes the files (as every plan here assumes).
+//! DataFusion still applies every filter to the rows read, from data
 //! files or side files.
 //!
 //! [`ValueIndexExec`] shows in EXPLAIN what the indexes did and the side-file bytes read.

@@ -16,8 +16,10 @@
 //! file, so a reader decides from the catalog which files a condition can skip or answer from
 //! side files. The side file ties itself to its data file (name, length, CRC-32 of its
 //! footer) and carries a CRC-32 of all its bytes: [`SideFile::read`] refuses a damaged one and
-//! [`SideFile::describes`] a stale one, so a reader falls back to the data file and an index
-//! never changes an answer. This crate owns the side file's format, how it is built and how a
+//! [`SideFile::describes`] a stale one (a reader planning from the catalog compares the
+//! identity with the catalog's copy of the summary instead: `Summary::data_footer_crc`), so
+//! a reader falls back to the data file and an index never changes an answer while the
+//! catalog describes the files. This crate owns the side file's format, how it is built and how a
 //! filter is judged against a summary; it must not decide where files live (`archive_layout`
 //! does) nor when they are written (the archiver does).
 

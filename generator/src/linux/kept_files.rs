@@ -187,21 +187,11 @@ impl KeptFiles {
         kept.sample += 1;
     }
 
-    /// How many files are open.
-    pub fn len(&self) -> usize {
-        self.lock().files.len()
-    }
-
     /// The paths of the files open, sorted.
     pub fn paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self.lock().files.keys().map(PathBuf::from).collect();
         paths.sort();
         paths
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -305,21 +295,21 @@ mod tests {
         assert_eq!(files.text(&a).as_deref(), Some("usage_usec 1\n"));
         assert_eq!(files.flat(&b).and_then(|f| f.get("anon")), Some(1));
         files.end_sample();
-        assert_eq!(files.len(), 2);
+        assert_eq!(files.paths().len(), 2);
         // Rewritten in place (as the kernel's files are on each read): the new bytes.
         std::fs::write(&a, "usage_usec 22\n").unwrap();
         assert_eq!(files.flat(&a).and_then(|f| f.get("usage_usec")), Some(22));
         for _ in 1..KEEP_UNREAD_SAMPLES {
             files.end_sample();
         }
-        assert_eq!(files.len(), 2, "the 9 samples since its read did not read memory.stat");
+        assert_eq!(files.paths().len(), 2, "the 9 samples since its read did not read memory.stat");
         files.end_sample();
-        assert_eq!(files.len(), 1, "10 did: closed");
+        assert_eq!(files.paths().len(), 1, "10 did: closed");
         assert_eq!(files.paths(), std::slice::from_ref(&a));
         for _ in 0..KEEP_UNREAD_SAMPLES {
             files.end_sample();
         }
-        assert!(files.is_empty());
+        assert!(files.paths().is_empty());
     }
 
     #[test]
@@ -333,23 +323,23 @@ mod tests {
         // A directory changed just now: read, not kept (a change within its clock's tick
         // could go unseen).
         assert_eq!(files.number(&path), Some(100));
-        assert!(files.is_empty());
+        assert!(files.paths().is_empty());
         settle(&zone);
         files.end_sample(); // (directories are looked up once a sample)
         assert_eq!(files.number(&path), Some(100));
-        assert_eq!(files.len(), 1);
+        assert_eq!(files.paths().len(), 1);
         files.end_sample();
         // The cgroup goes away between two samples: no stale 100.
         std::fs::remove_dir_all(&zone).unwrap();
         assert_eq!(files.number(&path), None);
-        assert!(files.is_empty());
+        assert!(files.paths().is_empty());
         files.end_sample();
         // Back under the same path, then replaced by a rename: the new file each time.
         std::fs::create_dir(&zone).unwrap();
         std::fs::write(&path, "200\n").unwrap();
         settle(&zone);
         assert_eq!(files.number(&path), Some(200));
-        assert_eq!(files.len(), 1);
+        assert_eq!(files.paths().len(), 1);
         files.end_sample();
         let new = zone.join("new");
         std::fs::write(&new, "300\n").unwrap();
@@ -361,7 +351,7 @@ mod tests {
         assert_eq!(files.number(&path), Some(300));
         std::fs::write(&path, "400\n").unwrap();
         assert_eq!(files.number(&path), Some(400));
-        assert_eq!(files.len(), 1);
+        assert_eq!(files.paths().len(), 1);
     }
 
     #[test]
@@ -409,7 +399,7 @@ mod tests {
         for n in 0..5 {
             assert_eq!(files.number(&dir.path().join(n.to_string())), Some(n));
         }
-        assert_eq!(files.len(), 2);
+        assert_eq!(files.paths().len(), 2);
     }
 
     #[test]
