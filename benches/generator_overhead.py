@@ -64,6 +64,7 @@ def zone_files(d, i, quota=None):
           f"nr_throttled {i // 2}\nthrottled_usec {i * 7}\nnr_bursts 0\nburst_usec 0\n")
     write(d / "cpu.max", quota or "max 100000\n")
     write(d / "cpu.weight", "100\n")
+    write(d / "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
     for r in ("cpu", "memory", "io"):
         write(d / f"{r}.pressure", f"some avg10=0.00 avg60=0.00 avg300=0.00 total={i * 13}\n"
               f"full avg10=0.00 avg60=0.00 avg300=0.00 total={i * 3}\n")
@@ -92,6 +93,11 @@ def build_root(base, zones, pids):
     write(proc / "self" / "mountinfo", "".join(mounts))
     os.symlink("/proc/self/ns", proc / "self" / "ns")
     cg = root / "sys" / "fs" / "cgroup"
+    # The slices above the zones have their own limits, as on a systemd host (read every
+    # tenth sample for the effective CPU quota).
+    for slice_dir in ("system.slice", "kubepods.slice", "kubepods.slice/kubepods-burstable.slice"):
+        write(cg / slice_dir / "cpu.max", "max 100000\n")
+        write(cg / slice_dir / "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
     paths = []
     for z in range(zones):
         zid = f"{z:08x}" + "0123456789abcdef" * 3 + "01234567"
@@ -112,12 +118,6 @@ def build_root(base, zones, pids):
         for name in ("stat", "ns", "net"):
             os.symlink(f"/proc/{pid}/{name}", d / name)
         write(d / "cgroup", f"0::/{paths[n % len(paths)]}\n" if paths else "0::/\n")
-    # Settled, as a real host's cgroup tree is between changes: the source keeps a plain
-    # file open only once its directory has not changed for a while (the kernel's own files
-    # need no such wait).
-    past = time.time() - 60
-    for d, _, _ in os.walk(root):
-        os.utime(d, (past, past), follow_symlinks=False)
     return root
 
 
@@ -138,6 +138,49 @@ def run_generator(root, samples, simulate=True, binary=None):
     _, _, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - start
     return usage.ru_utime, usage.ru_stime, wall
+
+
+FLOOR = REPO / "target" / "release" / "examples" / "read_floor"
+
+
+def floor(a, full):
+    """The floor (benches/examples/read_floor.rs): the generator's open files, listed from
+    /proc/PID/fd after 12 live samples, read as the source reads them and nothing else;
+    ms a sample after the first, back to back and, with --live, at 1 Hz."""
+    if not FLOOR.exists():
+        sys.exit(f"build it first: cargo build --release -p benches --example read_floor ({FLOOR} missing)")
+    child = subprocess.Popen([str(GENERATOR), "--source", "linux", "--linux-root", str(full), "--listen",
+                              f"tcp://127.0.0.1:{free_port()}", "--count", "15"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(12)
+    fd_dir = f"/proc/{child.pid}/fd"
+    paths = []
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/") and not target.startswith(("/dev/null", "/dev/pts")):
+            paths.append(target)
+    child.wait()
+    files = full.parent / "generator-open-files.txt"
+    files.write_text("".join(p + "\n" for p in paths))
+
+    def run(samples, live):
+        args = [str(FLOOR), str(full), str(files), str(samples)] + (["--live"] if live else [])
+        child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        out = child.stdout.read()
+        _, _, usage = os.wait4(child.pid, 0)
+        return usage.ru_utime + usage.ru_stime, out.strip()
+
+    modes = [("back to back", a.samples + 1, False)] + ([("live at 1 Hz", a.live, True)] if a.live else [])
+    for label, samples, live in modes:
+        figures = []
+        for _ in range(a.runs):
+            first, _ = run(1, False)
+            total, out = run(samples, live)
+            figures.append((total - first) / (samples - 1) * 1e3)
+        print(f"floor {label}: ms a sample {' '.join(f'{x:.2f}' for x in figures)} (median {statistics.median(figures):.2f}); {out}")
 
 
 def compare(a, full):
@@ -164,6 +207,9 @@ def main():
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--live", type=int, default=0, help="also run this many seconds at 1 Hz on the clock")
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure the floor: the files the generator keeps open read as it reads them and "
+                         "nothing else (benches/examples/read_floor.rs: no parsing, frames or sending)")
     ap.add_argument("--compare", metavar="GENERATOR",
                     help="another generator binary (an earlier build): run it and this one alternately on the same "
                          "tree, RUNS pairs, and print both and their ratio (this VM's speed varies by half within an "
@@ -182,6 +228,8 @@ def main():
         if a.compare:
             compare(a, full)
             return
+        if a.floor:
+            floor(a, full)
         results = {}
         for label, root in (("host alone", host), (f"{a.zones} zones", full)):
             per_sample = []

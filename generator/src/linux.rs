@@ -117,7 +117,8 @@ struct SampledZone<'a> {
 #[derive(Debug, Clone)]
 struct ProcSample {
     pid: u32,
-    comm: String,
+    /// Its command name (shared: an idle process's sample is its last one again).
+    comm: Arc<str>,
     cpu_ticks: u64,
     processor: Option<u32>,
     threads: u32,
@@ -158,6 +159,8 @@ struct ProcState {
     netns: Option<u64>,
     /// Where its zone keeps its CPU time, found when its cgroups were read.
     signal: Option<Arc<CpuSignal>>,
+    /// The last sample that listed it (state of a process no longer listed is dropped).
+    listed_in: u64,
 }
 
 /// A process's `/proc/PID/cgroup` is read when it is first seen and then once every this
@@ -236,6 +239,48 @@ pub struct LinuxSource {
     samples: u64,
     /// Every file the source reads, kept open from one sample to the next.
     files: KeptFiles,
+    /// `/proc`, kept open to list its processes.
+    proc_listing: ProcListing,
+}
+
+/// `/proc` kept open and listed again from its start at each sample, into a buffer kept
+/// between samples (listing it through `std::fs::read_dir` opened it and allocated twice
+/// an entry: a tenth of the source's time with 1,000 processes).
+#[derive(Debug, Default)]
+struct ProcListing {
+    dir: Option<rustix::fd::OwnedFd>,
+    buffer: Vec<std::mem::MaybeUninit<u8>>,
+}
+
+impl ProcListing {
+    /// The process ids in `proc_dir` now; none if it cannot be listed.
+    fn pids(&mut self, proc_dir: &Path) -> Vec<u32> {
+        use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
+        // Listed again from its start; opened again if that fails.
+        if self.dir.as_ref().is_some_and(|fd| seek(fd, SeekFrom::Start(0)).is_err()) {
+            self.dir = None;
+        }
+        if self.dir.is_none() {
+            self.dir = open(proc_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
+        }
+        let Some(fd) = self.dir.as_ref() else { return Vec::new() };
+        if self.buffer.is_empty() {
+            self.buffer.resize(64 << 10, std::mem::MaybeUninit::uninit());
+        }
+        let mut pids = Vec::new();
+        let mut listing = RawDir::new(fd, &mut self.buffer);
+        while let Some(entry) = listing.next() {
+            let Ok(entry) = entry else {
+                // Listed in part: the next sample opens it again.
+                self.dir = None;
+                break;
+            };
+            if let Some(pid) = std::str::from_utf8(entry.file_name().to_bytes()).ok().and_then(|n| n.parse().ok()) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
 }
 
 impl LinuxSource {
@@ -268,6 +313,7 @@ impl LinuxSource {
             zone_cpu_seen: HashMap::new(),
             samples: 0,
             files: KeptFiles::with_open_file_limit(),
+            proc_listing: ProcListing::default(),
         })
     }
 
@@ -301,7 +347,7 @@ impl LinuxSource {
         };
         let sample = ProcSample {
             pid,
-            comm: stat.comm,
+            comm: Arc::from(stat.comm),
             cpu_ticks: stat.utime + stat.stime,
             processor: stat.processor.and_then(|c| u32::try_from(c).ok()),
             threads: u32::try_from(stat.num_threads).unwrap_or(0),
@@ -341,7 +387,7 @@ impl LinuxSource {
         if let Some(signal) = signal.as_ref().filter(|_| before_signal || cgroups_read) {
             read_first.insert(signal.key.clone());
         }
-        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal });
+        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples });
         Some(sample)
     }
 
@@ -374,9 +420,8 @@ impl LinuxSource {
     /// about 10 ms of CPU on a 2-core VM, twice the whole source's budget at one sample a
     /// second). Files are read through the kept files (open from one sample to the next).
     fn scan_processes(&mut self) -> Vec<ProcSample> {
-        let Ok(entries) = std::fs::read_dir(&self.proc_dir) else { return Vec::new() };
+        let pids = self.proc_listing.pids(&self.proc_dir);
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
-        let pids: Vec<u32> = entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
         let mut out = Vec::with_capacity(pids.len());
         // Processes known with fresh cgroups wait for their zone's CPU time (its key).
         let mut waiting: Vec<(u32, Option<Arc<CpuSignal>>)> = Vec::new();
@@ -429,8 +474,10 @@ impl LinuxSource {
         }
         for (pid, signal) in waiting {
             let zone_moved = signal.and_then(|s| moved.get(&s.key).copied()).unwrap_or(true);
-            let Some(state) = self.procs.get(&pid) else { continue };
+            let samples = self.samples;
+            let Some(state) = self.procs.get_mut(&pid) else { continue };
             if !zone_moved {
+                state.listed_in = samples;
                 out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
                 continue;
             }
@@ -455,7 +502,7 @@ impl LinuxSource {
             .take(self.opts.top_processes)
             .map(|(delta, p)| Process {
                 pid: Some(p.pid),
-                execname: Some(p.comm.clone()),
+                execname: Some(p.comm.to_string()),
                 usage: p.ran_ticks.map(|_| ns_to_ticks(self.ticks_to_ns(delta))),
                 cpu: p.processor,
             })
@@ -669,7 +716,7 @@ impl LinuxSource {
             return *q;
         }
         let q = if v2 {
-            self.files.text(&dir.join("cpu.max")).and_then(|t| cgroup::parse_cpu_max(&t))
+            self.files.text_whole_in_one_read(&dir.join("cpu.max")).and_then(|t| cgroup::parse_cpu_max(&t))
         } else {
             cgroup::read_v1_quota(&Dir::new(&self.files, dir))
         };
@@ -855,7 +902,7 @@ impl LinuxSource {
         let mut cpu = Vec::new();
         let percpu = self
             .own_v1_dir(m, "cpuacct")
-            .and_then(|d| self.files.text(&d.join("cpuacct.usage_percpu")))
+            .and_then(|d| self.files.text_whole_in_one_read(&d.join("cpuacct.usage_percpu")))
             .map(|t| t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>())
             .filter(|v| !v.is_empty());
         if let Some(percpu) = percpu {
@@ -900,8 +947,8 @@ impl LinuxSource {
         let io: HashMap<String, DeviceIo> = if let Some(text) = v2_io {
             cgroup::parse_io_stat(&text)
         } else if let Some(dir) = self.own_v1_dir(m, "blkio") {
-            let b = self.files.text(&dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
-            let o = self.files.text(&dir.join("blkio.throttle.io_serviced")).unwrap_or_default();
+            let b = self.files.text_whole_in_one_read(&dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
+            let o = self.files.text_whole_in_one_read(&dir.join("blkio.throttle.io_serviced")).unwrap_or_default();
             cgroup::parse_blkio(&b, &o)
         } else {
             HashMap::new()
@@ -1092,8 +1139,8 @@ impl LinuxSource {
             f.ticks = Some(ticks);
             f.time_us = Some(time_us.max(0) as u64);
         }
-        let seen: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
-        self.procs.retain(|pid, _| seen.contains(pid));
+        let now = self.samples;
+        self.procs.retain(|_, state| state.listed_in == now);
         self.samples += 1;
         self.prev_zone.retain(|z, _| present.contains(z));
         Ok(frames)

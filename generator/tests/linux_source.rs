@@ -15,22 +15,6 @@ fn write(root: &Path, rel: &str, text: &str) {
     fs::write(p, text).unwrap();
 }
 
-/// Dates every directory below `root` back a minute, as if the tree had not changed for a
-/// while: the source keeps a plain file open only once its directory has settled, so a
-/// test of kept files settles its tree first.
-fn settle(root: &Path) {
-    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-    let mut dirs = vec![root.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in fs::read_dir(&dir).unwrap().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-        fs::File::open(&dir).unwrap().set_modified(past).unwrap();
-    }
-}
-
 fn proc_stat_line(pid: u32, comm: &str, utime: u64, stime: u64, threads: u32, cpu: u32) -> String {
     // Fields 1..=39 of /proc/PID/stat; utime=14, stime=15, num_threads=20, processor=39.
     format!(
@@ -620,7 +604,6 @@ fn bad_or_vanished_files_give_nulls_not_zeros_or_errors() {
     fs::write(root.join("proc/loadavg"), "").unwrap();
     fs::remove_file(root.join("proc/net/sockstat")).unwrap();
     fs::remove_file(root.join("proc/pressure/io")).unwrap();
-    settle(root);
     let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
     let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
     let d = zone(&frames, "docker/3f2a1b4c5d6e");
@@ -660,7 +643,6 @@ fn zone_patterns_a_cap_and_no_state_left_by_zones_that_went_away() {
         exclude: vec![regex::Regex::new("^docker/0001").unwrap()],
         max_zones: 10,
     };
-    settle(root);
     let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), filter, ..LinuxOptions::default() }).unwrap();
     let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
     let names: Vec<&str> = frames.iter().skip(1).map(|f| f.name.as_str()).collect();
@@ -744,7 +726,6 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     };
     let usage =
         |frames: &[Packet]| zone(frames, "nginx.service").process.iter().find(|p| p.pid == Some(700)).and_then(|p| p.usage);
-    settle(root);
     let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
     nginx_stat(10);
     zone_cpu(1000);
@@ -924,7 +905,6 @@ fn a_v2_zone_without_the_memory_or_io_controller_is_not_asked_for_their_files() 
     v2_host(root);
     let docker = root.join(format!("sys/fs/cgroup/system.slice/docker-{ID_A}.scope"));
     fs::write(docker.join("cgroup.controllers"), "cpu pids\n").unwrap();
-    settle(root);
     let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
     let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
     let d = zone(&frames, "docker/3f2a1b4c5d6e");

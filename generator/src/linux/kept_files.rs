@@ -7,21 +7,26 @@
 //! Owns those file descriptors and nothing else. It must not answer from a file whose object
 //! is gone: the kernel's files (procfs, sysfs, cgroup v1 and v2) fail a read once their
 //! process or cgroup is gone (`ESRCH`, `ENODEV`), and a file on any other file system (a
-//! composed tree, tests, the benchmark) is trusted only while its directory is as it was
-//! when the file was opened (same inode and modification time, looked up once a directory
-//! and sample: a file removed, created or renamed in it changes that time, one rewritten in
-//! place does not and needs no check); either way the path is opened again. Because the
-//! kernel stamps directories with a clock of a few milliseconds, a change right after
-//! another could leave that time as it was: a plain file is kept open only once its
-//! directory has not changed for [`PLAIN_DIR_SETTLED_SECS`] seconds (before that it is
-//! opened, read and closed at each read). It must not keep a file that [`KEEP_UNREAD_SAMPLES`] samples in a
-//! row did not read (a zone or process that went away leaves nothing open after that), nor
-//! more files than its budget (half the process's open-file limit): beyond it, files are
-//! opened, read and closed.
+//! composed tree, tests, the benchmark) is watched with inotify for a change of its link
+//! count: a file removed, or replaced by another renamed over it or by its directory made
+//! again, loses its name and is dropped (the events are read once a sample, at its first
+//! read: a file replaced during a sample is read afresh from the next sample on; one
+//! rewritten in place needs nothing). Where it cannot be watched (inotify's limit on
+//! watches reached), its link count is looked up at each read. Either way the path is
+//! opened again. What neither sees, on a plain file system only: a directory renamed away
+//! with its files and another made at its path (the renamed files keep their names). It
+//! must not keep a file that [`KEEP_UNREAD_SAMPLES`] samples in a row did not read (a zone
+//! or process that went away leaves nothing open after that), nor more files than its
+//! budget (half the process's open-file limit): beyond it, files are opened, read and
+//! closed.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::mem::MaybeUninit;
+use std::os::unix::fs::FileExt;
+
+use rustix::fd::OwnedFd;
+use rustix::fs::inotify;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -35,10 +40,6 @@ const KERNEL_FILE_SYSTEMS: [u64; 4] = [0x9fa0, 0x6265_6572, 0x0027_e0eb, 0x6367_
 /// ten samples (a zone's limits, a process's cgroups) stay open between their reads.
 pub const KEEP_UNREAD_SAMPLES: u64 = 10;
 
-/// A plain file system's file is kept open only once its directory's modification time is
-/// at least this many seconds old (see the module's paragraph).
-pub const PLAIN_DIR_SETTLED_SECS: i64 = 2;
-
 /// At most this many files are kept open, whatever the open-file limit.
 pub const MAX_KEPT_FILES: usize = 32_768;
 
@@ -50,36 +51,129 @@ pub struct KeptFiles(Arc<Mutex<Kept>>);
 /// 100-byte cgroup paths was a tenth of the source's user time).
 type ByPath<V> = std::collections::HashMap<OsString, V, foldhash::fast::RandomState>;
 
-/// A directory of a plain file system as it was (see the module's paragraph).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DirState {
-    dev: u64,
-    ino: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
 #[derive(Debug)]
 struct Kept {
     files: ByPath<KeptFile>,
-    /// Directories looked up in this sample (`None`: gone).
-    dirs: ByPath<Option<DirState>>,
-    /// Where files are read into (reused: one allocation a read, for the text).
+    /// Where files are read into (reused, at its length: one allocation a read, for the
+    /// text).
     buffer: Vec<u8>,
     /// The most files kept open.
     budget: usize,
     /// The sample being taken (see [`KeptFiles::end_sample`]).
     sample: u64,
+    /// The kept plain files' watch (made when the first is kept).
+    watch: Option<PlainWatch>,
+    /// The sample whose watch events were read.
+    events_read_in: Option<u64>,
 }
 
 #[derive(Debug)]
 struct KeptFile {
     file: File,
-    /// `None` on a kernel file system (its reads fail once its object is gone); else its
-    /// directory as it was before the file was opened.
-    plain_dir: Option<DirState>,
+    /// How it is known to be the file at its path still.
+    check: Check,
     /// The last sample that read it.
     read_in: u64,
+}
+
+/// How a kept file is known to be the file at its path still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// A kernel file system's: its reads fail once its object is gone.
+    Kernel,
+    /// A plain file watched under this watch descriptor: an event drops it.
+    Watched(i32),
+    /// A plain file that could not be watched: its link count is looked up at each read.
+    LinkCount,
+}
+
+/// The inotify instance watching the kept plain files' inodes for a change of their link
+/// count (`IN_ATTRIB`: removed, renamed over) or a move.
+#[derive(Debug)]
+struct PlainWatch {
+    /// The instance (`None`: it could not be made; every plain file is checked by its link
+    /// count).
+    fd: Option<OwnedFd>,
+    /// Kept files by watch descriptor (two paths to one inode share one).
+    paths: std::collections::HashMap<i32, Vec<OsString>, foldhash::fast::RandomState>,
+    /// Where events are read into.
+    buffer: Vec<MaybeUninit<u8>>,
+}
+
+impl PlainWatch {
+    fn new() -> Self {
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok();
+        Self { fd, paths: Default::default(), buffer: vec![MaybeUninit::uninit(); 16 << 10] }
+    }
+
+    /// Watches the file just opened at `path` as `key`; its check.
+    fn watch(&mut self, path: &Path, file: &File, key: &OsStr) -> Option<Check> {
+        let flags = inotify::WatchFlags::ATTRIB | inotify::WatchFlags::MOVE_SELF | inotify::WatchFlags::DELETE_SELF;
+        let wd = self.fd.as_ref().and_then(|fd| inotify::add_watch(fd, path, flags).ok());
+        // Replaced between the open and the watch, the path's new inode is watched and this
+        // one has no name: not kept (read again at the next read).
+        if !has_a_name(file) {
+            if let Some(wd) = wd {
+                self.forget_if_unused(wd);
+            }
+            return None;
+        }
+        let Some(wd) = wd else { return Some(Check::LinkCount) };
+        self.paths.entry(wd).or_default().push(key.to_owned());
+        Some(Check::Watched(wd))
+    }
+
+    /// Removes the watch `wd` where no kept file uses it.
+    fn forget_if_unused(&mut self, wd: i32) {
+        if self.paths.get(&wd).is_none_or(Vec::is_empty) {
+            self.paths.remove(&wd);
+            if let Some(fd) = &self.fd {
+                // Fails where the kernel removed it already (its inode freed): nothing to do.
+                let _ = inotify::remove_watch(fd, wd);
+            }
+        }
+    }
+
+    /// Forgets `key`, kept under `wd`.
+    fn forget(&mut self, wd: i32, key: &OsStr) {
+        if let Some(keys) = self.paths.get_mut(&wd) {
+            keys.retain(|k| k != key);
+        }
+        self.forget_if_unused(wd);
+    }
+
+    /// The kept paths whose inodes had an event since the last call (every watched path if
+    /// events were lost); their watches are removed.
+    fn changed(&mut self) -> Vec<OsString> {
+        let Some(fd) = &self.fd else { return Vec::new() };
+        let mut changed_wds = Vec::new();
+        let mut overflow = false;
+        let mut reader = inotify::Reader::new(fd, &mut self.buffer);
+        // Bounded: the events queued now (the reader stops at EAGAIN).
+        while let Ok(event) = reader.next() {
+            if event.events().contains(inotify::ReadFlags::QUEUE_OVERFLOW) {
+                overflow = true;
+            } else {
+                changed_wds.push(event.wd());
+            }
+        }
+        if overflow {
+            changed_wds = self.paths.keys().copied().collect();
+        }
+        let mut changed = Vec::new();
+        for wd in changed_wds {
+            if let Some(keys) = self.paths.remove(&wd) {
+                changed.extend(keys);
+                self.forget_if_unused(wd);
+            }
+        }
+        changed
+    }
+}
+
+/// Whether an open plain file still has a name (a link count above zero).
+fn has_a_name(file: &File) -> bool {
+    rustix::fs::fstat(file).is_ok_and(|st| st.st_nlink > 0)
 }
 
 impl KeptFiles {
@@ -87,10 +181,11 @@ impl KeptFiles {
     pub fn new(budget: usize) -> Self {
         Self(Arc::new(Mutex::new(Kept {
             files: ByPath::default(),
-            dirs: ByPath::default(),
             buffer: Vec::new(),
             budget,
             sample: 0,
+            watch: None,
+            events_read_in: None,
         })))
     }
 
@@ -138,53 +233,66 @@ impl KeptFiles {
 
     fn read(&self, path: &Path, ends: Ends) -> Option<String> {
         let mut guard = self.lock();
-        let Kept { files, dirs, buffer, budget, sample } = &mut *guard;
+        let kept = &mut *guard;
+        if kept.events_read_in != Some(kept.sample) {
+            kept.events_read_in = Some(kept.sample);
+            kept.drop_changed_plain_files();
+        }
+        let Kept { files, buffer, budget, sample, watch, .. } = kept;
         let key: &OsStr = path.as_os_str();
         if let Some(k) = files.get_mut(key) {
             k.read_in = *sample;
             // A file of a plain file system removed or replaced would still read its old
-            // bytes: trusted while its directory is unchanged.
-            let current = match k.plain_dir {
-                None => true,
-                Some(was) => dir_state(dirs, path) == Some(was),
-            };
-            if current && read_from_start(&k.file, buffer, ends).is_some() {
-                return Some(text_of(buffer));
+            // bytes: trusted while it has a name.
+            let current = k.check != Check::LinkCount || has_a_name(&k.file);
+            if current && let Some(len) = read_from_start(&k.file, buffer, ends) {
+                return Some(text_of(buffer, len));
             }
-            files.remove(key);
+            if let (Some(KeptFile { check: Check::Watched(wd), .. }), Some(watch)) = (files.remove(key), watch.as_mut()) {
+                watch.forget(wd, key);
+            }
         }
-        let file = File::open(path).ok()?;
-        read_from_start(&file, buffer, ends)?;
+        let file = open(path)?;
+        let len = read_from_start(&file, buffer, ends)?;
         if files.len() < *budget {
-            if rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64))) {
-                files.insert(key.to_owned(), KeptFile { file, plain_dir: None, read_in: *sample });
-            } else if let Some(dir) = dir_state(dirs, path).filter(|d| settled(*d)) {
-                // Looked up after the open: a change in between is too recent to be settled.
-                files.insert(key.to_owned(), KeptFile { file, plain_dir: Some(dir), read_in: *sample });
+            let check = if rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64))) {
+                Some(Check::Kernel)
+            } else {
+                watch.get_or_insert_with(PlainWatch::new).watch(path, &file, key)
+            };
+            if let Some(check) = check {
+                files.insert(key.to_owned(), KeptFile { file, check, read_in: *sample });
             }
         }
-        Some(text_of(buffer))
+        Some(text_of(buffer, len))
     }
 
-    /// The single number in the file at `path`; `None` if missing, unparsable, `max`, or
-    /// cgroup v1's "no limit".
+    /// The single number in the cgroup file at `path` (read as
+    /// [`text_whole_in_one_read`](Self::text_whole_in_one_read)); `None` if missing,
+    /// unparsable, `max`, or cgroup v1's "no limit".
     pub fn number(&self, path: &Path) -> Option<u64> {
-        super::cgroup::parse_limit(&self.text(path)?)
+        super::cgroup::parse_limit(&self.text_whole_in_one_read(path)?)
     }
 
-    /// The flat-keyed file at `path` (`memory.stat`, `cpu.stat`).
+    /// The flat-keyed cgroup file at `path` (`memory.stat`, `cpu.stat`; read as
+    /// [`text_whole_in_one_read`](Self::text_whole_in_one_read)).
     pub fn flat(&self, path: &Path) -> Option<FlatFile> {
-        self.text(path).map(FlatFile::from)
+        self.text_whole_in_one_read(path).map(FlatFile::from)
     }
 
     /// Ends a sample: closes every file that this sample and the
     /// [`KEEP_UNREAD_SAMPLES`]` - 1` before it did not read.
     pub fn end_sample(&self) {
-        let mut kept = self.lock();
-        let sample = kept.sample;
-        kept.files.retain(|_, k| sample - k.read_in < KEEP_UNREAD_SAMPLES);
-        kept.dirs.clear();
-        kept.sample += 1;
+        let mut guard = self.lock();
+        let Kept { files, sample, watch, .. } = &mut *guard;
+        files.retain(|key, k| {
+            let keep = *sample - k.read_in < KEEP_UNREAD_SAMPLES;
+            if let (false, Check::Watched(wd), Some(watch)) = (keep, k.check, watch.as_mut()) {
+                watch.forget(wd, key);
+            }
+            keep
+        });
+        *sample += 1;
     }
 
     /// The paths of the files open, sorted.
@@ -195,27 +303,29 @@ impl KeptFiles {
     }
 }
 
-/// The directory of `path` as it is now (looked up once a sample); `None` if it is gone.
-fn dir_state(dirs: &mut ByPath<Option<DirState>>, path: &Path) -> Option<DirState> {
-    let dir = path.parent()?;
-    if let Some(state) = dirs.get(dir.as_os_str()) {
-        return *state;
+impl Kept {
+    /// Drops the kept plain files removed or replaced since the events were last read.
+    fn drop_changed_plain_files(&mut self) {
+        if let Some(watch) = self.watch.as_mut() {
+            for key in watch.changed() {
+                self.files.remove(key.as_os_str());
+            }
+        }
     }
-    let state = std::fs::metadata(dir).ok().map(|m| DirState {
-        dev: m.dev(),
-        ino: m.ino(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-    });
-    dirs.insert(dir.as_os_str().to_owned(), state);
-    state
 }
 
-/// Whether a plain directory last changed [`PLAIN_DIR_SETTLED_SECS`] or more ago (by the
-/// wall clock, which stamps it): a later change gets another time.
-fn settled(dir: DirState) -> bool {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    i64::try_from(now).is_ok_and(|now| now - dir.mtime >= PLAIN_DIR_SETTLED_SECS)
+/// Opens `path` to read, without updating its access time where the process may (its owner
+/// or a holder of `CAP_FOWNER`; on a plain file system that update is a tenth of a read's
+/// cost, the kernel's own files have none).
+fn open(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).custom_flags(rustix::fs::OFlags::NOATIME.bits() as i32);
+    match options.open(path) {
+        Ok(file) => Some(file),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => File::open(path).ok(),
+        Err(_) => None,
+    }
 }
 
 /// Where a file ends (see [`KeptFiles::text_whole_in_one_read`]).
@@ -227,9 +337,13 @@ enum Ends {
     AtShortRead,
 }
 
-/// Reads `file` from its start to its end (up to [`MAX_FILE_BYTES`]) into `buffer`.
-fn read_from_start(file: &File, buffer: &mut Vec<u8>, ends: Ends) -> Option<()> {
-    buffer.resize(buffer.capacity().max(4096), 0);
+/// Reads `file` from its start to its end (up to [`MAX_FILE_BYTES`]) into `buffer`; the
+/// length read. The buffer keeps its length between reads (only a larger file grows it), so
+/// a read does not clear it first.
+fn read_from_start(file: &File, buffer: &mut Vec<u8>, ends: Ends) -> Option<usize> {
+    if buffer.len() < 4096 {
+        buffer.resize(4096, 0);
+    }
     let mut len = 0;
     loop {
         if len == buffer.len() {
@@ -248,29 +362,31 @@ fn read_from_start(file: &File, buffer: &mut Vec<u8>, ends: Ends) -> Option<()> 
                 }
             }
             Err(_) => {
-                if buffer.capacity() > 64 << 10 {
-                    *buffer = Vec::new();
-                }
-                buffer.clear();
+                let_go_if_large(buffer);
                 return None;
             }
         }
     }
-    buffer.truncate(len);
-    Some(())
+    Some(len)
 }
 
-/// The bytes read as text: bytes that are not UTF-8 (a process name cut by the kernel
-/// inside a character, a cgroup named with any bytes) become U+FFFD rather than losing
-/// the file. A buffer grown past 64 KiB by a large file is let go.
-fn text_of(buffer: &mut Vec<u8>) -> String {
-    let text = match std::str::from_utf8(buffer) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(buffer).into_owned(),
-    };
-    if buffer.capacity() > 64 << 10 {
+/// A buffer grown past 64 KiB by a large file is let go.
+fn let_go_if_large(buffer: &mut Vec<u8>) {
+    if buffer.len() > 64 << 10 {
         *buffer = Vec::new();
     }
+}
+
+/// The first `len` bytes read as text: bytes that are not UTF-8 (a process name cut by the
+/// kernel inside a character, a cgroup named with any bytes) become U+FFFD rather than
+/// losing the file.
+fn text_of(buffer: &mut Vec<u8>, len: usize) -> String {
+    let read = &buffer[..len];
+    let text = match std::str::from_utf8(read) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(read).into_owned(),
+    };
+    let_go_if_large(buffer);
     text
 }
 
@@ -278,19 +394,12 @@ fn text_of(buffer: &mut Vec<u8>) -> String {
 mod tests {
     use super::*;
 
-    /// Dates `dir`'s modification time back, as if it had not changed for a while.
-    fn settle(dir: &Path) {
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        File::open(dir).unwrap().set_modified(past).unwrap();
-    }
-
     #[test]
     fn a_kept_file_reads_afresh_and_one_not_read_for_ten_samples_is_closed() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("cpu.stat"), dir.path().join("memory.stat"));
         std::fs::write(&a, "usage_usec 1\n").unwrap();
         std::fs::write(&b, "anon 1\n").unwrap();
-        settle(dir.path());
         let files = KeptFiles::new(10);
         assert_eq!(files.text(&a).as_deref(), Some("usage_usec 1\n"));
         assert_eq!(files.flat(&b).and_then(|f| f.get("anon")), Some(1));
@@ -312,20 +421,13 @@ mod tests {
         assert!(files.paths().is_empty());
     }
 
-    #[test]
-    fn a_removed_or_replaced_file_is_never_read_from_its_old_descriptor() {
+    /// The changes a composed tree sees between two samples, and what is read after each.
+    fn removed_and_replaced_files_between_samples(files: &KeptFiles) {
         let dir = tempfile::tempdir().unwrap();
         let zone = dir.path().join("docker-1.scope");
         std::fs::create_dir(&zone).unwrap();
         let path = zone.join("memory.current");
         std::fs::write(&path, "100\n").unwrap();
-        let files = KeptFiles::new(10);
-        // A directory changed just now: read, not kept (a change within its clock's tick
-        // could go unseen).
-        assert_eq!(files.number(&path), Some(100));
-        assert!(files.paths().is_empty());
-        settle(&zone);
-        files.end_sample(); // (directories are looked up once a sample)
         assert_eq!(files.number(&path), Some(100));
         assert_eq!(files.paths().len(), 1);
         files.end_sample();
@@ -334,11 +436,16 @@ mod tests {
         assert_eq!(files.number(&path), None);
         assert!(files.paths().is_empty());
         files.end_sample();
-        // Back under the same path, then replaced by a rename: the new file each time.
+        // Back under the same path at once (same second), twice, then replaced by a rename:
+        // the new file each time.
         std::fs::create_dir(&zone).unwrap();
         std::fs::write(&path, "200\n").unwrap();
-        settle(&zone);
         assert_eq!(files.number(&path), Some(200));
+        files.end_sample();
+        std::fs::remove_dir_all(&zone).unwrap();
+        std::fs::create_dir(&zone).unwrap();
+        std::fs::write(&path, "250\n").unwrap();
+        assert_eq!(files.number(&path), Some(250));
         assert_eq!(files.paths().len(), 1);
         files.end_sample();
         let new = zone.join("new");
@@ -346,12 +453,34 @@ mod tests {
         std::fs::rename(&new, &path).unwrap();
         assert_eq!(files.number(&path), Some(300));
         files.end_sample();
-        // Rewritten in place, its directory unchanged: read afresh from the kept file.
-        settle(&zone);
-        assert_eq!(files.number(&path), Some(300));
+        // Rewritten in place: read afresh from the kept file, within a sample too.
         std::fs::write(&path, "400\n").unwrap();
         assert_eq!(files.number(&path), Some(400));
+        std::fs::write(&path, "500\n").unwrap();
+        assert_eq!(files.number(&path), Some(500));
         assert_eq!(files.paths().len(), 1);
+        files.end_sample();
+        // Removed alone, its directory left as it is: gone.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(files.number(&path), None);
+        assert!(files.paths().is_empty());
+    }
+
+    #[test]
+    fn a_removed_or_replaced_file_is_never_read_from_its_old_descriptor() {
+        let files = KeptFiles::new(10);
+        removed_and_replaced_files_between_samples(&files);
+        let kept = files.lock();
+        let watch = kept.watch.as_ref().expect("plain files were kept: watched");
+        assert!(watch.fd.is_some(), "inotify is there");
+        assert!(watch.paths.is_empty(), "every watch was removed with its file");
+    }
+
+    #[test]
+    fn without_inotify_a_plain_file_is_checked_by_its_link_count() {
+        let files = KeptFiles::new(10);
+        files.lock().watch = Some(PlainWatch { fd: None, ..PlainWatch::new() });
+        removed_and_replaced_files_between_samples(&files);
     }
 
     #[test]
@@ -361,7 +490,7 @@ mod tests {
         let files = KeptFiles::new(10);
         assert!(files.text(&path).is_some_and(|t| t.contains("(sleep)")));
         assert!(
-            files.lock().files.get(path.as_os_str()).is_some_and(|k| k.plain_dir.is_none()),
+            files.lock().files.get(path.as_os_str()).is_some_and(|k| k.check == Check::Kernel),
             "procfs is a kernel file system"
         );
         child.kill().unwrap();
@@ -383,7 +512,6 @@ mod tests {
         let long = dir.path().join("memory.stat");
         let text: String = (0..600).map(|n| format!("key{n} {n}\n")).collect();
         std::fs::write(&long, &text).unwrap();
-        settle(dir.path());
         assert_eq!(files.text_whole_in_one_read(&long).as_deref(), Some(text.as_str()));
         assert_eq!(files.text_whole_in_one_read(&long).as_deref(), Some(text.as_str()), "and again, kept open");
     }
@@ -395,7 +523,6 @@ mod tests {
         for n in 0..5 {
             std::fs::write(dir.path().join(n.to_string()), format!("{n}\n")).unwrap();
         }
-        settle(dir.path());
         for n in 0..5 {
             assert_eq!(files.number(&dir.path().join(n.to_string())), Some(n));
         }
