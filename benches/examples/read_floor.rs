@@ -41,7 +41,8 @@ fn main() {
             let name = p.rsplit('/').next().unwrap_or("");
             // Under `ROOT/proc/PID/`, or the host's `/proc/PID/` a composed tree links to.
             let parts: Vec<&str> = p.split('/').collect();
-            let per_process = parts.windows(2).any(|w| w[0] == "proc" && !w[1].is_empty() && w[1].bytes().all(|b| b.is_ascii_digit()));
+            let per_process =
+                parts.windows(2).any(|w| w[0] == "proc" && !w[1].is_empty() && w[1].bytes().all(|b| b.is_ascii_digit()));
             let cadence = match (per_process, name) {
                 // Read only where the zone's CPU time moved: in the benchmark's idle zones, never.
                 (true, "stat") => Cadence::FirstSample,
@@ -52,8 +53,9 @@ fn main() {
             Some((File::open(p).ok()?, cadence))
         })
         .collect();
-    let listing = rustix::fs::open(&proc_dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
-        .expect("ROOT/proc can be listed");
+    let listing =
+        rustix::fs::open(&proc_dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+            .expect("ROOT/proc can be listed");
     let mut dir_buffer = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 << 10];
     let mut buffer = vec![0u8; 64 << 10];
     let (mut reads, mut entries) = (0u64, 0u64);

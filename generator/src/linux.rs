@@ -23,7 +23,7 @@ pub mod zone_name;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
@@ -136,15 +136,41 @@ impl ProcSample {
     }
 }
 
-/// Where a zone keeps its CPU time (see `LinuxSource::cpu_signal`).
+/// Where a zone keeps its CPU time (see `LinuxSource::cpu_signal`): one for each cgroup
+/// (kept by its key, `v2:PATH` or `v1:PATH`), shared by its processes, with what the process
+/// scan learnt of it.
 #[derive(Debug)]
 struct CpuSignal {
-    /// `v2:PATH` or `v1:PATH`: the cgroup, across samples.
-    key: String,
     /// v2 `cpu.stat` (µs, `usage_usec`) or v1 `cpuacct.usage` (ns).
     file: PathBuf,
     /// Which of the two.
     v2: bool,
+    /// What the process scan found.
+    scan: Mutex<SignalScan>,
+}
+
+/// What the process scan found of a zone's CPU time.
+#[derive(Debug, Default)]
+struct SignalScan {
+    /// The sample that read it last.
+    read_in: Option<u64>,
+    /// The time then.
+    now: Option<u64>,
+    /// Whether it moved since the sample before (true where that is not known).
+    moved: bool,
+    /// The time at the last sample, where it is a baseline (no process of the zone read
+    /// before it).
+    baseline: Option<u64>,
+    /// The last sample that read a process of the zone before its time.
+    read_first_in: Option<u64>,
+    /// The v2 `cpu.stat` it was read from, for the zone's frame of the same sample.
+    cpu_stat: Option<cgroup::FlatFile>,
+}
+
+impl CpuSignal {
+    fn scan(&self) -> std::sync::MutexGuard<'_, SignalScan> {
+        self.scan.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// A process as last read.
@@ -224,17 +250,20 @@ pub struct LinuxSource {
     prev_vm: Option<(u64, u64, u64)>,
     prev_zone: HashMap<String, ZonePrev>,
     host_since_info: Option<u64>,
+    /// Whether the host had swap at its last `meminfo` (`SwapTotal` above 0); without it,
+    /// no cgroup has any swapped out and `memory.swap.current` is not read.
+    host_has_swap: bool,
     /// CPU quotas of cgroup directories, emptied at each sample.
     quota_cache: HashMap<PathBuf, Option<cgroup::CpuQuota>>,
-    /// v2 `cpu.stat` files read by the process scan this sample (key `v2:PATH`), for the
-    /// zone frames to use rather than read again.
-    v2_cpu_stats: HashMap<String, cgroup::FlatFile>,
+    /// Each cgroup's CPU-time signal by its key, shared by the processes of that cgroup
+    /// (dropped with the last of them).
+    signals: HashMap<String, Weak<CpuSignal>>,
+    /// Memberships by the text of `/proc/PID/cgroup`, shared by the processes with that
+    /// text (dropped with the last of them): a zone's processes are grouped by which one
+    /// they share.
+    memberships: HashMap<String, Weak<Membership>>,
     /// The processes of the last sample as last read.
     procs: HashMap<u32, ProcState>,
-    /// Per cgroup giving a zone's CPU time (its key: `v2:PATH` or `v1:PATH`), that time at
-    /// the last sample: while it does not move, no process in it ran, so their figures as
-    /// last read are still true and `/proc/PID/stat` is not read again.
-    zone_cpu_seen: HashMap<String, u64>,
     /// Samples taken.
     samples: u64,
     /// Every file the source reads, kept open from one sample to the next.
@@ -307,20 +336,22 @@ impl LinuxSource {
             prev_vm: None,
             prev_zone: HashMap::new(),
             host_since_info: None,
+            host_has_swap: true,
             quota_cache: HashMap::new(),
-            v2_cpu_stats: HashMap::new(),
+            signals: HashMap::new(),
+            memberships: HashMap::new(),
             procs: HashMap::new(),
-            zone_cpu_seen: HashMap::new(),
             samples: 0,
             files: KeptFiles::with_open_file_limit(),
             proc_listing: ProcListing::default(),
         })
     }
 
-    /// Entries of state kept between samples (processes and zones of the last sample), for
-    /// tests that zones and processes that went away left nothing behind.
+    /// Entries of state kept between samples (processes of the last sample, their cgroups'
+    /// memberships and CPU-time signals, zones of the last sample), for tests that zones and
+    /// processes that went away left nothing behind.
     pub fn state_entries(&self) -> usize {
-        self.procs.len() + self.zone_cpu_seen.len() + self.prev_zone.len()
+        self.procs.len() + self.signals.len() + self.memberships.len() + self.prev_zone.len()
     }
 
     /// The files kept open now (for tests that a zone or process that went away left none
@@ -339,11 +370,11 @@ impl LinuxSource {
 
     /// Reads one process's `stat` and `cgroup` files below an open `/proc`; `None` if it
     /// exited meanwhile.
-    fn read_process(&self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample)> {
+    fn read_process(&mut self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample)> {
         let stat = procfs::process::Stat::from_read(proc_dir.text(&format!("{pid}/stat"))?.as_bytes()).ok()?;
         let membership = match membership {
             Some(m) => m,
-            None => Arc::new(Membership::parse(&proc_dir.text(&format!("{pid}/cgroup"))?)),
+            None => self.membership(&proc_dir.text(&format!("{pid}/cgroup"))?),
         };
         let sample = ProcSample {
             pid,
@@ -357,18 +388,21 @@ impl LinuxSource {
         Some((stat.starttime, sample))
     }
 
+    /// The membership of `/proc/PID/cgroup` text, shared with every process of the same.
+    fn membership(&mut self, text: &str) -> Arc<Membership> {
+        if let Some(m) = self.memberships.get(text).and_then(Weak::upgrade) {
+            return m;
+        }
+        let m = Arc::new(Membership::parse(text));
+        self.memberships.insert(text.to_owned(), Arc::downgrade(&m));
+        m
+    }
+
     /// Reads a process now with its `known` cgroups (its own are read where `known` is
     /// `None` or the pid turns out reused), records it with its CPU since the last read, and
-    /// notes its zone's CPU-time key in `read_first` when it may have been read before that
-    /// time was (`before_signal`, or its cgroups just read).
-    fn read_now(
-        &mut self,
-        proc_dir: &Dir,
-        pid: u32,
-        known: Option<Arc<Membership>>,
-        before_signal: bool,
-        read_first: &mut HashSet<String>,
-    ) -> Option<ProcSample> {
+    /// notes on its zone's CPU-time signal when it may have been read before that time was
+    /// (`before_signal`, or its cgroups just read).
+    fn read_now(&mut self, proc_dir: &Dir, pid: u32, known: Option<Arc<Membership>>, before_signal: bool) -> Option<ProcSample> {
         let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns, s.signal.clone()));
         let mut cgroups_read = known.is_none();
         let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
@@ -382,10 +416,10 @@ impl LinuxSource {
         // What was found from its cgroups holds while they are the ones last read.
         let (netns, signal) = match same.filter(|_| !cgroups_read) {
             Some((_, _, netns, signal)) => (netns, signal),
-            None => (None, self.cpu_signal(&sample.membership).map(Arc::new)),
+            None => (None, self.cpu_signal(&sample.membership)),
         };
         if let Some(signal) = signal.as_ref().filter(|_| before_signal || cgroups_read) {
-            read_first.insert(signal.key.clone());
+            signal.scan().read_first_in = Some(self.samples);
         }
         self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples });
         Some(sample)
@@ -402,14 +436,21 @@ impl LinuxSource {
     }
 
     /// Where a process's zone keeps its CPU time: a key, the file, and whether it is v2's
-    /// `cpu.stat` (µs) or v1's `cpuacct.usage` (ns). `None` for the host's root cgroup or
-    /// without CPU accounting.
-    fn cpu_signal(&self, m: &Membership) -> Option<CpuSignal> {
-        if let Some(p) = m.v2.as_deref().filter(|p| *p != "/" && m.zone_path() == Some(*p)) {
-            return Some(CpuSignal { key: format!("v2:{p}"), file: self.mounts.v2_dir(p)?.join("cpu.stat"), v2: true });
+    /// `cpu.stat` (µs) or v1's `cpuacct.usage` (ns); the one signal of that cgroup. `None`
+    /// for the host's root cgroup or without CPU accounting.
+    fn cpu_signal(&mut self, m: &Membership) -> Option<Arc<CpuSignal>> {
+        let (key, file, v2) = if let Some(p) = m.v2.as_deref().filter(|p| *p != "/" && m.zone_path() == Some(*p)) {
+            (format!("v2:{p}"), self.mounts.v2_dir(p)?.join("cpu.stat"), true)
+        } else {
+            let dir = self.own_v1_dir(m, "cpuacct")?;
+            (format!("v1:{}", dir.display()), dir.join("cpuacct.usage"), false)
+        };
+        if let Some(signal) = self.signals.get(&key).and_then(Weak::upgrade) {
+            return Some(signal);
         }
-        let dir = self.own_v1_dir(m, "cpuacct")?;
-        Some(CpuSignal { key: format!("v1:{}", dir.display()), file: dir.join("cpuacct.usage"), v2: false })
+        let signal = Arc::new(CpuSignal { file, v2, scan: Mutex::default() });
+        self.signals.insert(key, Arc::downgrade(&signal));
+        Some(signal)
     }
 
     /// Every process's CPU time, threads, last CPU and cgroups. `/proc/PID/cgroup` is read
@@ -423,18 +464,17 @@ impl LinuxSource {
         let pids = self.proc_listing.pids(&self.proc_dir);
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
         let mut out = Vec::with_capacity(pids.len());
-        // Processes known with fresh cgroups wait for their zone's CPU time (its key).
+        let samples = self.samples;
+        // Processes known with fresh cgroups wait for their zone's CPU time.
         let mut waiting: Vec<(u32, Option<Arc<CpuSignal>>)> = Vec::new();
-        // Zones (CPU-time keys) with a process read before their CPU time was.
-        let mut read_first: HashSet<String> = HashSet::new();
         for pid in pids {
             // Each process's cgroups are read again every MEMBERSHIP_REFRESH_SAMPLES samples,
             // spread over the samples by pid.
-            let due = (self.samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
+            let due = (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
             let mut known = self.procs.get(&pid).map(|s| Arc::clone(&s.last.membership));
             if due && known.is_some() {
-                let now = proc_dir.text(&format!("{pid}/cgroup")).map(|t| Membership::parse(&t));
-                known = known.filter(|m| now.as_ref() == Some(&**m));
+                let now = proc_dir.text(&format!("{pid}/cgroup")).map(|t| self.membership(&t));
+                known = known.filter(|m| now.as_deref() == Some(&**m));
                 // Its namespace is looked up again on the same schedule.
                 if let Some(state) = self.procs.get_mut(&pid) {
                     state.netns = None;
@@ -445,36 +485,29 @@ impl LinuxSource {
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.
-            if let Some(sample) = self.read_now(&proc_dir, pid, known, true, &mut read_first) {
+            if let Some(sample) = self.read_now(&proc_dir, pid, known, true) {
                 out.push(sample);
             }
         }
         // The CPU time of every zone with waiting processes, read once each.
-        let mut moved: HashMap<String, bool> = HashMap::new();
-        let mut seen_now: HashMap<String, u64> = HashMap::new();
-        for CpuSignal { key, file, v2 } in waiting.iter().filter_map(|(_, signal)| signal.as_deref()) {
-            if moved.contains_key(key) {
+        for signal in waiting.iter().filter_map(|(_, signal)| signal.as_deref()) {
+            let mut scan = signal.scan();
+            if scan.read_in == Some(samples) {
                 continue;
             }
-            let now = if *v2 {
-                let stat = self.files.flat(file);
-                let now = stat.as_ref().and_then(|f| f.get("usage_usec"));
-                if let Some(stat) = stat {
-                    self.v2_cpu_stats.insert(key.clone(), stat);
-                }
-                now
+            let (now, cpu_stat) = if signal.v2 {
+                let stat = self.files.flat(&signal.file);
+                (stat.as_ref().and_then(|f| f.get("usage_usec")), stat)
             } else {
-                self.files.number(file)
+                (self.files.number(&signal.file), None)
             };
-            let still = now.is_some() && now == self.zone_cpu_seen.get(key).copied();
-            if let Some(now) = now {
-                seen_now.insert(key.clone(), now);
-            }
-            moved.insert(key.clone(), !still);
+            scan.moved = now.is_none() || now != scan.baseline;
+            scan.now = now;
+            scan.cpu_stat = cpu_stat;
+            scan.read_in = Some(samples);
         }
         for (pid, signal) in waiting {
-            let zone_moved = signal.and_then(|s| moved.get(&s.key).copied()).unwrap_or(true);
-            let samples = self.samples;
+            let zone_moved = signal.is_none_or(|s| s.scan().moved);
             let Some(state) = self.procs.get_mut(&pid) else { continue };
             if !zone_moved {
                 state.listed_in = samples;
@@ -482,14 +515,17 @@ impl LinuxSource {
                 continue;
             }
             let known = Some(Arc::clone(&state.last.membership));
-            if let Some(sample) = self.read_now(&proc_dir, pid, known, false, &mut read_first) {
+            if let Some(sample) = self.read_now(&proc_dir, pid, known, false) {
                 out.push(sample);
             }
         }
-        // A zone with a process read before its CPU time has no baseline: the process may
-        // have run in between, so all of the zone is read again next sample.
-        seen_now.retain(|key, _| !read_first.contains(key));
-        self.zone_cpu_seen = seen_now;
+        // A zone's time read now is the next sample's baseline, unless a process of the
+        // zone was read before it (it may have run in between: all of the zone is read again
+        // next sample) or it was not read.
+        for signal in self.signals.values().filter_map(Weak::upgrade) {
+            let mut scan = signal.scan();
+            scan.baseline = scan.now.filter(|_| scan.read_in == Some(samples) && scan.read_first_in != Some(samples));
+        }
         out
     }
 
@@ -577,6 +613,7 @@ impl LinuxSource {
         let page = self.system.page_size.max(1);
         let meminfo_path = self.proc_dir.join("meminfo");
         let mi = Meminfo::from_file(&meminfo_path).map_err(|e| Self::read_err(&meminfo_path, e))?;
+        self.host_has_swap = mi.swap_total > 0;
         let vm = VmStat::from_file(self.proc_dir.join("vmstat")).map(|v| v.0).unwrap_or_default();
         let vm_get = |k: &str| vm.get(k).map(|v| (*v).max(0) as u64);
         let nalloc: Option<u64> = {
@@ -807,6 +844,7 @@ impl LinuxSource {
     /// `memory.stat` passed in, read once), else v1's. `None` without memory accounting.
     fn zone_memory(
         files: &KeptFiles,
+        host_has_swap: bool,
         v2: Option<(&Dir, &cgroup::FlatFile)>,
         v1_dir: Option<&Path>,
         limits: &Limits,
@@ -830,7 +868,9 @@ impl LinuxSource {
                 inactive_file,
                 limit: limits.memory_max,
                 high: limits.memory_high,
-                swap: dir.number("memory.swap.current"),
+                // No swap on the host: none swapped out (a swap device added later shows in
+                // `meminfo` first, read before the zones each sample).
+                swap: if host_has_swap { dir.number("memory.swap.current") } else { Some(0) },
                 swap_limit: limits.swap_max,
                 oom: ev.get("oom"),
                 oom_kill: ev.get("oom_kill"),
@@ -884,10 +924,13 @@ impl LinuxSource {
         // row with no core. Each cgroup file is read once a sample.
         let v2_dir = m.v2.as_deref().filter(|p| *p != "/").and_then(|p| self.mounts.v2_dir(p));
         let v2 = v2_dir.as_deref().map(|d| Dir::new(&self.files, d));
-        let v2_cpu_stat =
-            m.v2.as_deref()
-                .and_then(|p| self.v2_cpu_stats.remove(&format!("v2:{p}")))
-                .or_else(|| v2.as_ref().and_then(|d| d.flat("cpu.stat")));
+        // The `cpu.stat` the process scan read this sample, else read now.
+        let samples = self.samples;
+        let scanned = self.procs.get(&first.pid).and_then(|s| s.signal.as_ref()).filter(|s| s.v2).and_then(|s| {
+            let mut scan = s.scan();
+            scan.cpu_stat.take().filter(|_| scan.read_in == Some(samples))
+        });
+        let v2_cpu_stat = scanned.or_else(|| v2.as_ref().and_then(|d| d.flat("cpu.stat")));
         // The zone's limits and v2 controllers, read every LIMITS_REFRESH_SAMPLES samples
         // (spread over the samples by the zone's name).
         let v1_memory_dir = self.own_v1_dir(m, "memory");
@@ -925,10 +968,11 @@ impl LinuxSource {
         // Memory: v2 files when the zone is a v2 group with memory accounting, else v1 (only
         // the zone's own v1 group); the 2013 `mem` row is a part of the `memory` row.
         let v2_memory = v2.as_ref().zip(v2_memory_stat.as_ref());
-        let (memory, majflt) = match Self::zone_memory(&self.files, v2_memory, v1_memory_dir.as_deref(), &limits) {
-            Some((memory, majflt)) => (Some(memory), majflt),
-            None => (None, None),
-        };
+        let (memory, majflt) =
+            match Self::zone_memory(&self.files, self.host_has_swap, v2_memory, v1_memory_dir.as_deref(), &limits) {
+                Some((memory, majflt)) => (Some(memory), majflt),
+                None => (None, None),
+            };
         let mem = Mem {
             rss: memory.as_ref().and_then(|m| m.anon),
             physcap: memory.as_ref().and_then(|m| m.limit),
@@ -1020,10 +1064,25 @@ impl LinuxSource {
     /// patterns, capped (zones of the previous sample first, then by name), sorted by name.
     /// Returns the zones and how many the cap left out.
     fn zones<'a>(&self, procs: &'a [ProcSample]) -> (Vec<SampledZone<'a>>, usize) {
+        // Grouped by the membership they share (a pointer compared, not a path), then by
+        // path (memberships that differ only in v1 groups other than the zone's share one).
+        let mut by_membership: HashMap<*const Membership, Vec<&ProcSample>> = HashMap::new();
+        for p in procs.iter().filter(|p| p.cgroup_path().is_some()) {
+            by_membership.entry(Arc::as_ptr(&p.membership)).or_default().push(p);
+        }
         let mut by_path: BTreeMap<&str, Vec<&ProcSample>> = BTreeMap::new();
-        for p in procs {
-            if let Some(path) = p.cgroup_path() {
-                by_path.entry(path).or_default().push(p);
+        for members in by_membership.into_values() {
+            let Some(path) = members.first().and_then(|p| p.cgroup_path()) else { continue };
+            match by_path.entry(path) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(members);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    // In the order they were listed, as one group would have them.
+                    let all = e.get_mut();
+                    all.extend(members);
+                    all.sort_by_key(|p| std::ptr::from_ref(*p) as usize);
+                }
             }
         }
         let mut zones: Vec<SampledZone<'a>> = by_path
@@ -1107,7 +1166,6 @@ impl LinuxSource {
     fn sample_now(&mut self, time_us: i64, interval_us: i64) -> Result<Vec<Packet>, GeneratorError> {
         let ticks = ns_to_ticks((interval_us.max(0) as u64).saturating_mul(1000));
         self.quota_cache.clear();
-        self.v2_cpu_stats.clear();
         let procs = self.scan_processes();
         let (zones, dropped) = self.zones(&procs);
         let zone_names: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
@@ -1141,6 +1199,8 @@ impl LinuxSource {
         }
         let now = self.samples;
         self.procs.retain(|_, state| state.listed_in == now);
+        self.signals.retain(|_, signal| signal.strong_count() > 0);
+        self.memberships.retain(|_, m| m.strong_count() > 0);
         self.samples += 1;
         self.prev_zone.retain(|z, _| present.contains(z));
         Ok(frames)

@@ -675,9 +675,9 @@ fn zone_patterns_a_cap_and_no_state_left_by_zones_that_went_away() {
     assert!(source.state_entries() < before);
     assert_eq!(
         source.state_entries(),
-        4 + 3 + 1,
-        "the 4 processes left (1, 599, 601, 700) as last read, the CPU time of the 3 zones holding them, the one zone \
-         reported"
+        4 + 4 + 4 + 1,
+        "the 4 processes left (1, 599, 601, 700) as last read, their 4 cgroups' CPU-time signals and their 4 \
+         memberships, the one zone reported"
     );
     // Nor is any of their files left open once KEEP_UNREAD_SAMPLES samples did not read them.
     for n in 1..generator::linux::kept_files::KEEP_UNREAD_SAMPLES {
@@ -922,4 +922,30 @@ fn a_v2_zone_without_the_memory_or_io_controller_is_not_asked_for_their_files() 
         !d.memory.is_empty() && !d.io.is_empty()
     });
     assert!(found);
+}
+
+#[test]
+fn without_swap_on_the_host_a_zones_swap_is_zero_and_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let docker = root.join(format!("sys/fs/cgroup/system.slice/docker-{ID_A}.scope"));
+    // A file saying otherwise shows whether it was read.
+    fs::write(docker.join("memory.swap.current"), "4096\n").unwrap();
+    let meminfo = fs::read_to_string(root.join("proc/meminfo")).unwrap();
+    let swapless = meminfo
+        .replace("SwapTotal:      1000000 kB", "SwapTotal:      0 kB")
+        .replace("SwapFree:        400000 kB", "SwapFree:      0 kB");
+    assert_ne!(swapless, meminfo);
+    fs::write(root.join("proc/meminfo"), &swapless).unwrap();
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let frames = source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    let d = zone(&frames, "docker/3f2a1b4c5d6e");
+    assert_eq!((one(&d.memory).swap, d.mem[0].swap), (Some(0), Some(0)), "no swap on the host: none swapped out");
+    assert!(!source.open_files().iter().any(|p| p.ends_with("memory.swap.current")), "not read");
+
+    // Swap added: the zone's file is read from the next sample on.
+    fs::write(root.join("proc/meminfo"), &meminfo).unwrap();
+    let frames = source.sample(1_764_000_001_000_000, 1_000_000).unwrap();
+    assert_eq!(one(&zone(&frames, "docker/3f2a1b4c5d6e").memory).swap, Some(4096));
 }
