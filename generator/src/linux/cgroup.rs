@@ -173,19 +173,22 @@ pub(super) fn parse_limit(text: &str) -> Option<u64> {
 #[derive(Debug, Clone, Default)]
 pub struct FlatFile {
     text: String,
-    /// Each line's key (a range of `text`) and value (`None` if not a number).
-    entries: Vec<(std::ops::Range<usize>, Option<u64>)>,
+    /// Each line's key and value (ranges of `text`; the value parsed when asked for: a
+    /// dozen of `memory.stat`'s 45 are).
+    entries: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
 impl From<String> for FlatFile {
     fn from(text: String) -> Self {
+        let bytes = text.as_bytes();
         let mut entries = Vec::with_capacity(64);
         let mut start = 0;
-        for line in text.split_inclusive('\n') {
-            if let Some((k, v)) = line.split_once(' ') {
-                entries.push((start..start + k.len(), v.trim().parse().ok()));
+        while start < bytes.len() {
+            let end = bytes[start..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| start + i);
+            if let Some(space) = bytes[start..end].iter().position(|&b| b == b' ') {
+                entries.push((start..start + space, start + space + 1..end));
             }
-            start += line.len();
+            start = end + 1;
         }
         FlatFile { text, entries }
     }
@@ -194,7 +197,8 @@ impl From<String> for FlatFile {
 impl FlatFile {
     /// The value of `key`; `None` if absent or not a number.
     pub fn get(&self, key: &str) -> Option<u64> {
-        self.entries.iter().find(|(k, _)| &self.text[k.clone()] == key).and_then(|(_, v)| *v)
+        let (_, value) = self.entries.iter().find(|(k, _)| &self.text[k.clone()] == key)?;
+        self.text[value.clone()].trim().parse().ok()
     }
 }
 
@@ -281,14 +285,12 @@ pub struct Pressure {
 /// neither line has a total (an empty or foreign file).
 pub fn parse_pressure(text: &str) -> Option<Pressure> {
     let mut p = Pressure::default();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        let which = words.next();
-        let total = words.find_map(|w| w.strip_prefix("total=")).and_then(|v| v.parse().ok());
-        match which {
-            Some("some") => p.some_us = total,
-            Some("full") => p.full_us = total,
-            _ => {}
+    for line in text.split('\n') {
+        let total = line.rsplit_once("total=").and_then(|(_, v)| v.trim_end().parse().ok());
+        if line.starts_with("some ") {
+            p.some_us = total;
+        } else if line.starts_with("full ") {
+            p.full_us = total;
         }
     }
     (p.some_us.is_some() || p.full_us.is_some()).then_some(p)

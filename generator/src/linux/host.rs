@@ -14,11 +14,11 @@ use super::cgroup;
 /// Pressure rows for `cpu`, `memory` and `io` from `cpu` (the host's `/proc/pressure`) or
 /// `cpu.pressure` (a v2 cgroup) in `dir`: one row per resource whose file reads.
 pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool) -> Vec<Pressure> {
-    ["cpu", "memory", "io"]
+    [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")]
         .into_iter()
-        .filter_map(|resource| {
-            let text = if cgroup_files { dir.text(&format!("{resource}.pressure")) } else { dir.text(resource) };
-            let p = cgroup::parse_pressure(&text?)?;
+        .filter_map(|(resource, cgroup_file)| {
+            let text = dir.text(if cgroup_files { cgroup_file } else { resource })?;
+            let p = cgroup::parse_pressure(&text)?;
             Some(Pressure { resource: resource.to_owned(), some_us: p.some_us, full_us: p.full_us })
         })
         .collect()
