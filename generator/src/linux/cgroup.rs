@@ -146,7 +146,7 @@ impl Dir {
 
     /// The file `rel` below the directory, whole; `None` if it cannot be read.
     pub fn text(&self, rel: &str) -> Option<String> {
-        self.files.text_whole_in_one_read(&self.path.join(rel))
+        self.files.text_whole_in_one_read_below(&self.path, rel)
     }
 
     /// The single number in `rel`; `None` if missing, unparsable, `max`, or v1's unlimited.

@@ -61,6 +61,8 @@ struct Kept {
     budget: usize,
     /// The sample being taken (see [`KeptFiles::end_sample`]).
     sample: u64,
+    /// Where a path below a directory is put together (reused).
+    joined: PathBuf,
     /// The kept plain files' watch (made when the first is kept).
     watch: Option<PlainWatch>,
     /// The sample whose watch events were read.
@@ -184,6 +186,7 @@ impl KeptFiles {
             buffer: Vec::new(),
             budget,
             sample: 0,
+            joined: PathBuf::new(),
             watch: None,
             events_read_in: None,
         })))
@@ -231,40 +234,21 @@ impl KeptFiles {
         self.read(path, Ends::AtShortRead)
     }
 
-    fn read(&self, path: &Path, ends: Ends) -> Option<String> {
+    /// [`text_whole_in_one_read`](Self::text_whole_in_one_read) of the file `rel` below
+    /// `dir`, without building its path anew at each read.
+    pub fn text_whole_in_one_read_below(&self, dir: &Path, rel: &str) -> Option<String> {
         let mut guard = self.lock();
-        let kept = &mut *guard;
-        if kept.events_read_in != Some(kept.sample) {
-            kept.events_read_in = Some(kept.sample);
-            kept.drop_changed_plain_files();
-        }
-        let Kept { files, buffer, budget, sample, watch, .. } = kept;
-        let key: &OsStr = path.as_os_str();
-        if let Some(k) = files.get_mut(key) {
-            k.read_in = *sample;
-            // A file of a plain file system removed or replaced would still read its old
-            // bytes: trusted while it has a name.
-            let current = k.check != Check::LinkCount || has_a_name(&k.file);
-            if current && let Some(len) = read_from_start(&k.file, buffer, ends) {
-                return Some(text_of(buffer, len));
-            }
-            if let (Some(KeptFile { check: Check::Watched(wd), .. }), Some(watch)) = (files.remove(key), watch.as_mut()) {
-                watch.forget(wd, key);
-            }
-        }
-        let file = open(path)?;
-        let len = read_from_start(&file, buffer, ends)?;
-        if files.len() < *budget {
-            let check = if rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64))) {
-                Some(Check::Kernel)
-            } else {
-                watch.get_or_insert_with(PlainWatch::new).watch(path, &file, key)
-            };
-            if let Some(check) = check {
-                files.insert(key.to_owned(), KeptFile { file, check, read_in: *sample });
-            }
-        }
-        Some(text_of(buffer, len))
+        let mut path = std::mem::take(&mut guard.joined);
+        path.as_mut_os_string().clear();
+        path.push(dir);
+        path.push(rel);
+        let text = guard.read(&path, Ends::AtShortRead);
+        guard.joined = path;
+        text
+    }
+
+    fn read(&self, path: &Path, ends: Ends) -> Option<String> {
+        self.lock().read(path, ends)
     }
 
     /// The single number in the cgroup file at `path` (read as
@@ -304,6 +288,41 @@ impl KeptFiles {
 }
 
 impl Kept {
+    /// The file at `path`, read to where `ends` says; kept open if the budget allows.
+    fn read(&mut self, path: &Path, ends: Ends) -> Option<String> {
+        if self.events_read_in != Some(self.sample) {
+            self.events_read_in = Some(self.sample);
+            self.drop_changed_plain_files();
+        }
+        let Kept { files, buffer, budget, sample, watch, .. } = self;
+        let key: &OsStr = path.as_os_str();
+        if let Some(k) = files.get_mut(key) {
+            k.read_in = *sample;
+            // A file of a plain file system removed or replaced would still read its old
+            // bytes: trusted while it has a name.
+            let current = k.check != Check::LinkCount || has_a_name(&k.file);
+            if current && let Some(len) = read_from_start(&k.file, buffer, ends) {
+                return Some(text_of(buffer, len));
+            }
+            if let (Some(KeptFile { check: Check::Watched(wd), .. }), Some(watch)) = (files.remove(key), watch.as_mut()) {
+                watch.forget(wd, key);
+            }
+        }
+        let file = open(path)?;
+        let len = read_from_start(&file, buffer, ends)?;
+        if files.len() < *budget {
+            let check = if rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64))) {
+                Some(Check::Kernel)
+            } else {
+                watch.get_or_insert_with(PlainWatch::new).watch(path, &file, key)
+            };
+            if let Some(check) = check {
+                files.insert(key.to_owned(), KeptFile { file, check, read_in: *sample });
+            }
+        }
+        Some(text_of(buffer, len))
+    }
+
     /// Drops the kept plain files removed or replaced since the events were last read.
     fn drop_changed_plain_files(&mut self) {
         if let Some(watch) = self.watch.as_mut() {
