@@ -130,8 +130,10 @@ impl PlainWatch {
         if self.paths.get(&wd).is_none_or(Vec::is_empty) {
             self.paths.remove(&wd);
             if let Some(fd) = &self.fd {
-                // Fails where the kernel removed it already (its inode freed): nothing to do.
-                let _ = inotify::remove_watch(fd, wd);
+                if let Err(e) = inotify::remove_watch(fd, wd) {
+                    // The kernel removed it already (its inode freed): nothing left to do.
+                    tracing::trace!(wd, error = %e, "inotify watch already gone");
+                }
             }
         }
     }
