@@ -587,7 +587,11 @@ impl LinuxSource {
         own_netns: Option<u64>,
     ) -> Result<Packet, GeneratorError> {
         let stat_path = self.proc_dir.join("stat");
-        let stat = KernelStats::from_file(&stat_path, &self.system).map_err(|e| Self::read_err(&stat_path, e))?;
+        // The host's files are kept open too (opening them again each sample was a twentieth
+        // of a live sample's cost).
+        let stat_text = self.files.text(&stat_path).ok_or_else(|| Self::read_err(&stat_path, "cannot be read"))?;
+        let stat = <KernelStats as FromReadSI>::from_read(stat_text.as_bytes(), &self.system)
+            .map_err(|e| Self::read_err(&stat_path, e))?;
         let busy: Vec<u64> = stat
             .cpu_time
             .iter()
@@ -612,9 +616,15 @@ impl LinuxSource {
 
         let page = self.system.page_size.max(1);
         let meminfo_path = self.proc_dir.join("meminfo");
-        let mi = Meminfo::from_file(&meminfo_path).map_err(|e| Self::read_err(&meminfo_path, e))?;
+        let meminfo = self.files.text(&meminfo_path).ok_or_else(|| Self::read_err(&meminfo_path, "cannot be read"))?;
+        let mi = Meminfo::from_read(meminfo.as_bytes()).map_err(|e| Self::read_err(&meminfo_path, e))?;
         self.host_has_swap = mi.swap_total > 0;
-        let vm = VmStat::from_file(self.proc_dir.join("vmstat")).map(|v| v.0).unwrap_or_default();
+        let vm = self
+            .files
+            .text(&self.proc_dir.join("vmstat"))
+            .and_then(|t| VmStat::from_read(t.as_bytes()).ok())
+            .map(|v| v.0)
+            .unwrap_or_default();
         let vm_get = |k: &str| vm.get(k).map(|v| (*v).max(0) as u64);
         let nalloc: Option<u64> = {
             let s: u64 = vm.iter().filter(|(k, _)| k.starts_with("pgalloc_")).map(|(_, v)| (*v).max(0) as u64).sum();
@@ -656,7 +666,7 @@ impl LinuxSource {
             ..Default::default()
         };
 
-        let (net, link) = read_net_dev(&self.proc_dir.join("net/dev"), own_netns);
+        let (net, link) = read_net_dev(&self.files, &self.proc_dir.join("net/dev"), own_netns);
         let (disk, io) = self.host_disks(diskstats);
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
         let mut system = host::system_row(&proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
@@ -1027,7 +1037,7 @@ impl LinuxSource {
 
         // Network: the counters of a namespace of its own, in the one zone that owns it.
         let (net, link) = own_netns
-            .map(|(pid, ns)| read_net_dev(&self.proc_dir.join(pid.to_string()).join("net/dev"), Some(ns)))
+            .map(|(pid, ns)| read_net_dev(&self.files, &self.proc_dir.join(pid.to_string()).join("net/dev"), Some(ns)))
             .unwrap_or_default();
 
         let mut since = prev.since_info;
@@ -1127,8 +1137,9 @@ impl LinuxSource {
 
 /// Interfaces of a network namespace from its `net/dev`, sorted by name: the 2013 `net`
 /// rows and the `link` rows (with drops and the namespace).
-fn read_net_dev(path: &Path, netns: Option<u64>) -> (Vec<Net>, Vec<packet::Link>) {
-    let Ok(dev) = InterfaceDeviceStatus::from_file(path) else { return (Vec::new(), Vec::new()) };
+fn read_net_dev(files: &KeptFiles, path: &Path, netns: Option<u64>) -> (Vec<Net>, Vec<packet::Link>) {
+    let dev = files.text(path).and_then(|t| InterfaceDeviceStatus::from_read(t.as_bytes()).ok());
+    let Some(dev) = dev else { return (Vec::new(), Vec::new()) };
     let sorted: BTreeMap<String, DeviceStatus> = dev.0.into_iter().collect();
     sorted
         .into_iter()
@@ -1169,7 +1180,12 @@ impl LinuxSource {
         let procs = self.scan_processes();
         let (zones, dropped) = self.zones(&procs);
         let zone_names: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
-        let diskstats = DiskStats::from_file(self.proc_dir.join("diskstats")).map(|d| d.0).unwrap_or_default();
+        let diskstats = self
+            .files
+            .text(&self.proc_dir.join("diskstats"))
+            .and_then(|t| DiskStats::from_read(t.as_bytes()).ok())
+            .map(|d| d.0)
+            .unwrap_or_default();
         let devices = Self::device_names(&diskstats);
         // Each network namespace other than the host's is counted once: in the zone of its
         // lowest-numbered member process (a pod's containers share one namespace).

@@ -332,21 +332,20 @@ pub fn read_v1_quota(dir: &Dir) -> Option<CpuQuota> {
     (quota > 0 && period_us > 0).then_some(CpuQuota { quota_us: quota as u64, period_us })
 }
 
-/// The tightest quota on the path from `dir` up to `top` (both included): a container's
+/// The tightest quota on the path from `dir` up to `top` (`dir` included, `top`, the root
+/// cgroup, which has no quota, not): a container's
 /// limit often sits on its pod's or slice's cgroup, not its own. `read` gives one
 /// directory's quota (callers cache it: zones share their ancestors).
 pub fn effective_quota(dir: &Path, top: &Path, mut read: impl FnMut(&Path) -> Option<CpuQuota>) -> Option<CpuQuota> {
     let mut best: Option<CpuQuota> = None;
     let mut at = Some(dir);
     while let Some(d) = at {
-        if !d.starts_with(top) {
+        // The root cgroup has no quota (v2 has no `cpu.max` there; v1's is -1): not read.
+        if !d.starts_with(top) || d == top {
             break;
         }
         if let Some(q) = read(d).filter(|q| best.is_none_or(|b| q.tighter_than(b))) {
             best = Some(q);
-        }
-        if d == top {
-            break;
         }
         at = d.parent();
     }
