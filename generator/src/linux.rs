@@ -253,6 +253,9 @@ pub struct LinuxSource {
     /// Whether the host had swap at its last `meminfo` (`SwapTotal` above 0); without it,
     /// no cgroup has any swapped out and `memory.swap.current` is not read.
     host_has_swap: bool,
+    /// The generator's and pid 1's network namespaces and the sample they were looked up
+    /// in (see `host_namespaces`).
+    host_namespaces: Option<(u64, Option<u64>, Option<u64>)>,
     /// CPU quotas of cgroup directories, emptied at each sample.
     quota_cache: HashMap<PathBuf, Option<cgroup::CpuQuota>>,
     /// Each cgroup's CPU-time signal by its key, shared by the processes of that cgroup
@@ -337,6 +340,7 @@ impl LinuxSource {
             prev_zone: HashMap::new(),
             host_since_info: None,
             host_has_swap: true,
+            host_namespaces: None,
             quota_cache: HashMap::new(),
             signals: HashMap::new(),
             memberships: HashMap::new(),
@@ -547,10 +551,20 @@ impl LinuxSource {
 
     /// The network namespace whose counters `global` reports: the one `proc/net/dev` shows,
     /// the generator's own (`proc/self/ns/net`; `proc/1/ns/net` where that cannot be read,
-    /// as in composed trees). A zone in it has no network rows of its own.
-    fn own_netns(&self) -> Option<u64> {
-        host::namespace_inode(&self.proc_dir.join("self/ns/net"))
-            .or_else(|| host::namespace_inode(&self.proc_dir.join("1/ns/net")))
+    /// as in composed trees); and pid 1's (the host's, when the generator runs in a
+    /// namespace of its own with the host's pids). A zone in either has no network rows of
+    /// its own. Looked up every [`LIMITS_REFRESH_SAMPLES`] samples: neither process changes
+    /// namespaces in practice.
+    fn host_namespaces(&mut self) -> (Option<u64>, Option<u64>) {
+        if let Some((read_in, own, pid1)) = self.host_namespaces
+            && self.samples - read_in < LIMITS_REFRESH_SAMPLES
+        {
+            return (own, pid1);
+        }
+        let pid1 = host::namespace_inode(&self.proc_dir.join("1/ns/net"));
+        let own = host::namespace_inode(&self.proc_dir.join("self/ns/net")).or(pid1);
+        self.host_namespaces = Some((self.samples, own, pid1));
+        (own, pid1)
     }
 
     /// The network namespace of process `pid` (its inode): as looked up before, else now.
@@ -1191,9 +1205,8 @@ impl LinuxSource {
         // lowest-numbered member process (a pod's containers share one namespace).
         // Not the generator's namespace (`global` reports it), nor pid 1's (the host's, when
         // the generator runs in a namespace of its own with the host's pids).
-        let own_netns = self.own_netns();
-        let not_a_zones: Vec<u64> =
-            [own_netns, host::namespace_inode(&self.proc_dir.join("1/ns/net"))].into_iter().flatten().collect();
+        let (own_netns, pid1_netns) = self.host_namespaces();
+        let not_a_zones: Vec<u64> = [own_netns, pid1_netns].into_iter().flatten().collect();
         let mut owner: BTreeMap<u64, (u32, usize)> = BTreeMap::new();
         for (i, z) in zones.iter().enumerate() {
             let Some(lowest) = z.members.iter().map(|p| p.pid).min() else { continue };
