@@ -173,20 +173,23 @@ pub(super) fn parse_limit(text: &str) -> Option<u64> {
 #[derive(Debug, Clone, Default)]
 pub struct FlatFile {
     text: String,
-    /// Each line's key and value (ranges of `text`; the value parsed when asked for: a
-    /// dozen of `memory.stat`'s 45 are).
-    entries: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// Each line's key and value (ranges of `text`: start and end of the key, end of the
+    /// value after a space; the value parsed when asked for: a dozen of `memory.stat`'s 45
+    /// are). Files are bounded by `MAX_FILE_BYTES`, so offsets fit in 32 bits.
+    entries: Vec<[u32; 3]>,
 }
 
 impl From<String> for FlatFile {
     fn from(text: String) -> Self {
         let bytes = text.as_bytes();
-        let mut entries = Vec::with_capacity(64);
+        let mut entries = Vec::with_capacity(48);
         let mut start = 0;
         while start < bytes.len() {
             let end = bytes[start..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| start + i);
-            if let Some(space) = bytes[start..end].iter().position(|&b| b == b' ') {
-                entries.push((start..start + space, start + space + 1..end));
+            if let Some(space) = bytes[start..end].iter().position(|&b| b == b' ')
+                && let (Ok(a), Ok(b), Ok(c)) = (u32::try_from(start), u32::try_from(start + space), u32::try_from(end))
+            {
+                entries.push([a, b, c]);
             }
             start = end + 1;
         }
@@ -197,8 +200,9 @@ impl From<String> for FlatFile {
 impl FlatFile {
     /// The value of `key`; `None` if absent or not a number.
     pub fn get(&self, key: &str) -> Option<u64> {
-        let (_, value) = self.entries.iter().find(|(k, _)| &self.text[k.clone()] == key)?;
-        self.text[value.clone()].trim().parse().ok()
+        let [_, space, end] =
+            self.entries.iter().find(|[start, space, _]| &self.text[*start as usize..*space as usize] == key)?;
+        self.text[*space as usize + 1..*end as usize].trim().parse().ok()
     }
 }
 
@@ -286,7 +290,8 @@ pub struct Pressure {
 pub fn parse_pressure(text: &str) -> Option<Pressure> {
     let mut p = Pressure::default();
     for line in text.split('\n') {
-        let total = line.rsplit_once("total=").and_then(|(_, v)| v.trim_end().parse().ok());
+        // `total=` is the last field: split off by the last space, no substring search.
+        let total = line.trim_end().rsplit(' ').next().and_then(|f| f.strip_prefix("total=")).and_then(|v| v.parse().ok());
         if line.starts_with("some ") {
             p.some_us = total;
         } else if line.starts_with("full ") {
