@@ -117,8 +117,9 @@ struct SampledZone<'a> {
 #[derive(Debug, Clone)]
 struct ProcSample {
     pid: u32,
-    /// Its command name (shared: an idle process's sample is its last one again).
-    comm: Arc<str>,
+    /// Its command name (in place: an idle process's sample is its last one again, copied
+    /// each sample without touching a heap allocation of its own).
+    comm: Comm,
     cpu_ticks: u64,
     processor: Option<u32>,
     threads: u32,
@@ -133,6 +134,37 @@ impl ProcSample {
     /// The zone's cgroup path (leading `/`); `None` for the host's root cgroup.
     fn cgroup_path(&self) -> Option<&str> {
         self.membership.zone_path()
+    }
+}
+
+/// A process's command name: in place up to 23 bytes (the kernel's are at most 15), else
+/// shared.
+#[derive(Debug, Clone)]
+enum Comm {
+    Inline { len: u8, bytes: [u8; 23] },
+    Long(Arc<str>),
+}
+
+impl From<String> for Comm {
+    fn from(name: String) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= 23 => {
+                let mut bytes = [0; 23];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Comm::Inline { len, bytes }
+            }
+            _ => Comm::Long(Arc::from(name)),
+        }
+    }
+}
+
+impl Comm {
+    fn as_str(&self) -> &str {
+        match self {
+            // Made from a whole `String`, so its bytes are UTF-8 up to `len`.
+            Comm::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Comm::Long(name) => name,
+        }
     }
 }
 
@@ -382,7 +414,7 @@ impl LinuxSource {
         };
         let sample = ProcSample {
             pid,
-            comm: Arc::from(stat.comm),
+            comm: Comm::from(stat.comm),
             cpu_ticks: stat.utime + stat.stime,
             processor: stat.processor.and_then(|c| u32::try_from(c).ok()),
             threads: u32::try_from(stat.num_threads).unwrap_or(0),
@@ -542,7 +574,7 @@ impl LinuxSource {
             .take(self.opts.top_processes)
             .map(|(delta, p)| Process {
                 pid: Some(p.pid),
-                execname: Some(p.comm.to_string()),
+                execname: Some(p.comm.as_str().to_owned()),
                 usage: p.ran_ticks.map(|_| ns_to_ticks(self.ticks_to_ns(delta))),
                 cpu: p.processor,
             })
@@ -1124,13 +1156,15 @@ impl LinuxSource {
         // its path without the leading `/`; where that still clashes (a cgroup `/global`, or
         // a path equal to another zone's readable name), its whole path, which is unique.
         for whole_path in [false, true] {
-            let mut count: HashMap<String, usize> = HashMap::new();
-            zones.iter().for_each(|z| *count.entry(z.name.clone()).or_default() += 1);
-            let clashes = |n: &str| count.get(n).is_some_and(|c| *c > 1) || n.is_empty() || n == "global";
-            for z in &mut zones {
-                if clashes(&z.name) {
-                    z.name = if whole_path { z.path.to_owned() } else { z.path.trim_start_matches('/').to_owned() };
-                }
+            let clashing: Vec<usize> = {
+                let mut count: HashMap<&str, usize> = HashMap::new();
+                zones.iter().for_each(|z| *count.entry(z.name.as_str()).or_default() += 1);
+                let clashes = |n: &str| count.get(n).is_some_and(|c| *c > 1) || n.is_empty() || n == "global";
+                (0..zones.len()).filter(|&i| clashes(&zones[i].name)).collect()
+            };
+            for i in clashing {
+                let z = &mut zones[i];
+                z.name = if whole_path { z.path.to_owned() } else { z.path.trim_start_matches('/').to_owned() };
             }
         }
         zones.retain(|z| self.opts.filter.admits(&z.name, z.path));
@@ -1233,5 +1267,26 @@ impl LinuxSource {
         self.samples += 1;
         self.prev_zone.retain(|z, _| present.contains(z));
         Ok(frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Comm;
+
+    #[test]
+    fn a_command_name_is_kept_whole_in_place_or_shared() {
+        for name in [
+            "",
+            "nginx",
+            "kworker/u8:2-ev",
+            "caf\u{e9} \u{fffd}\u{fffd}",
+            "exactly-twenty-three-by",
+            "a name longer than 23 bytes",
+        ] {
+            let comm = Comm::from(name.to_owned());
+            assert_eq!(comm.as_str(), name);
+            assert_eq!(matches!(comm, Comm::Inline { .. }), name.len() <= 23, "{name}");
+        }
     }
 }
