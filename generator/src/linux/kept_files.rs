@@ -129,11 +129,11 @@ impl PlainWatch {
     fn forget_if_unused(&mut self, wd: i32) {
         if self.paths.get(&wd).is_none_or(Vec::is_empty) {
             self.paths.remove(&wd);
-            if let Some(fd) = &self.fd {
-                if let Err(e) = inotify::remove_watch(fd, wd) {
-                    // The kernel removed it already (its inode freed): nothing left to do.
-                    tracing::trace!(wd, error = %e, "inotify watch already gone");
-                }
+            if let Some(fd) = &self.fd
+                && let Err(e) = inotify::remove_watch(fd, wd)
+            {
+                // The kernel removed it already (its inode freed): nothing left to do.
+                tracing::trace!(wd, error = %e, "inotify watch already gone");
             }
         }
     }
