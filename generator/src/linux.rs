@@ -308,8 +308,8 @@ pub struct LinuxSource {
 }
 
 /// `/proc` kept open and listed again from its start at each sample, into a buffer kept
-/// between samples (listing it through `std::fs::read_dir` opened it and allocated twice
-/// an entry: a tenth of the source's time with 1,000 processes).
+/// between samples (`std::fs::read_dir` opened it each sample and allocated twice an
+/// entry).
 #[derive(Debug, Default)]
 struct ProcListing {
     dir: Option<rustix::fd::OwnedFd>,
@@ -398,6 +398,12 @@ impl LinuxSource {
 
     fn read_err(path: &Path, e: impl std::fmt::Display) -> GeneratorError {
         GeneratorError::Read { path: path.display().to_string(), message: e.to_string() }
+    }
+
+    /// The `/proc` file `rel` read through the kept files and parsed; `None` if it cannot
+    /// be read or parsed.
+    fn proc_file<T: FromRead>(&self, rel: &str) -> Option<T> {
+        self.files.text(&self.proc_dir.join(rel)).and_then(|t| T::from_read(t.as_bytes()).ok())
     }
 
     fn ticks_to_ns(&self, ticks: u64) -> u64 {
@@ -665,12 +671,7 @@ impl LinuxSource {
         let meminfo = self.files.text(&meminfo_path).ok_or_else(|| Self::read_err(&meminfo_path, "cannot be read"))?;
         let mi = Meminfo::from_read(meminfo.as_bytes()).map_err(|e| Self::read_err(&meminfo_path, e))?;
         self.host_has_swap = mi.swap_total > 0;
-        let vm = self
-            .files
-            .text(&self.proc_dir.join("vmstat"))
-            .and_then(|t| VmStat::from_read(t.as_bytes()).ok())
-            .map(|v| v.0)
-            .unwrap_or_default();
+        let vm = self.proc_file::<VmStat>("vmstat").map(|v| v.0).unwrap_or_default();
         let vm_get = |k: &str| vm.get(k).map(|v| (*v).max(0) as u64);
         let nalloc: Option<u64> = {
             let s: u64 = vm.iter().filter(|(k, _)| k.starts_with("pgalloc_")).map(|(_, v)| (*v).max(0) as u64).sum();
@@ -1228,12 +1229,7 @@ impl LinuxSource {
         let procs = self.scan_processes();
         let (zones, dropped) = self.zones(&procs);
         let zone_names: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
-        let diskstats = self
-            .files
-            .text(&self.proc_dir.join("diskstats"))
-            .and_then(|t| DiskStats::from_read(t.as_bytes()).ok())
-            .map(|d| d.0)
-            .unwrap_or_default();
+        let diskstats = self.proc_file::<DiskStats>("diskstats").map(|d| d.0).unwrap_or_default();
         let devices = Self::device_names(&diskstats);
         // Each network namespace other than the host's is counted once: in the zone of its
         // lowest-numbered member process (a pod's containers share one namespace).
