@@ -137,8 +137,9 @@ impl ProcSample {
     }
 }
 
-/// A process's command name: in place up to 23 bytes (the kernel's are at most 15), else
-/// shared.
+/// A process's command name: in place up to 23 bytes (a process's name is at most 15; a
+/// kernel thread's full name in `/proc/PID/stat` can be longer, 31 bytes on this project's
+/// VM), else shared.
 #[derive(Debug, Clone)]
 enum Comm {
     Inline { len: u8, bytes: [u8; 23] },
