@@ -21,6 +21,9 @@ pub use config::{GeneratorConfig, SourceKind};
 pub use run_loop::{FrameSink, FrameStamp, Schedule, now_us, run};
 #[cfg(test)]
 use tempfile as _;
+// The generator binary's allocator (set in `main.rs`, for that binary only: the archiver
+// that embeds this library keeps its own).
+use mimalloc as _;
 
 /// Errors of the generator; each names what failed (endpoint, file, zone).
 #[derive(Debug, thiserror::Error)]
