@@ -169,6 +169,46 @@ impl Comm {
     }
 }
 
+/// `PID/NAME` below `/proc`, put together on the stack: a process's files are read without
+/// an allocation for their path.
+struct PidFile {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl PidFile {
+    /// `PID/NAME` (`NAME` cut to fit 32 bytes; the source's names are a few bytes).
+    fn new(pid: u32, name: &str) -> Self {
+        let mut digits = [0u8; 10];
+        let (mut n, mut start) = (pid, digits.len());
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let digits = &digits[start..];
+        let name = &name.as_bytes()[..name.len().min(31 - digits.len())];
+        let mut bytes = [0u8; 32];
+        bytes[..digits.len()].copy_from_slice(digits);
+        bytes[digits.len()] = b'/';
+        bytes[digits.len() + 1..][..name.len()].copy_from_slice(name);
+        PidFile { bytes, len: digits.len() + 1 + name.len() }
+    }
+}
+
+impl std::ops::Deref for PidFile {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // ASCII digits and a name cut at a byte: UTF-8 unless the cut split a character,
+        // which the source's names (`stat`, `cgroup`) cannot.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
 /// Where a zone keeps its CPU time (see `LinuxSource::cpu_signal`): one for each cgroup
 /// (kept by its key, `v2:PATH` or `v1:PATH`), shared by its processes, with what the process
 /// scan learnt of it.
@@ -315,11 +355,16 @@ pub struct LinuxSource {
 struct ProcListing {
     dir: Option<rustix::fd::OwnedFd>,
     buffer: Vec<std::mem::MaybeUninit<u8>>,
+    /// The last listing's pids, handed back by the scan for the next (not grown afresh).
+    pids: Vec<u32>,
 }
 
 impl ProcListing {
-    /// The process ids in `proc_dir` now; none if it cannot be listed.
+    /// The process ids in `proc_dir` now; none if it cannot be listed. Hand the list back
+    /// to `pids` when done with it.
     fn pids(&mut self, proc_dir: &Path) -> Vec<u32> {
+        let mut pids = std::mem::take(&mut self.pids);
+        pids.clear();
         use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
         // Listed again from its start; opened again if that fails.
         if self.dir.as_ref().is_some_and(|fd| seek(fd, SeekFrom::Start(0)).is_err()) {
@@ -328,11 +373,10 @@ impl ProcListing {
         if self.dir.is_none() {
             self.dir = open(proc_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
         }
-        let Some(fd) = self.dir.as_ref() else { return Vec::new() };
+        let Some(fd) = self.dir.as_ref() else { return pids };
         if self.buffer.is_empty() {
             self.buffer.resize(64 << 10, std::mem::MaybeUninit::uninit());
         }
-        let mut pids = Vec::new();
         let mut listing = RawDir::new(fd, &mut self.buffer);
         while let Some(entry) = listing.next() {
             let Ok(entry) = entry else {
@@ -404,7 +448,7 @@ impl LinuxSource {
     /// The `/proc` file `rel` read through the kept files and parsed; `None` if it cannot
     /// be read or parsed.
     fn proc_file<T: FromRead>(&self, rel: &str) -> Option<T> {
-        self.files.text(&self.proc_dir.join(rel)).and_then(|t| T::from_read(t.as_bytes()).ok())
+        self.files.parse(&self.proc_dir.join(rel), |t| T::from_read(t.as_bytes()).ok()).flatten()
     }
 
     fn ticks_to_ns(&self, ticks: u64) -> u64 {
@@ -414,10 +458,10 @@ impl LinuxSource {
     /// Reads one process's `stat` and `cgroup` files below an open `/proc`; `None` if it
     /// exited meanwhile.
     fn read_process(&mut self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample)> {
-        let stat = procfs::process::Stat::from_read(proc_dir.text(&format!("{pid}/stat"))?.as_bytes()).ok()?;
+        let stat = proc_dir.parse(&PidFile::new(pid, "stat"), |t| procfs::process::Stat::from_read(t.as_bytes()).ok())??;
         let membership = match membership {
             Some(m) => m,
-            None => self.membership(&proc_dir.text(&format!("{pid}/cgroup"))?),
+            None => proc_dir.parse(&PidFile::new(pid, "cgroup"), |t| self.membership(t))?,
         };
         let sample = ProcSample {
             pid,
@@ -509,14 +553,14 @@ impl LinuxSource {
         let mut out = Vec::with_capacity(pids.len());
         let samples = self.samples;
         // Processes known with fresh cgroups wait for their zone's CPU time.
-        let mut waiting: Vec<(u32, Option<Arc<CpuSignal>>)> = Vec::new();
-        for pid in pids {
+        let mut waiting: Vec<(u32, Option<Arc<CpuSignal>>)> = Vec::with_capacity(pids.len());
+        for &pid in &pids {
             // Each process's cgroups are read again every MEMBERSHIP_REFRESH_SAMPLES samples,
             // spread over the samples by pid.
             let due = (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
             let mut known = self.procs.get(&pid).map(|s| Arc::clone(&s.last.membership));
             if due && known.is_some() {
-                let now = proc_dir.text(&format!("{pid}/cgroup")).map(|t| self.membership(&t));
+                let now = proc_dir.parse(&PidFile::new(pid, "cgroup"), |t| self.membership(t));
                 known = known.filter(|m| now.as_deref() == Some(&**m));
                 // Its namespace is looked up again on the same schedule.
                 if let Some(state) = self.procs.get_mut(&pid) {
@@ -569,6 +613,7 @@ impl LinuxSource {
             let mut scan = signal.scan();
             scan.baseline = scan.now.filter(|_| scan.read_in == Some(samples) && scan.read_first_in != Some(samples));
         }
+        self.proc_listing.pids = pids;
         out
     }
 
@@ -811,7 +856,7 @@ impl LinuxSource {
             return *q;
         }
         let q = if v2 {
-            self.files.text_whole_in_one_read(&dir.join("cpu.max")).and_then(|t| cgroup::parse_cpu_max(&t))
+            self.files.parse_whole_in_one_read(&dir.join("cpu.max"), cgroup::parse_cpu_max).flatten()
         } else {
             cgroup::read_v1_quota(&Dir::new(&self.files, dir))
         };
@@ -1003,8 +1048,11 @@ impl LinuxSource {
         let mut cpu = Vec::new();
         let percpu = self
             .own_v1_dir(m, "cpuacct")
-            .and_then(|d| self.files.text_whole_in_one_read(&d.join("cpuacct.usage_percpu")))
-            .map(|t| t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>())
+            .and_then(|d| {
+                self.files.parse_whole_in_one_read(&d.join("cpuacct.usage_percpu"), |t| {
+                    t.split_whitespace().filter_map(|v| v.parse::<u64>().ok()).collect::<Vec<_>>()
+                })
+            })
             .filter(|v| !v.is_empty());
         if let Some(percpu) = percpu {
             for (core, ns) in percpu.iter().enumerate() {
@@ -1045,9 +1093,9 @@ impl LinuxSource {
         let pressure = v2.as_ref().map(|d| host::pressure_rows(d, true)).unwrap_or_default();
 
         // Disk I/O per device.
-        let v2_io = v2.as_ref().filter(|_| v2_io_there).and_then(|d| d.text("io.stat"));
-        let io: HashMap<String, DeviceIo> = if let Some(text) = v2_io {
-            cgroup::parse_io_stat(&text)
+        let v2_io = v2.as_ref().filter(|_| v2_io_there).and_then(|d| d.parse("io.stat", cgroup::parse_io_stat));
+        let io: HashMap<String, DeviceIo> = if let Some(io) = v2_io {
+            io
         } else if let Some(dir) = self.own_v1_dir(m, "blkio") {
             let b = self.files.text_whole_in_one_read(&dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
             let o = self.files.text_whole_in_one_read(&dir.join("blkio.throttle.io_serviced")).unwrap_or_default();
@@ -1188,7 +1236,7 @@ impl LinuxSource {
 /// Interfaces of a network namespace from its `net/dev`, sorted by name: the 2013 `net`
 /// rows and the `link` rows (with drops and the namespace).
 fn read_net_dev(files: &KeptFiles, path: &Path, netns: Option<u64>) -> (Vec<Net>, Vec<packet::Link>) {
-    let dev = files.text(path).and_then(|t| InterfaceDeviceStatus::from_read(t.as_bytes()).ok());
+    let dev = files.parse(path, |t| InterfaceDeviceStatus::from_read(t.as_bytes()).ok()).flatten();
     let Some(dev) = dev else { return (Vec::new(), Vec::new()) };
     let sorted: BTreeMap<String, DeviceStatus> = dev.0.into_iter().collect();
     sorted
@@ -1269,7 +1317,15 @@ impl LinuxSource {
 
 #[cfg(test)]
 mod tests {
-    use super::Comm;
+    use super::{Comm, PidFile};
+
+    #[test]
+    fn a_process_file_path_is_its_pid_and_name() {
+        assert_eq!(&*PidFile::new(0, "stat"), "0/stat");
+        assert_eq!(&*PidFile::new(4_194_304, "cgroup"), "4194304/cgroup");
+        assert_eq!(&*PidFile::new(u32::MAX, "stat"), "4294967295/stat");
+        assert_eq!(PidFile::new(u32::MAX, &"n".repeat(40)).len(), 32, "a long name is cut to fit");
+    }
 
     #[test]
     fn a_command_name_is_kept_whole_in_place_or_shared() {

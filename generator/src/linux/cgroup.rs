@@ -146,17 +146,24 @@ impl Dir {
 
     /// The file `rel` below the directory, whole; `None` if it cannot be read.
     pub fn text(&self, rel: &str) -> Option<String> {
-        self.files.text_whole_in_one_read_below(&self.path, rel)
+        self.parse(rel, str::to_owned)
+    }
+
+    /// The file `rel` below the directory, whole, handed to `parse` in the read buffer
+    /// ([`KeptFiles::parse`]: `parse` must not read through the same files); `None` if it
+    /// cannot be read.
+    pub fn parse<T>(&self, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.files.parse_whole_in_one_read_below(&self.path, rel, parse)
     }
 
     /// The single number in `rel`; `None` if missing, unparsable, `max`, or v1's unlimited.
     pub fn number(&self, rel: &str) -> Option<u64> {
-        parse_limit(&self.text(rel)?)
+        self.parse(rel, parse_limit).flatten()
     }
 
     /// The flat-keyed file `rel`.
     pub fn flat(&self, rel: &str) -> Option<FlatFile> {
-        self.text(rel).map(FlatFile::from)
+        self.parse(rel, |t| FlatFile::from(t))
     }
 }
 
@@ -179,8 +186,8 @@ pub struct FlatFile {
     entries: Vec<[u32; 3]>,
 }
 
-impl From<String> for FlatFile {
-    fn from(text: String) -> Self {
+impl From<&str> for FlatFile {
+    fn from(text: &str) -> Self {
         let bytes = text.as_bytes();
         let mut entries = Vec::with_capacity(48);
         let mut start = 0;
@@ -193,7 +200,7 @@ impl From<String> for FlatFile {
             }
             start = end + 1;
         }
-        FlatFile { text, entries }
+        FlatFile { text: text.to_owned(), entries }
     }
 }
 

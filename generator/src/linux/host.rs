@@ -17,8 +17,7 @@ pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool) -> Vec<Pressure> {
     [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")]
         .into_iter()
         .filter_map(|(resource, cgroup_file)| {
-            let text = dir.text(if cgroup_files { cgroup_file } else { resource })?;
-            let p = cgroup::parse_pressure(&text)?;
+            let p = dir.parse(if cgroup_files { cgroup_file } else { resource }, cgroup::parse_pressure)??;
             Some(Pressure { resource: resource.to_owned(), some_us: p.some_us, full_us: p.full_us })
         })
         .collect()
@@ -33,7 +32,7 @@ pub fn system_row(
     procs_blocked: Option<u32>,
     oom_kill: Option<u64>,
 ) -> System {
-    let load = proc_dir.text("loadavg").and_then(|t| LoadAverage::from_read(t.as_bytes()).ok());
+    let load = proc_dir.parse("loadavg", |t| LoadAverage::from_read(t.as_bytes()).ok()).flatten();
     let milli = |v: f32| (v.is_finite() && v >= 0.0).then(|| (f64::from(v) * 1000.0).round().min(f64::from(u32::MAX)) as u32);
     let file_nr = proc_dir.text("sys/fs/file-nr");
     let file_nr: Vec<u64> = file_nr.iter().flat_map(|t| t.split_whitespace().filter_map(|w| w.parse().ok())).collect();
@@ -49,7 +48,7 @@ pub fn system_row(
         procs_blocked,
         fds_used,
         fds_max,
-        sockets_used: proc_dir.text("net/sockstat").as_deref().and_then(sockets_used),
+        sockets_used: proc_dir.parse("net/sockstat", sockets_used).flatten(),
         oom_kill,
         zones_seen: None,
         zones_dropped: None,

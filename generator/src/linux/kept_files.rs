@@ -224,7 +224,13 @@ impl KeptFiles {
     /// U+FFFD), read until a read returns nothing; `None` if it cannot be opened or read.
     /// Kept open for the next sample while the budget allows.
     pub fn text(&self, path: &Path) -> Option<String> {
-        self.read(path, Ends::AtEmptyRead)
+        self.lock().read(path, Ends::AtEmptyRead, str::to_owned)
+    }
+
+    /// [`text`](Self::text) handed to `parse` in the read buffer, without a copy of its own.
+    /// `parse` runs with the set locked: it must not read through these files.
+    pub fn parse<T>(&self, path: &Path, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.lock().read(path, Ends::AtEmptyRead, parse)
     }
 
     /// [`text`](Self::text) of a file the kernel writes whole in each read (a cgroup
@@ -233,37 +239,39 @@ impl KeptFiles {
     /// saves a read a file. Not for a file of many records (`mountinfo`, `vmstat`,
     /// `net/dev`), which the kernel may hand out in short reads before its end.
     pub fn text_whole_in_one_read(&self, path: &Path) -> Option<String> {
-        self.read(path, Ends::AtShortRead)
+        self.parse_whole_in_one_read(path, str::to_owned)
     }
 
-    /// [`text_whole_in_one_read`](Self::text_whole_in_one_read) of the file `rel` below
+    /// [`text_whole_in_one_read`](Self::text_whole_in_one_read) handed to `parse` in the
+    /// read buffer (as [`parse`](Self::parse)).
+    pub fn parse_whole_in_one_read<T>(&self, path: &Path, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.lock().read(path, Ends::AtShortRead, parse)
+    }
+
+    /// [`parse_whole_in_one_read`](Self::parse_whole_in_one_read) of the file `rel` below
     /// `dir`, without building its path anew at each read.
-    pub fn text_whole_in_one_read_below(&self, dir: &Path, rel: &str) -> Option<String> {
+    pub fn parse_whole_in_one_read_below<T>(&self, dir: &Path, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
         let mut guard = self.lock();
         let mut path = std::mem::take(&mut guard.joined);
         path.as_mut_os_string().clear();
         path.push(dir);
         path.push(rel);
-        let text = guard.read(&path, Ends::AtShortRead);
+        let parsed = guard.read(&path, Ends::AtShortRead, parse);
         guard.joined = path;
-        text
-    }
-
-    fn read(&self, path: &Path, ends: Ends) -> Option<String> {
-        self.lock().read(path, ends)
+        parsed
     }
 
     /// The single number in the cgroup file at `path` (read as
     /// [`text_whole_in_one_read`](Self::text_whole_in_one_read)); `None` if missing,
     /// unparsable, `max`, or cgroup v1's "no limit".
     pub fn number(&self, path: &Path) -> Option<u64> {
-        super::cgroup::parse_limit(&self.text_whole_in_one_read(path)?)
+        self.parse_whole_in_one_read(path, super::cgroup::parse_limit).flatten()
     }
 
     /// The flat-keyed cgroup file at `path` (`memory.stat`, `cpu.stat`; read as
     /// [`text_whole_in_one_read`](Self::text_whole_in_one_read)).
     pub fn flat(&self, path: &Path) -> Option<FlatFile> {
-        self.text_whole_in_one_read(path).map(FlatFile::from)
+        self.parse_whole_in_one_read(path, |t| FlatFile::from(t))
     }
 
     /// Ends a sample: closes every file that this sample and the
@@ -290,8 +298,9 @@ impl KeptFiles {
 }
 
 impl Kept {
-    /// The file at `path`, read to where `ends` says; kept open if the budget allows.
-    fn read(&mut self, path: &Path, ends: Ends) -> Option<String> {
+    /// The file at `path`, read to where `ends` says and handed to `parse`; kept open if the
+    /// budget allows.
+    fn read<T>(&mut self, path: &Path, ends: Ends, parse: impl FnOnce(&str) -> T) -> Option<T> {
         if self.events_read_in != Some(self.sample) {
             self.events_read_in = Some(self.sample);
             self.drop_changed_plain_files();
@@ -304,7 +313,7 @@ impl Kept {
             // bytes: trusted while it has a name.
             let current = k.check != Check::LinkCount || has_a_name(&k.file);
             if current && let Some(len) = read_from_start(&k.file, buffer, ends) {
-                return Some(text_of(buffer, len));
+                return Some(parse_text(buffer, len, parse));
             }
             if let (Some(KeptFile { check: Check::Watched(wd), .. }), Some(watch)) = (files.remove(key), watch.as_mut()) {
                 watch.forget(wd, key);
@@ -322,7 +331,7 @@ impl Kept {
                 files.insert(key.to_owned(), KeptFile { file, check, read_in: *sample });
             }
         }
-        Some(text_of(buffer, len))
+        Some(parse_text(buffer, len, parse))
     }
 
     /// Drops the kept plain files removed or replaced since the events were last read.
@@ -398,17 +407,17 @@ fn let_go_if_large(buffer: &mut Vec<u8>) {
     }
 }
 
-/// The first `len` bytes read as text: bytes that are not UTF-8 (a process name cut by the
-/// kernel inside a character, a cgroup named with any bytes) become U+FFFD rather than
-/// losing the file.
-fn text_of(buffer: &mut Vec<u8>, len: usize) -> String {
+/// The first `len` bytes read, as text, handed to `parse`: bytes that are not UTF-8 (a
+/// process name cut by the kernel inside a character, a cgroup named with any bytes) become
+/// U+FFFD rather than losing the file.
+fn parse_text<T>(buffer: &mut Vec<u8>, len: usize, parse: impl FnOnce(&str) -> T) -> T {
     let read = &buffer[..len];
-    let text = match std::str::from_utf8(read) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(read).into_owned(),
+    let parsed = match std::str::from_utf8(read) {
+        Ok(text) => parse(text),
+        Err(_) => parse(&String::from_utf8_lossy(read)),
     };
     let_go_if_large(buffer);
-    text
+    parsed
 }
 
 #[cfg(test)]
