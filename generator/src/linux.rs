@@ -25,12 +25,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use frame_proto::Packet;
 use frame_proto::packet::{self, Cpu, Cpuqueue, Disk, Mem, Net, Process};
 use procfs::net::{DeviceStatus, InterfaceDeviceStatus};
-use procfs::{DiskStats, ExplicitSystemInfo, FromRead, FromReadSI, KernelStats, Meminfo, VmStat};
+use procfs::{DiskStats, ExplicitSystemInfo, FromRead, FromReadSI, KernelStats, Meminfo};
 use regex::Regex;
 
 use crate::GeneratorError;
@@ -558,6 +558,14 @@ impl LinuxSource {
             // Each process's cgroups are read again every MEMBERSHIP_REFRESH_SAMPLES samples,
             // spread over the samples by pid.
             let due = (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
+            // Most processes: known, in a zone, cgroups not due: one lookup.
+            if !due
+                && let Some(state) = self.procs.get(&pid)
+                && state.last.membership.zone_path().is_some()
+            {
+                waiting.push((pid, state.signal.clone()));
+                continue;
+            }
             let mut known = self.procs.get(&pid).map(|s| Arc::clone(&s.last.membership));
             if due && known.is_some() {
                 let now = proc_dir.parse(&PidFile::new(pid, "cgroup"), |t| self.membership(t));
@@ -679,7 +687,7 @@ impl LinuxSource {
         &mut self,
         time_us: i64,
         procs: &[ProcSample],
-        zones: &[String],
+        zones: &[&str],
         dropped: usize,
         diskstats: &[procfs::DiskStat],
         own_netns: Option<u64>,
@@ -717,10 +725,12 @@ impl LinuxSource {
         let meminfo = self.files.text(&meminfo_path).ok_or_else(|| Self::read_err(&meminfo_path, "cannot be read"))?;
         let mi = Meminfo::from_read(meminfo.as_bytes()).map_err(|e| Self::read_err(&meminfo_path, e))?;
         self.host_has_swap = mi.swap_total > 0;
-        let vm = self.proc_file::<VmStat>("vmstat").map(|v| v.0).unwrap_or_default();
-        let vm_get = |k: &str| vm.get(k).map(|v| (*v).max(0) as u64);
+        // `vmstat`'s 180 lines split as a flat file (procfs's `VmStat` made a map of them:
+        // two allocations a line, each sample); the counters read here are never negative.
+        let vm = self.files.parse(&self.proc_dir.join("vmstat"), |t| cgroup::FlatFile::from(t)).unwrap_or_default();
+        let vm_get = |k: &str| vm.get(k);
         let nalloc: Option<u64> = {
-            let s: u64 = vm.iter().filter(|(k, _)| k.starts_with("pgalloc_")).map(|(_, v)| (*v).max(0) as u64).sum();
+            let s: u64 = vm.entries().filter(|(k, _)| k.starts_with("pgalloc_")).filter_map(|(_, v)| v).sum();
             (s > 0).then_some(s)
         };
         let faults = (vm_get("pgmajfault"), vm_get("pgfault"), vm_get("pswpin"));
@@ -786,7 +796,7 @@ impl LinuxSource {
             net,
             disk,
             process: self.busiest(&all),
-            zonename: std::iter::once("global".to_owned()).chain(zones.iter().cloned()).collect(),
+            zonename: std::iter::once("global").chain(zones.iter().copied()).map(str::to_owned).collect(),
             cpuqueue: vec![Cpuqueue { core: None, length: stat.procs_running, amount: Some(1) }],
             cpu_time: vec![cpu_time],
             pressure: host::pressure_rows(&Dir::new(&self.files, &self.proc_dir.join("pressure")), false),
@@ -1020,7 +1030,8 @@ impl LinuxSource {
         let members = &zone.members;
         let Some(first) = members.first() else { return Packet::default() };
         let m = &first.membership;
-        let prev = self.prev_zone.remove(&zone.name).unwrap_or_default();
+        // Taken out and put back under the same key (no new copy of the name).
+        let (key, prev) = self.prev_zone.remove_entry(&zone.name).unwrap_or_else(|| (zone.name.clone(), ZonePrev::default()));
         let mut next = ZonePrev::default();
 
         // CPU: v1 cpuacct gives a per-core split (ns); v2 only a total (µs), reported as one
@@ -1145,7 +1156,7 @@ impl LinuxSource {
         });
         next.since_info = since;
 
-        self.prev_zone.insert(zone.name.clone(), next);
+        self.prev_zone.insert(key, next);
         Packet {
             name: zone.name.clone(),
             time: (time_us.max(0) / 1_000_000) as u64,
@@ -1277,7 +1288,7 @@ impl LinuxSource {
         self.quota_cache.clear();
         let procs = self.scan_processes();
         let (zones, dropped) = self.zones(&procs);
-        let zone_names: Vec<String> = zones.iter().map(|z| z.name.clone()).collect();
+        let zone_names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
         let diskstats = self.proc_file::<DiskStats>("diskstats").map(|d| d.0).unwrap_or_default();
         let devices = Self::device_names(&diskstats);
         // Each network namespace other than the host's is counted once: in the zone of its
@@ -1296,10 +1307,8 @@ impl LinuxSource {
         }
         let namespace_of_zone: HashMap<usize, (u32, u64)> = owner.into_iter().map(|(ns, (pid, i))| (i, (pid, ns))).collect();
         let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped, &diskstats, own_netns)?];
-        let mut present = HashSet::new();
         for (i, zone) in zones.iter().enumerate() {
             frames.push(self.zone_frame(zone, time_us, &devices, namespace_of_zone.get(&i).copied()));
-            present.insert(zone.name.clone());
         }
         for f in &mut frames {
             f.ticks = Some(ticks);
@@ -1310,7 +1319,8 @@ impl LinuxSource {
         self.signals.retain(|_, signal| signal.strong_count() > 0);
         self.memberships.retain(|_, m| m.strong_count() > 0);
         self.samples += 1;
-        self.prev_zone.retain(|z, _| present.contains(z));
+        let present: HashSet<&str> = zone_names.into_iter().collect();
+        self.prev_zone.retain(|z, _| present.contains(z.as_str()));
         Ok(frames)
     }
 }

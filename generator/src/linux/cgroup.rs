@@ -211,6 +211,13 @@ impl FlatFile {
             self.entries.iter().find(|[start, space, _]| &self.text[*start as usize..*space as usize] == key)?;
         self.text[*space as usize + 1..*end as usize].trim().parse().ok()
     }
+
+    /// Every line's key and value (`None` where the value is not a number), in file order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<u64>)> {
+        self.entries.iter().map(|[start, space, end]| {
+            (&self.text[*start as usize..*space as usize], self.text[*space as usize + 1..*end as usize].trim().parse().ok())
+        })
+    }
 }
 
 /// Per-device I/O counters of one cgroup.
