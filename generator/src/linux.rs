@@ -363,9 +363,9 @@ impl ProcListing {
     /// The process ids in `proc_dir` now; none if it cannot be listed. Hand the list back
     /// to `pids` when done with it.
     fn pids(&mut self, proc_dir: &Path) -> Vec<u32> {
+        use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
         let mut pids = std::mem::take(&mut self.pids);
         pids.clear();
-        use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
         // Listed again from its start; opened again if that fails.
         if self.dir.as_ref().is_some_and(|fd| seek(fd, SeekFrom::Start(0)).is_err()) {
             self.dir = None;
@@ -558,15 +558,11 @@ impl LinuxSource {
             // Each process's cgroups are read again every MEMBERSHIP_REFRESH_SAMPLES samples,
             // spread over the samples by pid.
             let due = (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
-            // Most processes: known, in a zone, cgroups not due: one lookup.
-            if !due
-                && let Some(state) = self.procs.get(&pid)
-                && state.last.membership.zone_path().is_some()
-            {
-                waiting.push((pid, state.signal.clone()));
-                continue;
-            }
-            let mut known = self.procs.get(&pid).map(|s| Arc::clone(&s.last.membership));
+            // Its cgroups and its zone's CPU-time signal as last read, in one lookup.
+            let (mut known, signal) = match self.procs.get(&pid) {
+                Some(state) => (Some(Arc::clone(&state.last.membership)), state.signal.clone()),
+                None => (None, None),
+            };
             if due && known.is_some() {
                 let now = proc_dir.parse(&PidFile::new(pid, "cgroup"), |t| self.membership(t));
                 known = known.filter(|m| now.as_deref() == Some(&**m));
@@ -575,8 +571,9 @@ impl LinuxSource {
                     state.netns = None;
                 }
             }
+            // Cgroups unchanged (the signal found with them holds): wait for the zone's time.
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
-                waiting.push((pid, self.procs.get(&pid).and_then(|s| s.signal.clone())));
+                waiting.push((pid, signal));
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.
