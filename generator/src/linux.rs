@@ -237,7 +237,7 @@ struct SignalScan {
     /// The last sample that read a process of the zone before its time.
     read_first_in: Option<u64>,
     /// The v2 `cpu.stat` it was read from, for the zone's frame of the same sample.
-    cpu_stat: Option<cgroup::FlatFile>,
+    cpu_stat: Option<cgroup::CpuStat>,
 }
 
 impl CpuSignal {
@@ -588,8 +588,8 @@ impl LinuxSource {
                 continue;
             }
             let (now, cpu_stat) = if signal.v2 {
-                let stat = self.files.flat(&signal.file);
-                (stat.as_ref().and_then(|f| f.get("usage_usec")), stat)
+                let stat = self.files.parse_whole_in_one_read(&signal.file, cgroup::CpuStat::parse);
+                (stat.and_then(|s| s.usage_us), stat)
             } else {
                 (self.files.number(&signal.file), None)
             };
@@ -913,15 +913,15 @@ impl LinuxSource {
 
     /// `cpu_time` of a zone: v2 `cpu.stat` (passed in, read once); else v1 `cpuacct.stat`
     /// and `cpu.stat`; limits from `limits`.
-    fn zone_cpu_time(&self, m: &Membership, v2: Option<&cgroup::FlatFile>, limits: &Limits) -> Option<packet::CpuTime> {
+    fn zone_cpu_time(&self, m: &Membership, v2: Option<&cgroup::CpuStat>, limits: &Limits) -> Option<packet::CpuTime> {
         let quota = limits.quota;
         if let Some(st) = v2 {
             return Some(packet::CpuTime {
-                user_us: st.get("user_usec"),
-                system_us: st.get("system_usec"),
-                periods: st.get("nr_periods"),
-                throttled_periods: st.get("nr_throttled"),
-                throttled_us: st.get("throttled_usec"),
+                user_us: st.user_us,
+                system_us: st.system_us,
+                periods: st.periods,
+                throttled_periods: st.throttled_periods,
+                throttled_us: st.throttled_us,
                 quota_us: quota.map(|q| q.quota_us),
                 period_us: quota.map(|q| q.period_us),
                 limit_millicores: quota.map(cgroup::CpuQuota::millicores),
@@ -955,26 +955,22 @@ impl LinuxSource {
     fn zone_memory(
         files: &KeptFiles,
         host_has_swap: bool,
-        v2: Option<(&Dir, &cgroup::FlatFile)>,
+        v2: Option<(&Dir, &cgroup::MemoryStat)>,
         v1_dir: Option<&Path>,
         limits: &Limits,
     ) -> Option<(packet::Memory, Option<u64>)> {
         if let Some((dir, st)) = v2 {
-            let ev = dir.flat("memory.events").unwrap_or_default();
-            let get = |k: &str| st.get(k);
+            let ev = dir.parse("memory.events", cgroup::MemoryEvents::parse).unwrap_or_default();
             let usage = dir.number("memory.current");
-            let inactive_file = get("inactive_file");
-            let slab = get("slab").or_else(|| Some(get("slab_reclaimable")? + get("slab_unreclaimable")?));
-            // `kernel` since Linux 5.18; before, the parts it sums.
-            let kernel = get("kernel").or_else(|| Some(get("kernel_stack")? + get("pagetables")? + get("percpu")? + slab?));
+            let inactive_file = st.inactive_file;
             let memory = packet::Memory {
                 usage,
                 working_set: usage.zip(inactive_file).map(|(u, i)| u.saturating_sub(i)),
-                anon: get("anon"),
-                file: get("file"),
-                shmem: get("shmem"),
-                kernel,
-                slab,
+                anon: st.anon,
+                file: st.file,
+                shmem: st.shmem,
+                kernel: st.kernel(),
+                slab: st.slab(),
                 inactive_file,
                 limit: limits.memory_max,
                 high: limits.memory_high,
@@ -982,12 +978,12 @@ impl LinuxSource {
                 // `meminfo` first, read before the zones each sample).
                 swap: if host_has_swap { dir.number("memory.swap.current") } else { Some(0) },
                 swap_limit: limits.swap_max,
-                oom: ev.get("oom"),
-                oom_kill: ev.get("oom_kill"),
-                max_events: ev.get("max"),
-                high_events: ev.get("high"),
+                oom: ev.oom,
+                oom_kill: ev.oom_kill,
+                max_events: ev.max,
+                high_events: ev.high,
             };
-            return Some((memory, get("pgmajfault")));
+            return Some((memory, st.pgmajfault));
         }
         let dir = Dir::new(files, v1_dir?);
         let st = dir.flat("memory.stat")?;
@@ -1041,7 +1037,7 @@ impl LinuxSource {
             let mut scan = s.scan();
             scan.cpu_stat.take().filter(|_| scan.read_in == Some(samples))
         });
-        let v2_cpu_stat = scanned.or_else(|| v2.as_ref().and_then(|d| d.flat("cpu.stat")));
+        let v2_cpu_stat = scanned.or_else(|| v2.as_ref().and_then(|d| d.parse("cpu.stat", cgroup::CpuStat::parse)));
         // The zone's limits and v2 controllers, read every LIMITS_REFRESH_SAMPLES samples
         // (spread over the samples by the zone's name).
         let v1_memory_dir = self.own_v1_dir(m, "memory");
@@ -1051,7 +1047,8 @@ impl LinuxSource {
             Some(limits) => limits,
             None => self.zone_limits(m, v2.as_ref(), v1_memory_dir.as_deref()),
         };
-        let v2_memory_stat = v2.as_ref().filter(|_| limits.v2_has("memory")).and_then(|d| d.flat("memory.stat"));
+        let v2_memory_stat =
+            v2.as_ref().filter(|_| limits.v2_has("memory")).and_then(|d| d.parse("memory.stat", cgroup::MemoryStat::parse));
         let v2_io_there = limits.v2_has("io");
         let mut cpu = Vec::new();
         let percpu = self
@@ -1069,7 +1066,7 @@ impl LinuxSource {
             }
             next.percpu_ns = percpu;
         } else if let Some(st) = &v2_cpu_stat {
-            let usage_us = st.get("usage_usec");
+            let usage_us = st.usage_us;
             if let Some(now) = usage_us {
                 cpu.push(Cpu {
                     core: None,

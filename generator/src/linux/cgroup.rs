@@ -220,6 +220,137 @@ impl FlatFile {
     }
 }
 
+/// The values of `keys` in a flat-keyed file's text, in one pass over its lines and without
+/// copying it (`None` where a key is absent or its value is not a number; a key given twice
+/// in the file keeps its first value). For the files read for every zone each sample, where
+/// a [`FlatFile`] copy of the text was most of their parsing.
+pub fn pick<const N: usize>(text: &str, keys: &[&str; N]) -> [Option<u64>; N] {
+    let mut values = [None; N];
+    let mut seen = [false; N];
+    for line in text.as_bytes().split(|&b| b == b'\n') {
+        let Some(space) = line.iter().position(|&b| b == b' ') else { continue };
+        let key = &line[..space];
+        let Some(i) = keys.iter().position(|k| k.as_bytes() == key) else { continue };
+        if std::mem::replace(&mut seen[i], true) {
+            continue;
+        }
+        values[i] = std::str::from_utf8(&line[space + 1..]).ok().and_then(|v| v.trim().parse().ok());
+    }
+    values
+}
+
+/// What the source takes of a v2 `cpu.stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuStat {
+    pub usage_us: Option<u64>,
+    pub user_us: Option<u64>,
+    pub system_us: Option<u64>,
+    pub periods: Option<u64>,
+    pub throttled_periods: Option<u64>,
+    pub throttled_us: Option<u64>,
+}
+
+impl CpuStat {
+    pub fn parse(text: &str) -> Self {
+        let [usage_us, user_us, system_us, periods, throttled_periods, throttled_us] =
+            pick(text, &["usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled", "throttled_usec"]);
+        CpuStat { usage_us, user_us, system_us, periods, throttled_periods, throttled_us }
+    }
+}
+
+/// What the source takes of a v2 `memory.stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStat {
+    pub anon: Option<u64>,
+    pub file: Option<u64>,
+    pub shmem: Option<u64>,
+    /// Since Linux 5.18; before, the sum of `kernel_stack`, `pagetables`, `percpu` and slab.
+    pub kernel: Option<u64>,
+    pub kernel_stack: Option<u64>,
+    pub pagetables: Option<u64>,
+    pub percpu: Option<u64>,
+    pub slab: Option<u64>,
+    pub slab_reclaimable: Option<u64>,
+    pub slab_unreclaimable: Option<u64>,
+    pub inactive_file: Option<u64>,
+    pub pgmajfault: Option<u64>,
+}
+
+impl MemoryStat {
+    pub fn parse(text: &str) -> Self {
+        let [
+            anon,
+            file,
+            shmem,
+            kernel,
+            kernel_stack,
+            pagetables,
+            percpu,
+            slab,
+            slab_reclaimable,
+            slab_unreclaimable,
+            inactive_file,
+            pgmajfault,
+        ] = pick(
+            text,
+            &[
+                "anon",
+                "file",
+                "shmem",
+                "kernel",
+                "kernel_stack",
+                "pagetables",
+                "percpu",
+                "slab",
+                "slab_reclaimable",
+                "slab_unreclaimable",
+                "inactive_file",
+                "pgmajfault",
+            ],
+        );
+        MemoryStat {
+            anon,
+            file,
+            shmem,
+            kernel,
+            kernel_stack,
+            pagetables,
+            percpu,
+            slab,
+            slab_reclaimable,
+            slab_unreclaimable,
+            inactive_file,
+            pgmajfault,
+        }
+    }
+
+    /// Slab memory: `slab`, or its two parts where the kernel gives only those.
+    pub fn slab(&self) -> Option<u64> {
+        self.slab.or_else(|| Some(self.slab_reclaimable? + self.slab_unreclaimable?))
+    }
+
+    /// Kernel memory: `kernel` (Linux 5.18 on), else the parts it sums.
+    pub fn kernel(&self) -> Option<u64> {
+        self.kernel.or_else(|| Some(self.kernel_stack? + self.pagetables? + self.percpu? + self.slab()?))
+    }
+}
+
+/// What the source takes of a v2 `memory.events`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryEvents {
+    pub high: Option<u64>,
+    pub max: Option<u64>,
+    pub oom: Option<u64>,
+    pub oom_kill: Option<u64>,
+}
+
+impl MemoryEvents {
+    pub fn parse(text: &str) -> Self {
+        let [high, max, oom, oom_kill] = pick(text, &["high", "max", "oom", "oom_kill"]);
+        MemoryEvents { high, max, oom, oom_kill }
+    }
+}
+
 /// Per-device I/O counters of one cgroup.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceIo {
@@ -422,6 +553,24 @@ mod tests {
             v1["8:0"],
             DeviceIo { rbytes: Some(10), wbytes: Some(20), rios: Some(1), wios: Some(2), dbytes: Some(5), dios: None }
         );
+    }
+
+    #[test]
+    fn picked_keys_are_whole_keys_first_values_and_numbers_only() {
+        let text = "slab_reclaimable 10\nslab_unreclaimable 20\nanon 7\nanon 8\nfile x\nkernel  5 \nshmem\n\npgmajfault 3";
+        let st = MemoryStat::parse(text);
+        assert_eq!(st.slab, None, "`slab` is not a prefix match");
+        assert_eq!(st.slab(), Some(30));
+        assert_eq!(st.anon, Some(7), "the first of a key given twice");
+        assert_eq!(st.file, None, "not a number");
+        assert_eq!(st.kernel, Some(5), "spaces around a value");
+        assert_eq!(st.shmem, None, "a key without a value");
+        assert_eq!(st.pgmajfault, Some(3), "the last line without a newline");
+        assert_eq!(pick("", &["a"]), [None]);
+        let cpu = CpuStat::parse("usage_usec 100\nuser_usec 60\nsystem_usec 40\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n");
+        assert_eq!((cpu.usage_us, cpu.user_us, cpu.system_us, cpu.throttled_us), (Some(100), Some(60), Some(40), Some(0)));
+        let ev = MemoryEvents::parse("low 0\nhigh 3\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n");
+        assert_eq!(ev, MemoryEvents { high: Some(3), max: Some(2), oom: Some(1), oom_kill: Some(1) });
     }
 
     #[test]
