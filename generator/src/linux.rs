@@ -960,8 +960,11 @@ impl LinuxSource {
         limits: &Limits,
     ) -> Option<(packet::Memory, Option<u64>)> {
         if let Some((dir, st)) = v2 {
-            let ev = dir.parse("memory.events", cgroup::MemoryEvents::parse).unwrap_or_default();
             let usage = dir.number("memory.current");
+            // Read only when the kernel reports it modified. After a file of the same
+            // directory (`memory.stat`, `memory.current`): a cgroup gone and made again at
+            // its path fails those reads, which close its other kept files too.
+            let ev = dir.parse_when_modified("memory.events", cgroup::MemoryEvents::parse).unwrap_or_default();
             let inactive_file = st.inactive_file;
             let memory = packet::Memory {
                 usage,

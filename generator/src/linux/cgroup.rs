@@ -156,6 +156,12 @@ impl Dir {
         self.files.parse_whole_in_one_read_below(&self.path, rel, parse)
     }
 
+    /// The file `rel` below the directory, read only when the kernel reported a modification
+    /// since its last read ([`KeptFiles::parse_when_modified_below`]).
+    pub fn parse_when_modified<T>(&self, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.files.parse_when_modified_below(&self.path, rel, parse)
+    }
+
     /// The single number in `rel`; `None` if missing, unparsable, `max`, or v1's unlimited.
     pub fn number(&self, rel: &str) -> Option<u64> {
         self.parse(rel, parse_limit).flatten()
@@ -567,7 +573,8 @@ mod tests {
         assert_eq!(st.shmem, None, "a key without a value");
         assert_eq!(st.pgmajfault, Some(3), "the last line without a newline");
         assert_eq!(pick("", &["a"]), [None]);
-        let cpu = CpuStat::parse("usage_usec 100\nuser_usec 60\nsystem_usec 40\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n");
+        let cpu =
+            CpuStat::parse("usage_usec 100\nuser_usec 60\nsystem_usec 40\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n");
         assert_eq!((cpu.usage_us, cpu.user_us, cpu.system_us, cpu.throttled_us), (Some(100), Some(60), Some(40), Some(0)));
         let ev = MemoryEvents::parse("low 0\nhigh 3\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n");
         assert_eq!(ev, MemoryEvents { high: Some(3), max: Some(2), oom: Some(1), oom_kill: Some(1) });

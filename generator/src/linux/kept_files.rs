@@ -64,9 +64,14 @@ struct Kept {
     /// Where a path below a directory is put together (reused).
     joined: PathBuf,
     /// The kept plain files' watch (made when the first is kept).
-    watch: Option<PlainWatch>,
+    watch: Option<Watch>,
+    /// The watch of the files read only when modified (made when the first is asked for).
+    modified: Option<Watch>,
     /// The sample whose watch events were read.
     events_read_in: Option<u64>,
+    /// Reads from files (tests count them).
+    #[cfg(test)]
+    reads: usize,
 }
 
 #[derive(Debug)]
@@ -76,6 +81,9 @@ struct KeptFile {
     check: Check,
     /// The last sample that read it.
     read_in: u64,
+    /// A file read only when modified ([`KeptFiles::parse_when_modified_below`]): its text
+    /// as last read, valid while the watch descriptor kept with it has had no event.
+    unmodified_text: Option<(i32, Box<str>)>,
 }
 
 /// How a kept file is known to be the file at its path still.
@@ -89,28 +97,53 @@ enum Check {
     LinkCount,
 }
 
-/// The inotify instance watching the kept plain files' inodes for a change of their link
-/// count (`IN_ATTRIB`: removed, renamed over) or a move.
+/// An inotify instance watching kept files' inodes: the plain files' for a change of their
+/// link count (`IN_ATTRIB`: removed, renamed over) or a move; the files read only when
+/// modified for that too and for a modification.
 #[derive(Debug)]
-struct PlainWatch {
+struct Watch {
     /// The instance (`None`: it could not be made; every plain file is checked by its link
-    /// count).
+    /// count, every file read only when modified is read each time).
     fd: Option<OwnedFd>,
+    /// The events watched.
+    flags: inotify::WatchFlags,
     /// Kept files by watch descriptor (two paths to one inode share one).
     paths: std::collections::HashMap<i32, Vec<OsString>, foldhash::fast::RandomState>,
     /// Where events are read into.
     buffer: Vec<MaybeUninit<u8>>,
 }
 
-impl PlainWatch {
-    fn new() -> Self {
+impl Watch {
+    fn new(flags: inotify::WatchFlags) -> Self {
         let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok();
-        Self { fd, paths: Default::default(), buffer: vec![MaybeUninit::uninit(); 16 << 10] }
+        Self { fd, flags, paths: Default::default(), buffer: vec![MaybeUninit::uninit(); 16 << 10] }
     }
 
-    /// Watches the file just opened at `path` as `key`; its check.
+    /// The watch of the kept plain files.
+    fn plain() -> Self {
+        Self::new(inotify::WatchFlags::ATTRIB | inotify::WatchFlags::MOVE_SELF | inotify::WatchFlags::DELETE_SELF)
+    }
+
+    /// The watch of the files read only when modified.
+    fn modified() -> Self {
+        Self::new(
+            inotify::WatchFlags::MODIFY
+                | inotify::WatchFlags::ATTRIB
+                | inotify::WatchFlags::MOVE_SELF
+                | inotify::WatchFlags::DELETE_SELF,
+        )
+    }
+
+    /// Watches the inode at `path` for `key`; its watch descriptor.
+    fn add(&mut self, path: &Path, key: &OsStr) -> Option<i32> {
+        let wd = inotify::add_watch(self.fd.as_ref()?, path, self.flags).ok()?;
+        self.paths.entry(wd).or_default().push(key.to_owned());
+        Some(wd)
+    }
+
+    /// Watches the plain file just opened at `path` as `key`; its check.
     fn watch(&mut self, path: &Path, file: &File, key: &OsStr) -> Option<Check> {
-        let flags = inotify::WatchFlags::ATTRIB | inotify::WatchFlags::MOVE_SELF | inotify::WatchFlags::DELETE_SELF;
+        let flags = self.flags;
         let wd = self.fd.as_ref().and_then(|fd| inotify::add_watch(fd, path, flags).ok());
         // Replaced between the open and the watch, the path's new inode is watched and this
         // one has no name: not kept (read again at the next read).
@@ -190,7 +223,10 @@ impl KeptFiles {
             sample: 0,
             joined: PathBuf::new(),
             watch: None,
+            modified: None,
             events_read_in: None,
+            #[cfg(test)]
+            reads: 0,
         })))
     }
 
@@ -261,6 +297,26 @@ impl KeptFiles {
         parsed
     }
 
+    /// [`parse_whole_in_one_read_below`](Self::parse_whole_in_one_read_below) of a file the
+    /// kernel reports modifications of to inotify (cgroup v2's `memory.events`, `pids.events`,
+    /// `cgroup.events`: "a value change in this file generates a file modified event"): read
+    /// only when a modification was reported since its last read, else its text as last read
+    /// is handed to `parse` again. The events are read at a sample's first read, and the
+    /// kernel may report a change some milliseconds after it (cgroup v2 sends at most one
+    /// notification a file each 10 ms, later ones when that time is up): a change in that
+    /// window before a sample shows a sample later. A file whose watch cannot
+    /// be had (inotify's limits) is read each time.
+    pub fn parse_when_modified_below<T>(&self, dir: &Path, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        let mut guard = self.lock();
+        let mut path = std::mem::take(&mut guard.joined);
+        path.as_mut_os_string().clear();
+        path.push(dir);
+        path.push(rel);
+        let parsed = guard.read_when_modified(&path, parse);
+        guard.joined = path;
+        parsed
+    }
+
     /// The single number in the cgroup file at `path` (read as
     /// [`text_whole_in_one_read`](Self::text_whole_in_one_read)); `None` if missing,
     /// unparsable, `max`, or cgroup v1's "no limit".
@@ -278,15 +334,13 @@ impl KeptFiles {
     /// [`KEEP_UNREAD_SAMPLES`]` - 1` before it did not read.
     pub fn end_sample(&self) {
         let mut guard = self.lock();
-        let Kept { files, sample, watch, .. } = &mut *guard;
-        files.retain(|key, k| {
-            let keep = *sample - k.read_in < KEEP_UNREAD_SAMPLES;
-            if let (false, Check::Watched(wd), Some(watch)) = (keep, k.check, watch.as_mut()) {
-                watch.forget(wd, key);
-            }
-            keep
-        });
-        *sample += 1;
+        let sample = guard.sample;
+        let unread: Vec<OsString> =
+            guard.files.iter().filter(|(_, k)| sample - k.read_in >= KEEP_UNREAD_SAMPLES).map(|(key, _)| key.clone()).collect();
+        for key in unread {
+            guard.forget(&key);
+        }
+        guard.sample += 1;
     }
 
     /// The paths of the files open, sorted.
@@ -301,44 +355,136 @@ impl Kept {
     /// The file at `path`, read to where `ends` says and handed to `parse`; kept open if the
     /// budget allows.
     fn read<T>(&mut self, path: &Path, ends: Ends, parse: impl FnOnce(&str) -> T) -> Option<T> {
-        if self.events_read_in != Some(self.sample) {
-            self.events_read_in = Some(self.sample);
-            self.drop_changed_plain_files();
-        }
-        let Kept { files, buffer, budget, sample, watch, .. } = self;
+        self.read_events_once_a_sample();
         let key: &OsStr = path.as_os_str();
-        if let Some(k) = files.get_mut(key) {
-            k.read_in = *sample;
-            // A file of a plain file system removed or replaced would still read its old
-            // bytes: trusted while it has a name.
-            let current = k.check != Check::LinkCount || has_a_name(&k.file);
-            if current && let Some(len) = read_from_start(&k.file, buffer, ends) {
-                return Some(parse_text(buffer, len, parse));
+        if self.files.contains_key(key) {
+            if let Some(len) = self.read_kept(key, ends) {
+                return Some(parse_text(&mut self.buffer, len, parse));
             }
-            if let (Some(KeptFile { check: Check::Watched(wd), .. }), Some(watch)) = (files.remove(key), watch.as_mut()) {
-                watch.forget(wd, key);
-            }
+            self.forget_gone(key);
         }
         let file = open(path)?;
-        let len = read_from_start(&file, buffer, ends)?;
-        if files.len() < *budget {
-            let check = if rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64))) {
-                Some(Check::Kernel)
-            } else {
-                watch.get_or_insert_with(PlainWatch::new).watch(path, &file, key)
-            };
-            if let Some(check) = check {
-                files.insert(key.to_owned(), KeptFile { file, check, read_in: *sample });
-            }
-        }
-        Some(parse_text(buffer, len, parse))
+        let len = read_from_start(&file, &mut self.buffer, ends)?;
+        self.keep(path, file);
+        Some(parse_text(&mut self.buffer, len, parse))
     }
 
-    /// Drops the kept plain files removed or replaced since the events were last read.
-    fn drop_changed_plain_files(&mut self) {
+    /// The file at `path` (a file the kernel writes whole in each read) handed to `parse`:
+    /// read when inotify reported a modification of it since it was last read (or it was
+    /// not read before), else its text as last read again.
+    fn read_when_modified<T>(&mut self, path: &Path, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.read_events_once_a_sample();
+        let key: &OsStr = path.as_os_str();
+        if let Some(k) = self.files.get_mut(key)
+            && let Some((_, text)) = &k.unmodified_text
+        {
+            k.read_in = self.sample;
+            return Some(parse(text));
+        }
+        if !self.files.contains_key(key) {
+            let file = open(path)?;
+            self.keep(path, file);
+        }
+        // Not kept (the budget): read as any file, each time.
+        let Some(k) = self.files.get(key) else { return self.read(path, Ends::AtShortRead, parse) };
+        // Watched before it is read, through its descriptor (the inode read, whatever is at
+        // its path now): a modification after the read is reported.
+        let through_fd = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&k.file)));
+        let wd = self.modified.get_or_insert_with(Watch::modified).add(&through_fd, key);
+        let Some(len) = self.read_kept(key, Ends::AtShortRead) else {
+            self.forget_gone(key);
+            return self.read(path, Ends::AtShortRead, parse);
+        };
+        // As `parse_text` hands it: bytes that are not UTF-8 become U+FFFD.
+        let text: Box<str> = String::from_utf8_lossy(&self.buffer[..len]).into();
+        let parsed = parse(&text);
+        let_go_if_large(&mut self.buffer);
+        match (wd, self.files.get_mut(key)) {
+            (Some(wd), Some(k)) => k.unmodified_text = Some((wd, text)),
+            (Some(wd), None) => self.modified.as_mut().map_or((), |w| w.forget(wd, key)),
+            (None, _) => {}
+        }
+        Some(parsed)
+    }
+
+    /// Reads the kept file `key` from its start; `None` if it is not current any more (its
+    /// object gone, or a plain file without a name).
+    fn read_kept(&mut self, key: &OsStr, ends: Ends) -> Option<usize> {
+        let k = self.files.get_mut(key)?;
+        k.read_in = self.sample;
+        // A file of a plain file system removed or replaced would still read its old bytes:
+        // trusted while it has a name.
+        let current = k.check != Check::LinkCount || has_a_name(&k.file);
+        #[cfg(test)]
+        {
+            self.reads += 1;
+        }
+        if current { read_from_start(&k.file, &mut self.buffer, ends) } else { None }
+    }
+
+    /// Keeps `file`, just opened at `path` and read, if the budget allows and it can be
+    /// known to stay the file at its path (see [`Check`]).
+    fn keep(&mut self, path: &Path, file: File) {
+        if self.files.len() >= self.budget {
+            return;
+        }
+        let key = path.as_os_str();
+        let check = if rustix::fs::fstatfs(&file).is_ok_and(|s| KERNEL_FILE_SYSTEMS.contains(&(s.f_type as u64))) {
+            Some(Check::Kernel)
+        } else {
+            self.watch.get_or_insert_with(Watch::plain).watch(path, &file, key)
+        };
+        if let Some(check) = check {
+            self.files.insert(key.to_owned(), KeptFile { file, check, read_in: self.sample, unmodified_text: None });
+        }
+    }
+
+    /// Closes the kept file `key` and removes its watches.
+    fn forget(&mut self, key: &OsStr) {
+        let Some(k) = self.files.remove(key) else { return };
+        if let (Check::Watched(wd), Some(watch)) = (k.check, self.watch.as_mut()) {
+            watch.forget(wd, key);
+        }
+        if let (Some((wd, _)), Some(watch)) = (k.unmodified_text, self.modified.as_mut()) {
+            watch.forget(wd, key);
+        }
+    }
+
+    /// Closes the kept file `key`, whose read failed. A kernel file fails once its process
+    /// or cgroup is gone: so are the other files of its directory, which are closed too (a
+    /// file read only when modified may not be read again before its cgroup is made anew).
+    fn forget_gone(&mut self, key: &OsStr) {
+        let kernel = self.files.get(key).is_some_and(|k| k.check == Check::Kernel);
+        self.forget(key);
+        let Some(dir) = Path::new(key).parent().filter(|_| kernel) else { return };
+        let siblings: Vec<OsString> = self.files.keys().filter(|k| Path::new(k).parent() == Some(dir)).cloned().collect();
+        for sibling in siblings {
+            self.forget(&sibling);
+        }
+    }
+
+    /// Once a sample, at its first read: drops the kept plain files removed or replaced,
+    /// and the texts of the files read only when modified that were modified, since the
+    /// events were last read.
+    fn read_events_once_a_sample(&mut self) {
+        if self.events_read_in == Some(self.sample) {
+            return;
+        }
+        self.events_read_in = Some(self.sample);
         if let Some(watch) = self.watch.as_mut() {
             for key in watch.changed() {
-                self.files.remove(key.as_os_str());
+                // Its watch is gone with the event.
+                if let Some(k) = self.files.get_mut(key.as_os_str()) {
+                    k.check = Check::LinkCount;
+                }
+                self.forget(&key);
+            }
+        }
+        if let Some(watch) = self.modified.as_mut() {
+            for key in watch.changed() {
+                if let Some(k) = self.files.get_mut(key.as_os_str()) {
+                    k.unmodified_text = None;
+                }
             }
         }
     }
@@ -509,7 +655,7 @@ mod tests {
     #[test]
     fn without_inotify_a_plain_file_is_checked_by_its_link_count() {
         let files = KeptFiles::new(10);
-        files.lock().watch = Some(PlainWatch { fd: None, ..PlainWatch::new() });
+        files.lock().watch = Some(Watch { fd: None, ..Watch::plain() });
         removed_and_replaced_files_between_samples(&files);
     }
 
@@ -526,6 +672,73 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(files.text(&path), None, "reaped: the kept descriptor fails and the path is gone");
+    }
+
+    #[test]
+    fn a_file_read_when_modified_is_read_again_only_after_a_modification() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.events");
+        std::fs::write(&path, "oom 1\n").unwrap();
+        let files = KeptFiles::new(10);
+        let read = |files: &KeptFiles| files.parse_when_modified_below(dir.path(), "memory.events", str::to_owned);
+        let reads = |files: &KeptFiles| files.lock().reads;
+        assert_eq!(read(&files).as_deref(), Some("oom 1\n"));
+        files.end_sample();
+        let before = reads(&files);
+        for _ in 0..3 {
+            assert_eq!(read(&files).as_deref(), Some("oom 1\n"));
+            files.end_sample();
+        }
+        assert_eq!(reads(&files), before, "not modified: not read");
+        // Rewritten in place: read again from the next sample on, then not again.
+        std::fs::write(&path, "oom 2\n").unwrap();
+        assert_eq!(read(&files).as_deref(), Some("oom 2\n"));
+        files.end_sample();
+        let before = reads(&files);
+        assert_eq!(read(&files).as_deref(), Some("oom 2\n"));
+        assert_eq!(reads(&files), before);
+        files.end_sample();
+        // Replaced by a rename, then removed.
+        let next = dir.path().join("next");
+        std::fs::write(&next, "oom 3\n").unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert_eq!(read(&files).as_deref(), Some("oom 3\n"));
+        files.end_sample();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(read(&files), None);
+        files.end_sample();
+        // Not read for ten samples: closed, and its watches gone with it.
+        std::fs::write(&path, "oom 4\n").unwrap();
+        assert_eq!(read(&files).as_deref(), Some("oom 4\n"));
+        for _ in 0..KEEP_UNREAD_SAMPLES + 1 {
+            files.end_sample();
+        }
+        let kept = files.lock();
+        assert!(kept.files.is_empty());
+        assert!(kept.modified.as_ref().is_some_and(|w| w.fd.is_some() && w.paths.is_empty()));
+        assert!(kept.watch.as_ref().is_some_and(|w| w.paths.is_empty()));
+    }
+
+    #[test]
+    fn a_kernel_file_read_when_modified_is_not_answered_once_its_directory_is_gone() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let dir = PathBuf::from(format!("/proc/{}", child.id()));
+        let files = KeptFiles::new(10);
+        let cgroup = || files.parse_when_modified_below(&dir, "cgroup", str::to_owned);
+        let first = cgroup();
+        assert!(first.is_some());
+        assert!(files.text(&dir.join("stat")).is_some());
+        files.end_sample();
+        assert_eq!(cgroup(), first, "unmodified: its text as last read");
+        assert!(files.lock().files.get(dir.join("cgroup").as_os_str()).is_some_and(|k| k.unmodified_text.is_some()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        files.end_sample();
+        // The process's other file fails first (as a zone's memory.stat before its
+        // memory.events): the directory's files are closed, the text is not handed out.
+        assert_eq!(files.text(&dir.join("stat")), None);
+        assert_eq!(cgroup(), None);
+        assert!(files.paths().is_empty());
     }
 
     #[test]
