@@ -357,11 +357,10 @@ impl Kept {
     fn read<T>(&mut self, path: &Path, ends: Ends, parse: impl FnOnce(&str) -> T) -> Option<T> {
         self.read_events_once_a_sample();
         let key: &OsStr = path.as_os_str();
-        if self.files.contains_key(key) {
-            if let Some(len) = self.read_kept(key, ends) {
-                return Some(parse_text(&mut self.buffer, len, parse));
-            }
-            self.forget_gone(key);
+        match self.read_kept(key, ends) {
+            Some(Some(len)) => return Some(parse_text(&mut self.buffer, len, parse)),
+            Some(None) => self.forget_gone(key),
+            None => {}
         }
         let file = open(path)?;
         let len = read_from_start(&file, &mut self.buffer, ends)?;
@@ -391,7 +390,7 @@ impl Kept {
         // its path now): a modification after the read is reported.
         let through_fd = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&k.file)));
         let wd = self.modified.get_or_insert_with(Watch::modified).add(&through_fd, key);
-        let Some(len) = self.read_kept(key, Ends::AtShortRead) else {
+        let Some(Some(len)) = self.read_kept(key, Ends::AtShortRead) else {
             self.forget_gone(key);
             return self.read(path, Ends::AtShortRead, parse);
         };
@@ -407,9 +406,9 @@ impl Kept {
         Some(parsed)
     }
 
-    /// Reads the kept file `key` from its start; `None` if it is not current any more (its
-    /// object gone, or a plain file without a name).
-    fn read_kept(&mut self, key: &OsStr, ends: Ends) -> Option<usize> {
+    /// Reads the kept file `key` from its start: `None` if it is not kept, `Some(None)` if it
+    /// is not current any more (its object gone, or a plain file without a name).
+    fn read_kept(&mut self, key: &OsStr, ends: Ends) -> Option<Option<usize>> {
         let k = self.files.get_mut(key)?;
         k.read_in = self.sample;
         // A file of a plain file system removed or replaced would still read its old bytes:
@@ -419,7 +418,7 @@ impl Kept {
         {
             self.reads += 1;
         }
-        if current { read_from_start(&k.file, &mut self.buffer, ends) } else { None }
+        Some(if current { read_from_start(&k.file, &mut self.buffer, ends) } else { None })
     }
 
     /// Keeps `file`, just opened at `path` and read, if the budget allows and it can be
