@@ -385,12 +385,21 @@ impl Sealer {
             }
             let lo = live.iter().map(|f| f.lo).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.lo)).min().unwrap_or(0);
             let hi = live.iter().map(|f| f.hi).chain(uncovered.iter().map(|(r, _, _)| runs[*r].run.id.hi)).max().unwrap_or(0);
+            // The value index is built from the rows as they are written (not by reading
+            // the file back).
+            let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+            let mut index = if self.value_indexes { value_index::StreamedIndex::new(key.table, rows) } else { None };
             let mut merge = TimeMerge::new(batches).map_err(|source| ArchiverError::Arrow {
                 context: format!("sealing {}", partition.relative_dir().display()),
                 source,
             })?;
             let out = ParquetFilePath::new(partition.clone(), FileId { writer: self.writer, lo, hi });
-            self.encoder.publish_from(&self.root, &out, &mut merge)?;
+            let mut written = merge.by_ref().inspect(|batch| {
+                if let (Ok(batch), Some(index)) = (batch, index.as_mut()) {
+                    index.see(batch);
+                }
+            });
+            self.encoder.publish_from(&self.root, &out, &mut written)?;
             drop(merge);
             outcome.zones += 1;
             step(WriteStep::SealZonePublished)?;
@@ -402,8 +411,7 @@ impl Sealer {
             }
             // Every older file of this writer in the partition is inside the new range.
             let superseded: Vec<FileId> = ours.into_iter().filter(|id| out.id.supersedes(id)).collect();
-            let mut add =
-                vec![crate::side_files::entry_with_index(&self.root, &out, self.value_indexes, crate::side_files::Written::Now)?];
+            let mut add = vec![crate::side_files::entry_with_streamed_index(&self.root, &out, self.value_indexes, index)?];
             if add[0].index.is_some() {
                 step(WriteStep::ValueIndexWritten)?;
             }

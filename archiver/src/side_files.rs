@@ -67,6 +67,39 @@ pub fn entry_with_index(root: &Path, path: &ParquetFilePath, indexes: bool, writ
     Ok(catalog::entry_of_file_with(root, path, summary)?)
 }
 
+/// [`entry_with_index`] of a raw zone file just written whose rows `streamed` saw as they
+/// were written: its side file is made from them, without reading the file again but for its
+/// footer. Where that fails (rows other than announced), it is built from the file as
+/// [`entry_with_index`] does; `streamed` is `None` where indexes are off or the table has no
+/// indexed column.
+pub fn entry_with_streamed_index(
+    root: &Path,
+    path: &ParquetFilePath,
+    indexes: bool,
+    streamed: Option<value_index::StreamedIndex>,
+) -> Result<Entry, ArchiverError> {
+    let Some(streamed) = streamed.filter(|_| indexes && path.key.rollup.is_none()) else {
+        return entry_with_index(root, path, indexes, Written::Now);
+    };
+    let side = match streamed.finish(&path.absolute_path(root)) {
+        Ok(side) => side,
+        Err(e) => {
+            tracing::warn!(error = %e, file = %path.relative_path().display(), "value index built from the file instead");
+            return entry_with_index(root, path, indexes, Written::Now);
+        }
+    };
+    let side_path = path.side_file_path(root);
+    let summary = match value_index::write_side_file(&side, &side_path, &path.side_file_temp_path(root)) {
+        Ok(_) => Some(side.catalog_summary()),
+        Err(e) => {
+            tracing::warn!(error = %e, file = %path.relative_path().display(), "no value index for this file");
+            crate::parquet_file::remove_durably(&side_path)?;
+            None
+        }
+    };
+    Ok(catalog::entry_of_file_with(root, path, summary)?)
+}
+
 /// What `archiver check` finds of the side files.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SideFileCheck {

@@ -167,6 +167,22 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         write_archive(root, &frame_values(seed, extreme, null), true);
+        // The side files the seal built from the rows as it wrote them are the ones built by
+        // reading each data file.
+        let mut compared = 0;
+        for table in [archive_layout::Table::Cpu, archive_layout::Table::Mem, archive_layout::Table::Process] {
+            for data in common::walk(&root.join(table.name())).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")) {
+                let side_path = archive_layout::side_file_of(&data).unwrap();
+                let written = value_index::SideFile::read(&side_path).unwrap().unwrap();
+                let built = value_index::build_side_file(table, &data).unwrap().unwrap();
+                prop_assert_eq!(&written.identity, &built.identity);
+                prop_assert_eq!(&written.summary, &built.summary);
+                let shape = |side: &value_index::SideFile| side.sections.iter().map(|s| (s.tails.clone(), s.rows)).collect::<Vec<_>>();
+                prop_assert_eq!(shape(&written), shape(&built));
+                compared += 1;
+            }
+        }
+        prop_assert!(compared >= 3 * ZONES.len(), "{} side files", compared);
         let rt = runtime();
         let columns = [("cpu", "usage"), ("mem", "rss"), ("process", "usage"), ("process", "pid"), ("process", "execname")];
         let ops = [">", ">=", "<", "<=", "=", "BETWEEN"];

@@ -34,6 +34,10 @@ pub fn tail_rows_per_end(rows: u64) -> u64 {
 
 const BATCH_ROWS: usize = 8192;
 
+/// A streamed index's rows that may be in a tail are pruned once more than this (and than
+/// four times what its tails can hold); small in tests, so that they prune.
+const PRUNE_FLOOR_ROWS: usize = if cfg!(test) { 64 } else { 2 * BATCH_ROWS };
+
 /// Tail rows below which a side file keeps them in one section.
 const ONE_SECTION_BELOW_ROWS: usize = 512;
 
@@ -70,6 +74,12 @@ impl TailEnd {
                 break;
             }
         }
+    }
+
+    /// The least extreme value kept once more values were seen than a tail holds (the bound
+    /// is it or a more extreme one); `None` before.
+    fn least_if_full(&self) -> Option<u64> {
+        self.bound()
     }
 
     /// The bound (a key): rows more extreme than it are the tail. `None`: everything seen
@@ -121,29 +131,36 @@ fn reader(
     Ok((builder.build().map_err(parquet_err(path))?, rows))
 }
 
-/// Builds the index of the `table` zone file at `data`: `None` if the table has no indexed
-/// column. The file is read twice, a batch at a time.
-pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, ValueIndexError> {
-    let indexed: Vec<(&'static str, ColumnType, IndexKind)> = table.indexed_columns().collect();
-    if indexed.is_empty() {
-        return Ok(None);
-    }
-    let identity = DataFileIdentity::of(data)?;
-    let names: Vec<&str> = indexed.iter().map(|(n, _, _)| *n).collect();
+/// The first pass: each measured column's tail ends and each key column's set, a batch at
+/// a time.
+struct FirstPass {
+    indexed: Vec<(&'static str, ColumnType, IndexKind)>,
+    trackers: Vec<Tracker>,
+}
 
-    // Pass 1: tail bounds and key sets.
-    let (first, rows) = reader(data, Some(&names))?;
-    let budget = tail_rows_per_end(rows);
-    let mut trackers: Vec<Tracker> = indexed
-        .iter()
-        .map(|(_, _, kind)| match kind {
-            IndexKind::Tails => Tracker::Tails { top: TailEnd::new(budget), bottom: TailEnd::new(budget) },
-            IndexKind::KeySet => Tracker::Keys(Some(RoaringBitmap::new())),
-        })
-        .collect();
-    for batch in first {
-        let batch = batch.map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
-        for ((name, ty, _), tracker) in indexed.iter().zip(trackers.iter_mut()) {
+/// A tail of one column: its name, whether it is the top one, and its bound.
+type TailBound = (&'static str, bool, u64);
+
+impl FirstPass {
+    /// `None` if `table` has no indexed column.
+    fn new(table: Table, rows: u64) -> Option<Self> {
+        let indexed: Vec<(&'static str, ColumnType, IndexKind)> = table.indexed_columns().collect();
+        if indexed.is_empty() {
+            return None;
+        }
+        let budget = tail_rows_per_end(rows);
+        let trackers = indexed
+            .iter()
+            .map(|(_, _, kind)| match kind {
+                IndexKind::Tails => Tracker::Tails { top: TailEnd::new(budget), bottom: TailEnd::new(budget) },
+                IndexKind::KeySet => Tracker::Keys(Some(RoaringBitmap::new())),
+            })
+            .collect();
+        Some(Self { indexed, trackers })
+    }
+
+    fn see(&mut self, batch: &RecordBatch) {
+        for ((name, ty, _), tracker) in self.indexed.iter().zip(self.trackers.iter_mut()) {
             let Some(array) = batch.column_by_name(name) else { continue };
             match tracker {
                 Tracker::Tails { top, bottom } => {
@@ -175,67 +192,206 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
             }
         }
     }
-    let mut summary = Summary::default();
-    let mut bounds: Vec<(&str, Tail)> = Vec::new();
-    for ((name, _, _), tracker) in indexed.iter().zip(trackers) {
-        match tracker {
-            Tracker::Tails { top, bottom } => {
-                let tail = Tail {
-                    above: top.bound(),
-                    below: bottom.bound().map(|k| u64::MAX - k),
-                    max: top.kept.last_key_value().map(|(&k, _)| k),
-                    min: bottom.kept.last_key_value().map(|(&k, _)| u64::MAX - k),
-                };
-                if tail.above.is_some() || tail.below.is_some() || tail.max.is_some() {
-                    summary.tails.insert((*name).to_owned(), tail);
-                    bounds.push((name, tail));
+
+    /// Which rows of `batch` may still be in a tail once every row is seen: those strictly
+    /// more extreme than an end's least kept value (the bound can only move outwards from
+    /// it), every row with a value at an end that has not kept more than its budget yet.
+    fn may_be_in_a_tail(&self, batch: &RecordBatch) -> Vec<bool> {
+        let mut maybe = vec![false; batch.num_rows()];
+        for ((name, _, _), tracker) in self.indexed.iter().zip(&self.trackers) {
+            let Tracker::Tails { top, bottom } = tracker else { continue };
+            let Some(array) = batch.column_by_name(name) else { continue };
+            let (above, below) = (top.least_if_full(), bottom.least_if_full().map(|k| u64::MAX - k));
+            for (m, v) in maybe.iter_mut().zip(numbers(array.as_ref()).into_iter().flatten()) {
+                if let Some(v) = v {
+                    *m |= above.is_none_or(|a| v > a) || below.is_none_or(|b| v < b);
                 }
             }
-            Tracker::Keys(Some(set)) => {
-                summary.keys.insert((*name).to_owned(), KeyCodes(set));
+        }
+        maybe
+    }
+
+    /// The summary (tail bounds and ends, key sets) and the tails the second pass copies.
+    fn finish(self) -> (Summary, Vec<TailBound>) {
+        let mut summary = Summary::default();
+        let mut bounds: Vec<(&'static str, Tail)> = Vec::new();
+        for ((name, _, _), tracker) in self.indexed.iter().zip(self.trackers) {
+            match tracker {
+                Tracker::Tails { top, bottom } => {
+                    let tail = Tail {
+                        above: top.bound(),
+                        below: bottom.bound().map(|k| u64::MAX - k),
+                        max: top.kept.last_key_value().map(|(&k, _)| k),
+                        min: bottom.kept.last_key_value().map(|(&k, _)| u64::MAX - k),
+                    };
+                    if tail.above.is_some() || tail.below.is_some() || tail.max.is_some() {
+                        summary.tails.insert((*name).to_owned(), tail);
+                        bounds.push((name, tail));
+                    }
+                }
+                Tracker::Keys(Some(set)) => {
+                    summary.keys.insert((*name).to_owned(), KeyCodes(set));
+                }
+                Tracker::Keys(None) => {}
             }
-            Tracker::Keys(None) => {}
+        }
+        let tails = bounds
+            .iter()
+            .flat_map(|(name, t)| [t.above.map(|a| (*name, true, a)), t.below.map(|b| (*name, false, b))].into_iter().flatten())
+            .collect();
+        (summary, tails)
+    }
+}
+
+/// Builds the index of the `table` zone file at `data`: `None` if the table has no indexed
+/// column. The file is read twice, a batch at a time.
+pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, ValueIndexError> {
+    let names: Vec<&str> = table.indexed_columns().map(|(name, _, _)| name).collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let identity = DataFileIdentity::of(data)?;
+    // Pass 1: tail bounds and key sets.
+    let (indexed_columns, rows) = reader(data, Some(&names))?;
+    let Some(mut first) = FirstPass::new(table, rows) else { return Ok(None) };
+    for batch in indexed_columns {
+        first.see(&batch.map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?);
+    }
+    let (summary, tails) = first.finish();
+    // Pass 2: the rows inside a tail, every column.
+    let batches: Box<dyn Iterator<Item = Result<RecordBatch, ValueIndexError>>> = if tails.is_empty() {
+        Box::new(std::iter::empty())
+    } else {
+        Box::new(reader(data, None)?.0.map(|b| b.map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })))
+    };
+    side_file(data, identity, summary, &tails, batches).map(Some)
+}
+
+/// The index of a data file built from its rows as they are written, so that the file is
+/// not read again (but for its footer, to tie the index to it): the same side file as
+/// [`build_side_file`] gives of that file. It keeps the rows that may be in a tail so far
+/// (a superset, pruned as the tails' bounds move outwards), at most a few times the tails'
+/// rows and a batch.
+pub struct StreamedIndex {
+    first: FirstPass,
+    /// The rows the file is to have (its tails' budget depends on them).
+    rows: u64,
+    /// The rows seen.
+    seen: u64,
+    /// Rows that may be in a tail, in the file's order.
+    candidates: Vec<RecordBatch>,
+    candidate_rows: usize,
+    /// The first batch that could not be filtered.
+    failed: Option<datafusion::arrow::error::ArrowError>,
+}
+
+impl std::fmt::Debug for StreamedIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedIndex").field("rows", &self.rows).field("seen", &self.seen).finish_non_exhaustive()
+    }
+}
+
+impl StreamedIndex {
+    /// An index of a `table` file of `rows` rows; `None` if the table has no indexed column.
+    pub fn new(table: Table, rows: u64) -> Option<Self> {
+        let first = FirstPass::new(table, rows)?;
+        Some(Self { first, rows, seen: 0, candidates: Vec::new(), candidate_rows: 0, failed: None })
+    }
+
+    /// Sees the next batch written to the file.
+    pub fn see(&mut self, batch: &RecordBatch) {
+        self.seen += batch.num_rows() as u64;
+        self.first.see(batch);
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.keep_candidates(batch) {
+            self.failed = Some(e);
         }
     }
 
-    // Pass 2: the rows inside a tail, every column, each in the section of its first tail
-    // (in the order of `tails`), each section noting every tail its rows are in.
-    let tails: Vec<(&str, bool, u64)> = bounds
-        .iter()
-        .flat_map(|(name, t)| [t.above.map(|a| (*name, true, a)), t.below.map(|b| (*name, false, b))].into_iter().flatten())
-        .collect();
+    fn keep_candidates(&mut self, batch: &RecordBatch) -> Result<(), datafusion::arrow::error::ArrowError> {
+        let maybe = self.first.may_be_in_a_tail(batch);
+        let n = maybe.iter().filter(|&&m| m).count();
+        if n > 0 {
+            let kept =
+                if n == batch.num_rows() { batch.clone() } else { filter_record_batch(batch, &BooleanArray::from(maybe))? };
+            self.candidate_rows += kept.num_rows();
+            self.candidates.push(kept);
+        }
+        // Pruned again once they are well above what the tails can hold.
+        let tails = self.first.trackers.iter().filter(|t| matches!(t, Tracker::Tails { .. })).count();
+        let limit = (4 * 2 * tails * tail_rows_per_end(self.rows) as usize).max(PRUNE_FLOOR_ROWS);
+        if self.candidate_rows > limit {
+            let mut pruned = Vec::with_capacity(self.candidates.len());
+            for b in std::mem::take(&mut self.candidates) {
+                let maybe = self.first.may_be_in_a_tail(&b);
+                if maybe.iter().any(|&m| m) {
+                    pruned.push(filter_record_batch(&b, &BooleanArray::from(maybe))?);
+                }
+            }
+            self.candidate_rows = pruned.iter().map(RecordBatch::num_rows).sum();
+            self.candidates = pruned;
+        }
+        Ok(())
+    }
+
+    /// The side file of the data file now written at `data` (its footer is read to tie the
+    /// index to it). Fails if the rows seen are not the rows announced.
+    pub fn finish(self, data: &Path) -> Result<SideFile, ValueIndexError> {
+        if let Some(source) = self.failed {
+            return Err(ValueIndexError::Arrow { path: data.to_owned(), source });
+        }
+        if self.seen != self.rows {
+            return Err(ValueIndexError::RowsNotAnnounced { path: data.to_owned(), announced: self.rows, seen: self.seen });
+        }
+        let identity = DataFileIdentity::of(data)?;
+        let (summary, tails) = self.first.finish();
+        side_file(data, identity, summary, &tails, self.candidates.into_iter().map(Ok))
+    }
+}
+
+/// The side file of `data` from its summary and, in the file's order, batches holding every
+/// row inside a tail (and maybe others): the second pass. Each tail row goes in the section
+/// of its first tail (in the order of `tails`), each section noting every tail its rows are
+/// in.
+fn side_file(
+    data: &Path,
+    identity: DataFileIdentity,
+    mut summary: Summary,
+    tails: &[TailBound],
+    batches: impl Iterator<Item = Result<RecordBatch, ValueIndexError>>,
+) -> Result<SideFile, ValueIndexError> {
     let mut sections: Vec<(Vec<RecordBatch>, std::collections::BTreeSet<usize>)> =
         (0..tails.len()).map(|_| (Vec::new(), std::collections::BTreeSet::new())).collect();
-    if !tails.is_empty() {
-        for batch in reader(data, None)?.0 {
-            let batch = batch.map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
-            let n = batch.num_rows();
-            // in_tail[t][row]
-            let mut in_tail = vec![vec![false; n]; tails.len()];
-            for (t, (name, top, bound)) in tails.iter().enumerate() {
-                let Some(array) = batch.column_by_name(name) else { continue };
-                for (i, v) in numbers(array.as_ref()).into_iter().flatten().enumerate() {
-                    if let Some(v) = v {
-                        in_tail[t][i] = if *top { v > *bound } else { v < *bound };
-                    }
+    for batch in batches {
+        let batch = batch?;
+        let n = batch.num_rows();
+        // in_tail[t][row]
+        let mut in_tail = vec![vec![false; n]; tails.len()];
+        for (t, (name, top, bound)) in tails.iter().enumerate() {
+            let Some(array) = batch.column_by_name(name) else { continue };
+            for (i, v) in numbers(array.as_ref()).into_iter().flatten().enumerate() {
+                if let Some(v) = v {
+                    in_tail[t][i] = if *top { v > *bound } else { v < *bound };
                 }
             }
-            let mut first: Vec<Option<usize>> = vec![None; n];
-            for (i, f) in first.iter_mut().enumerate() {
-                *f = (0..tails.len()).find(|&t| in_tail[t][i]);
+        }
+        let mut first: Vec<Option<usize>> = vec![None; n];
+        for (i, f) in first.iter_mut().enumerate() {
+            *f = (0..tails.len()).find(|&t| in_tail[t][i]);
+        }
+        for (s, (batches, holds)) in sections.iter_mut().enumerate() {
+            let keep: Vec<bool> = first.iter().map(|f| *f == Some(s)).collect();
+            if !keep.iter().any(|&k| k) {
+                continue;
             }
-            for (s, (batches, holds)) in sections.iter_mut().enumerate() {
-                let keep: Vec<bool> = first.iter().map(|f| *f == Some(s)).collect();
-                if !keep.iter().any(|&k| k) {
-                    continue;
-                }
-                for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
-                    holds.extend((0..tails.len()).filter(|&t| in_tail[t][i]));
-                }
-                let kept = filter_record_batch(&batch, &BooleanArray::from(keep))
-                    .map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
-                batches.push(kept);
+            for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+                holds.extend((0..tails.len()).filter(|&t| in_tail[t][i]));
             }
+            let kept = filter_record_batch(&batch, &BooleanArray::from(keep))
+                .map_err(|source| ValueIndexError::Arrow { path: data.to_owned(), source })?;
+            batches.push(kept);
         }
     }
     // A small side file is one section: each section costs a Parquet footer and pages
@@ -259,7 +415,7 @@ pub fn build_side_file(table: Table, data: &Path) -> Result<Option<SideFile>, Va
         out_sections.push(Section { tails: tails_held, rows, parquet: encode_tail(data, &batches)? });
     }
     summary.tail_rows = out_sections.iter().map(|s| s.rows).sum();
-    Ok(Some(SideFile { identity, summary, sections: out_sections }))
+    Ok(SideFile { identity, summary, sections: out_sections })
 }
 
 /// The tail rows as Parquet bytes (empty when there are none).
@@ -354,8 +510,20 @@ mod file_tests {
     /// A `process` file of `usage` and `pid` values (NULL where `None`).
     fn write_process_file(dir: &Path, usage: &[Option<u32>], pid: &[u32]) -> std::path::PathBuf {
         let schema = Table::Process.schema();
+        let batch = process_batch(usage, pid);
+        let path = dir.join("00000001-0000000000000001-0000000000000001.parquet");
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(300)).build();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    /// The rows of [`write_process_file`].
+    fn process_batch(usage: &[Option<u32>], pid: &[u32]) -> RecordBatch {
+        let schema = Table::Process.schema();
         let n = usage.len();
-        let batch = RecordBatch::try_new(
+        RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
                 Arc::new(TimestampMicrosecondArray::from_iter_values((0..n as i64).map(|i| i * 1000)).with_timezone("UTC")),
@@ -367,13 +535,24 @@ mod file_tests {
                 Arc::new(UInt32Array::from(vec![0u32; n])),
             ],
         )
-        .unwrap();
-        let path = dir.join("00000001-0000000000000001-0000000000000001.parquet");
-        let props = WriterProperties::builder().set_max_row_group_row_count(Some(300)).build();
-        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        path
+        .unwrap()
+    }
+
+    /// Every row of a side file's sections, section by section, as one batch each.
+    fn section_rows(side: &SideFile) -> Vec<(Vec<TailRef>, RecordBatch)> {
+        side.sections
+            .iter()
+            .map(|s| {
+                let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(s.parquet.clone())
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                let rows = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+                (s.tails.clone(), rows)
+            })
+            .collect()
     }
 
     fn decode_section(parquet: &bytes::Bytes) -> Vec<u32> {
@@ -432,6 +611,45 @@ mod file_tests {
             let first_exec = format!("exec{}", pid[0] % 5);
             prop_assert!(side.summary.keys["execname"].0.contains(crate::key_code_of_str(&first_exec)));
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Built from the rows as they are written, in batches of any size, the side file is
+        /// the one built by reading the file.
+        #[test]
+        fn the_index_streamed_while_writing_is_the_one_built_from_the_file(
+            usage in proptest::collection::vec(proptest::option::weighted(0.9, 0u32..60), 1..4000),
+            cuts in proptest::collection::vec(1usize..700, 1..12),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let pid: Vec<u32> = (0..usage.len() as u32).map(|i| 100 + i % 37).collect();
+            let data = write_process_file(dir.path(), &usage, &pid);
+            let batch = process_batch(&usage, &pid);
+            let mut streamed = StreamedIndex::new(Table::Process, usage.len() as u64).unwrap();
+            let (mut at, mut cut) = (0, 0);
+            while at < batch.num_rows() {
+                let n = cuts[cut % cuts.len()].min(batch.num_rows() - at);
+                streamed.see(&batch.slice(at, n));
+                at += n;
+                cut += 1;
+            }
+            let streamed = streamed.finish(&data).unwrap();
+            let built = build_side_file(Table::Process, &data).unwrap().unwrap();
+            prop_assert_eq!(&streamed.identity, &built.identity);
+            prop_assert_eq!(&streamed.summary, &built.summary);
+            prop_assert_eq!(section_rows(&streamed), section_rows(&built));
+        }
+    }
+
+    #[test]
+    fn a_streamed_index_of_other_rows_than_announced_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage: Vec<Option<u32>> = (0..500).map(|i| Some(i % 97)).collect();
+        let data = write_process_file(dir.path(), &usage, &vec![1; 500]);
+        let mut streamed = StreamedIndex::new(Table::Process, 501).unwrap();
+        streamed.see(&process_batch(&usage, &vec![1; 500]));
+        assert!(matches!(streamed.finish(&data), Err(ValueIndexError::RowsNotAnnounced { announced: 501, seen: 500, .. })));
     }
 
     #[test]

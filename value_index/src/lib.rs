@@ -2,7 +2,9 @@
 //! archive's Parquet files.
 //!
 //! Each raw zone file may have one *side file* beside it (`WRITER-LO-HI.vidx`, see
-//! `archive_layout::side_file_of`), built from the data file once it is written:
+//! `archive_layout::side_file_of`), built from the data file once it is written
+//! ([`build_side_file`]) or from its rows as they are written ([`StreamedIndex`], the same
+//! side file):
 //! - for the table's key columns (`pid`, `execname`, `instance`, `name`), the set of values
 //!   the file holds (numbers as they are, strings by their CRC-32) as a roaring bitmap: a
 //!   file whose set lacks a value cannot match `column = value`;
@@ -27,7 +29,7 @@ mod builder;
 mod conditions;
 mod side_file;
 
-pub use builder::{build_side_file, tail_rows_per_end};
+pub use builder::{StreamedIndex, build_side_file, tail_rows_per_end};
 pub use conditions::{excluded, tails_covering};
 pub use side_file::{DataFileIdentity, FORMAT_VERSION, OpenSideFile, Section, SideFile, TailRef, write_side_file};
 
@@ -69,6 +71,17 @@ pub enum ValueIndexError {
         /// The cause.
         #[source]
         source: datafusion::arrow::error::ArrowError,
+    },
+    /// A data file's rows, seen as they were written, were not as many as announced (its
+    /// index would have had another budget than one built from the file).
+    #[error("index of {path}: {seen} rows written where {announced} were announced")]
+    RowsNotAnnounced {
+        /// The data file.
+        path: PathBuf,
+        /// The rows announced.
+        announced: u64,
+        /// The rows seen.
+        seen: u64,
     },
     /// A side file is damaged, of another version, or not a side file.
     #[error("side file {path}: {reason}")]
