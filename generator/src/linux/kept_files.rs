@@ -391,6 +391,9 @@ impl Kept {
         let through_fd = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&k.file)));
         let wd = self.modified.get_or_insert_with(Watch::modified).add(&through_fd, key);
         let Some(Some(len)) = self.read_kept(key, Ends::AtShortRead) else {
+            if let (Some(wd), Some(watch)) = (wd, self.modified.as_mut()) {
+                watch.forget(wd, key);
+            }
             self.forget_gone(key);
             return self.read(path, Ends::AtShortRead, parse);
         };
@@ -398,10 +401,8 @@ impl Kept {
         let text: Box<str> = String::from_utf8_lossy(&self.buffer[..len]).into();
         let parsed = parse(&text);
         let_go_if_large(&mut self.buffer);
-        match (wd, self.files.get_mut(key)) {
-            (Some(wd), Some(k)) => k.unmodified_text = Some((wd, text)),
-            (Some(wd), None) => self.modified.as_mut().map_or((), |w| w.forget(wd, key)),
-            (None, _) => {}
+        if let (Some(wd), Some(k)) = (wd, self.files.get_mut(key)) {
+            k.unmodified_text = Some((wd, text));
         }
         Some(parsed)
     }
