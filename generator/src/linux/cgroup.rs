@@ -257,96 +257,59 @@ pub fn pick<const N: usize>(text: &str, index: impl Fn(&[u8]) -> Option<usize>) 
     values
 }
 
-/// What the source takes of a v2 `cpu.stat`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CpuStat {
-    pub usage_us: Option<u64>,
-    pub user_us: Option<u64>,
-    pub system_us: Option<u64>,
-    pub periods: Option<u64>,
-    pub throttled_periods: Option<u64>,
-    pub throttled_us: Option<u64>,
+/// A struct of the values of some keys of a flat-keyed file (each `None` where absent or not
+/// a number), with its `parse` by [`pick`].
+macro_rules! picked_values {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident: $key:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: Option<u64>,)*
+        }
+
+        impl $name {
+            pub fn parse(text: &str) -> Self {
+                const KEYS: &[&str] = &[$($key),*];
+                const N: usize = KEYS.len();
+                let mut values = pick::<N>(text, |key| KEYS.iter().position(|k| k.as_bytes() == key)).into_iter();
+                $name { $($field: values.next().flatten(),)* }
+            }
+        }
+    };
 }
 
-impl CpuStat {
-    pub fn parse(text: &str) -> Self {
-        let [usage_us, user_us, system_us, periods, throttled_periods, throttled_us] = pick(text, |key| match key {
-            b"usage_usec" => Some(0),
-            b"user_usec" => Some(1),
-            b"system_usec" => Some(2),
-            b"nr_periods" => Some(3),
-            b"nr_throttled" => Some(4),
-            b"throttled_usec" => Some(5),
-            _ => None,
-        });
-        CpuStat { usage_us, user_us, system_us, periods, throttled_periods, throttled_us }
+picked_values! {
+    /// What the source takes of a v2 `cpu.stat`.
+    CpuStat {
+        usage_us: "usage_usec",
+        user_us: "user_usec",
+        system_us: "system_usec",
+        periods: "nr_periods",
+        throttled_periods: "nr_throttled",
+        throttled_us: "throttled_usec",
     }
 }
 
-/// What the source takes of a v2 `memory.stat`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemoryStat {
-    pub anon: Option<u64>,
-    pub file: Option<u64>,
-    pub shmem: Option<u64>,
-    /// Since Linux 5.18; before, the sum of `kernel_stack`, `pagetables`, `percpu` and slab.
-    pub kernel: Option<u64>,
-    pub kernel_stack: Option<u64>,
-    pub pagetables: Option<u64>,
-    pub percpu: Option<u64>,
-    pub slab: Option<u64>,
-    pub slab_reclaimable: Option<u64>,
-    pub slab_unreclaimable: Option<u64>,
-    pub inactive_file: Option<u64>,
-    pub pgmajfault: Option<u64>,
+picked_values! {
+    /// What the source takes of a v2 `memory.stat`.
+    MemoryStat {
+        anon: "anon",
+        file: "file",
+        shmem: "shmem",
+        /// Since Linux 5.18; before, the sum of `kernel_stack`, `pagetables`, `percpu` and slab.
+        kernel: "kernel",
+        kernel_stack: "kernel_stack",
+        pagetables: "pagetables",
+        percpu: "percpu",
+        slab: "slab",
+        slab_reclaimable: "slab_reclaimable",
+        slab_unreclaimable: "slab_unreclaimable",
+        inactive_file: "inactive_file",
+        pgmajfault: "pgmajfault",
+    }
 }
 
 impl MemoryStat {
-    pub fn parse(text: &str) -> Self {
-        let [
-            anon,
-            file,
-            shmem,
-            kernel,
-            kernel_stack,
-            pagetables,
-            percpu,
-            slab,
-            slab_reclaimable,
-            slab_unreclaimable,
-            inactive_file,
-            pgmajfault,
-        ] = pick(text, |key| match key {
-            b"anon" => Some(0),
-            b"file" => Some(1),
-            b"shmem" => Some(2),
-            b"kernel" => Some(3),
-            b"kernel_stack" => Some(4),
-            b"pagetables" => Some(5),
-            b"percpu" => Some(6),
-            b"slab" => Some(7),
-            b"slab_reclaimable" => Some(8),
-            b"slab_unreclaimable" => Some(9),
-            b"inactive_file" => Some(10),
-            b"pgmajfault" => Some(11),
-            _ => None,
-        });
-        MemoryStat {
-            anon,
-            file,
-            shmem,
-            kernel,
-            kernel_stack,
-            pagetables,
-            percpu,
-            slab,
-            slab_reclaimable,
-            slab_unreclaimable,
-            inactive_file,
-            pgmajfault,
-        }
-    }
-
     /// Slab memory: `slab`, or its two parts where the kernel gives only those.
     pub fn slab(&self) -> Option<u64> {
         self.slab.or_else(|| Some(self.slab_reclaimable? + self.slab_unreclaimable?))
@@ -358,25 +321,13 @@ impl MemoryStat {
     }
 }
 
-/// What the source takes of a v2 `memory.events`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MemoryEvents {
-    pub high: Option<u64>,
-    pub max: Option<u64>,
-    pub oom: Option<u64>,
-    pub oom_kill: Option<u64>,
-}
-
-impl MemoryEvents {
-    pub fn parse(text: &str) -> Self {
-        let [high, max, oom, oom_kill] = pick(text, |key| match key {
-            b"high" => Some(0),
-            b"max" => Some(1),
-            b"oom" => Some(2),
-            b"oom_kill" => Some(3),
-            _ => None,
-        });
-        MemoryEvents { high, max, oom, oom_kill }
+picked_values! {
+    /// What the source takes of a v2 `memory.events`.
+    MemoryEvents {
+        high: "high",
+        max: "max",
+        oom: "oom",
+        oom_kill: "oom_kill",
     }
 }
 

@@ -287,14 +287,7 @@ impl KeptFiles {
     /// [`parse_whole_in_one_read`](Self::parse_whole_in_one_read) of the file `rel` below
     /// `dir`, without building its path anew at each read.
     pub fn parse_whole_in_one_read_below<T>(&self, dir: &Path, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
-        let mut guard = self.lock();
-        let mut path = std::mem::take(&mut guard.joined);
-        path.as_mut_os_string().clear();
-        path.push(dir);
-        path.push(rel);
-        let parsed = guard.read(&path, Ends::AtShortRead, parse);
-        guard.joined = path;
-        parsed
+        self.below(dir, rel, |kept, path| kept.read(path, Ends::AtShortRead, parse))
     }
 
     /// [`parse_whole_in_one_read_below`](Self::parse_whole_in_one_read_below) of a file the
@@ -307,12 +300,17 @@ impl KeptFiles {
     /// window before a sample shows a sample later. A file whose watch cannot
     /// be had (inotify's limits) is read each time.
     pub fn parse_when_modified_below<T>(&self, dir: &Path, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.below(dir, rel, |kept, path| kept.read_when_modified(path, parse))
+    }
+
+    /// `read` of the path of `rel` below `dir`, put together in the set's reused buffer.
+    fn below<T>(&self, dir: &Path, rel: &str, read: impl FnOnce(&mut Kept, &Path) -> T) -> T {
         let mut guard = self.lock();
         let mut path = std::mem::take(&mut guard.joined);
         path.as_mut_os_string().clear();
         path.push(dir);
         path.push(rel);
-        let parsed = guard.read_when_modified(&path, parse);
+        let parsed = read(&mut guard, &path);
         guard.joined = path;
         parsed
     }
