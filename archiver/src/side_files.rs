@@ -44,7 +44,12 @@ pub fn write_side_file(
         return Ok(Some(existing.catalog_summary()));
     }
     let Some(side) = value_index::build_side_file(path.key.table, &data)? else { return Ok(None) };
-    value_index::write_side_file(&side, &side_path, &path.side_file_temp_path(root))?;
+    write_built(root, path, &side)
+}
+
+/// Writes the side file `side` of `path`; its summary.
+fn write_built(root: &Path, path: &ParquetFilePath, side: &SideFile) -> Result<Option<value_index::Summary>, ArchiverError> {
+    value_index::write_side_file(side, &path.side_file_path(root), &path.side_file_temp_path(root))?;
     Ok(Some(side.catalog_summary()))
 }
 
@@ -53,10 +58,21 @@ pub fn write_side_file(
 /// read back). An index is optional: one that cannot be built or written is logged and left
 /// out (any side file of that name deleted), and the file is catalogued without it.
 pub fn entry_with_index(root: &Path, path: &ParquetFilePath, indexes: bool, written: Written) -> Result<Entry, ArchiverError> {
+    entry_with(root, path, indexes, || write_side_file(root, path, written))
+}
+
+/// The catalog entry of `path`, with the summary `side` gives when `indexes` (see
+/// [`entry_with_index`]: an index that cannot be had is left out).
+fn entry_with(
+    root: &Path,
+    path: &ParquetFilePath,
+    indexes: bool,
+    side: impl FnOnce() -> Result<Option<value_index::Summary>, ArchiverError>,
+) -> Result<Entry, ArchiverError> {
     if !indexes {
         return Ok(catalog::entry_of_file(root, path)?);
     }
-    let summary = match write_side_file(root, path, written) {
+    let summary = match side() {
         Ok(summary) => summary,
         Err(e) => {
             tracing::warn!(error = %e, file = %path.relative_path().display(), "no value index for this file");
@@ -78,26 +94,16 @@ pub fn entry_with_streamed_index(
     indexes: bool,
     streamed: Option<value_index::StreamedIndex>,
 ) -> Result<Entry, ArchiverError> {
-    let Some(streamed) = streamed.filter(|_| indexes && path.key.rollup.is_none()) else {
+    let Some(streamed) = streamed.filter(|_| path.key.rollup.is_none()) else {
         return entry_with_index(root, path, indexes, Written::Now);
     };
-    let side = match streamed.finish(&path.absolute_path(root)) {
-        Ok(side) => side,
+    entry_with(root, path, indexes, || match streamed.finish(&path.absolute_path(root)) {
+        Ok(side) => write_built(root, path, &side),
         Err(e) => {
             tracing::warn!(error = %e, file = %path.relative_path().display(), "value index built from the file instead");
-            return entry_with_index(root, path, indexes, Written::Now);
+            write_side_file(root, path, Written::Now)
         }
-    };
-    let side_path = path.side_file_path(root);
-    let summary = match value_index::write_side_file(&side, &side_path, &path.side_file_temp_path(root)) {
-        Ok(_) => Some(side.catalog_summary()),
-        Err(e) => {
-            tracing::warn!(error = %e, file = %path.relative_path().display(), "no value index for this file");
-            crate::parquet_file::remove_durably(&side_path)?;
-            None
-        }
-    };
-    Ok(catalog::entry_of_file_with(root, path, summary)?)
+    })
 }
 
 /// What `archiver check` finds of the side files.

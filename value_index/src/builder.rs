@@ -76,12 +76,6 @@ impl TailEnd {
         }
     }
 
-    /// The least extreme value kept once more values were seen than a tail holds (the bound
-    /// is it or a more extreme one); `None` before.
-    fn least_if_full(&self) -> Option<u64> {
-        self.bound()
-    }
-
     /// The bound (a key): rows more extreme than it are the tail. `None`: everything seen
     /// fits in a tail (no bound excludes anything), or nothing was seen.
     fn bound(&self) -> Option<u64> {
@@ -201,7 +195,9 @@ impl FirstPass {
         for ((name, _, _), tracker) in self.indexed.iter().zip(&self.trackers) {
             let Tracker::Tails { top, bottom } = tracker else { continue };
             let Some(array) = batch.column_by_name(name) else { continue };
-            let (above, below) = (top.least_if_full(), bottom.least_if_full().map(|k| u64::MAX - k));
+            // The bound so far: the least extreme value kept once more values were seen than
+            // a tail holds (the final bound is it or a more extreme one).
+            let (above, below) = (top.bound(), bottom.bound().map(|k| u64::MAX - k));
             for (m, v) in maybe.iter_mut().zip(numbers(array.as_ref()).into_iter().flatten()) {
                 if let Some(v) = v {
                     *m |= above.is_none_or(|a| v > a) || below.is_none_or(|b| v < b);

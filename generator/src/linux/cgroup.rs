@@ -180,9 +180,11 @@ pub(super) fn parse_limit(text: &str) -> Option<u64> {
     (v < (1 << 62)).then_some(v)
 }
 
-/// A flat-keyed file (`key value` per line: `memory.stat`, `cpu.stat`, `memory.events`),
-/// split into its keys and values once (a `memory.stat` is asked for a dozen keys of its
-/// 45 lines, and scanning its text for each was a tenth of the source's user time).
+/// A flat-keyed file (`key value` per line: cgroup v1's `memory.stat`, `cpuacct.stat`, `cpu.stat`,
+/// `memory.oom_control`; the host's `vmstat`),
+/// split into its keys and values once (a v1 `memory.stat` is asked for a dozen keys of its
+/// lines, and scanning its text for each was a tenth of the source's user time). The files
+/// read for every v2 zone each sample are parsed in place by [`pick`] instead.
 #[derive(Debug, Clone, Default)]
 pub struct FlatFile {
     text: String,

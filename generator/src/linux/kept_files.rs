@@ -322,7 +322,7 @@ impl KeptFiles {
         self.parse_whole_in_one_read(path, super::cgroup::parse_limit).flatten()
     }
 
-    /// The flat-keyed cgroup file at `path` (`memory.stat`, `cpu.stat`; read as
+    /// The flat-keyed cgroup file at `path` (cgroup v1's `memory.stat`, `cpuacct.stat`; read as
     /// [`text_whole_in_one_read`](Self::text_whole_in_one_read)).
     pub fn flat(&self, path: &Path) -> Option<FlatFile> {
         self.parse_whole_in_one_read(path, |t| FlatFile::from(t))
@@ -471,11 +471,12 @@ impl Kept {
         self.events_read_in = Some(self.sample);
         if let Some(watch) = self.watch.as_mut() {
             for key in watch.changed() {
-                // Its watch is gone with the event.
-                if let Some(k) = self.files.get_mut(key.as_os_str()) {
-                    k.check = Check::LinkCount;
+                // Its plain watch went with the event; a modification watch goes with it.
+                if let Some(KeptFile { unmodified_text: Some((wd, _)), .. }) = self.files.remove(key.as_os_str())
+                    && let Some(modified) = self.modified.as_mut()
+                {
+                    modified.forget(wd, &key);
                 }
-                self.forget(&key);
             }
         }
         if let Some(watch) = self.modified.as_mut() {
@@ -715,6 +716,21 @@ mod tests {
         assert!(kept.files.is_empty());
         assert!(kept.modified.as_ref().is_some_and(|w| w.fd.is_some() && w.paths.is_empty()));
         assert!(kept.watch.as_ref().is_some_and(|w| w.paths.is_empty()));
+    }
+
+    #[test]
+    fn without_a_watch_a_file_read_when_modified_is_read_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.events"), "oom 1\n").unwrap();
+        let files = KeptFiles::new(10);
+        files.lock().modified = Some(Watch { fd: None, ..Watch::modified() });
+        for _ in 0..3 {
+            let before = files.lock().reads;
+            let text = files.parse_when_modified_below(dir.path(), "memory.events", str::to_owned);
+            assert_eq!(text.as_deref(), Some("oom 1\n"));
+            assert_eq!(files.lock().reads, before + 1, "read, not its text as last read");
+            files.end_sample();
+        }
     }
 
     #[test]
