@@ -5,6 +5,7 @@ sample a second, its CPU time from the kernel.
 
     cargo build --release -p generator
     sudo python3 benches/generator_real_cgroups.py [--zones 100] [--processes 1000] [--seconds 120]
+        [--compare OTHER_GENERATOR --pairs 2]
 
 Needs root and a cgroup v2 hierarchy (mounted at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
 hybrid host). Creates the groups under `generator-bench.slice/`, moves `sleep` processes into
@@ -41,8 +42,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_seconds(samples, live):
-    args = [str(GENERATOR), "--source", "linux", "--listen", f"tcp://127.0.0.1:{free_port()}", "--count", str(samples)]
+def cpu_seconds(samples, live, binary=None):
+    args = [str(binary or GENERATOR), "--source", "linux", "--listen", f"tcp://127.0.0.1:{free_port()}", "--count", str(samples)]
     if not live:
         args += ["--simulate-from", "2026-01-01T00:00:00Z"]
     start = time.monotonic()
@@ -51,12 +52,14 @@ def cpu_seconds(samples, live):
     return u.ru_utime + u.ru_stime, time.monotonic() - start
 
 
-def measure(label, seconds):
-    first = sorted(cpu_seconds(1, False)[0] for _ in range(3))[1]
-    total, wall = cpu_seconds(seconds, True)
+def measure(label, seconds, binary=None):
+    """Prints and returns the CPU of each live sample after the first, in seconds."""
+    first = sorted(cpu_seconds(1, False, binary)[0] for _ in range(3))[1]
+    total, wall = cpu_seconds(seconds, True, binary)
     rest = (total - first) / max(seconds - 1, 1)
     print(f"{label}: live {wall:.0f} s, {total / wall * 100:.3f}% of a core; start and first sample {first * 1e3:.1f} ms, "
-          f"each later sample {rest * 1e3:.2f} ms = {rest * 100:.3f}% of a core at 1 Hz")
+          f"each later sample {rest * 1e3:.2f} ms = {rest * 100:.3f}% of a core at 1 Hz", flush=True)
+    return rest
 
 
 def main():
@@ -64,6 +67,10 @@ def main():
     ap.add_argument("--zones", type=int, default=100)
     ap.add_argument("--processes", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=120)
+    ap.add_argument("--compare", metavar="GENERATOR",
+                    help="another generator binary (an earlier build): run it and this one alternately on the same "
+                         "groups, PAIRS pairs, and print each pair's ratio (only alternate runs compare on a VM)")
+    ap.add_argument("--pairs", type=int, default=2)
     a = ap.parse_args()
     if not GENERATOR.exists():
         sys.exit(f"build it first: cargo build --release -p generator ({GENERATOR} missing)")
@@ -81,7 +88,13 @@ def main():
             p = subprocess.Popen(["sleep", "3600"])
             sleepers.append(p)
             (zones[n % len(zones)] / "cgroup.procs").write_text(f"{p.pid}\n")
-        measure(f"{a.zones} real cgroups, {a.processes} processes", a.seconds)
+        label = f"{a.zones} real cgroups, {a.processes} processes"
+        if not a.compare:
+            measure(label, a.seconds)
+        for pair in range(a.pairs if a.compare else 0):
+            other = measure(f"{label}, {a.compare}", a.seconds, a.compare)
+            this = measure(f"{label}, this build", a.seconds)
+            print(f"pair {pair + 1}: this / other = {this / other:.2f}", flush=True)
     finally:
         for p in sleepers:
             p.kill()

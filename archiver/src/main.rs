@@ -16,5 +16,5 @@ fn main() -> anyhow::Result<()> {
     }
     let stop = generator::cli::stop_on_signals().context("installing signal handlers")?;
     archiver::service::survive_file_size_limit().context("installing the SIGXFSZ handler")?;
-    archiver::service::run(&config, &stop).with_context(|| format!("archiver on {}", config.archive.display()))
+    archiver::service::run(&config, &stop.shared_flag()).with_context(|| format!("archiver on {}", config.archive.display()))
 }

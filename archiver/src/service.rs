@@ -515,7 +515,7 @@ fn start_embedded_generator(
     let mut publisher = generator::publisher::Publisher::bind(ctx, EMBEDDED_ENDPOINT, generator::publisher::DEFAULT_SNDHWM)?;
     let mut stamp = generator::FrameStamp::new(&gen_config.host_name());
     let schedule = gen_config.schedule();
-    let stop = Arc::clone(stop);
+    let stop = generator::Stop::flag(Arc::clone(stop));
     tracing::info!(source = source.name(), interval_ms = config.interval, "embedded generator started");
     Ok(std::thread::spawn(move || {
         let result = generator::run(source.as_mut(), &mut stamp, &mut publisher, schedule, &stop).map(|_frames| ());

@@ -1,15 +1,13 @@
 //! The `generator` binary's body: logging, source selection, publishing, and the 2013
 //! printing modes. `main.rs` only parses flags and installs signal handlers.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use frame_proto::Packet;
 
 use crate::linux::LinuxSource;
 use crate::publisher::Publisher;
-use crate::run_loop::{FrameSink, FrameStamp, run};
+use crate::run_loop::{FrameSink, FrameStamp, Stop, run};
 use crate::source::StatSource;
 use crate::synthetic::SyntheticSource;
 use crate::{GeneratorConfig, GeneratorError, SourceKind};
@@ -62,17 +60,15 @@ pub fn init_logging() {
         .init();
 }
 
-/// A flag set by SIGINT or SIGTERM.
-pub fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+/// A stop requested by SIGINT or SIGTERM, waking the sampling loop at once.
+pub fn stop_on_signals() -> std::io::Result<Stop> {
+    let stop = Stop::new()?;
+    stop.on_signals(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     Ok(stop)
 }
 
-/// Runs the generator until `stop` is set or `--count` intervals are done.
-pub fn main(config: GeneratorConfig, stop: &AtomicBool) -> anyhow::Result<()> {
+/// Runs the generator until `stop` is requested or `--count` intervals are done.
+pub fn main(config: GeneratorConfig, stop: &Stop) -> anyhow::Result<()> {
     init_logging();
     let mut source = open_source(&config)?;
     let mut stamp = FrameStamp::new(&config.host_name());

@@ -18,7 +18,7 @@ pub mod run_loop;
 pub use config::{GeneratorConfig, SourceKind};
 
 // Used by the integration tests only.
-pub use run_loop::{FrameSink, FrameStamp, Schedule, now_us, run};
+pub use run_loop::{FrameSink, FrameStamp, Schedule, Stop, now_us, run};
 #[cfg(test)]
 use tempfile as _;
 // The generator binary's allocator (set in `main.rs`, for that binary only: the archiver

@@ -350,21 +350,56 @@ pub struct LinuxSource {
 
 /// `/proc` kept open and listed again from its start at each sample, into a buffer kept
 /// between samples (`std::fs::read_dir` opened it each sample and allocated twice an
-/// entry).
+/// entry), unless the kernel says no process was made or reaped since the last listing.
 #[derive(Debug, Default)]
 struct ProcListing {
     dir: Option<rustix::fd::OwnedFd>,
     buffer: Vec<std::mem::MaybeUninit<u8>>,
     /// The last listing's pids, handed back by the scan for the next (not grown afresh).
     pids: Vec<u32>,
+    /// Whether the open directory is the kernel's procfs, whose `loadavg` tells of every
+    /// process made or reaped (a composed tree's does not: it is listed every sample).
+    kernel: bool,
+    /// The `loadavg` mark read before the last complete listing (`None`: list next time).
+    listed_at: Option<ProcessesMark>,
+    /// Samples whose listing was skipped (tests and the benchmark's count).
+    skipped: u64,
+    /// Tests: a composed tree's `/proc` taken for the kernel's (its `loadavg` written by the
+    /// test).
+    #[cfg(test)]
+    take_for_kernel: bool,
+}
+
+/// What `/proc/loadavg` says of the processes: the number of threads on the host
+/// (`nr_threads`, lowered when a process or thread is reaped) and the last pid handed out
+/// in this pid namespace (moved by every process or thread made in it or in a namespace
+/// below it). While both are as they were, no pid appeared in or left this `/proc`: a
+/// listing made after the mark was read still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcessesMark {
+    threads: u32,
+    last_pid: u32,
+}
+
+impl ProcessesMark {
+    fn of(load: &procfs::LoadAverage) -> Self {
+        Self { threads: load.max, last_pid: load.latest_pid }
+    }
 }
 
 impl ProcListing {
-    /// The process ids in `proc_dir` now; none if it cannot be listed. Hand the list back
-    /// to `pids` when done with it.
-    fn pids(&mut self, proc_dir: &Path) -> Vec<u32> {
+    /// The process ids in `proc_dir` now; none if it cannot be listed. `mark` is what
+    /// `proc_dir`'s `loadavg` said just now (read before this call): when it is what it
+    /// said before the last listing and the directory is the kernel's, that listing is
+    /// handed out again. Hand the list back to `pids` when done with it.
+    fn pids(&mut self, proc_dir: &Path, mark: Option<ProcessesMark>) -> Vec<u32> {
         use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
         let mut pids = std::mem::take(&mut self.pids);
+        if self.dir.is_some() && self.kernel && mark.is_some() && mark == self.listed_at {
+            self.skipped += 1;
+            return pids;
+        }
+        self.listed_at = None;
         pids.clear();
         // Listed again from its start; opened again if that fails.
         if self.dir.as_ref().is_some_and(|fd| seek(fd, SeekFrom::Start(0)).is_err()) {
@@ -372,6 +407,8 @@ impl ProcListing {
         }
         if self.dir.is_none() {
             self.dir = open(proc_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
+            let procfs = |fd: &rustix::fd::OwnedFd| rustix::fs::fstatfs(fd).is_ok_and(|st| st.f_type as u64 == PROC_SUPER_MAGIC);
+            self.kernel = self.dir.as_ref().is_some_and(procfs) || self.taken_for_kernel();
         }
         let Some(fd) = self.dir.as_ref() else { return pids };
         if self.buffer.is_empty() {
@@ -388,9 +425,31 @@ impl ProcListing {
                 pids.push(pid);
             }
         }
+        // Listed whole (a failed listing cleared `dir`): it holds while the mark does.
+        if self.dir.is_some() {
+            self.listed_at = mark;
+        }
         pids
     }
+
+    fn taken_for_kernel(&self) -> bool {
+        #[cfg(test)]
+        return self.take_for_kernel;
+        #[cfg(not(test))]
+        false
+    }
 }
+
+/// The host's files a sample reads before the zones' frames, for the `global` frame too.
+struct EarlyHostReads {
+    /// `loadavg`, read before the process listing it may spare.
+    load: Option<procfs::LoadAverage>,
+    /// `diskstats`, whose device names the zones' I/O rows use.
+    diskstats: Vec<procfs::DiskStat>,
+}
+
+/// `f_type` of procfs.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 
 impl LinuxSource {
     /// Opens the source: finds the cgroup mounts below `opts.root`.
@@ -439,6 +498,19 @@ impl LinuxSource {
     /// open), sorted.
     pub fn open_files(&self) -> Vec<PathBuf> {
         self.files.paths()
+    }
+
+    /// The pids of the processes the last sample knew, sorted (for tests that a process
+    /// made or reaped between samples shows in the next).
+    pub fn processes_known(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.procs.keys().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Samples that handed out the last listing of `/proc` again (see `ProcessesMark`).
+    pub fn listings_spared(&self) -> u64 {
+        self.proc_listing.skipped
     }
 
     fn read_err(path: &Path, e: impl std::fmt::Display) -> GeneratorError {
@@ -547,8 +619,8 @@ impl LinuxSource {
     /// run, so its figures as last read stand (reading `stat` of 1,000 processes costs
     /// about 10 ms of CPU on a 2-core VM, twice the whole source's budget at one sample a
     /// second). Files are read through the kept files (open from one sample to the next).
-    fn scan_processes(&mut self) -> Vec<ProcSample> {
-        let pids = self.proc_listing.pids(&self.proc_dir);
+    fn scan_processes(&mut self, mark: Option<ProcessesMark>) -> Vec<ProcSample> {
+        let pids = self.proc_listing.pids(&self.proc_dir, mark);
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
         let mut out = Vec::with_capacity(pids.len());
         let samples = self.samples;
@@ -686,7 +758,7 @@ impl LinuxSource {
         procs: &[ProcSample],
         zones: &[&str],
         dropped: usize,
-        diskstats: &[procfs::DiskStat],
+        early: &EarlyHostReads,
         own_netns: Option<u64>,
     ) -> Result<Packet, GeneratorError> {
         let stat_path = self.proc_dir.join("stat");
@@ -767,9 +839,10 @@ impl LinuxSource {
         };
 
         let (net, link) = read_net_dev(&self.files, &self.proc_dir.join("net/dev"), own_netns);
-        let (disk, io) = self.host_disks(diskstats);
+        let (disk, io) = self.host_disks(&early.diskstats);
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
-        let mut system = host::system_row(&proc_dir, stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
+        let mut system =
+            host::system_row(&proc_dir, early.load.as_ref(), stat.procs_running, stat.procs_blocked, vm_get("oom_kill"));
         system.zones_seen = Some(u32::try_from(zones.len() + dropped).unwrap_or(u32::MAX));
         system.zones_dropped = Some(u32::try_from(dropped).unwrap_or(u32::MAX));
         let filesystem = self
@@ -1283,11 +1356,13 @@ impl LinuxSource {
     fn sample_now(&mut self, time_us: i64, interval_us: i64) -> Result<Vec<Packet>, GeneratorError> {
         let ticks = ns_to_ticks((interval_us.max(0) as u64).saturating_mul(1000));
         self.quota_cache.clear();
-        let procs = self.scan_processes();
+        // Read before the listing, which it may spare (see `ProcessesMark`).
+        let load = self.proc_file::<procfs::LoadAverage>("loadavg");
+        let procs = self.scan_processes(load.as_ref().map(ProcessesMark::of));
         let (zones, dropped) = self.zones(&procs);
         let zone_names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
-        let diskstats = self.proc_file::<DiskStats>("diskstats").map(|d| d.0).unwrap_or_default();
-        let devices = Self::device_names(&diskstats);
+        let early = EarlyHostReads { load, diskstats: self.proc_file::<DiskStats>("diskstats").map(|d| d.0).unwrap_or_default() };
+        let devices = Self::device_names(&early.diskstats);
         // Each network namespace other than the host's is counted once: in the zone of its
         // lowest-numbered member process (a pod's containers share one namespace).
         // Not the generator's namespace (`global` reports it), nor pid 1's (the host's, when
@@ -1303,7 +1378,7 @@ impl LinuxSource {
             }
         }
         let namespace_of_zone: HashMap<usize, (u32, u64)> = owner.into_iter().map(|(ns, (pid, i))| (i, (pid, ns))).collect();
-        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped, &diskstats, own_netns)?];
+        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped, &early, own_netns)?];
         for (i, zone) in zones.iter().enumerate() {
             frames.push(self.zone_frame(zone, time_us, &devices, namespace_of_zone.get(&i).copied()));
         }
@@ -1324,7 +1399,45 @@ impl LinuxSource {
 
 #[cfg(test)]
 mod tests {
-    use super::{Comm, PidFile};
+    use super::{Comm, PidFile, ProcListing, ProcessesMark};
+
+    #[test]
+    fn a_listing_is_handed_out_again_only_while_the_kernels_mark_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        for pid in ["1", "20", "self", "300"] {
+            std::fs::create_dir(dir.path().join(pid)).unwrap();
+        }
+        let sorted = |mut v: Vec<u32>| {
+            v.sort_unstable();
+            v
+        };
+        let mark = |threads, last_pid| Some(ProcessesMark { threads, last_pid });
+        let mut listing = ProcListing { take_for_kernel: true, ..ProcListing::default() };
+        let pids = listing.pids(dir.path(), mark(90, 300));
+        assert_eq!(sorted(pids.clone()), [1, 20, 300]);
+        listing.pids = pids;
+        std::fs::create_dir(dir.path().join("4000")).unwrap();
+        // The mark as before the last listing: that listing again (here stale on purpose:
+        // a composed tree's `loadavg` does not move with its directories).
+        let pids = listing.pids(dir.path(), mark(90, 300));
+        assert_eq!((sorted(pids.clone()), listing.skipped), (vec![1, 20, 300], 1));
+        listing.pids = pids;
+        // A pid handed out, or a thread reaped (or the mark unreadable): listed again.
+        std::fs::remove_dir(dir.path().join("20")).unwrap();
+        for now in [mark(90, 301), mark(89, 301), None, None] {
+            let pids = listing.pids(dir.path(), now);
+            assert_eq!((sorted(pids.clone()), listing.skipped), (vec![1, 300, 4000], 1), "{now:?}");
+            listing.pids = pids;
+        }
+        // Not the kernel's procfs: listed every time, whatever the mark.
+        let mut plain = ProcListing::default();
+        for _ in 0..2 {
+            let pids = plain.pids(dir.path(), mark(89, 301));
+            assert_eq!(sorted(pids.clone()), [1, 300, 4000]);
+            plain.pids = pids;
+        }
+        assert_eq!(plain.skipped, 0);
+    }
 
     #[test]
     fn a_process_file_path_is_its_pid_and_name() {

@@ -1,6 +1,9 @@
 //! The sampling loop: every interval, sample the source, stamp each frame (host, sequence
 //! number, run id, interval) and hand it to a sink. Real time or simulated time.
 
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,10 +12,96 @@ use frame_proto::Packet;
 use crate::GeneratorError;
 use crate::source::StatSource;
 
-/// How long a waiting loop sleeps at most before it looks at `stop` again: a stop set while
-/// it waits is seen within this (one set during a sample, after that sample and its
-/// sending). It was 100 ms: ten wake-ups a second cost this VM about 9% of a live sample.
+/// How long a waiting loop sleeps at most before it looks at a [`Stop::flag`] stop again (a
+/// stop that can wake the loop, [`Stop::new`], is seen at once): one set while it waits is
+/// seen within this. It was 100 ms: ten wake-ups a second cost this VM about 9% of a live
+/// sample.
 pub const STOP_SEEN_WITHIN: Duration = Duration::from_millis(500);
+
+/// What tells a run to stop. Made with [`Stop::new`], it wakes a waiting loop at once
+/// (a socket pair the loop sleeps on, to which a stop writes a byte, also from a signal
+/// handler), so a run at one sample a second wakes once a sample; made with [`Stop::flag`],
+/// it is a flag set elsewhere (the archiver's own) that the loop looks at every
+/// [`STOP_SEEN_WITHIN`].
+#[derive(Debug, Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    /// The end the loop sleeps on, and the end a stop writes to.
+    wake: Option<Arc<(UnixStream, UnixStream)>>,
+}
+
+impl Stop {
+    /// A stop that wakes the loop.
+    pub fn new() -> std::io::Result<Self> {
+        let (sleeper, waker) = UnixStream::pair()?;
+        // A stop never waits for the loop: a full socket has woken it already.
+        waker.set_nonblocking(true)?;
+        Ok(Self { flag: Arc::new(AtomicBool::new(false)), wake: Some(Arc::new((sleeper, waker))) })
+    }
+
+    /// A stop that is `flag`, set elsewhere.
+    pub fn flag(flag: Arc<AtomicBool>) -> Self {
+        Self { flag, wake: None }
+    }
+
+    /// Makes each of `signals` stop the run (the flag set first, then the loop woken).
+    pub fn on_signals(&self, signals: &[std::ffi::c_int]) -> std::io::Result<()> {
+        for &signal in signals {
+            signal_hook::flag::register(signal, Arc::clone(&self.flag))?;
+            if let Some(wake) = &self.wake {
+                signal_hook::low_level::pipe::register(signal, wake.1.try_clone()?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the run.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        if let Some(wake) = &self.wake {
+            match (&wake.1).write(&[1]) {
+                Ok(_) => {}
+                // Full: the loop has a byte to wake on already.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => tracing::warn!(error = %e, "cannot wake the sampling loop; it stops at its next sample"),
+            }
+        }
+    }
+
+    /// The flag a stop sets (for loops of their own that look at it).
+    pub fn shared_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.flag)
+    }
+
+    /// Whether the run is to stop.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps for `time`, or until a stop where it wakes the loop.
+    fn sleep(&self, time: Duration) {
+        let Some(wake) = &self.wake else {
+            std::thread::sleep(time.min(STOP_SEEN_WITHIN));
+            return;
+        };
+        // A timeout of zero is refused (it would mean none).
+        if let Err(e) = wake.0.set_read_timeout(Some(time.max(Duration::from_micros(1)))) {
+            tracing::warn!(error = %e, "cannot sleep on the stop socket; sleeping without it");
+            std::thread::sleep(time.min(STOP_SEEN_WITHIN));
+            return;
+        }
+        match (&wake.0).read(&mut [0u8; 1]) {
+            // A byte: a stop (its flag, set first, ends the loop).
+            Ok(_) => {}
+            // The time up, or a signal (the loop looks at the flag and sleeps again).
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sleep on the stop socket; sleeping without it");
+                std::thread::sleep(time.min(STOP_SEEN_WITHIN));
+            }
+        }
+    }
+}
 
 /// Where frames go: the publisher, a printer, or an in-process consumer.
 pub trait FrameSink {
@@ -75,14 +164,14 @@ pub fn run(
     stamp: &mut FrameStamp,
     sink: &mut dyn FrameSink,
     schedule: Schedule,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> Result<u64, GeneratorError> {
     let interval_us = schedule.interval.as_micros() as i64;
     let mut sent = 0;
     let mut n = 0u64;
     let mut next_tick = Instant::now();
     let started = Instant::now();
-    while !stop.load(Ordering::Relaxed) && schedule.count.is_none_or(|c| n < c) {
+    while !stop.requested() && schedule.count.is_none_or(|c| n < c) {
         let time_us = match schedule.simulate_from_us {
             Some(start) => {
                 if let Some(pace) = schedule.pace {
@@ -90,7 +179,7 @@ pub fn run(
                     let due = started + schedule.interval.mul_f64(n as f64 / pace);
                     let now = Instant::now();
                     if now < due {
-                        std::thread::sleep((due - now).min(STOP_SEEN_WITHIN));
+                        stop.sleep(due - now);
                         continue;
                     }
                 }
@@ -99,7 +188,7 @@ pub fn run(
             None => {
                 let now = Instant::now();
                 if now < next_tick {
-                    std::thread::sleep((next_tick - now).min(STOP_SEEN_WITHIN));
+                    stop.sleep(next_tick - now);
                     continue;
                 }
                 next_tick += schedule.interval;
@@ -122,4 +211,51 @@ pub fn run(
         }
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source of one empty frame a sample.
+    struct Empty;
+
+    impl StatSource for Empty {
+        fn name(&self) -> &'static str {
+            "empty"
+        }
+
+        fn sample(&mut self, _time_us: i64, _interval_us: i64) -> Result<Vec<Packet>, GeneratorError> {
+            Ok(vec![Packet::default()])
+        }
+    }
+
+    struct Counted(u64);
+
+    impl FrameSink for Counted {
+        fn send(&mut self, _packet: &Packet) -> Result<(), GeneratorError> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_a_run_waiting_for_its_next_sample_and_one_before_ends_it_at_once() {
+        // An hour between samples: the run ends only because the stop wakes it.
+        let schedule = Schedule { interval: Duration::from_secs(3600), simulate_from_us: None, pace: None, count: None };
+        for stop in [Stop::new().unwrap(), Stop::flag(Arc::new(AtomicBool::new(false)))] {
+            let requester = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    stop.request();
+                })
+            };
+            let mut sink = Counted(0);
+            let sent = run(&mut Empty, &mut FrameStamp::new("h"), &mut sink, schedule, &stop).unwrap();
+            requester.join().unwrap();
+            assert_eq!((sent, sink.0), (1, 1), "one sample, then the wait a stop ended");
+            assert_eq!(run(&mut Empty, &mut FrameStamp::new("h"), &mut sink, schedule, &stop).unwrap(), 0);
+        }
+    }
 }

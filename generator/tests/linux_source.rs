@@ -949,3 +949,29 @@ fn without_swap_on_the_host_a_zones_swap_is_zero_and_not_read() {
     let frames = source.sample(1_764_000_001_000_000, 1_000_000).unwrap();
     assert_eq!(one(&zone(&frames, "docker/3f2a1b4c5d6e").memory).swap, Some(4096));
 }
+
+#[test]
+fn this_machine_a_process_made_or_reaped_between_samples_shows_in_the_next() {
+    if !Path::new("/proc/self/mountinfo").exists() {
+        return; // not Linux
+    }
+    // The listing of `/proc` may be handed out again while the kernel's `loadavg` says no
+    // process was made or reaped; each of these must move it.
+    let mut source = LinuxSource::new(LinuxOptions::default()).unwrap();
+    for _ in 0..3 {
+        source.sample(generator::now_us(), 1_000_000).unwrap();
+    }
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    source.sample(generator::now_us(), 1_000_000).unwrap();
+    assert!(source.processes_known().contains(&pid), "a process made since the last sample is listed");
+    source.sample(generator::now_us(), 1_000_000).unwrap();
+    assert!(source.processes_known().contains(&pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    source.sample(generator::now_us(), 1_000_000).unwrap();
+    assert!(!source.processes_known().contains(&pid), "a process reaped since the last sample is gone");
+    // Whether any listing was spared depends on the host's other processes meanwhile;
+    // never more than the three samples with nothing made or reaped by this test before them.
+    assert!(source.listings_spared() <= 3, "{}", source.listings_spared());
+}

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use frame_proto::packet::{Filesystem, Pressure, System};
+use procfs::LoadAverage;
 use procfs::net::DeviceStatus;
-use procfs::{FromRead, LoadAverage};
 
 use super::cgroup;
 
@@ -23,16 +23,17 @@ pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool) -> Vec<Pressure> {
         .collect()
 }
 
-/// The `system` row (without the zone counts): load averages from `loadavg`, runnable and
+/// The `system` row (without the zone counts): load averages from `loadavg` (read by the
+/// caller: it is read before the process listing it may spare), runnable and
 /// blocked threads (from `/proc/stat`, passed in), file handles from `sys/fs/file-nr`,
 /// sockets from `net/sockstat`.
 pub fn system_row(
     proc_dir: &cgroup::Dir,
+    load: Option<&LoadAverage>,
     procs_running: Option<u32>,
     procs_blocked: Option<u32>,
     oom_kill: Option<u64>,
 ) -> System {
-    let load = proc_dir.parse("loadavg", |t| LoadAverage::from_read(t.as_bytes()).ok()).flatten();
     let milli = |v: f32| (v.is_finite() && v >= 0.0).then(|| (f64::from(v) * 1000.0).round().min(f64::from(u32::MAX)) as u32);
     let file_nr = proc_dir.text("sys/fs/file-nr");
     let file_nr: Vec<u64> = file_nr.iter().flat_map(|t| t.split_whitespace().filter_map(|w| w.parse().ok())).collect();
@@ -41,9 +42,9 @@ pub fn system_row(
         _ => (None, None),
     };
     System {
-        load1_milli: load.as_ref().and_then(|l| milli(l.one)),
-        load5_milli: load.as_ref().and_then(|l| milli(l.five)),
-        load15_milli: load.as_ref().and_then(|l| milli(l.fifteen)),
+        load1_milli: load.and_then(|l| milli(l.one)),
+        load5_milli: load.and_then(|l| milli(l.five)),
+        load15_milli: load.and_then(|l| milli(l.fifteen)),
         procs_running,
         procs_blocked,
         fds_used,
@@ -171,6 +172,7 @@ pub fn link_row(instance: &str, d: &DeviceStatus, netns: Option<u64>) -> frame_p
 #[cfg(test)]
 mod tests {
     use super::*;
+    use procfs::FromRead;
 
     #[test]
     fn mounts_that_hold_data_and_escaped_names() {
@@ -208,14 +210,14 @@ mod tests {
     fn system_files_missing_or_present() {
         let dir = tempfile::tempdir().unwrap();
         let proc_dir = cgroup::Dir::new(&super::super::kept_files::KeptFiles::new(10), dir.path());
-        let none = system_row(&proc_dir, None, None, None);
+        let none = system_row(&proc_dir, None, None, None, None);
         assert_eq!((none.load1_milli, none.fds_used, none.sockets_used), (None, None, None));
         std::fs::create_dir_all(dir.path().join("sys/fs")).unwrap();
         std::fs::create_dir_all(dir.path().join("net")).unwrap();
-        std::fs::write(dir.path().join("loadavg"), "1.50 0.25 0.00 3/456 7890\n").unwrap();
         std::fs::write(dir.path().join("sys/fs/file-nr"), "2048\t48\t9223372036854775807\n").unwrap();
         std::fs::write(dir.path().join("net/sockstat"), "sockets: used 321\nTCP: inuse 5 orphan 0 tw 0 alloc 7 mem 1\n").unwrap();
-        let s = system_row(&proc_dir, Some(3), Some(1), Some(2));
+        let load = LoadAverage::from_read("1.50 0.25 0.00 3/456 7890\n".as_bytes()).unwrap();
+        let s = system_row(&proc_dir, Some(&load), Some(3), Some(1), Some(2));
         assert_eq!((s.load1_milli, s.load5_milli, s.load15_milli), (Some(1500), Some(250), Some(0)));
         assert_eq!((s.fds_used, s.fds_max, s.sockets_used), (Some(2000), Some(9_223_372_036_854_775_807), Some(321)));
         assert_eq!((s.procs_running, s.procs_blocked, s.oom_kill), (Some(3), Some(1), Some(2)));
