@@ -372,9 +372,10 @@ struct ProcListing {
 
 /// What `/proc/loadavg` says of the processes: the number of threads on the host
 /// (`nr_threads`, lowered when a process or thread is reaped) and the last pid handed out
-/// in this pid namespace (moved by every process or thread made in it or in a namespace
-/// below it). While both are as they were, no pid appeared in or left this `/proc`: a
-/// listing made after the mark was read still holds.
+/// in the reader's pid namespace (moved by every process or thread made in it or in a
+/// namespace below it: for a reader in the initial namespace, every one made). While both
+/// are as they were, no pid appeared in or left any `/proc`: a listing made after the mark
+/// was read still holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ProcessesMark {
     threads: u32,
@@ -408,7 +409,8 @@ impl ProcListing {
         if self.dir.is_none() {
             self.dir = open(proc_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
             let procfs = |fd: &rustix::fd::OwnedFd| rustix::fs::fstatfs(fd).is_ok_and(|st| st.f_type as u64 == PROC_SUPER_MAGIC);
-            self.kernel = self.dir.as_ref().is_some_and(procfs) || self.taken_for_kernel();
+            self.kernel =
+                self.dir.as_ref().is_some_and(procfs) && in_the_initial_pid_namespace(proc_dir) || self.taken_for_kernel();
         }
         let Some(fd) = self.dir.as_ref() else { return pids };
         if self.buffer.is_empty() {
@@ -450,6 +452,19 @@ struct EarlyHostReads {
 
 /// `f_type` of procfs.
 const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+
+/// The inode of the initial pid namespace (the kernel's `PROC_PID_INIT_INO`).
+const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// Whether this process is in the initial pid namespace, by `proc_dir/self/ns/pid`. There,
+/// `loadavg`'s last pid moves with every process or thread made on the host, in any
+/// namespace; in a namespace of its own, only with those made in it or below it, while the
+/// thread count is the host's: a process reaped in `proc_dir` while one is made outside
+/// would leave both figures as they were. So a listing is handed out again only here.
+fn in_the_initial_pid_namespace(proc_dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(proc_dir.join("self/ns/pid")).is_ok_and(|m| m.ino() == INITIAL_PID_NAMESPACE)
+}
 
 impl LinuxSource {
     /// Opens the source: finds the cgroup mounts below `opts.root`.
