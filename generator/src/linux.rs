@@ -360,9 +360,10 @@ struct ProcListing {
     /// Whether the open directory is the kernel's procfs, whose `loadavg` tells of every
     /// process made or reaped (a composed tree's does not: it is listed every sample).
     kernel: bool,
-    /// The `loadavg` mark read before the last complete listing (`None`: list next time).
+    /// The `loadavg` mark read before the last complete listing of the kernel's procfs
+    /// (`None`: list next time).
     listed_at: Option<ProcessesMark>,
-    /// Samples whose listing was skipped (tests and the benchmark's count).
+    /// Samples whose listing was skipped (for tests).
     skipped: u64,
     /// Tests: a composed tree's `/proc` taken for the kernel's (its `loadavg` written by the
     /// test).
@@ -396,7 +397,7 @@ impl ProcListing {
     fn pids(&mut self, proc_dir: &Path, mark: Option<ProcessesMark>) -> Vec<u32> {
         use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
         let mut pids = std::mem::take(&mut self.pids);
-        if self.dir.is_some() && self.kernel && mark.is_some() && mark == self.listed_at {
+        if mark.is_some() && mark == self.listed_at {
             self.skipped += 1;
             return pids;
         }
@@ -428,7 +429,7 @@ impl ProcListing {
             }
         }
         // Listed whole (a failed listing cleared `dir`): it holds while the mark does.
-        if self.dir.is_some() {
+        if self.dir.is_some() && self.kernel {
             self.listed_at = mark;
         }
         pids
