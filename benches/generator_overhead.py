@@ -65,6 +65,8 @@ def zone_files(d, i, quota=None):
     write(d / "cpu.max", quota or "max 100000\n")
     write(d / "cpu.weight", "100\n")
     write(d / "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
+    for f in ("cgroup.procs", "cgroup.threads"):
+        write(d / f, "")
     for r in ("cpu", "memory", "io"):
         write(d / f"{r}.pressure", f"some avg10=0.00 avg60=0.00 avg300=0.00 total={i * 13}\n"
               f"full avg10=0.00 avg60=0.00 avg300=0.00 total={i * 3}\n")
@@ -98,6 +100,11 @@ def build_root(base, zones, pids):
     for slice_dir in ("system.slice", "kubepods.slice", "kubepods.slice/kubepods-burstable.slice"):
         write(cg / slice_dir / "cpu.max", "max 100000\n")
         write(cg / slice_dir / "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
+        for f in ("cgroup.procs", "cgroup.threads"):
+            write(cg / slice_dir / f, "")
+    # Every group has the files a process is moved by (watched by the generator for moves).
+    for f in ("cgroup.procs", "cgroup.threads"):
+        write(cg / f, "")
     paths = []
     for z in range(zones):
         zid = f"{z:08x}" + "0123456789abcdef" * 3 + "01234567"
@@ -112,12 +119,19 @@ def build_root(base, zones, pids):
             rel = f"system.slice/service-{z}.service"
         zone_files(cg / rel, z)
         paths.append(rel)
+    members = {}
     for n, pid in enumerate(pids):
         d = proc / str(pid)
         d.mkdir()
         for name in ("stat", "ns", "net"):
             os.symlink(f"/proc/{pid}/{name}", d / name)
         write(d / "cgroup", f"0::/{paths[n % len(paths)]}\n" if paths else "0::/\n")
+        if paths:
+            members.setdefault(paths[n % len(paths)], []).append(pid)
+    # Each zone's `cgroup.procs` and `cgroup.threads` list its processes, as the kernel's do.
+    for rel, zone_pids in members.items():
+        for f in ("cgroup.procs", "cgroup.threads"):
+            write(cg / rel / f, "".join(f"{p}\n" for p in zone_pids))
     return root
 
 

@@ -19,6 +19,7 @@
 pub mod cgroup;
 pub mod host;
 pub mod kept_files;
+pub mod migrations;
 pub mod zone_name;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ use crate::GeneratorError;
 use crate::source::{StatSource, ns_to_ticks};
 use cgroup::{CgroupMounts, DeviceIo, Dir, Membership};
 use kept_files::KeptFiles;
+use migrations::{MigrationWatch, Moved};
 use zone_name::ZoneIdentity;
 
 /// How zones are named.
@@ -260,14 +262,28 @@ struct ProcState {
     signal: Option<Arc<CpuSignal>>,
     /// The last sample that listed it (state of a process no longer listed is dropped).
     listed_in: u64,
+    /// The inode of its `/proc` entry when last listed: a pid listed with another is a new
+    /// process.
+    ino: u64,
 }
 
-/// A process's `/proc/PID/cgroup` is read when it is first seen and then once every this
-/// many samples (spread by pid): a process rarely changes cgroups after its start (runtimes
-/// place it before `exec`), and reading the file for every process every second was a third
-/// of the source's system calls. A process moved to another cgroup is counted in its old
-/// zone for at most this many samples.
+/// A process's `/proc/PID/cgroup` is read when it is first seen (a pid whose `/proc` entry
+/// is another inode than before is a new process) and again when the kernel reports it
+/// moved (see [`migrations`]): at the next sample. Where the hierarchies cannot be watched,
+/// it is read again once every this many samples (spread by pid) instead (reading the file
+/// for every process every second was a third of the source's system calls), and a process
+/// moved to another cgroup is counted in its old zone for at most this many samples. A
+/// process's network namespace is looked up again on this schedule either way.
 pub const MEMBERSHIP_REFRESH_SAMPLES: u64 = 10;
+
+/// Where the hierarchies are watched, each process's cgroups are read again once every this
+/// many samples all the same (spread by pid): a move the watch cannot see (none is known)
+/// is counted in the old zone for at most this long.
+pub const MEMBERSHIP_BACKSTOP_SAMPLES: u64 = 300;
+
+/// The most inotify watches of the hierarchies (three a group at most): beyond, processes'
+/// cgroups are read on [`MEMBERSHIP_REFRESH_SAMPLES`]'s schedule.
+pub const MAX_MIGRATION_WATCHES: usize = 60_000;
 
 /// Per-zone state kept between samples.
 #[derive(Debug, Default, Clone)]
@@ -346,6 +362,9 @@ pub struct LinuxSource {
     files: KeptFiles,
     /// `/proc`, kept open to list its processes.
     proc_listing: ProcListing,
+    /// The hierarchies watched for processes moved between groups (`None`: not watched;
+    /// every process's cgroups are read on a schedule).
+    migrations: Option<MigrationWatch>,
 }
 
 /// `/proc` kept open and listed again from its start at each sample, into a buffer kept
@@ -355,8 +374,9 @@ pub struct LinuxSource {
 struct ProcListing {
     dir: Option<rustix::fd::OwnedFd>,
     buffer: Vec<std::mem::MaybeUninit<u8>>,
-    /// The last listing's pids, handed back by the scan for the next (not grown afresh).
-    pids: Vec<u32>,
+    /// The last listing's pids with their entries' inodes, handed back by the scan for the
+    /// next (not grown afresh).
+    pids: Vec<ListedPid>,
     /// Whether the open directory is the kernel's procfs, whose `loadavg` tells of every
     /// process made or reaped (a composed tree's does not: it is listed every sample).
     kernel: bool,
@@ -383,6 +403,15 @@ struct ProcessesMark {
     last_pid: u32,
 }
 
+/// A pid as `/proc` lists it, with the inode of its entry: the kernel makes a new one for a
+/// new process (its old entry is flushed when a process is reaped), so a pid reused between
+/// two listings comes with another inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ListedPid {
+    pid: u32,
+    ino: u64,
+}
+
 impl ProcessesMark {
     fn of(load: &procfs::LoadAverage) -> Self {
         Self { threads: load.max, last_pid: load.latest_pid }
@@ -394,7 +423,7 @@ impl ProcListing {
     /// `proc_dir`'s `loadavg` said just now (read before this call): when it is what it
     /// said before the last listing and the directory is the kernel's, that listing is
     /// handed out again. Hand the list back to `pids` when done with it.
-    fn pids(&mut self, proc_dir: &Path, mark: Option<ProcessesMark>) -> Vec<u32> {
+    fn pids(&mut self, proc_dir: &Path, mark: Option<ProcessesMark>) -> Vec<ListedPid> {
         use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
         let mut pids = std::mem::take(&mut self.pids);
         if mark.is_some() && mark == self.listed_at {
@@ -425,7 +454,7 @@ impl ProcListing {
                 break;
             };
             if let Some(pid) = std::str::from_utf8(entry.file_name().to_bytes()).ok().and_then(|n| n.parse().ok()) {
-                pids.push(pid);
+                pids.push(ListedPid { pid, ino: entry.ino() });
             }
         }
         // Listed whole (a failed listing cleared `dir`): it holds while the mark does.
@@ -475,6 +504,8 @@ impl LinuxSource {
         let mountinfo = std::fs::read_to_string(&mountinfo_path)
             .map_err(|e| GeneratorError::Read { path: mountinfo_path.display().to_string(), message: e.to_string() })?;
         let mounts = CgroupMounts::parse(&mountinfo, &opts.root);
+        let roots = mounts.v2.iter().chain(mounts.v1.values()).cloned().collect();
+        let migrations = MigrationWatch::new(roots, MAX_MIGRATION_WATCHES);
         let live = opts.root == Path::new("/");
         let system = ExplicitSystemInfo {
             boot_time_secs: 0,
@@ -500,6 +531,7 @@ impl LinuxSource {
             samples: 0,
             files: KeptFiles::with_open_file_limit(),
             proc_listing: ProcListing::default(),
+            migrations,
         })
     }
 
@@ -549,7 +581,7 @@ impl LinuxSource {
         let stat = proc_dir.parse(&PidFile::new(pid, "stat"), |t| procfs::process::Stat::from_read(t.as_bytes()).ok())??;
         let membership = match membership {
             Some(m) => m,
-            None => proc_dir.parse(&PidFile::new(pid, "cgroup"), |t| self.membership(t))?,
+            None => self.read_membership(proc_dir, pid)?,
         };
         let sample = ProcSample {
             pid,
@@ -561,6 +593,17 @@ impl LinuxSource {
             ran_ticks: None,
         };
         Some((stat.starttime, sample))
+    }
+
+    /// A process's cgroups, from its `/proc/PID/cgroup`: kept open only where it is read on a
+    /// schedule (moves not watched), else read at first sight and when the process moves.
+    fn read_membership(&mut self, proc_dir: &Dir, pid: u32) -> Option<Arc<Membership>> {
+        let file = PidFile::new(pid, "cgroup");
+        if self.migrations.is_some() {
+            proc_dir.parse_unkept(&file, |t| self.membership(t))
+        } else {
+            proc_dir.parse(&file, |t| self.membership(t))
+        }
     }
 
     /// The membership of `/proc/PID/cgroup` text, shared with every process of the same.
@@ -577,7 +620,14 @@ impl LinuxSource {
     /// `None` or the pid turns out reused), records it with its CPU since the last read, and
     /// notes on its zone's CPU-time signal when it may have been read before that time was
     /// (`before_signal`, or its cgroups just read).
-    fn read_now(&mut self, proc_dir: &Dir, pid: u32, known: Option<Arc<Membership>>, before_signal: bool) -> Option<ProcSample> {
+    fn read_now(
+        &mut self,
+        proc_dir: &Dir,
+        listed: ListedPid,
+        known: Option<Arc<Membership>>,
+        before_signal: bool,
+    ) -> Option<ProcSample> {
+        let ListedPid { pid, ino } = listed;
         let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns, s.signal.clone()));
         let mut cgroups_read = known.is_none();
         let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
@@ -596,7 +646,7 @@ impl LinuxSource {
         if let Some(signal) = signal.as_ref().filter(|_| before_signal || cgroups_read) {
             signal.scan().read_first_in = Some(self.samples);
         }
-        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples });
+        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples, ino });
         Some(sample)
     }
 
@@ -640,32 +690,42 @@ impl LinuxSource {
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
         let mut out = Vec::with_capacity(pids.len());
         let samples = self.samples;
+        // Processes moved to other groups since the last sample, where that is known.
+        let moved = self.migrations.as_mut().and_then(MigrationWatch::moved);
         // Processes known with fresh cgroups wait for their zone's CPU time.
-        let mut waiting: Vec<(u32, Option<Arc<CpuSignal>>)> = Vec::with_capacity(pids.len());
-        for &pid in &pids {
-            // Each process's cgroups are read again every MEMBERSHIP_REFRESH_SAMPLES samples,
-            // spread over the samples by pid.
-            let due = (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
-            // Its cgroups and its zone's CPU-time signal as last read, in one lookup.
-            let (mut known, signal) = match self.procs.get(&pid) {
+        let mut waiting: Vec<(ListedPid, Option<Arc<CpuSignal>>)> = Vec::with_capacity(pids.len());
+        for &listed in &pids {
+            let pid = listed.pid;
+            // On a schedule spread over the samples by pid: a process's namespace is looked
+            // up again, and its cgroups read again where moves are not watched.
+            let scheduled = (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_REFRESH_SAMPLES);
+            let due = match &moved {
+                None => scheduled,
+                Some(Moved::Everything) => true,
+                Some(Moved::Pids(pids)) => {
+                    pids.binary_search(&pid).is_ok() || (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_BACKSTOP_SAMPLES)
+                }
+            };
+            // Its cgroups and its zone's CPU-time signal as last read, in one lookup; none
+            // for a pid whose entry is another inode (another process).
+            let (mut known, signal) = match self.procs.get(&pid).filter(|state| state.ino == listed.ino) {
                 Some(state) => (Some(Arc::clone(&state.last.membership)), state.signal.clone()),
                 None => (None, None),
             };
             if due && known.is_some() {
-                let now = proc_dir.parse(&PidFile::new(pid, "cgroup"), |t| self.membership(t));
-                known = known.filter(|m| now.as_deref() == Some(&**m));
-                // Its namespace is looked up again on the same schedule.
-                if let Some(state) = self.procs.get_mut(&pid) {
-                    state.netns = None;
-                }
+                let now = self.read_membership(&proc_dir, pid);
+                known = known.filter(|m| now.as_ref().is_some_and(|now| Arc::ptr_eq(now, m)));
+            }
+            if scheduled && let Some(state) = self.procs.get_mut(&pid) {
+                state.netns = None;
             }
             // Cgroups unchanged (the signal found with them holds): wait for the zone's time.
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
-                waiting.push((pid, signal));
+                waiting.push((listed, signal));
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.
-            if let Some(sample) = self.read_now(&proc_dir, pid, known, true) {
+            if let Some(sample) = self.read_now(&proc_dir, listed, known, true) {
                 out.push(sample);
             }
         }
@@ -686,16 +746,16 @@ impl LinuxSource {
             scan.cpu_stat = cpu_stat;
             scan.read_in = Some(samples);
         }
-        for (pid, signal) in waiting {
+        for (listed, signal) in waiting {
             let zone_moved = signal.is_none_or(|s| s.scan().moved);
-            let Some(state) = self.procs.get_mut(&pid) else { continue };
+            let Some(state) = self.procs.get_mut(&listed.pid) else { continue };
             if !zone_moved {
                 state.listed_in = samples;
                 out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
                 continue;
             }
             let known = Some(Arc::clone(&state.last.membership));
-            if let Some(sample) = self.read_now(&proc_dir, pid, known, false) {
+            if let Some(sample) = self.read_now(&proc_dir, listed, known, false) {
                 out.push(sample);
             }
         }
@@ -1415,7 +1475,7 @@ impl LinuxSource {
 
 #[cfg(test)]
 mod tests {
-    use super::{Comm, PidFile, ProcListing, ProcessesMark};
+    use super::{Comm, ListedPid, PidFile, ProcListing, ProcessesMark};
 
     #[test]
     fn a_listing_is_handed_out_again_only_while_the_kernels_mark_is_unchanged() {
@@ -1423,7 +1483,8 @@ mod tests {
         for pid in ["1", "20", "self", "300"] {
             std::fs::create_dir(dir.path().join(pid)).unwrap();
         }
-        let sorted = |mut v: Vec<u32>| {
+        let sorted = |v: Vec<ListedPid>| {
+            let mut v: Vec<u32> = v.into_iter().map(|l| l.pid).collect();
             v.sort_unstable();
             v
         };

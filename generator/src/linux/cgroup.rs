@@ -156,6 +156,12 @@ impl Dir {
         self.files.parse_whole_in_one_read_below(&self.path, rel, parse)
     }
 
+    /// [`parse`](Self::parse), not keeping the file open after the read (a file read once in
+    /// a long while).
+    pub fn parse_unkept<T>(&self, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.files.parse_whole_in_one_read_below_unkept(&self.path, rel, parse)
+    }
+
     /// The file `rel` below the directory, read only when the kernel reported a modification
     /// since its last read ([`KeptFiles::parse_when_modified_below`]).
     pub fn parse_when_modified<T>(&self, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {

@@ -303,6 +303,13 @@ impl KeptFiles {
         self.below(dir, rel, |kept, path| kept.read_when_modified(path, parse))
     }
 
+    /// [`parse_whole_in_one_read_below`](Self::parse_whole_in_one_read_below) of a file
+    /// read once in a long while (a process's `cgroup`, read at its first sight and when it
+    /// moves): not kept open after the read (a kept file is read as kept).
+    pub fn parse_whole_in_one_read_below_unkept<T>(&self, dir: &Path, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.below(dir, rel, |kept, path| kept.read_and_keep(path, Ends::AtShortRead, false, parse))
+    }
+
     /// `read` of the path of `rel` below `dir`, put together in the set's reused buffer.
     fn below<T>(&self, dir: &Path, rel: &str, read: impl FnOnce(&mut Kept, &Path) -> T) -> T {
         let mut guard = self.lock();
@@ -353,6 +360,11 @@ impl Kept {
     /// The file at `path`, read to where `ends` says and handed to `parse`; kept open if the
     /// budget allows.
     fn read<T>(&mut self, path: &Path, ends: Ends, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.read_and_keep(path, ends, true, parse)
+    }
+
+    /// [`read`](Self::read), keeping the file open only with `keep`.
+    fn read_and_keep<T>(&mut self, path: &Path, ends: Ends, keep: bool, parse: impl FnOnce(&str) -> T) -> Option<T> {
         self.read_events_once_a_sample();
         let key: &OsStr = path.as_os_str();
         match self.read_kept(key, ends) {
@@ -362,7 +374,9 @@ impl Kept {
         }
         let file = open(path)?;
         let len = read_from_start(&file, &mut self.buffer, ends)?;
-        self.keep(path, file);
+        if keep {
+            self.keep(path, file);
+        }
         Some(parse_text(&mut self.buffer, len, parse))
     }
 
