@@ -1,9 +1,12 @@
 //! The floor under the Linux source's cost: only the system calls a sample cannot do
 //! without, none of the parsing, frames or sending. Given the files a running generator
 //! holds open (one path a line, from its `/proc/PID/fd`), it lists `ROOT/proc` and reads
-//! each file from its start once a sample (a zone's limits and a process's cgroups once every
-//! ten samples, as the source does; a process's `stat` in the first sample only, as the
-//! source does for a process whose zone's CPU time does not move), back to back or at one sample a second, and prints
+//! each file from its start once a sample (a zone's limits once every ten samples, as the
+//! source does; a process's `stat` in the first sample only, as the source does for a
+//! process whose zone's CPU time does not move; a process's `cgroup`, which the source reads
+//! only at first sight and when the kernel says it moved and does not keep open, is not in
+//! the list where the source watches the hierarchies, and is read every tenth sample where it
+//! is kept), back to back or at one sample a second, and prints
 //! how many reads and listed processes a sample took. `benches/generator_overhead.py
 //! --floor` runs it and measures its CPU as it measures the generator's.
 //!
