@@ -556,6 +556,12 @@ impl LinuxSource {
         pids
     }
 
+    /// How many inotify watches of the group at `dir` the source holds to see processes
+    /// moved into it (`None`: moves are not watched), for tests.
+    pub fn migration_watches_of(&self, dir: &Path) -> Option<usize> {
+        self.migrations.as_ref().map(|m| m.watches_of(dir))
+    }
+
     /// Samples that handed out the last listing of `/proc` again (see `ProcessesMark`).
     pub fn listings_spared(&self) -> u64 {
         self.proc_listing.skipped

@@ -1018,7 +1018,13 @@ fn this_machine_a_process_moved_to_another_cgroup_shows_there_at_the_next_sample
     let after = moved.as_ref().ok().map(|()| zone_of(&source.sample(generator::now_us(), 1_000_000).unwrap()));
     child.kill().unwrap();
     child.wait().unwrap();
+    // The group's watches (its directory, `cgroup.procs`, `cgroup.threads`) end with it:
+    // the kernel would keep a removed cgroup's watched files for good.
+    let watched = source.migration_watches_of(&group);
     fs::remove_dir(&group).unwrap();
+    source.sample(generator::now_us(), 1_000_000).unwrap();
+    assert_eq!(watched, Some(3));
+    assert_eq!(source.migration_watches_of(&group), Some(0), "watches of a removed group ended");
     if let Err(e) = moved {
         eprintln!("skipped: cannot move a process into {}: {e}", group.display());
         return;

@@ -4,7 +4,10 @@
 //! or `tasks` (v1), or when a group is renamed; each of these is a write to a file or a
 //! directory that inotify reports. This watches every group directory of the hierarchies it
 //! is given (for groups made, renamed or removed) and those files in each (for writes), and
-//! answers with the pids now in each group written to or made since it was last asked.
+//! answers with the pids now in each group written to or made since it was last asked. A
+//! removed group's watches are ended here when its parent reports it removed: the kernel
+//! does not end the watches of a removed cgroup's files, which would otherwise stay (and
+//! count against the host's limit) for good.
 //!
 //! Owns its inotify instance and what it watches; it reads no process's files. It must not
 //! answer "nothing moved" when it cannot know: lost events (the kernel's queue overflowed)
@@ -47,6 +50,14 @@ enum Watched {
     Membership(PathBuf),
 }
 
+impl Watched {
+    fn group(&self) -> &Path {
+        match self {
+            Watched::Group(dir) | Watched::Membership(dir) => dir,
+        }
+    }
+}
+
 /// The watch of the hierarchies (see the module's text).
 #[derive(Debug)]
 pub struct MigrationWatch {
@@ -54,6 +65,10 @@ pub struct MigrationWatch {
     /// `None` once given up.
     fd: Option<OwnedFd>,
     watched: HashMap<i32, Watched>,
+    /// The watches of each group (its directory's and its files'), removed with the group:
+    /// the kernel does not end the watches of a removed cgroup's files by itself (they hold
+    /// its inodes), so each would stay for good.
+    by_group: HashMap<PathBuf, Vec<i32>>,
     buffer: Vec<MaybeUninit<u8>>,
     /// The most watches it adds; beyond, it gives up.
     max_watches: usize,
@@ -72,8 +87,15 @@ impl MigrationWatch {
         if roots.is_empty() {
             return None;
         }
-        let mut watch =
-            MigrationWatch { roots, fd: None, watched: HashMap::new(), buffer: Vec::new(), max_watches, made: Vec::new() };
+        let mut watch = MigrationWatch {
+            roots,
+            fd: None,
+            watched: HashMap::new(),
+            by_group: HashMap::new(),
+            buffer: Vec::new(),
+            max_watches,
+            made: Vec::new(),
+        };
         watch.start().then_some(watch)
     }
 
@@ -82,10 +104,16 @@ impl MigrationWatch {
         self.watched.len()
     }
 
+    /// How many watches it holds of the group at `dir` (tests).
+    pub fn watches_of(&self, dir: &Path) -> usize {
+        self.by_group.get(dir).map_or(0, Vec::len)
+    }
+
     /// (Re)starts: a new inotify instance and every group below the roots watched; false
     /// (and given up) if that fails.
     fn start(&mut self) -> bool {
         self.watched.clear();
+        self.by_group.clear();
         self.made.clear();
         self.fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok();
         if self.buffer.is_empty() {
@@ -102,6 +130,7 @@ impl MigrationWatch {
     fn give_up(&mut self) {
         self.fd = None;
         self.watched.clear();
+        self.by_group.clear();
         self.made.clear();
     }
 
@@ -112,7 +141,8 @@ impl MigrationWatch {
     fn watch_tree(&mut self, dir: &Path, made: bool) -> bool {
         let mut pending = vec![dir.to_owned()];
         while let Some(dir) = pending.pop() {
-            let flags = WatchFlags::CREATE | WatchFlags::MOVED_FROM | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR;
+            let flags =
+                WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::MOVED_FROM | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR;
             match self.add(&dir, flags, Watched::Group(dir.clone())) {
                 Some(true) => {}
                 Some(false) => continue,
@@ -145,11 +175,26 @@ impl MigrationWatch {
         }
         match inotify::add_watch(self.fd.as_ref()?, path, flags) {
             Ok(wd) => {
-                self.watched.insert(wd, what);
+                let group = what.group().to_owned();
+                if self.watched.insert(wd, what).is_none() {
+                    self.by_group.entry(group).or_default().push(wd);
+                }
                 Some(true)
             }
             Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Some(false),
             Err(_) => None,
+        }
+    }
+
+    /// Ends the watches of the removed group at `dir`.
+    fn forget_group(&mut self, dir: &Path) {
+        let Some(fd) = self.fd.as_ref() else { return };
+        for wd in self.by_group.remove(dir).unwrap_or_default() {
+            self.watched.remove(&wd);
+            if let Err(e) = inotify::remove_watch(fd, wd) {
+                // Ended by the kernel already (a plain file system's removed file).
+                tracing::trace!(wd, error = %e, "inotify watch already gone");
+            }
         }
     }
 
@@ -160,6 +205,7 @@ impl MigrationWatch {
         let mut made: Vec<PathBuf> = Vec::new();
         let mut files_made: Vec<PathBuf> = Vec::new();
         let mut gone: Vec<i32> = Vec::new();
+        let mut removed: Vec<PathBuf> = Vec::new();
         let mut everything = false;
         let mut reader = inotify::Reader::new(fd, &mut self.buffer);
         // The events queued now (the reader stops at EAGAIN); bounded so a host writing
@@ -178,10 +224,13 @@ impl MigrationWatch {
             match self.watched.get(&event.wd()) {
                 Some(Watched::Membership(dir)) => written.push(dir.clone()),
                 Some(Watched::Group(dir)) if flags.contains(ReadFlags::ISDIR) => {
+                    let below = event.file_name().map(|name| dir.join(OsStr::from_bytes(name.to_bytes())));
                     if flags.intersects(ReadFlags::MOVED_FROM | ReadFlags::MOVED_TO) {
                         everything = true;
-                    } else if let Some(name) = event.file_name() {
-                        made.push(dir.join(OsStr::from_bytes(name.to_bytes())));
+                    } else if flags.contains(ReadFlags::DELETE) {
+                        removed.extend(below);
+                    } else {
+                        made.extend(below);
                     }
                 }
                 // A membership file made in a group (the kernel makes a group with its
@@ -196,7 +245,14 @@ impl MigrationWatch {
             }
         }
         for wd in gone {
-            self.watched.remove(&wd);
+            if let Some(what) = self.watched.remove(&wd)
+                && let Some(wds) = self.by_group.get_mut(what.group())
+            {
+                wds.retain(|w| *w != wd);
+            }
+        }
+        for group in removed {
+            self.forget_group(&group);
         }
         if everything {
             // A renamed group's watches name its old path: all watched again.
@@ -275,9 +331,14 @@ mod tests {
         assert_eq!(watch.moved(), Some(Moved::Everything));
         fs::write(root.join("system.slice/renamed.service/cgroup.procs"), "77\n").unwrap();
         assert_eq!(watch.moved(), Some(Moved::Pids(vec![77])));
-        // A group removed: its watches go, nothing is reported.
+        // Groups removed: their watches go (a cgroup's would stay for good otherwise),
+        // nothing is reported.
+        let before = watch.watches();
         fs::remove_dir_all(root.join("system.slice/renamed.service")).unwrap();
+        fs::remove_dir_all(root.join("system.slice/b.slice")).unwrap();
         assert_eq!(watch.moved(), Some(Moved::Pids(vec![])));
+        // renamed.service (2), b.slice (1), c.scope (2).
+        assert_eq!(watch.watches(), before - 5);
     }
 
     #[test]
