@@ -265,6 +265,10 @@ struct ProcState {
     /// The inode of its `/proc` entry when last listed: a pid listed with another is a new
     /// process.
     ino: u64,
+    /// For a process of the host's root cgroup, its thread's run time (ns, the first figure
+    /// of `/proc/PID/schedstat`) read just before its `stat` was: while a process of one
+    /// thread shows the same, it did not run, and its `stat` as last read stands.
+    ran_ns: Option<u64>,
 }
 
 /// A process's `/proc/PID/cgroup` is read when it is first seen (a pid whose `/proc` entry
@@ -612,6 +616,13 @@ impl LinuxSource {
         }
     }
 
+    /// The run time of a process's main thread, from `/proc/PID/schedstat` (ns); `None` where
+    /// it cannot be read or says 0 (a kernel without scheduler statistics writes `0 0 0`).
+    fn run_time(proc_dir: &Dir, pid: u32) -> Option<u64> {
+        let first = |t: &str| t.split_ascii_whitespace().next().and_then(|v| v.parse::<u64>().ok());
+        proc_dir.parse(&PidFile::new(pid, "schedstat"), first).flatten().filter(|ns| *ns > 0)
+    }
+
     /// The membership of `/proc/PID/cgroup` text, shared with every process of the same.
     fn membership(&mut self, text: &str) -> Arc<Membership> {
         if let Some(m) = self.memberships.get(text).and_then(Weak::upgrade) {
@@ -634,6 +645,9 @@ impl LinuxSource {
         before_signal: bool,
     ) -> Option<ProcSample> {
         let ListedPid { pid, ino } = listed;
+        // A known process of the host's root cgroup: its run time first (before its `stat`:
+        // if it runs in between, the next sample sees it moved).
+        let ran_ns = known.as_ref().filter(|m| m.zone_path().is_none()).and_then(|_| Self::run_time(proc_dir, pid));
         let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns, s.signal.clone()));
         let mut cgroups_read = known.is_none();
         let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
@@ -652,7 +666,8 @@ impl LinuxSource {
         if let Some(signal) = signal.as_ref().filter(|_| before_signal || cgroups_read) {
             signal.scan().read_first_in = Some(self.samples);
         }
-        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples, ino });
+        self.procs
+            .insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples, ino, ran_ns });
         Some(sample)
     }
 
@@ -686,9 +701,10 @@ impl LinuxSource {
 
     /// Every process's CPU time, threads, last CPU and cgroups. `/proc/PID/cgroup` is read
     /// as [`MEMBERSHIP_REFRESH_SAMPLES`] says. `/proc/PID/stat` is read for a new process,
-    /// for one in the host's root cgroup, and for every process of a zone whose CPU time
-    /// moved since the last sample; a process of a zone whose CPU time did not move did not
-    /// run, so its figures as last read stand (reading `stat` of 1,000 processes costs
+    /// for one in the host's root cgroup (but one of one thread whose `schedstat` run time
+    /// did not move: it did not run), and for every process of a zone whose CPU time moved
+    /// since the last sample; a process of a zone whose CPU time did not move did not run,
+    /// so its figures as last read stand (reading `stat` of 1,000 processes costs
     /// about 10 ms of CPU on a 2-core VM, twice the whole source's budget at one sample a
     /// second). Files are read through the kept files (open from one sample to the next).
     fn scan_processes(&mut self, mark: Option<ProcessesMark>) -> Vec<ProcSample> {
@@ -728,6 +744,16 @@ impl LinuxSource {
             // Cgroups unchanged (the signal found with them holds): wait for the zone's time.
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
                 waiting.push((listed, signal));
+                continue;
+            }
+            // In the root cgroup with one thread, and its thread has not run since its `stat`
+            // was read: its figures stand.
+            if let Some(state) = self.procs.get_mut(&pid).filter(|s| known.is_some() && s.last.threads == 1)
+                && let Some(before) = state.ran_ns
+                && Self::run_time(&proc_dir, pid) == Some(before)
+            {
+                state.listed_in = samples;
+                out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.

@@ -1032,3 +1032,54 @@ fn this_machine_a_process_moved_to_another_cgroup_shows_there_at_the_next_sample
     assert_ne!(before.as_deref(), Some(name.as_str()));
     assert_eq!(after.flatten().as_deref(), Some(name.as_str()), "in its new group's zone at the next sample");
 }
+
+#[test]
+fn a_root_cgroup_process_of_one_thread_is_read_again_only_when_its_run_time_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    // Two processes of the host's root cgroup: a kernel thread's kind (one thread) and one
+    // of two threads, whose main thread's run time says nothing of the other's.
+    let stat = |pid: u32, utime: u64, threads: u32| {
+        write(
+            root,
+            &format!("proc/{pid}/stat"),
+            &proc_stat_line(pid, if pid == 40 { "kworker" } else { "multi" }, utime, 5, threads, 0),
+        );
+    };
+    for pid in [40, 41] {
+        process(root, pid, "x", "0::/\n");
+        stat(pid, 10, if pid == 40 { 1 } else { 2 });
+        write(root, &format!("proc/{pid}/schedstat"), "1000 0 1\n");
+    }
+    let usage = |frames: &[Packet], pid: u32| frames[0].process.iter().find(|p| p.pid == Some(pid)).and_then(|p| p.usage);
+    let opts = LinuxOptions { root: root.to_owned(), top_processes: 100, ..LinuxOptions::default() };
+    let mut source = LinuxSource::new(opts).unwrap();
+    let mut t = 1_764_000_000_000_000;
+    let mut sample = |source: &mut LinuxSource| {
+        t += 1_000_000;
+        source.sample(t, 1_000_000).unwrap()
+    };
+    sample(&mut source);
+    sample(&mut source);
+    // `stat` moves (50 ticks) while the run time does not: the one-thread process is not
+    // read (it cannot have run), the two-thread one is.
+    stat(40, 60, 1);
+    stat(41, 60, 2);
+    let frames = sample(&mut source);
+    assert_eq!(usage(&frames, 40), Some(0));
+    assert_eq!(usage(&frames, 41), Some(2499));
+    // Its run time moves: read, and the 50 ticks are there.
+    write(root, "proc/40/schedstat", "2000 0 2\n");
+    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    // A kernel without scheduler statistics writes `0 0 0`: read every sample.
+    write(root, "proc/40/schedstat", "0 0 0\n");
+    sample(&mut source);
+    stat(40, 110, 1);
+    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    // No `schedstat` at all: read every sample.
+    fs::remove_file(root.join("proc/40/schedstat")).unwrap();
+    sample(&mut source);
+    stat(40, 160, 1);
+    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+}
