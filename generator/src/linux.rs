@@ -265,10 +265,11 @@ struct ProcState {
     /// The inode of its `/proc` entry when last listed: a pid listed with another is a new
     /// process.
     ino: u64,
-    /// For a process of the host's root cgroup, its thread's run time (ns, the first figure
-    /// of `/proc/PID/schedstat`) read just before its `stat` was: while a process of one
-    /// thread shows the same, it did not run, and its `stat` as last read stands.
-    ran_ns: Option<u64>,
+    /// For a process of the host's root cgroup, its main thread's run time and times run
+    /// (ns and count: the first and third figures of `/proc/PID/schedstat`) read just before
+    /// its `stat` was: while a process of one thread shows the same, it did not run, and its
+    /// `stat` as last read stands.
+    ran: Option<(u64, u64)>,
 }
 
 /// A process's `/proc/PID/cgroup` is read when it is first seen (a pid whose `/proc` entry
@@ -616,11 +617,16 @@ impl LinuxSource {
         }
     }
 
-    /// The run time of a process's main thread, from `/proc/PID/schedstat` (ns); `None` where
-    /// it cannot be read or says 0 (a kernel without scheduler statistics writes `0 0 0`).
-    fn run_time(proc_dir: &Dir, pid: u32) -> Option<u64> {
-        let first = |t: &str| t.split_ascii_whitespace().next().and_then(|v| v.parse::<u64>().ok());
-        proc_dir.parse(&PidFile::new(pid, "schedstat"), first).flatten().filter(|ns| *ns > 0)
+    /// The run time of a process's main thread and the times it ran, from
+    /// `/proc/PID/schedstat` (ns, count); `None` where it cannot be read or says `0 0 0`
+    /// (what a kernel without scheduler statistics writes, and a thread that never ran).
+    fn run_time(proc_dir: &Dir, pid: u32) -> Option<(u64, u64)> {
+        let figures = |t: &str| {
+            let mut f = t.split_ascii_whitespace().map(|v| v.parse::<u64>().ok());
+            let (ns, _delay, count) = (f.next()??, f.next()??, f.next()??);
+            Some((ns, count)).filter(|&(ns, count)| ns > 0 || count > 0)
+        };
+        proc_dir.parse(&PidFile::new(pid, "schedstat"), figures).flatten()
     }
 
     /// The membership of `/proc/PID/cgroup` text, shared with every process of the same.
@@ -647,7 +653,7 @@ impl LinuxSource {
         let ListedPid { pid, ino } = listed;
         // A known process of the host's root cgroup: its run time first (before its `stat`:
         // if it runs in between, the next sample sees it moved).
-        let ran_ns = known.as_ref().filter(|m| m.zone_path().is_none()).and_then(|_| Self::run_time(proc_dir, pid));
+        let ran = known.as_ref().filter(|m| m.zone_path().is_none()).and_then(|_| Self::run_time(proc_dir, pid));
         let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns, s.signal.clone()));
         let mut cgroups_read = known.is_none();
         let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
@@ -666,8 +672,7 @@ impl LinuxSource {
         if let Some(signal) = signal.as_ref().filter(|_| before_signal || cgroups_read) {
             signal.scan().read_first_in = Some(self.samples);
         }
-        self.procs
-            .insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples, ino, ran_ns });
+        self.procs.insert(pid, ProcState { starttime, last: sample.clone(), netns, signal, listed_in: self.samples, ino, ran });
         Some(sample)
     }
 
@@ -749,7 +754,7 @@ impl LinuxSource {
             // In the root cgroup with one thread, and its thread has not run since its `stat`
             // was read: its figures stand.
             if let Some(state) = self.procs.get_mut(&pid).filter(|s| known.is_some() && s.last.threads == 1)
-                && let Some(before) = state.ran_ns
+                && let Some(before) = state.ran
                 && Self::run_time(&proc_dir, pid) == Some(before)
             {
                 state.listed_in = samples;

@@ -1072,14 +1072,20 @@ fn a_root_cgroup_process_of_one_thread_is_read_again_only_when_its_run_time_move
     // Its run time moves: read, and the 50 ticks are there.
     write(root, "proc/40/schedstat", "2000 0 2\n");
     assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    // A kernel thread that never accumulated run time but ran (the count moves): read.
+    write(root, "proc/40/schedstat", "0 0 3\n");
+    sample(&mut source);
+    stat(40, 85, 1);
+    write(root, "proc/40/schedstat", "0 0 4\n");
+    assert_eq!(usage(&sample(&mut source), 40), Some(1249));
     // A kernel without scheduler statistics writes `0 0 0`: read every sample.
     write(root, "proc/40/schedstat", "0 0 0\n");
     sample(&mut source);
-    stat(40, 110, 1);
+    stat(40, 135, 1);
     assert_eq!(usage(&sample(&mut source), 40), Some(2499));
     // No `schedstat` at all: read every sample.
     fs::remove_file(root.join("proc/40/schedstat")).unwrap();
     sample(&mut source);
-    stat(40, 160, 1);
+    stat(40, 185, 1);
     assert_eq!(usage(&sample(&mut source), 40), Some(2499));
 }
