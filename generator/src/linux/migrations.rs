@@ -14,9 +14,9 @@
 //! and renamed groups answer [`Moved::Everything`], and when a watch cannot be added (the
 //! host's `max_user_watches` reached) it gives up for good: [`MigrationWatch::moved`]
 //! answers `None` from then on and the caller reads every process's cgroups on a schedule,
-//! as without it. What it does not see: a group renamed while it was giving up is seen as
-//! everything moved; a file system that is not a real cgroup hierarchy (a composed tree in
-//! tests) tells only of the writes made to its files.
+//! as without it. What it does not see: moves within a hierarchy it was not given (the
+//! source gives it every one it finds zones in), and, on a file system that is not a real
+//! cgroup hierarchy (a composed tree in tests), anything but the writes made to its files.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
