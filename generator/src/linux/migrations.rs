@@ -15,7 +15,8 @@
 //! host's `max_user_watches` reached) it gives up for good: [`MigrationWatch::moved`]
 //! answers `None` from then on and the caller reads every process's cgroups on a schedule,
 //! as without it. What it does not see: moves within a hierarchy it was not given (the
-//! source gives it every one it finds zones in), and, on a file system that is not a real
+//! source gives it v2's and v1's `cpu`, `cpuacct`, `memory`, `blkio`, `pids` and `cpuset`,
+//! not v1's named `systemd` one, whose paths no figure uses), and, on a file system that is not a real
 //! cgroup hierarchy (a composed tree in tests), anything but the writes made to its files.
 
 use std::collections::HashMap;
