@@ -717,8 +717,16 @@ impl LinuxSource {
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
         let mut out = Vec::with_capacity(pids.len());
         let samples = self.samples;
-        // Processes moved to other groups since the last sample, where that is known.
-        let moved = self.migrations.as_mut().and_then(MigrationWatch::moved);
+        // Processes moved to other groups since the last sample, where that is known. A watch
+        // that gave up (its events of this call lost with it) is dropped: every process's
+        // cgroups are read now, then on the schedule.
+        let moved = match self.migrations.as_mut().map(MigrationWatch::moved) {
+            Some(None) => {
+                self.migrations = None;
+                Some(Moved::Everything)
+            }
+            found => found.flatten(),
+        };
         // Processes known with fresh cgroups wait for their zone's CPU time.
         let mut waiting: Vec<(ListedPid, Option<Arc<CpuSignal>>)> = Vec::with_capacity(pids.len());
         for &listed in &pids {

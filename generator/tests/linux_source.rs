@@ -1088,4 +1088,10 @@ fn a_root_cgroup_process_of_one_thread_is_read_again_only_when_its_run_time_move
     sample(&mut source);
     stat(40, 185, 1);
     assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    // A `schedstat` that is not three numbers: read every sample, never taken for "did not
+    // run".
+    write(root, "proc/40/schedstat", "garbage 12\n");
+    sample(&mut source);
+    stat(40, 235, 1);
+    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
 }

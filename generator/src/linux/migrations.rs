@@ -13,8 +13,8 @@
 //! answer "nothing moved" when it cannot know: lost events (the kernel's queue overflowed)
 //! and renamed groups answer [`Moved::Everything`], and when a watch cannot be added (the
 //! host's `max_user_watches` reached) it gives up for good: [`MigrationWatch::moved`]
-//! answers `None` from then on and the caller reads every process's cgroups on a schedule,
-//! as without it. What it does not see: moves within a hierarchy it was not given (the
+//! answers `None` from then on (events of that call may be lost with it), and the caller
+//! reads every process's cgroups at once, then on a schedule, as without it. What it does not see: moves within a hierarchy it was not given (the
 //! source gives it v2's and v1's `cpu`, `cpuacct`, `memory`, `blkio`, `pids` and `cpuset`,
 //! not v1's named `systemd` one, whose paths no figure uses), and, on a file system that is not a real
 //! cgroup hierarchy (a composed tree in tests), anything but the writes made to its files.
@@ -149,10 +149,8 @@ impl MigrationWatch {
                 Some(false) => continue,
                 None => return false,
             }
-            for name in MEMBERSHIP_FILES {
-                if self.add(&dir.join(name), WatchFlags::MODIFY, Watched::Membership(dir.clone())).is_none() {
-                    return false;
-                }
+            if !self.watch_membership_files(&dir) {
+                return false;
             }
             if made {
                 self.made.push(dir.clone());
@@ -166,6 +164,13 @@ impl MigrationWatch {
             }
         }
         true
+    }
+
+    /// Watches the membership files the group at `dir` has; false on a failure (no room).
+    fn watch_membership_files(&mut self, dir: &Path) -> bool {
+        MEMBERSHIP_FILES
+            .iter()
+            .all(|name| self.add(&dir.join(name), WatchFlags::MODIFY, Watched::Membership(dir.to_owned())).is_some())
     }
 
     /// Watches `path` as `what`: `Some(true)` added, `Some(false)` not there (removed
@@ -260,11 +265,9 @@ impl MigrationWatch {
             return if self.start() { Some(Moved::Everything) } else { None };
         }
         for dir in files_made {
-            for name in MEMBERSHIP_FILES {
-                if self.add(&dir.join(name), WatchFlags::MODIFY, Watched::Membership(dir.clone())).is_none() {
-                    self.give_up();
-                    return None;
-                }
+            if !self.watch_membership_files(&dir) {
+                self.give_up();
+                return None;
             }
             written.push(dir);
         }
@@ -312,6 +315,9 @@ mod tests {
         fs::write(a.join("cgroup.procs"), "700\n42\n").unwrap();
         assert_eq!(watch.moved(), Some(Moved::Pids(vec![42, 700])));
         assert_eq!(watch.moved(), Some(Moved::Pids(vec![])), "reported once");
+        // What is not a pid in the file is left out, the rest taken.
+        fs::write(a.join("cgroup.procs"), "12\nnot-a-pid\n-3\n\n99999999999\n13\n").unwrap();
+        assert_eq!(watch.moved(), Some(Moved::Pids(vec![12, 13])));
         // A group made with groups below it and pids in them before their watches.
         let b = root.join("system.slice/b.slice/c.scope");
         fs::create_dir_all(&b).unwrap();
