@@ -374,7 +374,10 @@ pub struct LinuxSource {
 
 /// `/proc` kept open and listed again from its start at each sample, into a buffer kept
 /// between samples (`std::fs::read_dir` opened it each sample and allocated twice an
-/// entry), unless the kernel says no process was made or reaped since the last listing.
+/// entry), unless nothing says a process was made or reaped since the last listing: for the
+/// kernel's procfs, its `loadavg` (see [`ProcessesMark`]); for a composed tree's `/proc` on
+/// another file system (tests, the benchmark's tree), its directory's change time (see
+/// [`DirectoryMark`]).
 #[derive(Debug, Default)]
 struct ProcListing {
     dir: Option<rustix::fd::OwnedFd>,
@@ -383,17 +386,57 @@ struct ProcListing {
     /// next (not grown afresh).
     pids: Vec<ListedPid>,
     /// Whether the open directory is the kernel's procfs, whose `loadavg` tells of every
-    /// process made or reaped (a composed tree's does not: it is listed every sample).
+    /// process made or reaped (a composed tree's does not: its directory's times do).
     kernel: bool,
-    /// The `loadavg` mark read before the last complete listing of the kernel's procfs
-    /// (`None`: list next time).
-    listed_at: Option<ProcessesMark>,
+    /// What said nothing changed just before the last complete listing (`None`: list next
+    /// time).
+    listed_at: Option<ListingMark>,
     /// Samples whose listing was skipped (for tests).
     skipped: u64,
     /// Tests: a composed tree's `/proc` taken for the kernel's (its `loadavg` written by the
     /// test).
     #[cfg(test)]
     take_for_kernel: bool,
+}
+
+/// What a listing of `/proc` holds by while it is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListingMark {
+    Kernel(ProcessesMark),
+    Directory(DirectoryMark),
+}
+
+/// A composed `/proc`'s directory as `fstat` gives it: its modification and change times
+/// (nanoseconds), which any entry made, removed or renamed in it moves. Taken only once
+/// both are [`DIRECTORY_SETTLE`] older than the clock: a change made later gets a later
+/// time, so the mark differs, even where the file system's times are coarse (its clock
+/// ticks finer than that, and it is this host's: a network file system's server clock is
+/// not, and a `/proc` there is not what this is for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirectoryMark {
+    modified_ns: i128,
+    changed_ns: i128,
+}
+
+/// How much older than the clock a directory's times must be to be its mark.
+const DIRECTORY_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl DirectoryMark {
+    /// The mark of the open directory `dir`, if its times are settled: more than `settle`
+    /// before now.
+    fn settled(dir: &rustix::fd::OwnedFd, settle: std::time::Duration) -> Option<Self> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        // A directory removed lists nothing more, whatever its times say.
+        let st = rustix::fs::fstat(dir).ok().filter(|st| st.st_nlink > 0)?;
+        let ns = |sec: i64, nsec: u64| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+        #[allow(clippy::useless_conversion, reason = "the stat fields' types differ between targets")]
+        let mark = Self {
+            modified_ns: ns(st.st_mtime.into(), st.st_mtime_nsec as u64),
+            changed_ns: ns(st.st_ctime.into(), st.st_ctime_nsec as u64),
+        };
+        let settled_before = i128::try_from(now.saturating_sub(settle).as_nanos()).ok()?;
+        (mark.modified_ns.max(mark.changed_ns) < settled_before).then_some(mark)
+    }
 }
 
 /// What `/proc/loadavg` says of the processes: the number of threads on the host
@@ -425,13 +468,34 @@ impl ProcessesMark {
 
 impl ProcListing {
     /// The process ids in `proc_dir` now; none if it cannot be listed. `mark` is what
-    /// `proc_dir`'s `loadavg` said just now (read before this call): when it is what it
-    /// said before the last listing and the directory is the kernel's, that listing is
+    /// `proc_dir`'s `loadavg` said just now (read before this call): when the directory is
+    /// the kernel's and it is what it said before the last listing, or the directory is
+    /// another file system's and its [`DirectoryMark`] is as it was then, that listing is
     /// handed out again. Hand the list back to `pids` when done with it.
     fn pids(&mut self, proc_dir: &Path, mark: Option<ProcessesMark>) -> Vec<ListedPid> {
-        use rustix::fs::{Mode, OFlags, RawDir, SeekFrom, open, seek};
+        self.pids_settled_after(proc_dir, mark, DIRECTORY_SETTLE)
+    }
+
+    /// [`pids`](Self::pids), taking a composed directory's times for its mark once they are
+    /// `settle` old.
+    fn pids_settled_after(
+        &mut self,
+        proc_dir: &Path,
+        mark: Option<ProcessesMark>,
+        settle: std::time::Duration,
+    ) -> Vec<ListedPid> {
+        use rustix::fs::{RawDir, SeekFrom, seek};
         let mut pids = std::mem::take(&mut self.pids);
-        if mark.is_some() && mark == self.listed_at {
+        if self.dir.is_none() {
+            self.open(proc_dir);
+        }
+        // Taken before the listing: a change after it moves the mark.
+        let now = match &self.dir {
+            Some(_) if self.kernel => mark.map(ListingMark::Kernel),
+            Some(fd) => DirectoryMark::settled(fd, settle).map(ListingMark::Directory),
+            None => None,
+        };
+        if now.is_some() && now == self.listed_at {
             self.skipped += 1;
             return pids;
         }
@@ -439,13 +503,7 @@ impl ProcListing {
         pids.clear();
         // Listed again from its start; opened again if that fails.
         if self.dir.as_ref().is_some_and(|fd| seek(fd, SeekFrom::Start(0)).is_err()) {
-            self.dir = None;
-        }
-        if self.dir.is_none() {
-            self.dir = open(proc_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
-            let procfs = |fd: &rustix::fd::OwnedFd| rustix::fs::fstatfs(fd).is_ok_and(|st| st.f_type as u64 == PROC_SUPER_MAGIC);
-            self.kernel =
-                self.dir.as_ref().is_some_and(procfs) && in_the_initial_pid_namespace(proc_dir) || self.taken_for_kernel();
+            self.open(proc_dir);
         }
         let Some(fd) = self.dir.as_ref() else { return pids };
         if self.buffer.is_empty() {
@@ -463,10 +521,19 @@ impl ProcListing {
             }
         }
         // Listed whole (a failed listing cleared `dir`): it holds while the mark does.
-        if self.dir.is_some() && self.kernel {
-            self.listed_at = mark;
+        if self.dir.is_some() {
+            self.listed_at = now;
         }
         pids
+    }
+
+    /// Opens `proc_dir` (anew) and finds whether it is the kernel's procfs.
+    fn open(&mut self, proc_dir: &Path) {
+        use rustix::fs::{Mode, OFlags, open};
+        self.listed_at = None;
+        self.dir = open(proc_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok();
+        let procfs = |fd: &rustix::fd::OwnedFd| rustix::fs::fstatfs(fd).is_ok_and(|st| st.f_type as u64 == PROC_SUPER_MAGIC);
+        self.kernel = self.dir.as_ref().is_some_and(procfs) && in_the_initial_pid_namespace(proc_dir) || self.taken_for_kernel();
     }
 
     fn taken_for_kernel(&self) -> bool {
@@ -1551,7 +1618,8 @@ mod tests {
             assert_eq!((sorted(pids.clone()), listing.skipped), (vec![1, 300, 4000], 1), "{now:?}");
             listing.pids = pids;
         }
-        // Not the kernel's procfs: listed every time, whatever the mark.
+        // Not the kernel's procfs: the mark is not looked at; the directory's times are, once
+        // settled. Changed just now, they are not: listed every time.
         let mut plain = ProcListing::default();
         for _ in 0..2 {
             let pids = plain.pids(dir.path(), mark(89, 301));
@@ -1559,6 +1627,54 @@ mod tests {
             plain.pids = pids;
         }
         assert_eq!(plain.skipped, 0);
+    }
+
+    #[test]
+    fn a_composed_proc_listing_is_handed_out_again_while_its_directory_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        for pid in ["7", "self", "80"] {
+            std::fs::create_dir(dir.path().join(pid)).unwrap();
+        }
+        let pids_of = |listing: &mut ProcListing| {
+            // Times settled as soon as they are past (the file system's clock ticks finer
+            // than the pauses below).
+            let pids = listing.pids_settled_after(dir.path(), None, std::time::Duration::ZERO);
+            let mut sorted: Vec<u32> = pids.iter().map(|l| l.pid).collect();
+            sorted.sort_unstable();
+            listing.pids = pids;
+            sorted
+        };
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(30));
+        pause();
+        let mut listing = ProcListing::default();
+        assert_eq!(pids_of(&mut listing), [7, 80]);
+        assert_eq!((pids_of(&mut listing), listing.skipped), (vec![7, 80], 1), "unchanged: the listing again");
+        // Each change moves the directory's times: a pid made, removed, made again (another
+        // inode), a directory renamed over another.
+        pause();
+        std::fs::create_dir(dir.path().join("9")).unwrap();
+        assert_eq!((pids_of(&mut listing), listing.skipped), (vec![7, 9, 80], 1));
+        pause();
+        let before: Vec<ListedPid> = listing.pids.clone();
+        std::fs::remove_dir(dir.path().join("7")).unwrap();
+        std::fs::create_dir(dir.path().join("7")).unwrap();
+        assert_eq!((pids_of(&mut listing), listing.skipped), (vec![7, 9, 80], 1));
+        let ino = |pids: &[ListedPid]| pids.iter().find(|l| l.pid == 7).map(|l| l.ino);
+        assert_ne!(ino(&listing.pids), ino(&before), "a pid made again is listed with its new inode");
+        pause();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        std::fs::rename(dir.path().join("tmp"), dir.path().join("9")).unwrap();
+        assert_eq!((pids_of(&mut listing), listing.skipped), (vec![7, 9, 80], 1));
+        assert_eq!((pids_of(&mut listing), listing.skipped), (vec![7, 9, 80], 2));
+        // A mark is taken only from settled times: two seconds old, here they are not.
+        std::fs::create_dir(dir.path().join("10")).unwrap();
+        let mut fresh = ProcListing::default();
+        for _ in 0..2 {
+            let pids = fresh.pids(dir.path(), None);
+            assert_eq!(pids.len(), 4);
+            fresh.pids = pids;
+        }
+        assert_eq!(fresh.skipped, 0);
     }
 
     #[test]
