@@ -112,7 +112,7 @@ impl Default for LinuxOptions {
 struct SampledZone<'a> {
     name: String,
     path: &'a str,
-    identity: ZoneIdentity,
+    identity: &'a ZoneIdentity,
     members: Vec<&'a ProcSample>,
 }
 
@@ -1462,13 +1462,14 @@ impl LinuxSource {
         }
         let mut zones: Vec<SampledZone<'a>> = by_path
             .into_iter()
-            .map(|(path, members)| {
-                let identity = zone_name::identify(path);
+            .filter_map(|(path, members)| {
+                // The path's identity, worked out when its membership was first read.
+                let identity = members.first()?.membership.identity()?;
                 let name = match self.opts.naming {
                     ZoneNaming::Readable => identity.name.clone(),
                     ZoneNaming::Path => path.trim_start_matches('/').to_owned(),
                 };
-                SampledZone { name, path, identity, members }
+                Some(SampledZone { name, path, identity, members })
             })
             .collect();
         // Two paths with one readable name (or a name that is empty or `global`): each keeps

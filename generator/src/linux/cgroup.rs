@@ -9,6 +9,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::path::{Path, PathBuf};
 
 use super::kept_files::KeptFiles;
+use super::zone_name::{self, ZoneIdentity};
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for a backslash).
 pub fn unescape(field: &str) -> String {
@@ -85,6 +86,9 @@ pub struct Membership {
     pub v2: Option<String>,
     /// v1 controller -> path.
     pub v1: HashMap<String, String>,
+    /// What its zone is ([`zone_name::identify`] of [`zone_path`](Self::zone_path), worked
+    /// out once for the processes sharing it; `None` for the root).
+    identity: Option<ZoneIdentity>,
 }
 
 impl Membership {
@@ -102,7 +106,13 @@ impl Membership {
                 }
             }
         }
+        m.identity = m.zone_path().map(zone_name::identify);
         m
+    }
+
+    /// What its zone is; `None` for the root (no zone).
+    pub fn identity(&self) -> Option<&ZoneIdentity> {
+        self.identity.as_ref()
     }
 
     /// The zone this process belongs to: its v2 group when that is below the root, else its
