@@ -784,12 +784,17 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     // not move: the new process's `/proc` entry is another (a new inode), so it is read as
     // new at the next sample.
     sample(&mut source);
+    // The old entry held open while removed: a plain file system may hand a freed inode
+    // number to the next directory made (the kernel's procfs numbers its entries from a
+    // counter), and this one is not freed before the new entry is made.
+    let old_entry = fs::File::open(root.join("proc/700")).unwrap();
     fs::remove_dir_all(root.join("proc/700")).unwrap();
     write(root, "proc/700/stat", &proc_stat_line(700, "nginx", 70, 0, 1, 0).replace(" 100 1000000 ", " 999 1000000 "));
     write(root, "proc/700/cgroup", "0::/system.slice/third.service\n");
     let frames = sample(&mut source);
     assert!(frames.iter().any(|f| f.name == "third.service"), "a reused pid is read as a new process");
     assert_eq!(zone(&frames, "third.service").process[0].usage, None, "no baseline from the old process");
+    drop(old_entry);
 
     // A pid of the root cgroup (read every sample) reused by a process in a zone: in its
     // zone at once.

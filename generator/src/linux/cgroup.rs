@@ -256,7 +256,8 @@ pub fn pick<const N: usize>(text: &str, index: impl Fn(&[u8]) -> Option<usize>) 
     let bytes = text.as_bytes();
     let mut start = 0;
     // Lines found with `memchr` (many bytes at a time: a `memory.stat` is 1-2 KB; a byte
-    // loop, or `str`'s splitting, took most of this function's time).
+    // loop, or `str`'s splitting, took most of this function's time), values read as bytes
+    // (`decimal`: no UTF-8 check and `str` parse each).
     while start < bytes.len() {
         let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |n| start + n);
         let line = &bytes[start..end];
@@ -266,13 +267,27 @@ pub fn pick<const N: usize>(text: &str, index: impl Fn(&[u8]) -> Option<usize>) 
         if std::mem::replace(&mut seen[i], true) {
             continue;
         }
-        values[i] = std::str::from_utf8(&line[space + 1..]).ok().and_then(|v| v.trim().parse().ok());
+        values[i] = decimal(&line[space + 1..]);
         left -= 1;
         if left == 0 {
             break;
         }
     }
     values
+}
+
+/// The unsigned decimal number `text` holds between ASCII white space (as `str::trim` and
+/// `u64`'s `parse` read it: an optional `+`, then digits); `None` if it holds anything else
+/// or more than `u64::MAX`.
+pub fn decimal(text: &[u8]) -> Option<u64> {
+    let text = text.trim_ascii();
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    if digits.is_empty() {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0u64, |n, &b| if b.is_ascii_digit() { n.checked_mul(10)?.checked_add(u64::from(b - b'0')) } else { None })
 }
 
 /// A struct of the values of some keys of a flat-keyed file (each `None` where absent or not
@@ -432,12 +447,13 @@ pub struct Pressure {
 /// neither line has a total (an empty or foreign file).
 pub fn parse_pressure(text: &str) -> Option<Pressure> {
     let mut p = Pressure::default();
-    for line in text.split('\n') {
+    for line in text.as_bytes().split(|&b| b == b'\n') {
         // `total=` is the last field: split off by the last space, no substring search.
-        let total = line.trim_end().rsplit(' ').next().and_then(|f| f.strip_prefix("total=")).and_then(|v| v.parse().ok());
-        if line.starts_with("some ") {
+        let last = line.trim_ascii_end().rsplit(|&b| b == b' ').next();
+        let total = last.and_then(|f| f.strip_prefix(b"total=")).and_then(decimal);
+        if line.starts_with(b"some ") {
             p.some_us = total;
-        } else if line.starts_with("full ") {
+        } else if line.starts_with(b"full ") {
             p.full_us = total;
         }
     }
@@ -570,6 +586,35 @@ mod tests {
         assert_eq!((cpu.usage_us, cpu.user_us, cpu.system_us, cpu.throttled_us), (Some(100), Some(60), Some(40), Some(0)));
         let ev = MemoryEvents::parse("low 0\nhigh 3\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n");
         assert_eq!(ev, MemoryEvents { high: Some(3), max: Some(2), oom: Some(1), oom_kill: Some(1) });
+    }
+
+    #[test]
+    fn a_decimal_is_read_as_str_parse_reads_it() {
+        for text in [
+            "0",
+            "42",
+            " 42 ",
+            "42\n",
+            "\t7\r",
+            "+5",
+            "++5",
+            "-1",
+            "",
+            " ",
+            "+",
+            "1 2",
+            "4x",
+            "x4",
+            "0042",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "1.5",
+            "\u{e9}1",
+        ] {
+            assert_eq!(decimal(text.as_bytes()), text.trim().parse::<u64>().ok(), "{text:?}");
+        }
+        assert_eq!(decimal(b"\xff1"), None, "not UTF-8");
     }
 
     #[test]
