@@ -37,7 +37,7 @@ use regex::Regex;
 use crate::GeneratorError;
 use crate::source::{StatSource, ns_to_ticks};
 use cgroup::{CgroupMounts, DeviceIo, Dir, Membership};
-use kept_files::KeptFiles;
+use kept_files::{FileHandle, KeptFiles};
 use migrations::{MigrationWatch, Moved};
 use zone_name::ZoneIdentity;
 
@@ -240,6 +240,8 @@ struct SignalScan {
     read_first_in: Option<u64>,
     /// The v2 `cpu.stat` it was read from, for the zone's frame of the same sample.
     cpu_stat: Option<cgroup::CpuStat>,
+    /// The kept file it is read from.
+    file: Option<FileHandle>,
 }
 
 impl CpuSignal {
@@ -300,6 +302,31 @@ struct ZonePrev {
     since_info: Option<u64>,
     /// The zone's limits as last read.
     limits: Option<Limits>,
+    /// Its v2 files read every sample.
+    files: ZoneFiles,
+}
+
+/// Handles of a v2 zone's files read every sample ([`FileHandle`]: read without their paths
+/// put together and looked up), for the directory they were had for.
+#[derive(Debug, Default, Clone)]
+struct ZoneFiles {
+    dir: PathBuf,
+    cpu_stat: Option<FileHandle>,
+    memory_stat: Option<FileHandle>,
+    memory_current: Option<FileHandle>,
+    io_stat: Option<FileHandle>,
+    pressure: [Option<FileHandle>; 3],
+}
+
+impl ZoneFiles {
+    /// `self` if it is `dir`'s, else none yet for `dir`.
+    fn of(self, dir: Option<&Path>) -> Self {
+        match dir {
+            Some(dir) if dir == self.dir => self,
+            Some(dir) => ZoneFiles { dir: dir.to_owned(), ..ZoneFiles::default() },
+            None => ZoneFiles::default(),
+        }
+    }
 }
 
 /// A zone's limits: read when the zone is first seen and then once every
@@ -350,6 +377,8 @@ pub struct LinuxSource {
     /// The generator's and pid 1's network namespaces and the sample they were looked up
     /// in (see `host_namespaces`).
     host_namespaces: Option<(u64, Option<u64>, Option<u64>)>,
+    /// The host's pressure files (`/proc/pressure/*`).
+    host_pressure_files: [Option<FileHandle>; 3],
     /// CPU quotas of cgroup directories, emptied at each sample.
     quota_cache: HashMap<PathBuf, Option<cgroup::CpuQuota>>,
     /// Each cgroup's CPU-time signal by its key, shared by the processes of that cgroup
@@ -596,6 +625,7 @@ impl LinuxSource {
             host_since_info: None,
             host_has_swap: true,
             host_namespaces: None,
+            host_pressure_files: [None; 3],
             quota_cache: HashMap::new(),
             signals: HashMap::new(),
             memberships: HashMap::new(),
@@ -848,7 +878,7 @@ impl LinuxSource {
                 continue;
             }
             let (now, cpu_stat) = if signal.v2 {
-                let stat = self.files.parse_whole_in_one_read(&signal.file, cgroup::CpuStat::parse);
+                let stat = self.files.parse_whole_in_one_read_by(&mut scan.file, &signal.file, cgroup::CpuStat::parse);
                 (stat.and_then(|s| s.usage_us), stat)
             } else {
                 (self.files.number(&signal.file), None)
@@ -1057,7 +1087,11 @@ impl LinuxSource {
             zonename: std::iter::once("global").chain(zones.iter().copied()).map(str::to_owned).collect(),
             cpuqueue: vec![Cpuqueue { core: None, length: stat.procs_running, amount: Some(1) }],
             cpu_time: vec![cpu_time],
-            pressure: host::pressure_rows(&Dir::new(&self.files, &self.proc_dir.join("pressure")), false),
+            pressure: host::pressure_rows(
+                &Dir::new(&self.files, &self.proc_dir.join("pressure")),
+                false,
+                &mut self.host_pressure_files,
+            ),
             memory: vec![memory],
             io,
             link,
@@ -1217,11 +1251,12 @@ impl LinuxSource {
         files: &KeptFiles,
         host_has_swap: bool,
         v2: Option<(&Dir, &cgroup::MemoryStat)>,
+        current: &mut Option<FileHandle>,
         v1_dir: Option<&Path>,
         limits: &Limits,
     ) -> Option<(packet::Memory, Option<u64>)> {
         if let Some((dir, st)) = v2 {
-            let usage = dir.number("memory.current");
+            let usage = dir.parse_by(current, "memory.current", cgroup::parse_limit).flatten();
             // Read only when the kernel reports it modified. After a file of the same
             // directory (`memory.stat`, `memory.current`): a cgroup gone and made again at
             // its path fails those reads, which close its other kept files too.
@@ -1288,20 +1323,22 @@ impl LinuxSource {
         let Some(first) = members.first() else { return Packet::default() };
         let m = &first.membership;
         // Taken out and put back under the same key (no new copy of the name).
-        let (key, prev) = self.prev_zone.remove_entry(&zone.name).unwrap_or_else(|| (zone.name.clone(), ZonePrev::default()));
+        let (key, mut prev) = self.prev_zone.remove_entry(&zone.name).unwrap_or_else(|| (zone.name.clone(), ZonePrev::default()));
         let mut next = ZonePrev::default();
 
         // CPU: v1 cpuacct gives a per-core split (ns); v2 only a total (µs), reported as one
         // row with no core. Each cgroup file is read once a sample.
         let v2_dir = m.v2.as_deref().filter(|p| *p != "/").and_then(|p| self.mounts.v2_dir(p));
         let v2 = v2_dir.as_deref().map(|d| Dir::new(&self.files, d));
+        let mut handles = std::mem::take(&mut prev.files).of(v2_dir.as_deref());
         // The `cpu.stat` the process scan read this sample, else read now.
         let samples = self.samples;
         let scanned = self.procs.get(&first.pid).and_then(|s| s.signal.as_ref()).filter(|s| s.v2).and_then(|s| {
             let mut scan = s.scan();
             scan.cpu_stat.take().filter(|_| scan.read_in == Some(samples))
         });
-        let v2_cpu_stat = scanned.or_else(|| v2.as_ref().and_then(|d| d.parse("cpu.stat", cgroup::CpuStat::parse)));
+        let v2_cpu_stat =
+            scanned.or_else(|| v2.as_ref().and_then(|d| d.parse_by(&mut handles.cpu_stat, "cpu.stat", cgroup::CpuStat::parse)));
         // The zone's limits and v2 controllers, read every LIMITS_REFRESH_SAMPLES samples
         // (spread over the samples by the zone's name).
         let v1_memory_dir = self.own_v1_dir(m, "memory");
@@ -1311,8 +1348,10 @@ impl LinuxSource {
             Some(limits) => limits,
             None => self.zone_limits(m, v2.as_ref(), v1_memory_dir.as_deref()),
         };
-        let v2_memory_stat =
-            v2.as_ref().filter(|_| limits.v2_has("memory")).and_then(|d| d.parse("memory.stat", cgroup::MemoryStat::parse));
+        let v2_memory_stat = v2
+            .as_ref()
+            .filter(|_| limits.v2_has("memory"))
+            .and_then(|d| d.parse_by(&mut handles.memory_stat, "memory.stat", cgroup::MemoryStat::parse));
         let v2_io_there = limits.v2_has("io");
         let mut cpu = Vec::new();
         let percpu = self
@@ -1343,11 +1382,17 @@ impl LinuxSource {
         // Memory: v2 files when the zone is a v2 group with memory accounting, else v1 (only
         // the zone's own v1 group); the 2013 `mem` row is a part of the `memory` row.
         let v2_memory = v2.as_ref().zip(v2_memory_stat.as_ref());
-        let (memory, majflt) =
-            match Self::zone_memory(&self.files, self.host_has_swap, v2_memory, v1_memory_dir.as_deref(), &limits) {
-                Some((memory, majflt)) => (Some(memory), majflt),
-                None => (None, None),
-            };
+        let (memory, majflt) = match Self::zone_memory(
+            &self.files,
+            self.host_has_swap,
+            v2_memory,
+            &mut handles.memory_current,
+            v1_memory_dir.as_deref(),
+            &limits,
+        ) {
+            Some((memory, majflt)) => (Some(memory), majflt),
+            None => (None, None),
+        };
         let mem = Mem {
             rss: memory.as_ref().and_then(|m| m.anon),
             physcap: memory.as_ref().and_then(|m| m.limit),
@@ -1359,10 +1404,11 @@ impl LinuxSource {
         next.majflt = majflt;
         let cpu_time = self.zone_cpu_time(m, v2_cpu_stat.as_ref(), &limits);
         next.limits = Some(limits);
-        let pressure = v2.as_ref().map(|d| host::pressure_rows(d, true)).unwrap_or_default();
+        let pressure = v2.as_ref().map(|d| host::pressure_rows(d, true, &mut handles.pressure)).unwrap_or_default();
 
         // Disk I/O per device.
-        let v2_io = v2.as_ref().filter(|_| v2_io_there).and_then(|d| d.parse("io.stat", cgroup::parse_io_stat));
+        let v2_io =
+            v2.as_ref().filter(|_| v2_io_there).and_then(|d| d.parse_by(&mut handles.io_stat, "io.stat", cgroup::parse_io_stat));
         let io: HashMap<String, DeviceIo> = if let Some(io) = v2_io {
             io
         } else if let Some(dir) = self.own_v1_dir(m, "blkio") {
@@ -1413,6 +1459,7 @@ impl LinuxSource {
             pod_uid: zone.identity.pod_uid.clone(),
         });
         next.since_info = since;
+        next.files = handles;
 
         self.prev_zone.insert(key, next);
         Packet {

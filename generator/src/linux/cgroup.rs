@@ -8,7 +8,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::path::{Path, PathBuf};
 
-use super::kept_files::KeptFiles;
+use super::kept_files::{FileHandle, KeptFiles};
 use super::zone_name::{self, ZoneIdentity};
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for a backslash).
@@ -164,6 +164,12 @@ impl Dir {
     /// cannot be read.
     pub fn parse<T>(&self, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
         self.files.parse_whole_in_one_read_below(&self.path, rel, parse)
+    }
+
+    /// [`parse`](Self::parse) through `handle`, kept by the caller for this directory and
+    /// `rel` ([`KeptFiles::parse_whole_in_one_read_below_by`]).
+    pub fn parse_by<T>(&self, handle: &mut Option<FileHandle>, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        self.files.parse_whole_in_one_read_below_by(handle, &self.path, rel, parse)
     }
 
     /// [`parse`](Self::parse), not keeping the file open after the read (a file read once in

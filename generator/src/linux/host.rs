@@ -10,14 +10,16 @@ use procfs::LoadAverage;
 use procfs::net::DeviceStatus;
 
 use super::cgroup;
+use super::kept_files::FileHandle;
 
 /// Pressure rows for `cpu`, `memory` and `io` from `cpu` (the host's `/proc/pressure`) or
 /// `cpu.pressure` (a v2 cgroup) in `dir`: one row per resource whose file reads.
-pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool) -> Vec<Pressure> {
+pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool, handles: &mut [Option<FileHandle>; 3]) -> Vec<Pressure> {
     [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")]
         .into_iter()
-        .filter_map(|(resource, cgroup_file)| {
-            let p = dir.parse(if cgroup_files { cgroup_file } else { resource }, cgroup::parse_pressure)??;
+        .zip(handles)
+        .filter_map(|((resource, cgroup_file), handle)| {
+            let p = dir.parse_by(handle, if cgroup_files { cgroup_file } else { resource }, cgroup::parse_pressure)??;
             Some(Pressure { resource: resource.to_owned(), some_us: p.some_us, full_us: p.full_us })
         })
         .collect()

@@ -53,7 +53,7 @@ type ByPath<V> = std::collections::HashMap<OsString, V, foldhash::fast::RandomSt
 
 #[derive(Debug)]
 struct Kept {
-    files: ByPath<KeptFile>,
+    files: FileTable,
     /// Where files are read into (reused, at its length: one allocation a read, for the
     /// text).
     buffer: Vec<u8>,
@@ -74,8 +74,84 @@ struct Kept {
     reads: usize,
 }
 
+/// The kept files by path, each in a slot of its own where a [`FileHandle`] finds it again
+/// without its path (a cgroup file's is some 100-150 bytes, put together, hashed and
+/// compared at each read: a tenth of a live sample's user time, with 700 zone files a
+/// sample).
+#[derive(Debug, Default)]
+struct FileTable {
+    by_path: ByPath<usize>,
+    slots: slab::Slab<KeptFile>,
+    /// The id the next file kept gets (a slot is reused; an id never is).
+    next_id: u64,
+}
+
+/// Names a kept file for [`KeptFiles::parse_whole_in_one_read_below_by`]: its slot and its
+/// id there. A file closed since, or another kept in its slot, is not found by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHandle {
+    slot: usize,
+    id: u64,
+}
+
+impl FileTable {
+    fn get(&self, key: &OsStr) -> Option<&KeptFile> {
+        self.by_path.get(key).map(|&slot| &self.slots[slot])
+    }
+
+    fn get_mut(&mut self, key: &OsStr) -> Option<&mut KeptFile> {
+        self.by_path.get(key).map(|&slot| &mut self.slots[slot])
+    }
+
+    fn contains_key(&self, key: &OsStr) -> bool {
+        self.by_path.contains_key(key)
+    }
+
+    fn len(&self) -> usize {
+        self.by_path.len()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.by_path.is_empty()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &OsString> {
+        self.by_path.keys()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&OsString, &KeptFile)> {
+        self.by_path.iter().map(|(key, &slot)| (key, &self.slots[slot]))
+    }
+
+    /// Keeps `file` at `key` (in place of any kept there) with an id of its own.
+    fn insert(&mut self, key: OsString, mut file: KeptFile) {
+        file.id = self.next_id;
+        self.next_id += 1;
+        if let Some(old) = self.by_path.insert(key, self.slots.insert(file)) {
+            self.slots.remove(old);
+        }
+    }
+
+    fn remove(&mut self, key: &OsStr) -> Option<KeptFile> {
+        self.by_path.remove(key).map(|slot| self.slots.remove(slot))
+    }
+
+    /// The handle of the file kept at `key`.
+    fn handle(&self, key: &OsStr) -> Option<FileHandle> {
+        self.by_path.get(key).map(|&slot| FileHandle { slot, id: self.slots[slot].id })
+    }
+
+    /// The file `handle` names, if it is still kept.
+    fn by_handle(&mut self, handle: FileHandle) -> Option<&mut KeptFile> {
+        self.slots.get_mut(handle.slot).filter(|k| k.id == handle.id)
+    }
+}
+
 #[derive(Debug)]
 struct KeptFile {
+    /// Its id in the [`FileTable`] (given there).
+    id: u64,
     file: File,
     /// How it is known to be the file at its path still.
     check: Check,
@@ -217,7 +293,7 @@ impl KeptFiles {
     /// An empty set keeping at most `budget` files open.
     pub fn new(budget: usize) -> Self {
         Self(Arc::new(Mutex::new(Kept {
-            files: ByPath::default(),
+            files: FileTable::default(),
             buffer: Vec::new(),
             budget,
             sample: 0,
@@ -288,6 +364,61 @@ impl KeptFiles {
     /// `dir`, without building its path anew at each read.
     pub fn parse_whole_in_one_read_below<T>(&self, dir: &Path, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
         self.below(dir, rel, |kept, path| kept.read(path, Ends::AtShortRead, parse))
+    }
+
+    /// [`parse_whole_in_one_read_below`](Self::parse_whole_in_one_read_below) through
+    /// `handle`: the file it names is read without its path put together and looked up;
+    /// where it names none (its first read, the file closed since, or not kept: the budget),
+    /// by its path, and `handle` then names the file kept there. A handle is for one path:
+    /// the caller keeps it with the directory and `rel` it was had for.
+    pub fn parse_whole_in_one_read_below_by<T>(
+        &self,
+        handle: &mut Option<FileHandle>,
+        dir: &Path,
+        rel: &str,
+        parse: impl FnOnce(&str) -> T,
+    ) -> Option<T> {
+        let parse = match self.read_through(handle, parse) {
+            Ok(parsed) => return Some(parsed),
+            Err(parse) => parse,
+        };
+        // A failed read is read again by path, which closes the file if it is gone.
+        self.below(dir, rel, |kept, path| {
+            let parsed = kept.read(path, Ends::AtShortRead, parse);
+            *handle = kept.files.handle(path.as_os_str());
+            parsed
+        })
+    }
+
+    /// [`parse_whole_in_one_read_below_by`](Self::parse_whole_in_one_read_below_by) of the
+    /// file at `path`.
+    pub fn parse_whole_in_one_read_by<T>(
+        &self,
+        handle: &mut Option<FileHandle>,
+        path: &Path,
+        parse: impl FnOnce(&str) -> T,
+    ) -> Option<T> {
+        let parse = match self.read_through(handle, parse) {
+            Ok(parsed) => return Some(parsed),
+            Err(parse) => parse,
+        };
+        let mut kept = self.lock();
+        let parsed = kept.read(path, Ends::AtShortRead, parse);
+        *handle = kept.files.handle(path.as_os_str());
+        parsed
+    }
+
+    /// The file `handle` names read and handed to `parse`; `parse` back where it names no
+    /// kept file or the read failed.
+    fn read_through<T, P: FnOnce(&str) -> T>(&self, handle: &Option<FileHandle>, parse: P) -> Result<T, P> {
+        let Some(h) = *handle else { return Err(parse) };
+        let mut guard = self.lock();
+        let kept = &mut *guard;
+        kept.read_events_once_a_sample();
+        match kept.read_by_handle(h) {
+            Some(len) => Ok(parse_text(&mut kept.buffer, len, parse)),
+            None => Err(parse),
+        }
     }
 
     /// [`parse_whole_in_one_read_below`](Self::parse_whole_in_one_read_below) of a file the
@@ -419,6 +550,24 @@ impl Kept {
         Some(parsed)
     }
 
+    /// Reads the kept file `handle` names (a file the kernel writes whole in each read) from
+    /// its start: its length; `None` if it is not kept, not current any more, or its read
+    /// failed.
+    fn read_by_handle(&mut self, handle: FileHandle) -> Option<usize> {
+        let sample = self.sample;
+        let k = self.files.by_handle(handle)?;
+        let current = k.check != Check::LinkCount || has_a_name(&k.file);
+        if !current {
+            return None;
+        }
+        k.read_in = sample;
+        #[cfg(test)]
+        {
+            self.reads += 1;
+        }
+        read_from_start(&k.file, &mut self.buffer, Ends::AtShortRead)
+    }
+
     /// Reads the kept file `key` from its start: `None` if it is not kept, `Some(None)` if it
     /// is not current any more (its object gone, or a plain file without a name).
     fn read_kept(&mut self, key: &OsStr, ends: Ends) -> Option<Option<usize>> {
@@ -447,7 +596,7 @@ impl Kept {
             self.watch.get_or_insert_with(Watch::plain).watch(path, &file, key)
         };
         if let Some(check) = check {
-            self.files.insert(key.to_owned(), KeptFile { file, check, read_in: self.sample, unmodified_text: None });
+            self.files.insert(key.to_owned(), KeptFile { id: 0, file, check, read_in: self.sample, unmodified_text: None });
         }
     }
 
@@ -582,6 +731,44 @@ fn parse_text<T>(buffer: &mut Vec<u8>, len: usize, parse: impl FnOnce(&str) -> T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handle_reads_its_own_file_while_it_is_kept_and_its_path_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "1\n").unwrap();
+        std::fs::write(&b, "2\n").unwrap();
+        let files = KeptFiles::new(10);
+        let read_a = |h: &mut Option<FileHandle>| files.parse_whole_in_one_read_below_by(h, dir.path(), "a", str::to_owned);
+        let mut handle = None;
+        assert_eq!(read_a(&mut handle).as_deref(), Some("1\n"));
+        let first = handle.expect("kept: a handle");
+        // Read through it (the kept file, rewritten in place): one read, the new bytes.
+        std::fs::write(&a, "11\n").unwrap();
+        let before = files.lock().reads;
+        assert_eq!(read_a(&mut handle).as_deref(), Some("11\n"));
+        assert_eq!((files.lock().reads, handle), (before + 1, Some(first)));
+        // Closed after samples that did not read it, and `b` kept in its slot since: the
+        // handle does not read `b`; `a` is read by its path and kept anew.
+        for _ in 0..=KEEP_UNREAD_SAMPLES {
+            files.end_sample();
+        }
+        assert!(files.paths().is_empty());
+        assert_eq!(files.text(&b).as_deref(), Some("2\n"));
+        assert_eq!(read_a(&mut handle).as_deref(), Some("11\n"));
+        assert_ne!(handle, Some(first));
+        // Replaced by another file renamed over it: the new file's bytes.
+        std::fs::write(dir.path().join("new"), "3\n").unwrap();
+        std::fs::rename(dir.path().join("new"), &a).unwrap();
+        files.end_sample();
+        assert_eq!(read_a(&mut handle).as_deref(), Some("3\n"));
+        // Removed: nothing, and no handle.
+        std::fs::remove_file(&a).unwrap();
+        files.end_sample();
+        assert_eq!(read_a(&mut handle), None);
+        assert_eq!(handle, None);
+        assert_eq!(files.paths(), [b]);
+    }
 
     #[test]
     fn a_kept_file_reads_afresh_and_one_not_read_for_ten_samples_is_closed() {
