@@ -314,6 +314,7 @@ struct ZoneFiles {
     cpu_stat: Option<FileHandle>,
     memory_stat: Option<FileHandle>,
     memory_current: Option<FileHandle>,
+    memory_events: Option<FileHandle>,
     io_stat: Option<FileHandle>,
     pressure: [Option<FileHandle>; 3],
 }
@@ -1251,7 +1252,7 @@ impl LinuxSource {
         files: &KeptFiles,
         host_has_swap: bool,
         v2: Option<(&Dir, &cgroup::MemoryStat)>,
-        current: &mut Option<FileHandle>,
+        [current, events]: [&mut Option<FileHandle>; 2],
         v1_dir: Option<&Path>,
         limits: &Limits,
     ) -> Option<(packet::Memory, Option<u64>)> {
@@ -1260,7 +1261,7 @@ impl LinuxSource {
             // Read only when the kernel reports it modified. After a file of the same
             // directory (`memory.stat`, `memory.current`): a cgroup gone and made again at
             // its path fails those reads, which close its other kept files too.
-            let ev = dir.parse_when_modified("memory.events", cgroup::MemoryEvents::parse).unwrap_or_default();
+            let ev = dir.parse_when_modified_by(events, "memory.events", cgroup::MemoryEvents::parse).unwrap_or_default();
             let inactive_file = st.inactive_file;
             let memory = packet::Memory {
                 usage,
@@ -1386,7 +1387,7 @@ impl LinuxSource {
             &self.files,
             self.host_has_swap,
             v2_memory,
-            &mut handles.memory_current,
+            [&mut handles.memory_current, &mut handles.memory_events],
             v1_memory_dir.as_deref(),
             &limits,
         ) {

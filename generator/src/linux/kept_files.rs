@@ -441,6 +441,35 @@ impl KeptFiles {
         self.below(dir, rel, |kept, path| kept.read_and_keep(path, Ends::AtShortRead, false, parse))
     }
 
+    /// [`parse_when_modified_below`](Self::parse_when_modified_below) through `handle` (as
+    /// [`parse_whole_in_one_read_below_by`](Self::parse_whole_in_one_read_below_by)): the
+    /// text as last read of the file it names, while no modification was reported.
+    pub fn parse_when_modified_below_by<T>(
+        &self,
+        handle: &mut Option<FileHandle>,
+        dir: &Path,
+        rel: &str,
+        parse: impl FnOnce(&str) -> T,
+    ) -> Option<T> {
+        if let Some(h) = *handle {
+            let mut guard = self.lock();
+            let kept = &mut *guard;
+            kept.read_events_once_a_sample();
+            let sample = kept.sample;
+            if let Some(k) = kept.files.by_handle(h)
+                && let Some((_, text)) = &k.unmodified_text
+            {
+                k.read_in = sample;
+                return Some(parse(text));
+            }
+        }
+        self.below(dir, rel, |kept, path| {
+            let parsed = kept.read_when_modified(path, parse);
+            *handle = kept.files.handle(path.as_os_str());
+            parsed
+        })
+    }
+
     /// `read` of the path of `rel` below `dir`, put together in the set's reused buffer.
     fn below<T>(&self, dir: &Path, rel: &str, read: impl FnOnce(&mut Kept, &Path) -> T) -> T {
         let mut guard = self.lock();
@@ -876,13 +905,30 @@ mod tests {
 
     #[test]
     fn a_file_read_when_modified_is_read_again_only_after_a_modification() {
+        for through_handle in [false, true] {
+            file_read_when_modified_is_read_again_only_after_a_modification(through_handle);
+        }
+    }
+
+    /// By its path, or through a handle (had at its first read, then kept).
+    fn file_read_when_modified_is_read_again_only_after_a_modification(through_handle: bool) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("memory.events");
         std::fs::write(&path, "oom 1\n").unwrap();
         let files = KeptFiles::new(10);
-        let read = |files: &KeptFiles| files.parse_when_modified_below(dir.path(), "memory.events", str::to_owned);
+        let handle = std::cell::Cell::new(None);
+        let read = |files: &KeptFiles| {
+            if !through_handle {
+                return files.parse_when_modified_below(dir.path(), "memory.events", str::to_owned);
+            }
+            let mut h = handle.get();
+            let text = files.parse_when_modified_below_by(&mut h, dir.path(), "memory.events", str::to_owned);
+            handle.set(h);
+            text
+        };
         let reads = |files: &KeptFiles| files.lock().reads;
         assert_eq!(read(&files).as_deref(), Some("oom 1\n"));
+        assert_eq!(handle.get().is_some(), through_handle, "kept: a handle");
         files.end_sample();
         let before = reads(&files);
         for _ in 0..3 {
