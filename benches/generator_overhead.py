@@ -141,14 +141,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_generator(root, samples, simulate=True, binary=None):
-    """Runs the generator and returns (user s, system s, wall s) of its whole run."""
+def start_generator(root, samples, simulate=True, binary=None):
+    """Starts the generator for `samples` samples; its process."""
     args = [str(binary or GENERATOR), "--source", "linux", "--linux-root", str(root), "--listen", f"tcp://127.0.0.1:{free_port()}",
             "--count", str(samples)]
     if simulate:
         args += ["--simulate-from", "2026-01-01T00:00:00Z"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_generator(root, samples, simulate=True, binary=None):
+    """Runs the generator and returns (user s, system s, wall s) of its whole run."""
     start = time.monotonic()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = start_generator(root, samples, simulate, binary)
     _, _, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - start
     return usage.ru_utime, usage.ru_stime, wall
@@ -198,13 +203,23 @@ def floor(a, full):
 
 
 def compare(a, full):
-    """This build against `a.compare`, alternately: ms a sample after the first (start and
-    first sample, a run of one, taken out), back to back and, with --live, at 1 Hz."""
+    """This build against `a.compare`, alternately (or, with --together, at the same time: on
+    a VM whose speed drifts by the minute, both then see the same drift): ms a sample after
+    the first (start and first sample, a run of one, taken out), back to back and, with
+    --live, at 1 Hz."""
     modes = [("back to back", a.samples + 1, True)] + ([("live at 1 Hz", a.live, False)] if a.live else [])
+    binaries = (("other", a.compare), ("this", GENERATOR))
     for label, samples, simulate in modes:
         figures = {"other": [], "this": []}
         for _ in range(a.runs):
-            for name, binary in (("other", a.compare), ("this", GENERATOR)):
+            if a.together:
+                first = {name: sum(run_generator(full, 1, binary=binary)[:2]) for name, binary in binaries}
+                children = {name: start_generator(full, samples, simulate, binary) for name, binary in binaries}
+                for name, child in children.items():
+                    usage = os.wait4(child.pid, 0)[2]
+                    figures[name].append((usage.ru_utime + usage.ru_stime - first[name]) / (samples - 1) * 1e3)
+                continue
+            for name, binary in binaries:
                 first = sum(run_generator(full, 1, binary=binary)[:2])
                 total = sum(run_generator(full, samples, simulate, binary=binary)[:2])
                 figures[name].append((total - first) / (samples - 1) * 1e3)
@@ -228,6 +243,9 @@ def main():
                     help="another generator binary (an earlier build): run it and this one alternately on the same "
                          "tree, RUNS pairs, and print both and their ratio (this VM's speed varies by half within an "
                          "hour, so only alternate runs compare)")
+    ap.add_argument("--together", action="store_true",
+                    help="with --compare: run the two at the same time, each on a core of its own (2 or more CPUs), "
+                         "instead of one after the other")
     a = ap.parse_args()
     if not GENERATOR.exists():
         sys.exit(f"build it first: cargo build --release -p generator ({GENERATOR} missing)")
