@@ -293,9 +293,10 @@ pub fn pick<const N: usize>(text: &str, index: impl Fn(&[u8]) -> Option<usize>) 
     values
 }
 
-/// The unsigned decimal number `text` holds between ASCII white space (as `str::trim` and
-/// `u64`'s `parse` read it: an optional `+`, then digits); `None` if it holds anything else
-/// or more than `u64::MAX`.
+/// The unsigned decimal number `text` holds between ASCII white space (space, tab, line
+/// feed, form feed, carriage return; `str::trim` also takes a vertical tab and Unicode
+/// spaces, which no kernel file holds), read as `u64`'s `parse` reads one (an optional `+`,
+/// then digits); `None` if it holds anything else or more than `u64::MAX`.
 pub fn decimal(text: &[u8]) -> Option<u64> {
     let text = text.trim_ascii();
     let digits = text.strip_prefix(b"+").unwrap_or(text);
