@@ -378,16 +378,7 @@ impl KeptFiles {
         rel: &str,
         parse: impl FnOnce(&str) -> T,
     ) -> Option<T> {
-        let parse = match self.read_through(handle, parse) {
-            Ok(parsed) => return Some(parsed),
-            Err(parse) => parse,
-        };
-        // A failed read is read again by path, which closes the file if it is gone.
-        self.below(dir, rel, |kept, path| {
-            let parsed = kept.read(path, Ends::AtShortRead, parse);
-            *handle = kept.files.handle(path.as_os_str());
-            parsed
-        })
+        self.through(handle, parse, |handle, parse| self.below(dir, rel, |kept, path| kept.read_naming(path, handle, parse)))
     }
 
     /// [`parse_whole_in_one_read_below_by`](Self::parse_whole_in_one_read_below_by) of the
@@ -398,14 +389,21 @@ impl KeptFiles {
         path: &Path,
         parse: impl FnOnce(&str) -> T,
     ) -> Option<T> {
-        let parse = match self.read_through(handle, parse) {
-            Ok(parsed) => return Some(parsed),
-            Err(parse) => parse,
-        };
-        let mut kept = self.lock();
-        let parsed = kept.read(path, Ends::AtShortRead, parse);
-        *handle = kept.files.handle(path.as_os_str());
-        parsed
+        self.through(handle, parse, |handle, parse| self.lock().read_naming(path, handle, parse))
+    }
+
+    /// `parse` of the file `handle` names; where it names none or its read fails, `by_path`
+    /// (a failed read is read again by path, which closes the file if it is gone).
+    fn through<T, P: FnOnce(&str) -> T>(
+        &self,
+        handle: &mut Option<FileHandle>,
+        parse: P,
+        by_path: impl FnOnce(&mut Option<FileHandle>, P) -> Option<T>,
+    ) -> Option<T> {
+        match self.read_through(handle, parse) {
+            Ok(parsed) => Some(parsed),
+            Err(parse) => by_path(handle, parse),
+        }
     }
 
     /// The file `handle` names read and handed to `parse`; `parse` back where it names no
@@ -577,6 +575,14 @@ impl Kept {
             k.unmodified_text = Some((wd, text));
         }
         Some(parsed)
+    }
+
+    /// [`read`](Self::read) of a file the kernel writes whole in each read, `handle` then
+    /// naming the file kept at `path` (none where it is not kept).
+    fn read_naming<T>(&mut self, path: &Path, handle: &mut Option<FileHandle>, parse: impl FnOnce(&str) -> T) -> Option<T> {
+        let parsed = self.read(path, Ends::AtShortRead, parse);
+        *handle = self.files.handle(path.as_os_str());
+        parsed
     }
 
     /// Reads the kept file `handle` names (a file the kernel writes whole in each read) from
