@@ -195,6 +195,32 @@ fn hybrid_host_global_v1_and_v2_zones() {
 }
 
 #[test]
+fn a_zone_lists_its_busiest_processes_first_ties_by_pid_and_no_more_than_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let ran = [(805, 20), (801, 10), (804, 30), (803, 0), (802, 30)];
+    for (pid, _) in ran {
+        process(root, pid, &format!("p{pid}"), "0::/system.slice/busy.service\n");
+    }
+    let cpu_stat = "sys/fs/cgroup/system.slice/busy.service/cpu.stat";
+    write(root, cpu_stat, "usage_usec 1000\nuser_usec 1\nsystem_usec 1\n");
+    let mut source =
+        LinuxSource::new(LinuxOptions { root: root.to_owned(), top_processes: 3, ..LinuxOptions::default() }).unwrap();
+    source.sample(1_764_000_000_000_000, 1_000_000).unwrap();
+    // Read before their zone's time at first sight: read again at the next sample.
+    for (pid, ticks) in ran {
+        write(root, &format!("proc/{pid}/stat"), &proc_stat_line(pid, &format!("p{pid}"), 10 + ticks, 5, 1, 0));
+    }
+    write(root, cpu_stat, "usage_usec 900000\nuser_usec 1\nsystem_usec 1\n");
+    let frames = source.sample(1_764_000_001_000_000, 1_000_000).unwrap();
+    let rows: Vec<(Option<u32>, Option<u32>)> = zone(&frames, "busy.service").process.iter().map(|p| (p.pid, p.usage)).collect();
+    // 30 ticks (0.3 s) is 1499 at 4999 Hz; 20 ticks 999.
+    assert_eq!(rows, [(Some(802), Some(1499)), (Some(804), Some(1499)), (Some(805), Some(999))]);
+    assert_eq!(zone(&frames, "busy.service").processes, Some(5), "all counted, three listed");
+}
+
+#[test]
 fn a_process_vanishing_mid_scan_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
