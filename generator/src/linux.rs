@@ -916,15 +916,7 @@ impl LinuxSource {
     /// The busiest processes of `procs`, with CPU over the interval in 4999 Hz ticks.
     fn busiest(&self, procs: &[&ProcSample]) -> Vec<Process> {
         let mut with_delta: Vec<(u64, &ProcSample)> = procs.iter().map(|p| (p.ran_ticks.unwrap_or(0), *p)).collect();
-        // Busiest first, then by pid (a total order: pids differ). Of many (the host's
-        // thousand), the top ones are picked first and only they are sorted.
-        let order = |a: &(u64, &ProcSample), b: &(u64, &ProcSample)| b.0.cmp(&a.0).then(a.1.pid.cmp(&b.1.pid));
-        let top = self.opts.top_processes;
-        if top > 0 && with_delta.len() > top {
-            with_delta.select_nth_unstable_by(top - 1, order);
-            with_delta.truncate(top);
-        }
-        with_delta.sort_unstable_by(order);
+        with_delta.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.pid.cmp(&b.1.pid)));
         with_delta
             .into_iter()
             .take(self.opts.top_processes)
