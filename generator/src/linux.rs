@@ -348,13 +348,37 @@ struct Limits {
     /// A v2 zone's `cgroup.controllers` (the controllers its parent enables for it); `None`
     /// where it cannot be read. Without `memory` or `io` there, the zone has no v2 files of
     /// that controller (a hybrid host's v2 groups have none) and they are not tried.
-    v2_controllers: Option<String>,
+    v2_controllers: Option<V2Controllers>,
+}
+
+/// The controllers of a v2 `cgroup.controllers` the source reads files of (looked up
+/// twice a zone each sample: parsed once, when the limits are read).
+#[derive(Debug, Default, Clone, Copy)]
+struct V2Controllers {
+    cpu: bool,
+    memory: bool,
+    io: bool,
+}
+
+impl V2Controllers {
+    fn parse(text: &str) -> Self {
+        let mut found = Self::default();
+        for controller in text.split_whitespace() {
+            match controller {
+                "cpu" => found.cpu = true,
+                "memory" => found.memory = true,
+                "io" => found.io = true,
+                _ => {}
+            }
+        }
+        found
+    }
 }
 
 impl Limits {
     /// Whether the zone's v2 files of `controller` may be there (see `v2_controllers`).
-    fn v2_has(&self, controller: &str) -> bool {
-        self.v2_controllers.as_deref().is_none_or(|list| list.split_whitespace().any(|c| c == controller))
+    fn v2_has(&self, controller: fn(&V2Controllers) -> bool) -> bool {
+        self.v2_controllers.as_ref().is_none_or(controller)
     }
 }
 
@@ -1172,12 +1196,13 @@ impl LinuxSource {
         if let Some(dir) = v2 {
             let path = dir.path();
             let top = self.mounts.v2.clone().unwrap_or_else(|| path.to_owned());
-            let mut limits = Limits { v2_controllers: dir.text("cgroup.controllers"), ..Limits::default() };
-            if limits.v2_has("cpu") {
+            let mut limits =
+                Limits { v2_controllers: dir.parse("cgroup.controllers", V2Controllers::parse), ..Limits::default() };
+            if limits.v2_has(|c| c.cpu) {
                 limits.quota = cgroup::effective_quota(path, &top, |d| self.quota_of(d, true));
                 limits.weight = dir.number("cpu.weight").and_then(|w| u32::try_from(w).ok());
             }
-            if limits.v2_has("memory") {
+            if limits.v2_has(|c| c.memory) {
                 limits.memory_max = dir.number("memory.max");
                 limits.memory_high = dir.number("memory.high");
                 limits.swap_max = dir.number("memory.swap.max");
@@ -1351,9 +1376,9 @@ impl LinuxSource {
         };
         let v2_memory_stat = v2
             .as_ref()
-            .filter(|_| limits.v2_has("memory"))
+            .filter(|_| limits.v2_has(|c| c.memory))
             .and_then(|d| d.parse_by(&mut handles.memory_stat, "memory.stat", cgroup::MemoryStat::parse));
-        let v2_io_there = limits.v2_has("io");
+        let v2_io_there = limits.v2_has(|c| c.io);
         let mut cpu = Vec::new();
         let percpu = self
             .own_v1_dir(m, "cpuacct")
