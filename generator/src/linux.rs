@@ -1746,6 +1746,19 @@ mod tests {
             fresh.pids = pids;
         }
         assert_eq!(fresh.skipped, 0);
+        // The directory removed while open: listed as nothing (a removed directory's listing
+        // fails, its link count is 0 and its path opens nothing), never the listing of before.
+        pause();
+        for pid in ["7", "9", "10", "80", "self"] {
+            std::fs::remove_dir(dir.path().join(pid)).unwrap();
+        }
+        pause();
+        assert_eq!((pids_of(&mut listing), listing.skipped), (vec![], 2));
+        std::fs::remove_dir(dir.path()).unwrap();
+        pause();
+        for _ in 0..2 {
+            assert_eq!((pids_of(&mut listing), listing.skipped), (vec![], 2), "listed, not handed out again");
+        }
     }
 
     #[test]
