@@ -178,8 +178,9 @@ impl Dir {
         self.files.parse_whole_in_one_read_below_unkept(&self.path, rel, parse)
     }
 
-    /// [`parse_when_modified`](Self::parse_when_modified) through `handle`, kept by the
-    /// caller for this directory and `rel` ([`KeptFiles::parse_when_modified_below_by`]).
+    /// The file `rel` below the directory, read only when the kernel reported a modification
+    /// since its last read, through `handle`, kept by the caller for this directory and `rel`
+    /// ([`KeptFiles::parse_when_modified_below_by`]).
     pub fn parse_when_modified_by<T>(
         &self,
         handle: &mut Option<FileHandle>,
@@ -187,12 +188,6 @@ impl Dir {
         parse: impl FnOnce(&str) -> T,
     ) -> Option<T> {
         self.files.parse_when_modified_below_by(handle, &self.path, rel, parse)
-    }
-
-    /// The file `rel` below the directory, read only when the kernel reported a modification
-    /// since its last read ([`KeptFiles::parse_when_modified_below`]).
-    pub fn parse_when_modified<T>(&self, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
-        self.files.parse_when_modified_below(&self.path, rel, parse)
     }
 
     /// The single number in `rel`; `None` if missing, unparsable, `max`, or v1's unlimited.
