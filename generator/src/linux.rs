@@ -405,7 +405,7 @@ pub struct LinuxSource {
     /// The host's pressure files (`/proc/pressure/*`).
     host_pressure_files: [Option<FileHandle>; 3],
     /// CPU quotas of cgroup directories, emptied at each sample.
-    quota_cache: HashMap<PathBuf, Option<cgroup::CpuQuota>>,
+    quota_cache: HashMap<std::ffi::OsString, Option<cgroup::CpuQuota>>,
     /// Each cgroup's CPU-time signal by its key, shared by the processes of that cgroup
     /// (dropped with the last of them).
     signals: HashMap<String, Weak<CpuSignal>>,
@@ -1179,15 +1179,15 @@ impl LinuxSource {
 
     /// The quota of one cgroup directory, read once a sample (zones share ancestors).
     fn quota_of(&mut self, dir: &Path, v2: bool) -> Option<cgroup::CpuQuota> {
-        if let Some(q) = self.quota_cache.get(dir) {
+        if let Some(q) = self.quota_cache.get(dir.as_os_str()) {
             return *q;
         }
         let q = if v2 {
-            self.files.parse_whole_in_one_read(&dir.join("cpu.max"), cgroup::parse_cpu_max).flatten()
+            self.files.parse_whole_in_one_read_below(dir, "cpu.max", cgroup::parse_cpu_max).flatten()
         } else {
             cgroup::read_v1_quota(&Dir::new(&self.files, dir))
         };
-        self.quota_cache.insert(dir.to_owned(), q);
+        self.quota_cache.insert(dir.as_os_str().to_owned(), q);
         q
     }
 

@@ -512,19 +512,29 @@ pub fn read_v1_quota(dir: &Dir) -> Option<CpuQuota> {
 /// The tightest quota on the path from `dir` up to `top` (`dir` included, `top`, the root
 /// cgroup, which has no quota, not): a container's
 /// limit often sits on its pod's or slice's cgroup, not its own. `read` gives one
-/// directory's quota (callers cache it: zones share their ancestors).
+/// directory's quota (callers cache it: zones share their ancestors). The directories are
+/// `dir`'s leading parts, cut at each `/` (a path the kernel wrote: no `.` or `..`), with
+/// no path put together or walked by component (a tenth of a zone's limits read did that).
 pub fn effective_quota(dir: &Path, top: &Path, mut read: impl FnMut(&Path) -> Option<CpuQuota>) -> Option<CpuQuota> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    // A path's length without trailing `/` (`/` itself kept).
+    let trimmed = |b: &[u8]| b.len() - b.iter().rev().take_while(|&&c| c == b'/').count().min(b.len().saturating_sub(1));
+    let path = dir.as_os_str().as_bytes();
+    let top = top.as_os_str().as_bytes();
+    let top = &top[..trimmed(top)];
+    // Below `top`: `top`, then a `/` (in `top` itself where it is the root `/`).
+    let below_top = |end: usize| end > top.len() && path.starts_with(top) && (top.ends_with(b"/") || path[top.len()] == b'/');
     let mut best: Option<CpuQuota> = None;
-    let mut at = Some(dir);
-    while let Some(d) = at {
-        // The root cgroup has no quota (v2 has no `cpu.max` there; v1's is -1): not read.
-        if !d.starts_with(top) || d == top {
-            break;
-        }
-        if let Some(q) = read(d).filter(|q| best.is_none_or(|b| q.tighter_than(b))) {
+    let mut end = trimmed(path);
+    // The root cgroup has no quota (v2 has no `cpu.max` there; v1's is -1): not read.
+    while below_top(end) {
+        if let Some(q) = read(Path::new(OsStr::from_bytes(&path[..end]))).filter(|q| best.is_none_or(|b| q.tighter_than(b))) {
             best = Some(q);
         }
-        at = d.parent();
+        // The parent: up to the last `/`, less any `/` before it.
+        let Some(slash) = path[..end].iter().rposition(|&c| c == b'/') else { break };
+        end = trimmed(&path[..slash.max(1)]);
     }
     best
 }
@@ -665,5 +675,28 @@ mod tests {
         let read = |d: &Path| std::fs::read_to_string(d.join("cpu.max")).ok().and_then(|t| parse_cpu_max(&t));
         assert_eq!(effective_quota(&ctr, &top, read).map(CpuQuota::millicores), Some(250), "the pod's limit");
         assert_eq!(effective_quota(&top, &top, read), None);
+        // Trailing and doubled `/`; a sibling whose name starts as `top`'s is not below it.
+        let slashed = |p: &Path| PathBuf::from(format!("{}/", p.display()));
+        assert_eq!(effective_quota(&slashed(&ctr), &slashed(&top), read).map(CpuQuota::millicores), Some(250));
+        let doubled = PathBuf::from(format!("{}//ctr.scope", pod.display()));
+        assert_eq!(effective_quota(&doubled, &top, read).map(CpuQuota::millicores), Some(250));
+        let sibling = dir.path().join("cgX/kubepods.slice");
+        std::fs::create_dir_all(&sibling).unwrap();
+        std::fs::write(sibling.join("cpu.max"), "10000 100000\n").unwrap();
+        assert_eq!(effective_quota(&sibling, &top, read), None, "not below top");
+        // Every directory from `dir` up to `top` is read once, `top` not.
+        let mut asked = Vec::new();
+        effective_quota(&ctr, &top, |d| {
+            asked.push(d.to_owned());
+            read(d)
+        });
+        assert_eq!(asked, [ctr.clone(), pod.clone(), top.join("kubepods.slice")]);
+        // Below the root `/`: every level but the root.
+        let mut asked = Vec::new();
+        effective_quota(Path::new("/a/b"), Path::new("/"), |d| {
+            asked.push(d.to_owned());
+            None
+        });
+        assert_eq!(asked, [PathBuf::from("/a/b"), PathBuf::from("/a")]);
     }
 }
