@@ -849,8 +849,6 @@ impl LinuxSource {
             }
             found => found.flatten(),
         };
-        // Processes known with fresh cgroups wait for their zone's CPU time.
-        let mut waiting: Vec<(ListedPid, Option<Arc<CpuSignal>>)> = Vec::with_capacity(pids.len());
         for &listed in &pids {
             let pid = listed.pid;
             // On a schedule spread over the samples by pid: a process's namespace is looked
@@ -863,6 +861,19 @@ impl LinuxSource {
                     pids.binary_search(&pid).is_ok() || (samples + u64::from(pid)).is_multiple_of(MEMBERSHIP_BACKSTOP_SAMPLES)
                 }
             };
+            // Most processes: known, in a zone, nothing due, their zone's CPU time unmoved
+            // (its signal read at the first of its processes listed): their figures stand,
+            // with their state looked up once.
+            if !due
+                && !scheduled
+                && let Some(state) = self.procs.get_mut(&pid).filter(|s| s.ino == listed.ino)
+                && state.last.cgroup_path().is_some()
+                && state.signal.as_deref().is_some_and(|signal| !Self::zone_time_moved(&self.files, signal, samples))
+            {
+                state.listed_in = samples;
+                out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
+                continue;
+            }
             // Its cgroups and its zone's CPU-time signal as last read, in one lookup; none
             // for a pid whose entry is another inode (another process).
             let (mut known, signal) = match self.procs.get(&pid).filter(|state| state.ino == listed.ino) {
@@ -876,9 +887,15 @@ impl LinuxSource {
             if scheduled && let Some(state) = self.procs.get_mut(&pid) {
                 state.netns = None;
             }
-            // Cgroups unchanged (the signal found with them holds): wait for the zone's time.
+            // Cgroups unchanged (the signal found with them holds): its zone's time first.
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
-                waiting.push((listed, signal));
+                let zone_moved = signal.as_deref().is_none_or(|signal| Self::zone_time_moved(&self.files, signal, samples));
+                if !zone_moved && let Some(state) = self.procs.get_mut(&pid) {
+                    state.listed_in = samples;
+                    out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
+                } else if let Some(sample) = self.read_now(&proc_dir, listed, known, false) {
+                    out.push(sample);
+                }
                 continue;
             }
             // In the root cgroup with one thread, and its thread has not run since its `stat`
@@ -896,36 +913,6 @@ impl LinuxSource {
                 out.push(sample);
             }
         }
-        // The CPU time of every zone with waiting processes, read once each.
-        for signal in waiting.iter().filter_map(|(_, signal)| signal.as_deref()) {
-            let mut scan = signal.scan();
-            if scan.read_in == Some(samples) {
-                continue;
-            }
-            let (now, cpu_stat) = if signal.v2 {
-                let stat = self.files.parse_whole_in_one_read_by(&mut scan.file, &signal.file, cgroup::CpuStat::parse);
-                (stat.and_then(|s| s.usage_us), stat)
-            } else {
-                (self.files.number(&signal.file), None)
-            };
-            scan.moved = now.is_none() || now != scan.baseline;
-            scan.now = now;
-            scan.cpu_stat = cpu_stat;
-            scan.read_in = Some(samples);
-        }
-        for (listed, signal) in waiting {
-            let zone_moved = signal.is_none_or(|s| s.scan().moved);
-            let Some(state) = self.procs.get_mut(&listed.pid) else { continue };
-            if !zone_moved {
-                state.listed_in = samples;
-                out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
-                continue;
-            }
-            let known = Some(Arc::clone(&state.last.membership));
-            if let Some(sample) = self.read_now(&proc_dir, listed, known, false) {
-                out.push(sample);
-            }
-        }
         // A zone's time read now is the next sample's baseline, unless a process of the
         // zone was read before it (it may have run in between: all of the zone is read again
         // next sample) or it was not read.
@@ -935,6 +922,26 @@ impl LinuxSource {
         }
         self.proc_listing.pids = pids;
         out
+    }
+
+    /// Whether a zone's CPU time moved since its baseline (the last sample's, where that is
+    /// one; true where it cannot be read): read at the first of its processes listed in a
+    /// sample, before any of them is read, and the same answer for the others.
+    fn zone_time_moved(files: &KeptFiles, signal: &CpuSignal, samples: u64) -> bool {
+        let mut scan = signal.scan();
+        if scan.read_in != Some(samples) {
+            let (now, cpu_stat) = if signal.v2 {
+                let stat = files.parse_whole_in_one_read_by(&mut scan.file, &signal.file, cgroup::CpuStat::parse);
+                (stat.and_then(|s| s.usage_us), stat)
+            } else {
+                (files.number(&signal.file), None)
+            };
+            scan.moved = now.is_none() || now != scan.baseline;
+            scan.now = now;
+            scan.cpu_stat = cpu_stat;
+            scan.read_in = Some(samples);
+        }
+        scan.moved
     }
 
     /// The busiest processes of `procs`, with CPU over the interval in 4999 Hz ticks.
