@@ -315,6 +315,8 @@ struct ZoneFiles {
     memory_stat: Option<FileHandle>,
     memory_current: Option<FileHandle>,
     memory_events: Option<FileHandle>,
+    /// `memory.events` as last parsed: it stands while the file had no modification.
+    memory_events_parsed: Option<cgroup::MemoryEvents>,
     io_stat: Option<FileHandle>,
     pressure: [Option<FileHandle>; 3],
 }
@@ -1284,16 +1286,23 @@ impl LinuxSource {
         files: &KeptFiles,
         host_has_swap: bool,
         v2: Option<(&Dir, &cgroup::MemoryStat)>,
-        [current, events]: [&mut Option<FileHandle>; 2],
+        handles: &mut ZoneFiles,
         v1_dir: Option<&Path>,
         limits: &Limits,
     ) -> Option<(packet::Memory, Option<u64>)> {
         if let Some((dir, st)) = v2 {
-            let usage = dir.parse_by(current, "memory.current", cgroup::parse_limit).flatten();
-            // Read only when the kernel reports it modified. After a file of the same
-            // directory (`memory.stat`, `memory.current`): a cgroup gone and made again at
-            // its path fails those reads, which close its other kept files too.
-            let ev = dir.parse_when_modified_by(events, "memory.events", cgroup::MemoryEvents::parse).unwrap_or_default();
+            let usage = dir.parse_by(&mut handles.memory_current, "memory.current", cgroup::parse_limit).flatten();
+            // Read only when the kernel reports it modified (parsed then too). After a file
+            // of the same directory (`memory.stat`, `memory.current`): a cgroup gone and made
+            // again at its path fails those reads, which close its other kept files too.
+            let ev = match handles.memory_events_parsed.filter(|_| files.unmodified_by(handles.memory_events)) {
+                Some(ev) => ev,
+                None => {
+                    let ev = dir.parse_when_modified_by(&mut handles.memory_events, "memory.events", cgroup::MemoryEvents::parse);
+                    handles.memory_events_parsed = ev;
+                    ev.unwrap_or_default()
+                }
+            };
             let inactive_file = st.inactive_file;
             let memory = packet::Memory {
                 usage,
@@ -1419,7 +1428,7 @@ impl LinuxSource {
             &self.files,
             self.host_has_swap,
             v2_memory,
-            [&mut handles.memory_current, &mut handles.memory_events],
+            &mut handles,
             v1_memory_dir.as_deref(),
             &limits,
         ) {
@@ -1442,18 +1451,20 @@ impl LinuxSource {
         // Disk I/O per device.
         let v2_io =
             v2.as_ref().filter(|_| v2_io_there).and_then(|d| d.parse_by(&mut handles.io_stat, "io.stat", cgroup::parse_io_stat));
-        let io: HashMap<String, DeviceIo> = if let Some(io) = v2_io {
+        let io: Vec<(String, DeviceIo)> = if let Some(io) = v2_io {
             io
         } else if let Some(dir) = self.own_v1_dir(m, "blkio") {
             let b = self.files.text_whole_in_one_read(&dir.join("blkio.throttle.io_service_bytes")).unwrap_or_default();
             let o = self.files.text_whole_in_one_read(&dir.join("blkio.throttle.io_serviced")).unwrap_or_default();
-            cgroup::parse_blkio(&b, &o)
+            cgroup::parse_blkio(&b, &o).into_iter().collect()
         } else {
-            HashMap::new()
+            Vec::new()
         };
         let mut io: Vec<(String, DeviceIo)> =
             io.into_iter().map(|(dev, v)| (devices.get(&dev).cloned().unwrap_or(dev), v)).collect();
+        // One row a device (its first line where a file named it twice).
         io.sort_by(|a, b| a.0.cmp(&b.0));
+        io.dedup_by(|later, first| later.0 == first.0);
         let disk = io
             .iter()
             .map(|(instance, v)| Disk {

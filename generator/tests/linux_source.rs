@@ -617,6 +617,32 @@ fn cgroup_v1_kubernetes_with_the_cgroupfs_driver_on_a_hybrid_host() {
 }
 
 #[test]
+fn a_zones_memory_events_stand_until_the_file_is_modified_then_show_its_new_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let events = root.join(format!("sys/fs/cgroup/system.slice/docker-{ID_A}.scope/memory.events"));
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let counters = |source: &mut LinuxSource, n: i64| {
+        let frames = source.sample(1_764_000_000_000_000 + n * 1_000_000, 1_000_000).unwrap();
+        let m = *one(&zone(&frames, "docker/3f2a1b4c5d6e").memory);
+        (m.oom, m.oom_kill, m.max_events, m.high_events)
+    };
+    assert_eq!(counters(&mut source, 0), (Some(2), Some(1), Some(17), Some(0)));
+    assert_eq!(counters(&mut source, 1), (Some(2), Some(1), Some(17), Some(0)), "unmodified: as last read");
+    // Rewritten in place, as the kernel modifies it.
+    fs::write(&events, "low 0\nhigh 4\nmax 18\noom 3\noom_kill 2\noom_group_kill 0\n").unwrap();
+    assert_eq!(counters(&mut source, 2), (Some(3), Some(2), Some(18), Some(4)));
+    assert_eq!(counters(&mut source, 3), (Some(3), Some(2), Some(18), Some(4)));
+    // Emptied: no counters (not the ones before).
+    fs::write(&events, "").unwrap();
+    assert_eq!(counters(&mut source, 4), (None, None, None, None));
+    fs::write(&events, "oom_kill 7\n").unwrap();
+    assert_eq!(counters(&mut source, 5), (None, Some(7), None, None));
+    assert_eq!(counters(&mut source, 6), (None, Some(7), None, None));
+}
+
+#[test]
 fn bad_or_vanished_files_give_nulls_not_zeros_or_errors() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

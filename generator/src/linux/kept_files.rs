@@ -468,6 +468,25 @@ impl KeptFiles {
         })
     }
 
+    /// Whether the file `handle` names is one read only when modified (see
+    /// [`parse_when_modified_below`](Self::parse_when_modified_below)) with no modification
+    /// reported since its last read: its text as last read stands, and so does what the
+    /// caller parsed of it then. Counts as a read of it in this sample.
+    pub fn unmodified_by(&self, handle: Option<FileHandle>) -> bool {
+        let Some(h) = handle else { return false };
+        let mut guard = self.lock();
+        let kept = &mut *guard;
+        kept.read_events_once_a_sample();
+        let sample = kept.sample;
+        match kept.files.by_handle(h) {
+            Some(k) if k.unmodified_text.is_some() => {
+                k.read_in = sample;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// `read` of the path of `rel` below `dir`, put together in the set's reused buffer.
     fn below<T>(&self, dir: &Path, rel: &str, read: impl FnOnce(&mut Kept, &Path) -> T) -> T {
         let mut guard = self.lock();
