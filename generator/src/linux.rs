@@ -334,7 +334,9 @@ impl ZoneFiles {
 
 /// A zone's limits: read when the zone is first seen and then once every
 /// [`LIMITS_REFRESH_SAMPLES`] samples (spread by zone), since they change only when an
-/// operator or orchestrator sets them; a changed limit shows within that many samples.
+/// operator or orchestrator sets them; a changed limit shows within that many samples. Of
+/// these, the memory limits (`memory.max`, `memory.high`, `memory.swap.max`), which only a
+/// write to them changes, are read again only after inotify reported one.
 #[derive(Debug, Default, Clone)]
 struct Limits {
     /// The effective CPU quota (the tightest up the tree).
@@ -1212,9 +1214,11 @@ impl LinuxSource {
                 limits.weight = dir.number("cpu.weight").and_then(|w| u32::try_from(w).ok());
             }
             if limits.v2_has(|c| c.memory) {
-                limits.memory_max = dir.number("memory.max");
-                limits.memory_high = dir.number("memory.high");
-                limits.swap_max = dir.number("memory.swap.max");
+                // Only a write changes these (inotify reports it): a `pread` each only then.
+                // After `cpu.stat`, read this sample (a cgroup gone fails that read).
+                limits.memory_max = dir.number_when_modified("memory.max");
+                limits.memory_high = dir.number_when_modified("memory.high");
+                limits.swap_max = dir.number_when_modified("memory.swap.max");
             }
             return limits;
         }

@@ -941,23 +941,33 @@ fn a_changed_limit_shows_within_the_refresh_and_usage_every_sample() {
         t += 1_000_000;
         let frames = source.sample(t, 1_000_000).unwrap();
         let d = zone(&frames, "docker/3f2a1b4c5d6e");
-        (one(&d.memory).limit, one(&d.memory).usage, one(&d.cpu_time).limit_millicores)
+        (one(&d.memory).limit, one(&d.memory).usage, one(&d.cpu_time).limit_millicores, one(&d.memory).high)
     };
-    assert_eq!(memory_of(&mut source), (Some(1_073_741_824), Some(500_000_000), Some(500)));
+    assert_eq!(memory_of(&mut source), (Some(1_073_741_824), Some(500_000_000), Some(500), None));
+    // Limits read only when modified (memory.max, memory.high) and read each time (cpu.max).
     fs::write(docker.join("memory.max"), "2147483648\n").unwrap();
+    fs::write(docker.join("memory.high"), "1610612736\n").unwrap();
     fs::write(docker.join("cpu.max"), "100000 100000\n").unwrap();
     fs::write(docker.join("memory.current"), "600000000\n").unwrap();
-    let (limit, usage, cpu) = memory_of(&mut source);
+    let (limit, usage, cpu, high) = memory_of(&mut source);
     assert_eq!(usage, Some(600_000_000), "usage is read every sample");
-    let mut seen = (limit, cpu);
+    let changed = (Some(2_147_483_648), Some(1000), Some(1_610_612_736));
+    let mut seen = (limit, cpu, high);
     for _ in 1..generator::linux::LIMITS_REFRESH_SAMPLES {
-        if seen == (Some(2_147_483_648), Some(1000)) {
+        if seen == changed {
             break;
         }
-        let (limit, _, cpu) = memory_of(&mut source);
-        seen = (limit, cpu);
+        let (limit, _, cpu, high) = memory_of(&mut source);
+        seen = (limit, cpu, high);
     }
-    assert_eq!(seen, (Some(2_147_483_648), Some(1000)), "limits read again within LIMITS_REFRESH_SAMPLES samples");
+    assert_eq!(seen, changed, "limits read again within LIMITS_REFRESH_SAMPLES samples");
+    // Set back: shown again within the refresh, and stays.
+    fs::write(docker.join("memory.high"), "max\n").unwrap();
+    let back = (0..generator::linux::LIMITS_REFRESH_SAMPLES).any(|_| memory_of(&mut source).3.is_none());
+    assert!(back);
+    for _ in 0..=generator::linux::LIMITS_REFRESH_SAMPLES {
+        assert_eq!(memory_of(&mut source), (Some(2_147_483_648), Some(600_000_000), Some(1000), None));
+    }
 }
 
 #[test]

@@ -195,6 +195,16 @@ impl Dir {
         self.parse(rel, parse_limit).flatten()
     }
 
+    /// [`number`](Self::number) of a file written only by a `write` to it (a limit:
+    /// `memory.max`, `memory.high`, `memory.swap.max`), which inotify reports as a
+    /// modification: read again only after one (or where no watch can be had), else the
+    /// number as last read ([`KeptFiles::parse_when_modified_below`]). For a file of a
+    /// zone's own directory, read in a sample after another file of it (a cgroup gone
+    /// fails that read, which closes its other files: see `KeptFiles`).
+    pub fn number_when_modified(&self, rel: &str) -> Option<u64> {
+        self.files.parse_when_modified_below(&self.path, rel, parse_limit).flatten()
+    }
+
     /// The flat-keyed file `rel`.
     pub fn flat(&self, rel: &str) -> Option<FlatFile> {
         self.parse(rel, |t| FlatFile::from(t))
