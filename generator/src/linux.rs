@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod host;
 pub mod kept_files;
 pub mod migrations;
+pub mod spare_frames;
 pub mod zone_name;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ use crate::source::{StatSource, ns_to_ticks};
 use cgroup::{CgroupMounts, DeviceIo, Dir, Membership};
 use kept_files::{FileHandle, KeptFiles};
 use migrations::{MigrationWatch, Moved};
+use spare_frames::{Refill, text};
 use zone_name::ZoneIdentity;
 
 /// How zones are named.
@@ -410,6 +412,9 @@ pub struct LinuxSource {
     host_pressure_files: [Option<FileHandle>; 3],
     /// CPU quotas of cgroup directories, emptied at each sample.
     quota_cache: HashMap<std::ffi::OsString, Option<cgroup::CpuQuota>>,
+    /// The last sample's frames, handed back once sent: the next sample's zone frames are
+    /// written into their memory ([`spare_frames`]).
+    spare_frames: Vec<Packet>,
     /// Each cgroup's CPU-time signal by its key, shared by the processes of that cgroup
     /// (dropped with the last of them).
     signals: HashMap<String, Weak<CpuSignal>>,
@@ -656,6 +661,7 @@ impl LinuxSource {
             host_namespaces: None,
             host_pressure_files: [None; 3],
             quota_cache: HashMap::new(),
+            spare_frames: Vec::new(),
             signals: HashMap::new(),
             memberships: HashMap::new(),
             procs: HashMap::new(),
@@ -948,20 +954,22 @@ impl LinuxSource {
         scan.moved
     }
 
-    /// The busiest processes of `procs`, with CPU over the interval in 4999 Hz ticks.
-    fn busiest(&self, procs: &[&ProcSample]) -> Vec<Process> {
+    /// The busiest processes of `procs`, with CPU over the interval in 4999 Hz ticks, written
+    /// in the memory of `spare` (the last sample's rows).
+    fn busiest(&self, procs: &[&ProcSample], spare: Vec<Process>) -> Vec<Process> {
         let mut with_delta: Vec<(u64, &ProcSample)> = procs.iter().map(|p| (p.ran_ticks.unwrap_or(0), *p)).collect();
         with_delta.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.pid.cmp(&b.1.pid)));
-        with_delta
-            .into_iter()
-            .take(self.opts.top_processes)
-            .map(|(delta, p)| Process {
+        let mut rows = Refill::new(spare);
+        for (delta, p) in with_delta.into_iter().take(self.opts.top_processes) {
+            let old = rows.old();
+            rows.push(Process {
                 pid: Some(p.pid),
-                execname: Some(p.comm.as_str().to_owned()),
+                execname: Some(text(old.execname, p.comm.as_str())),
                 usage: p.ran_ticks.map(|_| ns_to_ticks(self.ticks_to_ns(delta))),
                 cpu: p.processor,
-            })
-            .collect()
+            });
+        }
+        rows.done()
     }
 
     /// The network namespace whose counters `global` reports: the one `proc/net/dev` shows,
@@ -1119,7 +1127,7 @@ impl LinuxSource {
             mem: vec![mem],
             net,
             disk,
-            process: self.busiest(&all),
+            process: self.busiest(&all, Vec::new()),
             zonename: std::iter::once("global").chain(zones.iter().copied()).map(str::to_owned).collect(),
             cpuqueue: vec![Cpuqueue { core: None, length: stat.procs_running, amount: Some(1) }],
             cpu_time: vec![cpu_time],
@@ -1127,6 +1135,7 @@ impl LinuxSource {
                 &Dir::new(&self.files, &self.proc_dir.join("pressure")),
                 false,
                 &mut self.host_pressure_files,
+                Vec::new(),
             ),
             memory: vec![memory],
             io,
@@ -1364,9 +1373,27 @@ impl LinuxSource {
         time_us: i64,
         devices: &HashMap<String, String>,
         own_netns: Option<(u32, u64)>,
+        spare: Packet,
     ) -> Packet {
         let members = &zone.members;
         let Some(first) = members.first() else { return Packet::default() };
+        // The memory of a frame of the last sample (its lists and strings; no figure).
+        let Packet {
+            name: spare_name,
+            mut cpu,
+            mem: mut mem_rows,
+            disk: spare_disk,
+            process: spare_process,
+            cpu_time: mut cpu_time_rows,
+            pressure: spare_pressure,
+            memory: mut memory_rows,
+            io: spare_io,
+            ..
+        } = spare;
+        cpu.clear();
+        cpu_time_rows.clear();
+        mem_rows.clear();
+        memory_rows.clear();
         let m = &first.membership;
         // Taken out and put back under the same key (no new copy of the name).
         let (key, mut prev) = self.prev_zone.remove_entry(&zone.name).unwrap_or_else(|| (zone.name.clone(), ZonePrev::default()));
@@ -1399,7 +1426,6 @@ impl LinuxSource {
             .filter(|_| limits.v2_has(|c| c.memory))
             .and_then(|d| d.parse_by(&mut handles.memory_stat, "memory.stat", cgroup::MemoryStat::parse));
         let v2_io_there = limits.v2_has(|c| c.io);
-        let mut cpu = Vec::new();
         let percpu = self
             .own_v1_dir(m, "cpuacct")
             .and_then(|d| {
@@ -1450,7 +1476,10 @@ impl LinuxSource {
         next.majflt = majflt;
         let cpu_time = self.zone_cpu_time(m, v2_cpu_stat.as_ref(), &limits);
         next.limits = Some(limits);
-        let pressure = v2.as_ref().map(|d| host::pressure_rows(d, true, &mut handles.pressure)).unwrap_or_default();
+        let pressure = match v2.as_ref() {
+            Some(d) => host::pressure_rows(d, true, &mut handles.pressure, spare_pressure),
+            None => Vec::new(),
+        };
 
         // Disk I/O per device.
         let v2_io =
@@ -1469,21 +1498,20 @@ impl LinuxSource {
         // One row a device (its first line where a file named it twice).
         io.sort_by(|a, b| a.0.cmp(&b.0));
         io.dedup_by(|later, first| later.0 == first.0);
-        let disk = io
-            .iter()
-            .map(|(instance, v)| Disk {
-                instance: instance.clone(),
+        let (mut disk, mut io_rows) = (Refill::new(spare_disk), Refill::new(spare_io));
+        for (instance, v) in &io {
+            let old = disk.old();
+            disk.push(Disk {
+                instance: text(Some(old.instance), instance),
                 nread: v.rbytes,
                 nwritten: v.wbytes,
                 reads: v.rios.map(|x| x as u32),
                 writes: v.wios.map(|x| x as u32),
                 ..Default::default()
-            })
-            .collect();
-        let io = io
-            .into_iter()
-            .map(|(instance, v)| packet::Io {
-                instance,
+            });
+            let old = io_rows.old();
+            io_rows.push(packet::Io {
+                instance: text(Some(old.instance), instance),
                 rbytes: v.rbytes,
                 wbytes: v.wbytes,
                 rios: v.rios,
@@ -1491,8 +1519,8 @@ impl LinuxSource {
                 dbytes: v.dbytes,
                 dios: v.dios,
                 ..Default::default()
-            })
-            .collect();
+            });
+        }
 
         // Network: the counters of a namespace of its own, in the one zone that owns it.
         let (net, link) = own_netns
@@ -1510,20 +1538,23 @@ impl LinuxSource {
         next.files = handles;
 
         self.prev_zone.insert(key, next);
+        mem_rows.push(mem);
+        cpu_time_rows.extend(cpu_time);
+        memory_rows.extend(memory);
         Packet {
-            name: zone.name.clone(),
+            name: text(Some(spare_name), &zone.name),
             time: (time_us.max(0) / 1_000_000) as u64,
             threads: Some(members.iter().map(|p| p.threads).sum()),
             processes: Some(members.len() as u32),
             cpu,
-            mem: vec![mem],
+            mem: mem_rows,
             net,
-            disk,
-            process: self.busiest(members),
-            cpu_time: cpu_time.into_iter().collect(),
+            disk: disk.done(),
+            process: self.busiest(members, spare_process),
+            cpu_time: cpu_time_rows,
             pressure,
-            memory: memory.into_iter().collect(),
-            io,
+            memory: memory_rows,
+            io: io_rows.done(),
             link,
             zone_info: zone_info.into_iter().collect(),
             ..Default::default()
@@ -1627,6 +1658,10 @@ impl StatSource for LinuxSource {
         "linux"
     }
 
+    fn recycle(&mut self, frames: Vec<Packet>) {
+        self.spare_frames = frames;
+    }
+
     fn sample(&mut self, time_us: i64, interval_us: i64) -> Result<Vec<Packet>, GeneratorError> {
         let frames = self.sample_now(time_us, interval_us);
         // Files this sample did not read (a zone or process gone, a limit read every tenth
@@ -1662,9 +1697,14 @@ impl LinuxSource {
             }
         }
         let namespace_of_zone: HashMap<usize, (u32, u64)> = owner.into_iter().map(|(ns, (pid, i))| (i, (pid, ns))).collect();
-        let mut frames = vec![self.global_frame(time_us, &procs, &zone_names, dropped, &early, own_netns)?];
+        // The zone frames in the memory of the last sample's, in the same order (zones are
+        // sorted by name: a zone's frame mostly gets its own of the sample before).
+        let mut spares = std::mem::take(&mut self.spare_frames).into_iter().skip(1);
+        let mut frames = Vec::with_capacity(zones.len() + 1);
+        frames.push(self.global_frame(time_us, &procs, &zone_names, dropped, &early, own_netns)?);
         for (i, zone) in zones.iter().enumerate() {
-            frames.push(self.zone_frame(zone, time_us, &devices, namespace_of_zone.get(&i).copied()));
+            let spare = spares.next().unwrap_or_default();
+            frames.push(self.zone_frame(zone, time_us, &devices, namespace_of_zone.get(&i).copied(), spare));
         }
         for f in &mut frames {
             f.ticks = Some(ticks);

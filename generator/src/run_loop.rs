@@ -200,12 +200,13 @@ pub fn run(
         };
         n += 1;
         match source.sample(time_us, interval_us) {
-            Ok(frames) => {
-                for mut frame in frames {
-                    stamp.stamp(&mut frame, schedule.interval);
-                    sink.send(&frame)?;
+            Ok(mut frames) => {
+                for frame in &mut frames {
+                    stamp.stamp(frame, schedule.interval);
+                    sink.send(frame)?;
                     sent += 1;
                 }
+                source.recycle(frames);
             }
             Err(e) => tracing::warn!(source = source.name(), error = %e, "sample failed; skipping this interval"),
         }

@@ -16,6 +16,12 @@ pub trait StatSource: Send {
     /// interval since the previous call is `interval_us`; counters of per-interval meaning
     /// (CPU samples, faults) cover that interval.
     fn sample(&mut self, time_us: i64, interval_us: i64) -> Result<Vec<Packet>, GeneratorError>;
+
+    /// The frames of the last sample, handed back once sent: a source may write the next
+    /// sample's frames into their memory (the default drops them).
+    fn recycle(&mut self, frames: Vec<Packet>) {
+        drop(frames);
+    }
 }
 
 /// The 2013 sampling rate: DTrace `profile-4999`. Busy time is expressed in these ticks on

@@ -643,6 +643,51 @@ fn a_zones_memory_events_stand_until_the_file_is_modified_then_show_its_new_coun
 }
 
 #[test]
+fn frames_written_in_the_memory_of_the_last_ones_are_the_frames_made_anew() {
+    // Two sources on one tree, one handed its sent frames back (as the run loop does): the
+    // same frames at each sample while zones, processes, devices and pressure rows come and
+    // go (rows fewer than before leave none of the old ones behind).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    let docker_cg = format!("0::/system.slice/docker-{ID_A}.scope\n");
+    let docker = root.join(format!("sys/fs/cgroup/system.slice/docker-{ID_A}.scope"));
+    let opts = || LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() };
+    let (mut recycling, mut fresh) = (LinuxSource::new(opts()).unwrap(), LinuxSource::new(opts()).unwrap());
+    let mut t = 1_764_000_000_000_000;
+    let mut both = |recycling: &mut LinuxSource, fresh: &mut LinuxSource| {
+        t += 1_000_000;
+        let (a, b) = (recycling.sample(t, 1_000_000).unwrap(), fresh.sample(t, 1_000_000).unwrap());
+        // The host's file systems are this machine's own (`statfs`), live between the reads.
+        let without_file_systems =
+            |frames: &[Packet]| frames.iter().cloned().map(|f| Packet { filesystem: Vec::new(), ..f }).collect::<Vec<_>>();
+        assert_eq!(without_file_systems(&a), without_file_systems(&b));
+        recycling.recycle(a);
+        b
+    };
+    both(&mut recycling, &mut fresh);
+    // More rows: processes in the container, a second device.
+    for pid in 1001..1004 {
+        process(root, pid, &format!("worker-{pid}-with-a-long-name"), &docker_cg);
+    }
+    fs::write(docker.join("io.stat"), "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=5 dios=6\n8:16 rbytes=7 wbytes=8\n").unwrap();
+    let frames = both(&mut recycling, &mut fresh);
+    let d = zone(&frames, "docker/3f2a1b4c5d6e");
+    assert_eq!((d.process.len(), d.io.len(), d.disk.len(), d.pressure.len()), (4, 2, 2, 3));
+    // Fewer rows: processes gone, one device, a pressure file gone, a zone gone.
+    for pid in [1002, 1003, 700] {
+        fs::remove_dir_all(root.join(format!("proc/{pid}"))).unwrap();
+    }
+    fs::write(docker.join("io.stat"), "8:16 rbytes=9\n").unwrap();
+    fs::remove_file(docker.join("memory.pressure")).unwrap();
+    let frames = both(&mut recycling, &mut fresh);
+    let d = zone(&frames, "docker/3f2a1b4c5d6e");
+    assert_eq!((d.process.len(), d.io.len(), d.disk.len(), d.pressure.len()), (2, 1, 1, 2));
+    assert!(!frames.iter().any(|f| f.name == "nginx.service"));
+    both(&mut recycling, &mut fresh);
+}
+
+#[test]
 fn bad_or_vanished_files_give_nulls_not_zeros_or_errors() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

@@ -11,18 +11,27 @@ use procfs::net::DeviceStatus;
 
 use super::cgroup;
 use super::kept_files::FileHandle;
+use super::spare_frames::{Refill, text};
 
 /// Pressure rows for `cpu`, `memory` and `io` from `cpu` (the host's `/proc/pressure`) or
-/// `cpu.pressure` (a v2 cgroup) in `dir`: one row per resource whose file reads.
-pub fn pressure_rows(dir: &cgroup::Dir, cgroup_files: bool, handles: &mut [Option<FileHandle>; 3]) -> Vec<Pressure> {
-    [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")]
-        .into_iter()
-        .zip(handles)
-        .filter_map(|((resource, cgroup_file), handle)| {
-            let p = dir.parse_by(handle, if cgroup_files { cgroup_file } else { resource }, cgroup::parse_pressure)??;
-            Some(Pressure { resource: resource.to_owned(), some_us: p.some_us, full_us: p.full_us })
-        })
-        .collect()
+/// `cpu.pressure` (a v2 cgroup) in `dir`: one row per resource whose file reads, written in
+/// the memory of `spare` (the last sample's rows: see [`spare_frames`](super::spare_frames)).
+pub fn pressure_rows(
+    dir: &cgroup::Dir,
+    cgroup_files: bool,
+    handles: &mut [Option<FileHandle>; 3],
+    spare: Vec<Pressure>,
+) -> Vec<Pressure> {
+    let mut rows = Refill::new(spare);
+    for ((resource, cgroup_file), handle) in
+        [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")].into_iter().zip(handles)
+    {
+        if let Some(Some(p)) = dir.parse_by(handle, if cgroup_files { cgroup_file } else { resource }, cgroup::parse_pressure) {
+            let old = rows.old();
+            rows.push(Pressure { resource: text(Some(old.resource), resource), some_us: p.some_us, full_us: p.full_us });
+        }
+    }
+    rows.done()
 }
 
 /// The `system` row (without the zone counts): load averages from `loadavg` (read by the
