@@ -941,7 +941,7 @@ impl LinuxSource {
         let mut scan = signal.scan();
         if scan.read_in != Some(samples) {
             let (now, cpu_stat) = if signal.v2 {
-                let stat = files.parse_whole_in_one_read_by(&mut scan.file, &signal.file, cgroup::CpuStat::parse);
+                let stat = files.parse_whole_in_one_read_by(&mut scan.file, &signal.file, cgroup::CpuStat::parse_bytes);
                 (stat.and_then(|s| s.usage_us), stat)
             } else {
                 (files.number(&signal.file), None)
@@ -1410,8 +1410,8 @@ impl LinuxSource {
             let mut scan = s.scan();
             scan.cpu_stat.take().filter(|_| scan.read_in == Some(samples))
         });
-        let v2_cpu_stat =
-            scanned.or_else(|| v2.as_ref().and_then(|d| d.parse_by(&mut handles.cpu_stat, "cpu.stat", cgroup::CpuStat::parse)));
+        let v2_cpu_stat = scanned
+            .or_else(|| v2.as_ref().and_then(|d| d.parse_by(&mut handles.cpu_stat, "cpu.stat", cgroup::CpuStat::parse_bytes)));
         // The zone's limits and v2 controllers, read every LIMITS_REFRESH_SAMPLES samples
         // (spread over the samples by the zone's name).
         let v1_memory_dir = self.own_v1_dir(m, "memory");
@@ -1424,7 +1424,7 @@ impl LinuxSource {
         let v2_memory_stat = v2
             .as_ref()
             .filter(|_| limits.v2_has(|c| c.memory))
-            .and_then(|d| d.parse_by(&mut handles.memory_stat, "memory.stat", cgroup::MemoryStat::parse));
+            .and_then(|d| d.parse_by(&mut handles.memory_stat, "memory.stat", cgroup::MemoryStat::parse_bytes));
         let v2_io_there = limits.v2_has(|c| c.io);
         let percpu = self
             .own_v1_dir(m, "cpuacct")

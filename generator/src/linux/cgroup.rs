@@ -8,7 +8,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::path::{Path, PathBuf};
 
-use super::kept_files::{FileHandle, KeptFiles};
+use super::kept_files::{FileHandle, FileText, KeptFiles};
 use super::zone_name::{self, ZoneIdentity};
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\134` for a backslash).
@@ -168,7 +168,12 @@ impl Dir {
 
     /// [`parse`](Self::parse) through `handle`, kept by the caller for this directory and
     /// `rel` ([`KeptFiles::parse_whole_in_one_read_below_by`]).
-    pub fn parse_by<T>(&self, handle: &mut Option<FileHandle>, rel: &str, parse: impl FnOnce(&str) -> T) -> Option<T> {
+    pub fn parse_by<X: FileText + ?Sized, T>(
+        &self,
+        handle: &mut Option<FileHandle>,
+        rel: &str,
+        parse: impl FnOnce(&X) -> T,
+    ) -> Option<T> {
         self.files.parse_whole_in_one_read_below_by(handle, &self.path, rel, parse)
     }
 
@@ -271,11 +276,10 @@ impl FlatFile {
 /// found (`None` where a key is absent or its value is not a number; a key given twice keeps
 /// its first value). For the files read for every zone each sample, where a [`FlatFile`]
 /// copy of the text was most of their parsing.
-pub fn pick<const N: usize>(text: &str, index: impl Fn(&[u8]) -> Option<usize>) -> [Option<u64>; N] {
+pub fn pick<const N: usize>(bytes: &[u8], index: impl Fn(&[u8]) -> Option<usize>) -> [Option<u64>; N] {
     let mut values = [None; N];
     let mut seen = [false; N];
     let mut left = N;
-    let bytes = text.as_bytes();
     let mut start = 0;
     // Lines found with `memchr` (many bytes at a time: a `memory.stat` is 1-2 KB; a byte
     // loop, or `str`'s splitting, took most of this function's time), values read as bytes
@@ -325,6 +329,11 @@ macro_rules! picked_values {
 
         impl $name {
             pub fn parse(text: &str) -> Self {
+                Self::parse_bytes(text.as_bytes())
+            }
+
+            /// [`parse`](Self::parse) of the bytes read (see `FileText`).
+            pub fn parse_bytes(text: &[u8]) -> Self {
                 const KEYS: &[&str] = &[$($key),*];
                 const N: usize = KEYS.len();
                 let mut values = pick::<N>(text, |key| KEYS.iter().position(|k| k.as_bytes() == key)).into_iter();
@@ -409,9 +418,9 @@ pub struct DeviceIo {
 /// which the kernel does not, is the caller's to drop). Keys the kernel adds with `io.cost` or
 /// `io.latency` debugging (`cost.usage=`, `rlat=`, ...) are not kept. Read as bytes (values
 /// by [`decimal`]): `str`'s Unicode-aware splitting was most of a zone's `io.stat` cost.
-pub fn parse_io_stat(text: &str) -> Vec<(String, DeviceIo)> {
+pub fn parse_io_stat(text: &[u8]) -> Vec<(String, DeviceIo)> {
     let mut out = Vec::new();
-    for line in text.as_bytes().split(|&b| b == b'\n') {
+    for line in text.split(|&b| b == b'\n') {
         let mut words = line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty());
         let Some(dev) = words.next() else { continue };
         let mut io = DeviceIo::default();
@@ -470,9 +479,8 @@ pub struct Pressure {
 /// Parses a PSI file (`/proc/pressure/cpu`, a cgroup's `cpu.pressure`):
 /// `some avg10=0.00 avg60=0.00 avg300=0.00 total=123` and the same for `full`. `None` when
 /// neither line has a total (an empty or foreign file).
-pub fn parse_pressure(text: &str) -> Option<Pressure> {
+pub fn parse_pressure(bytes: &[u8]) -> Option<Pressure> {
     let mut p = Pressure::default();
-    let bytes = text.as_bytes();
     let mut start = 0;
     // Lines and their last field found with `memchr` (a byte loop over both was most of
     // this function's time, read for three files a zone each sample).
@@ -599,14 +607,14 @@ mod tests {
 
     #[test]
     fn io_files() {
-        let v2 = parse_io_stat("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n");
+        let v2 = parse_io_stat(b"8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n");
         let all =
             DeviceIo { rbytes: Some(4096), wbytes: Some(8192), rios: Some(1), wios: Some(2), dbytes: Some(0), dios: Some(0) };
         assert_eq!(v2, [("8:0".to_owned(), all)]);
         // Debugging keys, a value that is no number, runs of white space, an empty line, a
         // line without a newline: in file order.
         let v2 = parse_io_stat(
-            "259:0 rbytes=1 wbytes=x rios=3  wios=4 cost.usage=9 rlat=5\n\n8:16\trbytes=+7 wbytes=18446744073709551616 dios",
+            b"259:0 rbytes=1 wbytes=x rios=3  wios=4 cost.usage=9 rlat=5\n\n8:16\trbytes=+7 wbytes=18446744073709551616 dios",
         );
         assert_eq!(
             v2,
@@ -615,7 +623,12 @@ mod tests {
                 ("8:16".to_owned(), DeviceIo { rbytes: Some(7), ..DeviceIo::default() }),
             ]
         );
-        assert_eq!(parse_io_stat(""), []);
+        assert_eq!(parse_io_stat(b""), []);
+        // A byte that is not UTF-8 in a device's name: kept as U+FFFD, its counters read.
+        assert_eq!(
+            parse_io_stat(b"8:\xff rbytes=1\n"),
+            [("8:\u{fffd}".to_owned(), DeviceIo { rbytes: Some(1), ..DeviceIo::default() })]
+        );
         let v1 = parse_blkio("8:0 Read 10\n8:0 Write 20\n8:0 Discard 5\n8:0 Total 30\nTotal 30\n", "8:0 Read 1\n8:0 Write 2\n");
         assert_eq!(
             v1["8:0"],
@@ -634,7 +647,7 @@ mod tests {
         assert_eq!(st.kernel, Some(5), "spaces around a value");
         assert_eq!(st.shmem, None, "a key without a value");
         assert_eq!(st.pgmajfault, Some(3), "the last line without a newline");
-        assert_eq!(pick::<1>("", |k| (k == b"a").then_some(0)), [None]);
+        assert_eq!(pick::<1>(b"", |k| (k == b"a").then_some(0)), [None]);
         let cpu =
             CpuStat::parse("usage_usec 100\nuser_usec 60\nsystem_usec 40\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n");
         assert_eq!((cpu.usage_us, cpu.user_us, cpu.system_us, cpu.throttled_us), (Some(100), Some(60), Some(40), Some(0)));
@@ -673,15 +686,19 @@ mod tests {
 
     #[test]
     fn pressure_files() {
-        let host = "some avg10=1.50 avg60=0.20 avg300=0.00 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=789\n";
+        let host = b"some avg10=1.50 avg60=0.20 avg300=0.00 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=789\n";
         assert_eq!(parse_pressure(host), Some(Pressure { some_us: Some(123_456), full_us: Some(789) }));
         // Kernels before 5.13 have no `full` line for cpu.
         assert_eq!(
-            parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"),
+            parse_pressure(b"some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"),
             Some(Pressure { some_us: Some(5), full_us: None })
         );
-        assert_eq!(parse_pressure(""), None);
-        assert_eq!(parse_pressure("some avg10=x total=\n"), None);
+        assert_eq!(parse_pressure(b""), None);
+        assert_eq!(parse_pressure(b"some avg10=x total=\n"), None);
+        assert_eq!(
+            parse_pressure(b"some avg10=\xff total=4\nfull total=\xff5\n"),
+            Some(Pressure { some_us: Some(4), full_us: None })
+        );
     }
 
     #[test]

@@ -371,30 +371,30 @@ impl KeptFiles {
     /// where it names none (its first read, the file closed since, or not kept: the budget),
     /// by its path, and `handle` then names the file kept there. A handle is for one path:
     /// the caller keeps it with the directory and `rel` it was had for.
-    pub fn parse_whole_in_one_read_below_by<T>(
+    pub fn parse_whole_in_one_read_below_by<X: FileText + ?Sized, T>(
         &self,
         handle: &mut Option<FileHandle>,
         dir: &Path,
         rel: &str,
-        parse: impl FnOnce(&str) -> T,
+        parse: impl FnOnce(&X) -> T,
     ) -> Option<T> {
         self.through(handle, parse, |handle, parse| self.below(dir, rel, |kept, path| kept.read_naming(path, handle, parse)))
     }
 
     /// [`parse_whole_in_one_read_below_by`](Self::parse_whole_in_one_read_below_by) of the
     /// file at `path`.
-    pub fn parse_whole_in_one_read_by<T>(
+    pub fn parse_whole_in_one_read_by<X: FileText + ?Sized, T>(
         &self,
         handle: &mut Option<FileHandle>,
         path: &Path,
-        parse: impl FnOnce(&str) -> T,
+        parse: impl FnOnce(&X) -> T,
     ) -> Option<T> {
         self.through(handle, parse, |handle, parse| self.lock().read_naming(path, handle, parse))
     }
 
     /// `parse` of the file `handle` names; where it names none or its read fails, `by_path`
     /// (a failed read is read again by path, which closes the file if it is gone).
-    fn through<T, P: FnOnce(&str) -> T>(
+    fn through<X: FileText + ?Sized, T, P: FnOnce(&X) -> T>(
         &self,
         handle: &mut Option<FileHandle>,
         parse: P,
@@ -408,7 +408,7 @@ impl KeptFiles {
 
     /// The file `handle` names read and handed to `parse`; `parse` back where it names no
     /// kept file or the read failed.
-    fn read_through<T, P: FnOnce(&str) -> T>(&self, handle: &Option<FileHandle>, parse: P) -> Result<T, P> {
+    fn read_through<X: FileText + ?Sized, T, P: FnOnce(&X) -> T>(&self, handle: &Option<FileHandle>, parse: P) -> Result<T, P> {
         let Some(h) = *handle else { return Err(parse) };
         let mut guard = self.lock();
         let kept = &mut *guard;
@@ -536,12 +536,18 @@ impl KeptFiles {
 impl Kept {
     /// The file at `path`, read to where `ends` says and handed to `parse`; kept open if the
     /// budget allows.
-    fn read<T>(&mut self, path: &Path, ends: Ends, parse: impl FnOnce(&str) -> T) -> Option<T> {
+    fn read<X: FileText + ?Sized, T>(&mut self, path: &Path, ends: Ends, parse: impl FnOnce(&X) -> T) -> Option<T> {
         self.read_and_keep(path, ends, true, parse)
     }
 
     /// [`read`](Self::read), keeping the file open only with `keep`.
-    fn read_and_keep<T>(&mut self, path: &Path, ends: Ends, keep: bool, parse: impl FnOnce(&str) -> T) -> Option<T> {
+    fn read_and_keep<X: FileText + ?Sized, T>(
+        &mut self,
+        path: &Path,
+        ends: Ends,
+        keep: bool,
+        parse: impl FnOnce(&X) -> T,
+    ) -> Option<T> {
         self.read_events_once_a_sample();
         let key: &OsStr = path.as_os_str();
         match self.read_kept(key, ends) {
@@ -598,7 +604,12 @@ impl Kept {
 
     /// [`read`](Self::read) of a file the kernel writes whole in each read, `handle` then
     /// naming the file kept at `path` (none where it is not kept).
-    fn read_naming<T>(&mut self, path: &Path, handle: &mut Option<FileHandle>, parse: impl FnOnce(&str) -> T) -> Option<T> {
+    fn read_naming<X: FileText + ?Sized, T>(
+        &mut self,
+        path: &Path,
+        handle: &mut Option<FileHandle>,
+        parse: impl FnOnce(&X) -> T,
+    ) -> Option<T> {
         let parsed = self.read(path, Ends::AtShortRead, parse);
         *handle = self.files.handle(path.as_os_str());
         parsed
@@ -769,15 +780,36 @@ fn let_go_if_large(buffer: &mut Vec<u8>) {
     }
 }
 
-/// The first `len` bytes read, as text, handed to `parse`: bytes that are not UTF-8 (a
-/// process name cut by the kernel inside a character, a cgroup named with any bytes) become
-/// U+FFFD rather than losing the file.
-fn parse_text<T>(buffer: &mut Vec<u8>, len: usize, parse: impl FnOnce(&str) -> T) -> T {
-    let read = &buffer[..len];
-    let parsed = match std::str::from_utf8(read) {
-        Ok(text) => parse(text),
-        Err(_) => parse(&String::from_utf8_lossy(read)),
-    };
+/// How a kept file's bytes are handed to its parser: as text (`str`) or as read (`[u8]`).
+pub trait FileText {
+    /// `parse` of `bytes`, handed as `Self`.
+    fn hand<T>(bytes: &[u8], parse: impl FnOnce(&Self) -> T) -> T;
+}
+
+/// As text: bytes that are not UTF-8 (a process name cut by the kernel inside a character,
+/// a cgroup named with any bytes) become U+FFFD rather than losing the file.
+impl FileText for str {
+    fn hand<T>(bytes: &[u8], parse: impl FnOnce(&str) -> T) -> T {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => parse(text),
+            Err(_) => parse(&String::from_utf8_lossy(bytes)),
+        }
+    }
+}
+
+/// As read, for the parsers of the kernel's ASCII formats read for every zone each sample
+/// (`cpu.stat`, `memory.stat`, `io.stat`, the pressure files), which need no UTF-8 check (it
+/// was 4% of a sample's instructions) and treat a byte that is not ASCII as the U+FFFD it
+/// would have become: not a key, not a digit.
+impl FileText for [u8] {
+    fn hand<T>(bytes: &[u8], parse: impl FnOnce(&[u8]) -> T) -> T {
+        parse(bytes)
+    }
+}
+
+/// The first `len` bytes read handed to `parse` (see [`FileText`]).
+fn parse_text<X: FileText + ?Sized, T>(buffer: &mut Vec<u8>, len: usize, parse: impl FnOnce(&X) -> T) -> T {
+    let parsed = X::hand(&buffer[..len], parse);
     let_go_if_large(buffer);
     parsed
 }
