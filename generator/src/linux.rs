@@ -276,6 +276,15 @@ struct ProcState {
     ran: Option<(u64, u64)>,
 }
 
+impl ProcState {
+    /// Its sample as last read, standing for this one (it did not run since): listed in
+    /// `sample`, no CPU over the interval.
+    fn stands(&mut self, sample: u64) -> ProcSample {
+        self.listed_in = sample;
+        ProcSample { ran_ticks: Some(0), ..self.last.clone() }
+    }
+}
+
 /// A process's `/proc/PID/cgroup` is read when it is first seen (a pid whose `/proc` entry
 /// is another inode than before is a new process) and again when the kernel reports it
 /// moved (see [`migrations`]): at the next sample. Where the hierarchies cannot be watched,
@@ -880,8 +889,7 @@ impl LinuxSource {
                 && state.last.cgroup_path().is_some()
                 && state.signal.as_deref().is_some_and(|signal| !Self::zone_time_moved(&self.files, signal, samples))
             {
-                state.listed_in = samples;
-                out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
+                out.push(state.stands(samples));
                 continue;
             }
             // Its cgroups and its zone's CPU-time signal as last read, in one lookup; none
@@ -901,8 +909,7 @@ impl LinuxSource {
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
                 let zone_moved = signal.as_deref().is_none_or(|signal| Self::zone_time_moved(&self.files, signal, samples));
                 if !zone_moved && let Some(state) = self.procs.get_mut(&pid) {
-                    state.listed_in = samples;
-                    out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
+                    out.push(state.stands(samples));
                 } else if let Some(sample) = self.read_now(&proc_dir, listed, known, false) {
                     out.push(sample);
                 }
@@ -914,8 +921,7 @@ impl LinuxSource {
                 && let Some(before) = state.ran
                 && Self::run_time(&proc_dir, pid) == Some(before)
             {
-                state.listed_in = samples;
-                out.push(ProcSample { ran_ticks: Some(0), ..state.last.clone() });
+                out.push(state.stands(samples));
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.

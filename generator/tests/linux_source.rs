@@ -1013,6 +1013,18 @@ fn a_changed_limit_shows_within_the_refresh_and_usage_every_sample() {
     for _ in 0..=generator::linux::LIMITS_REFRESH_SAMPLES {
         assert_eq!(memory_of(&mut source), (Some(2_147_483_648), Some(600_000_000), Some(1000), None));
     }
+    // The group removed and made again at its path with another limit (its files new ones,
+    // never written to after they were made): the new limit within the refresh.
+    let files: Vec<(std::ffi::OsString, Vec<u8>)> =
+        fs::read_dir(&docker).unwrap().map(|e| e.unwrap()).map(|e| (e.file_name(), fs::read(e.path()).unwrap())).collect();
+    fs::remove_dir_all(&docker).unwrap();
+    fs::create_dir(&docker).unwrap();
+    for (name, bytes) in files {
+        let bytes = if name == "memory.max" { b"3221225472\n".to_vec() } else { bytes };
+        fs::write(docker.join(name), bytes).unwrap();
+    }
+    let remade = (0..=generator::linux::LIMITS_REFRESH_SAMPLES).any(|_| memory_of(&mut source).0 == Some(3_221_225_472));
+    assert!(remade, "a group made again is read afresh");
 }
 
 #[test]
