@@ -961,9 +961,13 @@ impl LinuxSource {
     }
 
     /// The busiest processes of `procs`, with CPU over the interval in 4999 Hz ticks, written
-    /// in the memory of `spare` (the last sample's rows).
+    /// in the memory of `spare` (the last sample's rows): of those that ran in the interval,
+    /// and those seen for the first time (their CPU over it not known: usage NULL, after the
+    /// others). A process that did not run has no row, as in 2013, where a process was
+    /// reported only when the 4999 Hz profile found it on a core.
     fn busiest(&self, procs: &[&ProcSample], spare: Vec<Process>) -> Vec<Process> {
-        let mut with_delta: Vec<(u64, &ProcSample)> = procs.iter().map(|p| (p.ran_ticks.unwrap_or(0), *p)).collect();
+        let mut with_delta: Vec<(u64, &ProcSample)> =
+            procs.iter().filter(|p| p.ran_ticks != Some(0)).map(|p| (p.ran_ticks.unwrap_or(0), *p)).collect();
         with_delta.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.pid.cmp(&b.1.pid)));
         let mut rows = Refill::new(spare);
         for (delta, p) in with_delta.into_iter().take(self.opts.top_processes) {

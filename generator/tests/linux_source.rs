@@ -161,8 +161,9 @@ fn hybrid_host_global_v1_and_v2_zones() {
     assert_eq!(g.cpuqueue.len(), 1);
     assert_eq!((g.cpuqueue[0].core, g.cpuqueue[0].length), (None, Some(3)));
     assert_eq!(g.zonename, ["global", "docker/abc", "web.service"]);
-    // Busiest processes: nginx used 30 ticks (0.3 s) in the interval.
-    assert_eq!(g.process.len(), 2);
+    // Busiest processes: nginx used 30 ticks (0.3 s) in the interval; the others did not run
+    // (no rows, though two were asked for).
+    assert_eq!(g.process.len(), 1);
     assert_eq!(
         (g.process[0].pid, g.process[0].execname.as_deref(), g.process[0].usage, g.process[0].cpu),
         (Some(200), Some("nginx"), Some(1499), Some(1))
@@ -191,11 +192,14 @@ fn hybrid_host_global_v1_and_v2_zones() {
         (w.disk[0].nread, w.disk[0].nwritten, w.disk[0].reads, w.disk[0].writes),
         (Some(512), Some(1024), Some(3), Some(4))
     );
-    assert_eq!(w.process[0].execname.as_deref(), Some("web app"));
+    // Its process did not run in the interval (no row now); at first sight it had one.
+    assert!(w.process.is_empty());
+    assert_eq!(zone(&first, "web.service").process[0].execname.as_deref(), Some("web app"));
+    assert_eq!(zone(&first, "web.service").process[0].usage, None, "its CPU over an interval not known");
 }
 
 #[test]
-fn a_zone_lists_its_busiest_processes_first_ties_by_pid_and_no_more_than_asked() {
+fn a_zone_lists_its_busiest_processes_first_ties_by_pid_no_more_than_asked_and_none_that_did_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     v2_host(root);
@@ -218,6 +222,14 @@ fn a_zone_lists_its_busiest_processes_first_ties_by_pid_and_no_more_than_asked()
     // 30 ticks (0.3 s) is 1499 at 4999 Hz; 20 ticks 999.
     assert_eq!(rows, [(Some(802), Some(1499)), (Some(804), Some(1499)), (Some(805), Some(999))]);
     assert_eq!(zone(&frames, "busy.service").processes, Some(5), "all counted, three listed");
+    // A second in which only 803 ran (10 ticks): the others have no rows (none ran), though
+    // three are asked for; all are still counted.
+    write(root, "proc/803/stat", &proc_stat_line(803, "p803", 20, 5, 1, 0));
+    write(root, cpu_stat, "usage_usec 1000000\nuser_usec 1\nsystem_usec 1\n");
+    let frames = source.sample(1_764_000_002_000_000, 1_000_000).unwrap();
+    let rows: Vec<(Option<u32>, Option<u32>)> = zone(&frames, "busy.service").process.iter().map(|p| (p.pid, p.usage)).collect();
+    assert_eq!(rows, [(Some(803), Some(499))]);
+    assert_eq!(zone(&frames, "busy.service").processes, Some(5));
 }
 
 #[test]
@@ -673,16 +685,20 @@ fn frames_written_in_the_memory_of_the_last_ones_are_the_frames_made_anew() {
     fs::write(docker.join("io.stat"), "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=5 dios=6\n8:16 rbytes=7 wbytes=8\n").unwrap();
     let frames = both(&mut recycling, &mut fresh);
     let d = zone(&frames, "docker/3f2a1b4c5d6e");
-    assert_eq!((d.process.len(), d.io.len(), d.disk.len(), d.pressure.len()), (4, 2, 2, 3));
-    // Fewer rows: processes gone, one device, a pressure file gone, a zone gone.
-    for pid in [1002, 1003, 700] {
+    // The three new ones (usage not known yet); the container's first process did not run.
+    assert_eq!((d.process.len(), d.io.len(), d.disk.len(), d.pressure.len()), (3, 2, 2, 3));
+    // Fewer rows: processes gone (one of those left ran, in the first row's memory), one
+    // device, a pressure file gone, a zone gone.
+    for pid in [1001, 1003, 700] {
         fs::remove_dir_all(root.join(format!("proc/{pid}"))).unwrap();
     }
+    write(root, "proc/1002/stat", &proc_stat_line(1002, "worker-1002-with-a-long-name", 30, 5, 1, 0));
     fs::write(docker.join("io.stat"), "8:16 rbytes=9\n").unwrap();
     fs::remove_file(docker.join("memory.pressure")).unwrap();
     let frames = both(&mut recycling, &mut fresh);
     let d = zone(&frames, "docker/3f2a1b4c5d6e");
-    assert_eq!((d.process.len(), d.io.len(), d.disk.len(), d.pressure.len()), (2, 1, 1, 2));
+    assert_eq!((d.process.len(), d.io.len(), d.disk.len(), d.pressure.len()), (1, 1, 1, 2));
+    assert_eq!((d.process[0].pid, d.process[0].usage), (Some(1002), Some(999)));
     assert!(!frames.iter().any(|f| f.name == "nginx.service"));
     both(&mut recycling, &mut fresh);
 }
@@ -821,8 +837,8 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
             &format!("usage_usec {usec}\nuser_usec 1\nsystem_usec 1\n"),
         )
     };
-    let usage =
-        |frames: &[Packet]| zone(frames, "nginx.service").process.iter().find(|p| p.pid == Some(700)).and_then(|p| p.usage);
+    // Its row's usage; `None`: no row (a process that did not run in the interval has none).
+    let usage = |frames: &[Packet]| zone(frames, "nginx.service").process.iter().find(|p| p.pid == Some(700)).map(|p| p.usage);
     let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
     nginx_stat(10);
     zone_cpu(1000);
@@ -835,17 +851,18 @@ fn a_zone_whose_cpu_time_did_not_move_is_not_read_again_and_a_moved_process_foll
     // Read before its zone's CPU time at first sight, the process may have run in between:
     // the next sample reads it again whatever the zone's time says (10 ticks = 0.1 s).
     nginx_stat(20);
-    assert_eq!(usage(&sample(&mut source)), Some(499));
+    assert_eq!(usage(&sample(&mut source)), Some(Some(499)));
     // The process's ticks change but its zone's CPU time does not: its stat is not read, its
-    // usage stays 0 (in the kernel, a process cannot run without its cgroup's time moving).
+    // usage stays 0 (in the kernel, a process cannot run without its cgroup's time moving):
+    // no row.
     nginx_stat(70);
-    assert_eq!(usage(&sample(&mut source)), Some(0));
+    assert_eq!(usage(&sample(&mut source)), None);
     // Its zone's CPU time moves: read again, and the whole 50 ticks (0.5 s at USER_HZ 100)
     // since it was last read are there.
     zone_cpu(600_000);
-    assert_eq!(usage(&sample(&mut source)), Some(2499));
+    assert_eq!(usage(&sample(&mut source)), Some(Some(2499)));
     zone_cpu(600_000);
-    assert_eq!(usage(&sample(&mut source)), Some(0));
+    assert_eq!(usage(&sample(&mut source)), None);
     // A new process in a zone whose other processes wait on its CPU time: read before that
     // time, it cannot rely on it next sample either (it may have run in between).
     process(root, 701, "worker", "0::/system.slice/nginx.service\n");
@@ -1127,9 +1144,9 @@ fn this_machine_a_process_moved_to_another_cgroup_shows_there_at_the_next_sample
     }
     let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let pid = child.id();
-    // Its zone in the zones' frames (the first is `global`, listing the host's busiest).
-    let zone_of =
-        |frames: &[Packet]| frames.iter().skip(1).find(|f| f.process.iter().any(|p| p.pid == Some(pid))).map(|f| f.name.clone());
+    // Whether the test's group is a zone of one process (the child: no other is in it).
+    // A process row would not tell: one that did not run in the interval has none.
+    let zone_of = |frames: &[Packet]| frames.iter().find(|f| f.name == name).map(|f| (f.name.clone(), f.processes));
     let opts = LinuxOptions { top_processes: 10_000, ..LinuxOptions::default() };
     let mut source = LinuxSource::new(opts).unwrap();
     let mut frames = Vec::new();
@@ -1153,8 +1170,8 @@ fn this_machine_a_process_moved_to_another_cgroup_shows_there_at_the_next_sample
         eprintln!("skipped: cannot move a process into {}: {e}", group.display());
         return;
     }
-    assert_ne!(before.as_deref(), Some(name.as_str()));
-    assert_eq!(after.flatten().as_deref(), Some(name.as_str()), "in its new group's zone at the next sample");
+    assert_eq!(before, None, "the group is no zone while no process is in it");
+    assert_eq!(after.flatten(), Some((name.clone(), Some(1))), "in its new group's zone at the next sample");
 }
 
 #[test]
@@ -1176,7 +1193,8 @@ fn a_root_cgroup_process_of_one_thread_is_read_again_only_when_its_run_time_move
         stat(pid, 10, if pid == 40 { 1 } else { 2 });
         write(root, &format!("proc/{pid}/schedstat"), "1000 0 1\n");
     }
-    let usage = |frames: &[Packet], pid: u32| frames[0].process.iter().find(|p| p.pid == Some(pid)).and_then(|p| p.usage);
+    // Its row's usage; `None`: no row (a process that did not run in the interval has none).
+    let usage = |frames: &[Packet], pid: u32| frames[0].process.iter().find(|p| p.pid == Some(pid)).map(|p| p.usage);
     let opts = LinuxOptions { root: root.to_owned(), top_processes: 100, ..LinuxOptions::default() };
     let mut source = LinuxSource::new(opts).unwrap();
     let mut t = 1_764_000_000_000_000;
@@ -1191,31 +1209,31 @@ fn a_root_cgroup_process_of_one_thread_is_read_again_only_when_its_run_time_move
     stat(40, 60, 1);
     stat(41, 60, 2);
     let frames = sample(&mut source);
-    assert_eq!(usage(&frames, 40), Some(0));
-    assert_eq!(usage(&frames, 41), Some(2499));
+    assert_eq!(usage(&frames, 40), None);
+    assert_eq!(usage(&frames, 41), Some(Some(2499)));
     // Its run time moves: read, and the 50 ticks are there.
     write(root, "proc/40/schedstat", "2000 0 2\n");
-    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
     // A kernel thread that never accumulated run time but ran (the count moves): read.
     write(root, "proc/40/schedstat", "0 0 3\n");
     sample(&mut source);
     stat(40, 85, 1);
     write(root, "proc/40/schedstat", "0 0 4\n");
-    assert_eq!(usage(&sample(&mut source), 40), Some(1249));
+    assert_eq!(usage(&sample(&mut source), 40), Some(Some(1249)));
     // A kernel without scheduler statistics writes `0 0 0`: read every sample.
     write(root, "proc/40/schedstat", "0 0 0\n");
     sample(&mut source);
     stat(40, 135, 1);
-    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
     // No `schedstat` at all: read every sample.
     fs::remove_file(root.join("proc/40/schedstat")).unwrap();
     sample(&mut source);
     stat(40, 185, 1);
-    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
     // A `schedstat` that is not three numbers: read every sample, never taken for "did not
     // run".
     write(root, "proc/40/schedstat", "garbage 12\n");
     sample(&mut source);
     stat(40, 235, 1);
-    assert_eq!(usage(&sample(&mut source), 40), Some(2499));
+    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
 }
