@@ -271,35 +271,110 @@ impl FlatFile {
     }
 }
 
-/// The values of the keys `index` knows (it gives a key's place among `N`) in a flat-keyed
-/// file's text, in one pass over its lines, without copying it, and stopping once each was
-/// found (`None` where a key is absent or its value is not a number; a key given twice keeps
-/// its first value). For the files read for every zone each sample, where a [`FlatFile`]
-/// copy of the text was most of their parsing.
-pub fn pick<const N: usize>(bytes: &[u8], index: impl Fn(&[u8]) -> Option<usize>) -> [Option<u64>; N] {
+/// The keys [`pick`] looks for, each compared as three integers: its length and its first
+/// and last eight bytes (the whole key where shorter), which tell apart keys of up to 16
+/// bytes; a longer key is compared whole once those match. Comparing every line's key
+/// with each of a dozen keys byte by byte was most of a `memory.stat`'s parsing.
+#[derive(Debug)]
+pub struct Keys<const N: usize> {
+    keys: [&'static str; N],
+    words: [(usize, u64, u64); N],
+}
+
+impl<const N: usize> Keys<N> {
+    /// The keys, in the order [`pick`] gives their values.
+    pub const fn new(keys: [&'static str; N]) -> Self {
+        let mut words = [(0, 0, 0); N];
+        let mut i = 0;
+        while i < N {
+            let key = keys[i].as_bytes();
+            let (head, tail) = head_and_tail(key);
+            words[i] = (key.len(), head, tail);
+            i += 1;
+        }
+        Keys { keys, words }
+    }
+
+    /// The place of `key` among the keys, if it is one.
+    fn index(&self, key: &[u8]) -> Option<usize> {
+        let (head, tail) = if key.len() >= 8 {
+            let word = |at: usize| key.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes);
+            (word(0), word(key.len() - 8))
+        } else {
+            head_and_tail(key)
+        };
+        let len = key.len();
+        self.words
+            .iter()
+            .zip(self.keys)
+            .position(|(&(l, h, t), whole)| l == len && h == head && t == tail && (len <= 16 || whole.as_bytes() == key))
+    }
+}
+
+/// A key's first and last eight bytes as little-endian numbers; for a key of fewer, its
+/// bytes (both).
+const fn head_and_tail(key: &[u8]) -> (u64, u64) {
+    let n = if key.len() < 8 { key.len() } else { 8 };
+    let (mut head, mut tail, mut i) = (0u64, 0u64, 0);
+    while i < n {
+        head |= (key[i] as u64) << (8 * i);
+        tail |= (key[key.len() - n + i] as u64) << (8 * i);
+        i += 1;
+    }
+    (head, tail)
+}
+
+/// The values of `keys` in a flat-keyed file's text (`KEY VALUE` lines), in one pass over
+/// its lines, without copying it, and stopping once each was found (`None` where a key is
+/// absent or its value is not a number; a key given twice keeps its first value). For the
+/// files read for every zone each sample, where a [`FlatFile`] copy of the text was most of
+/// their parsing.
+pub fn pick<const N: usize>(bytes: &[u8], keys: &Keys<N>) -> [Option<u64>; N] {
     let mut values = [None; N];
     let mut seen = [false; N];
     let mut left = N;
-    let mut start = 0;
-    // Lines found with `memchr` (many bytes at a time: a `memory.stat` is 1-2 KB; a byte
-    // loop, or `str`'s splitting, took most of this function's time), values read as bytes
-    // (`decimal`: no UTF-8 check and `str` parse each).
-    while start < bytes.len() {
-        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |n| start + n);
-        let line = &bytes[start..end];
-        start = end + 1;
-        let Some(space) = memchr::memchr(b' ', line) else { continue };
-        let Some(i) = index(&line[..space]).filter(|&i| i < N) else { continue };
+    let mut rest = bytes;
+    // Lines and keys found eight bytes at a time (`find_byte`: a line is a few dozen bytes,
+    // for which a `memchr` call's set-up cost more than its search, and a byte loop more
+    // still), values read as bytes (`decimal`: no UTF-8 check and `str` parse each).
+    while !rest.is_empty() {
+        let line_end = find_byte(rest, b'\n').unwrap_or(rest.len());
+        let line = &rest[..line_end];
+        rest = rest.get(line_end + 1..).unwrap_or_default();
+        let Some(space) = find_byte(line, b' ') else { continue };
+        let (key, value) = (&line[..space], &line[space + 1..]);
+        let Some(i) = keys.index(key) else { continue };
         if std::mem::replace(&mut seen[i], true) {
             continue;
         }
-        values[i] = decimal(&line[space + 1..]);
+        values[i] = decimal(value);
         left -= 1;
         if left == 0 {
             break;
         }
     }
     values
+}
+
+/// The place of the first `needle` in `hay`, eight bytes at a time: a byte equal to the
+/// needle is a zero byte of the word XORed with it, found by the borrow of subtracting one
+/// from each byte (the lowest flagged byte is always a zero; a flag above it may be a
+/// borrow's, and is not looked at).
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    let mut words = hay.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let x = u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]]) ^ pattern;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words.remainder().iter().position(|&b| b == needle).map(|i| at + i)
 }
 
 /// The unsigned decimal number `text` holds between ASCII white space (space, tab, line
@@ -334,9 +409,9 @@ macro_rules! picked_values {
 
             /// [`parse`](Self::parse) of the bytes read (see `FileText`).
             pub fn parse_bytes(text: &[u8]) -> Self {
-                const KEYS: &[&str] = &[$($key),*];
-                const N: usize = KEYS.len();
-                let mut values = pick::<N>(text, |key| KEYS.iter().position(|k| k.as_bytes() == key)).into_iter();
+                const N: usize = [$($key),*].len();
+                const KEYS: Keys<N> = Keys::new([$($key),*]);
+                let mut values = pick(text, &KEYS).into_iter();
                 $name { $($field: values.next().flatten(),)* }
             }
         }
@@ -637,6 +712,69 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_is_found_where_it_first_is_as_a_byte_loop_finds_it() {
+        // Every length up to three words and a remainder, the needle at each place, alone,
+        // twice, beside bytes one above and below it (the borrow's neighbours), and 0x00 and
+        // 0xff around it.
+        for needle in [b'\n', b' ', 0x00, 0x01, 0x7f, 0x80, 0xff] {
+            for len in 0..=27 {
+                for fill in [b'a', needle.wrapping_add(1), needle.wrapping_sub(1), 0x00, 0xff] {
+                    if fill == needle {
+                        continue;
+                    }
+                    let mut hay = vec![fill; len];
+                    assert_eq!(find_byte(&hay, needle), None, "{needle} in {hay:?}");
+                    for at in 0..len {
+                        hay.fill(fill);
+                        hay[at] = needle;
+                        assert_eq!(find_byte(&hay, needle), Some(at), "{needle} at {at} of {len}, fill {fill}");
+                        for later in at + 1..len {
+                            hay[later] = needle;
+                            assert_eq!(find_byte(&hay, needle), Some(at));
+                            hay[later] = fill;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_is_found_only_whole_whatever_its_length() {
+        let keys = Keys::new(["a", "anon", "kernel_s", "kernel_stack", "slab_unreclaimable", "workingset_refault_anon"]);
+        let places = |key: &str| keys.index(key.as_bytes());
+        for (i, key) in keys.keys.iter().enumerate() {
+            assert_eq!(places(key), Some(i), "{key}");
+        }
+        for other in [
+            "",
+            "b",
+            "ano",
+            "anon_",
+            "Anon",
+            "kernel_",
+            "kernel_t",
+            "kernel_stacK",
+            "kernel_stack ",
+            // Same length, first and last eight bytes as a key of more than 16: the middle tells.
+            "slab_unrXXlaimable",
+            "workingset_XXXXXXX_anon",
+            "slab_unreclaimabl",
+        ] {
+            assert_eq!(places(other), None, "{other:?}");
+        }
+        // Bytes that are not ASCII, and a key's bytes with one changed at each place.
+        assert_eq!(places("an\u{e9}n"), None);
+        for key in keys.keys {
+            for at in 0..key.len() {
+                let mut changed = key.as_bytes().to_vec();
+                changed[at] ^= 0x20;
+                assert_eq!(keys.index(&changed), None, "{key} changed at {at}");
+            }
+        }
+    }
+
+    #[test]
     fn picked_keys_are_whole_keys_first_values_and_numbers_only() {
         let text = "slab_reclaimable 10\nslab_unreclaimable 20\nanon 7\nanon 8\nfile x\nkernel  5 \nshmem\n\npgmajfault 3";
         let st = MemoryStat::parse(text);
@@ -647,7 +785,7 @@ mod tests {
         assert_eq!(st.kernel, Some(5), "spaces around a value");
         assert_eq!(st.shmem, None, "a key without a value");
         assert_eq!(st.pgmajfault, Some(3), "the last line without a newline");
-        assert_eq!(pick::<1>(b"", |k| (k == b"a").then_some(0)), [None]);
+        assert_eq!(pick(b"", &Keys::new(["a"])), [None]);
         let cpu =
             CpuStat::parse("usage_usec 100\nuser_usec 60\nsystem_usec 40\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n");
         assert_eq!((cpu.usage_us, cpu.user_us, cpu.system_us, cpu.throttled_us), (Some(100), Some(60), Some(40), Some(0)));
