@@ -8,7 +8,7 @@ sample a second (target: at most 0.5% with 100 zones and 1,000 processes).
 
 What it builds (under /dev/shm, a tmpfs, so no disk is measured):
 - PROCESSES real processes (`sleep`), spread evenly over ZONES zones;
-- a root for `generator --linux-root`: `proc/PID/{stat,ns,net}` of each of those processes
+- a root for `generator --linux-root`: `proc/PID/{stat,schedstat,ns,net}` of each of those processes
   are links to the real `/proc/PID/...` (the kernel answers them), `proc/PID/cgroup` is a
   written file placing the process in a zone; `proc/{stat,meminfo,vmstat,loadavg,diskstats,
   pressure,net,sys}` and `sys/block` are links to the real ones; `proc/self/mountinfo` is
@@ -21,7 +21,11 @@ It then runs the generator with --simulate-from (samples back to back, each read
 file as a live sample does; frames encoded and published on a loopback socket nobody
 subscribes to) and reads its user and system CPU time from the kernel after it exits. The
 same is done with no zones and no extra processes (the host alone), so the zones' share is
-the difference. With --live S it also runs S seconds at one sample a second on the clock.
+the difference. With --live S it also runs S seconds at one sample a second on the clock;
+with --busy too, it then runs S seconds more while every zone's `cpu.stat` is rewritten with
+a higher `usage_usec` every 0.2 s (every zone busy, as if some process of each ran each
+second: the source then looks at each of their processes; the `sleep`s themselves do not
+run).
 
 What a tree on a plain file system does not measure: the kernel's cost of producing cgroup
 files (memory.stat and cpu.stat flush per-CPU counters, which grows with the number of CPUs
@@ -39,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -123,7 +128,7 @@ def build_root(base, zones, pids):
     for n, pid in enumerate(pids):
         d = proc / str(pid)
         d.mkdir()
-        for name in ("stat", "ns", "net"):
+        for name in ("stat", "schedstat", "ns", "net"):
             os.symlink(f"/proc/{pid}/{name}", d / name)
         write(d / "cgroup", f"0::/{paths[n % len(paths)]}\n" if paths else "0::/\n")
         if paths:
@@ -133,6 +138,33 @@ def build_root(base, zones, pids):
         for f in ("cgroup.procs", "cgroup.threads"):
             write(cg / rel / f, "".join(f"{p}\n" for p in zone_pids))
     return root
+
+
+class BusyZones:
+    """While open, rewrites every zone's `cpu.stat` of the tree under `root` with a higher
+    `usage_usec` every 0.2 s, from a thread (its CPU is this script's, not the generator's)."""
+
+    def __init__(self, root):
+        self.files = sorted((root / "sys" / "fs" / "cgroup").rglob("cpu.stat"))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            for i, f in enumerate(self.files):
+                f.write_text(f"usage_usec {n * 100000 + i}\nuser_usec {n}\nsystem_usec {n}\nnr_periods 0\n"
+                             f"nr_throttled 0\nthrottled_usec 0\n")
+            self.stop.wait(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join()
 
 
 def free_port():
@@ -236,6 +268,9 @@ def main():
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--live", type=int, default=0, help="also run this many seconds at 1 Hz on the clock")
+    ap.add_argument("--busy", action="store_true",
+                    help="with --live: also run live while every zone's CPU time moves (each zone's cpu.stat "
+                         "rewritten every 0.2 s)")
     ap.add_argument("--floor", action="store_true",
                     help="also measure the floor: the files the generator keeps open read as it reads them and "
                          "nothing else (benches/examples/read_floor.rs: no parsing, frames or sending)")
@@ -287,6 +322,12 @@ def main():
             rest = (u + s - first) / max(a.live - 1, 1)
             print(f"  start and first sample {first * 1e3:.1f} ms; each later sample {rest * 1e3:.2f} ms = "
                   f"{rest * 100:.3f}% of a core at 1 Hz")
+            if a.busy:
+                with BusyZones(full):
+                    u, s, w = run_generator(full, a.live, simulate=False)
+                rest = (u + s - first) / max(a.live - 1, 1)
+                print(f"live at 1 Hz for {w:.0f} s, every zone busy: each later sample {rest * 1e3:.2f} ms = "
+                      f"{rest * 100:.3f}% of a core (user {u:.2f} s, system {s:.2f} s)")
     finally:
         for p in sleepers:
             p.kill()

@@ -269,14 +269,28 @@ struct ProcState {
     /// The inode of its `/proc` entry when last listed: a pid listed with another is a new
     /// process.
     ino: u64,
-    /// For a process of the host's root cgroup, its main thread's run time and times run
-    /// (ns and count: the first and third figures of `/proc/PID/schedstat`) read just before
-    /// its `stat` was: while a process of one thread shows the same, it did not run, and its
-    /// `stat` as last read stands.
+    /// For a process of one thread with a live main thread when its `stat` was last read,
+    /// that thread's run time and times run (ns and count: the first and third figures of
+    /// `/proc/PID/schedstat`) read just before: while it shows the same, the process did not
+    /// run, and its `stat` as last read stands (looked at where no cheaper signal says so:
+    /// in the host's root cgroup, and in a zone whose CPU time moved).
     ran: Option<(u64, u64)>,
 }
 
 impl ProcState {
+    /// For a process of one thread when its `stat` was last read, with its main thread's run
+    /// time then: that run time read now (`None` inside where it cannot be read); `None`
+    /// where the process has no such signal.
+    fn run_time_now(&self, proc_dir: &Dir, pid: u32) -> Option<Option<(u64, u64)>> {
+        (self.last.threads == 1 && self.ran.is_some()).then(|| LinuxSource::run_time(proc_dir, pid))
+    }
+
+    /// Whether `now` (from [`run_time_now`](Self::run_time_now)) says the process did not
+    /// run since its `stat` was last read.
+    fn did_not_run(&self, now: Option<Option<(u64, u64)>>) -> bool {
+        now.flatten().is_some_and(|now| self.ran == Some(now))
+    }
+
     /// Its sample as last read, standing for this one (it did not run since): listed in
     /// `sample`, no CPU over the interval.
     fn stands(&mut self, sample: u64) -> ProcSample {
@@ -727,9 +741,11 @@ impl LinuxSource {
         ticks.saturating_mul(1_000_000_000) / self.system.ticks_per_second.max(1)
     }
 
-    /// Reads one process's `stat` and `cgroup` files below an open `/proc`; `None` if it
-    /// exited meanwhile.
-    fn read_process(&mut self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample)> {
+    /// Reads one process's `stat` and `cgroup` files below an open `/proc`: its start time,
+    /// its sample, and whether its main thread is gone (state `Z` while other threads live:
+    /// `schedstat`, which tells of the main thread, then says nothing of the process); `None`
+    /// if it exited meanwhile.
+    fn read_process(&mut self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample, bool)> {
         let stat = proc_dir.parse(&PidFile::new(pid, "stat"), |t| procfs::process::Stat::from_read(t.as_bytes()).ok())??;
         let membership = match membership {
             Some(m) => m,
@@ -744,7 +760,7 @@ impl LinuxSource {
             membership,
             ran_ticks: None,
         };
-        Some((stat.starttime, sample))
+        Some((stat.starttime, sample, stat.state == 'Z'))
     }
 
     /// A process's cgroups, from its `/proc/PID/cgroup`: kept open only where it is read on a
@@ -783,26 +799,39 @@ impl LinuxSource {
     /// Reads a process now with its `known` cgroups (its own are read where `known` is
     /// `None` or the pid turns out reused), records it with its CPU since the last read, and
     /// notes on its zone's CPU-time signal when it may have been read before that time was
-    /// (`before_signal`, or its cgroups just read).
+    /// (`before_signal`, or its cgroups just read). `run_time`: its main thread's run time
+    /// read just now, if it was (see [`ProcState::run_time_now`]).
     fn read_now(
         &mut self,
         proc_dir: &Dir,
         listed: ListedPid,
         known: Option<Arc<Membership>>,
         before_signal: bool,
+        run_time: Option<Option<(u64, u64)>>,
     ) -> Option<ProcSample> {
         let ListedPid { pid, ino } = listed;
-        // A known process of the host's root cgroup: its run time first (before its `stat`:
-        // if it runs in between, the next sample sees it moved).
-        let ran = known.as_ref().filter(|m| m.zone_path().is_none()).and_then(|_| Self::run_time(proc_dir, pid));
+        // A process of one thread when last read, or one not read before: its main thread's
+        // run time first (before its `stat`: if it runs in between, the next sample sees it
+        // moved), kept only where `stat` then says one thread and a live main thread.
+        let ran = match run_time {
+            Some(now) => now,
+            None => self
+                .procs
+                .get(&pid)
+                .filter(|s| s.ino == ino)
+                .is_none_or(|s| s.last.threads == 1)
+                .then(|| Self::run_time(proc_dir, pid))
+                .flatten(),
+        };
         let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns, s.signal.clone()));
         let mut cgroups_read = known.is_none();
-        let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
+        let (mut starttime, mut sample, mut leader_gone) = self.read_process(proc_dir, pid, known)?;
         if !cgroups_read && previous.as_ref().map(|p| p.0) != Some(starttime) {
             // A reused pid: the new process's cgroups are its own.
-            (starttime, sample) = self.read_process(proc_dir, pid, None)?;
+            (starttime, sample, leader_gone) = self.read_process(proc_dir, pid, None)?;
             cgroups_read = true;
         }
+        let ran = ran.filter(|_| sample.threads == 1 && !leader_gone);
         let same = previous.filter(|p| p.0 == starttime);
         sample.ran_ticks = same.as_ref().map(|p| sample.cpu_ticks.saturating_sub(p.1));
         // What was found from its cgroups holds while they are the ones last read.
@@ -905,27 +934,27 @@ impl LinuxSource {
             if scheduled && let Some(state) = self.procs.get_mut(&pid) {
                 state.netns = None;
             }
-            // Cgroups unchanged (the signal found with them holds): its zone's time first.
+            // Cgroups unchanged (the signal found with them holds): its zone's time first,
+            // then, where that moved, its own run time if it has one thread.
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
                 let zone_moved = signal.as_deref().is_none_or(|signal| Self::zone_time_moved(&self.files, signal, samples));
-                if !zone_moved && let Some(state) = self.procs.get_mut(&pid) {
+                let run_time = if zone_moved { self.procs.get(&pid).and_then(|s| s.run_time_now(&proc_dir, pid)) } else { None };
+                if let Some(state) = self.procs.get_mut(&pid).filter(|s| !zone_moved || s.did_not_run(run_time)) {
                     out.push(state.stands(samples));
-                } else if let Some(sample) = self.read_now(&proc_dir, listed, known, false) {
+                } else if let Some(sample) = self.read_now(&proc_dir, listed, known, false, run_time) {
                     out.push(sample);
                 }
                 continue;
             }
             // In the root cgroup with one thread, and its thread has not run since its `stat`
             // was read: its figures stand.
-            if let Some(state) = self.procs.get_mut(&pid).filter(|s| known.is_some() && s.last.threads == 1)
-                && let Some(before) = state.ran
-                && Self::run_time(&proc_dir, pid) == Some(before)
-            {
+            let run_time = self.procs.get(&pid).filter(|_| known.is_some()).and_then(|s| s.run_time_now(&proc_dir, pid));
+            if let Some(state) = self.procs.get_mut(&pid).filter(|s| s.did_not_run(run_time)) {
                 out.push(state.stands(samples));
                 continue;
             }
             // New, moved to other cgroups, or in the root cgroup: read now.
-            if let Some(sample) = self.read_now(&proc_dir, listed, known, true) {
+            if let Some(sample) = self.read_now(&proc_dir, listed, known, true, run_time) {
                 out.push(sample);
             }
         }

@@ -1175,6 +1175,79 @@ fn this_machine_a_process_moved_to_another_cgroup_shows_there_at_the_next_sample
 }
 
 #[test]
+fn in_a_zone_whose_cpu_time_moved_a_process_of_one_thread_is_read_again_only_when_its_run_time_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    v2_host(root);
+    // One thread; two threads (its main thread's run time says nothing of the other's); one
+    // thread whose main thread is gone (state `Z` while another thread lives: its
+    // `schedstat` is the dead thread's).
+    let kinds = [(900, 1, 'S'), (901, 2, 'S'), (902, 1, 'Z')];
+    let stat = |pid: u32, utime: u64| {
+        let (_, threads, state) = kinds.into_iter().find(|k| k.0 == pid).unwrap();
+        let line = proc_stat_line(pid, "app", utime, 5, threads, 0).replacen(") S ", &format!(") {state} "), 1);
+        write(root, &format!("proc/{pid}/stat"), &line);
+    };
+    for (pid, _, _) in kinds {
+        process(
+            root,
+            pid,
+            "app",
+            "0::/system.slice/app.service
+",
+        );
+        stat(pid, 10);
+        write(
+            root,
+            &format!("proc/{pid}/schedstat"),
+            "1000 0 1
+",
+        );
+    }
+    // The zone's CPU time moves every sample (some process of it ran).
+    let mut usec = 0;
+    let mut zone_ran = || {
+        usec += 100_000;
+        write(root, "sys/fs/cgroup/system.slice/app.service/cpu.stat", &format!("usage_usec {usec}\n"));
+    };
+    // Its row's usage; `None`: no row.
+    let usage =
+        |frames: &[Packet], pid: u32| zone(frames, "app.service").process.iter().find(|p| p.pid == Some(pid)).map(|p| p.usage);
+    let mut source = LinuxSource::new(LinuxOptions { root: root.to_owned(), ..LinuxOptions::default() }).unwrap();
+    let mut t = 1_764_000_000_000_000;
+    let mut sample = |source: &mut LinuxSource| {
+        t += 1_000_000;
+        source.sample(t, 1_000_000).unwrap()
+    };
+    zone_ran();
+    sample(&mut source);
+    zone_ran();
+    sample(&mut source);
+    // 50 ticks more in every `stat`, no run time moved: the process of one thread is not read
+    // (it cannot have run), the others are.
+    for (pid, _, _) in kinds {
+        stat(pid, 60);
+    }
+    zone_ran();
+    let frames = sample(&mut source);
+    assert_eq!(usage(&frames, 900), None, "not read: did not run");
+    assert_eq!(usage(&frames, 901), Some(Some(2499)), "two threads: read");
+    assert_eq!(usage(&frames, 902), Some(Some(2499)), "main thread gone: read");
+    assert_eq!(zone(&frames, "app.service").processes, Some(3));
+    // Its run time moves: read, and the 50 ticks since its `stat` was last read are there.
+    write(root, "proc/900/schedstat", "2000 0 2\n");
+    zone_ran();
+    assert_eq!(usage(&sample(&mut source), 900), Some(Some(2499)));
+    // Its zone's time still: nothing read, whatever its run time says.
+    write(root, "proc/900/schedstat", "3000 0 3\n");
+    stat(900, 85);
+    assert_eq!(usage(&sample(&mut source), 900), None);
+    // Its zone's time moves: its run time moved since its `stat` was read: read.
+    zone_ran();
+    assert_eq!(usage(&sample(&mut source), 900), Some(Some(1249)));
+}
+
+#[test]
 fn a_root_cgroup_process_of_one_thread_is_read_again_only_when_its_run_time_moved() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
