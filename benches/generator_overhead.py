@@ -21,8 +21,12 @@ It then runs the generator with --simulate-from (samples back to back, each read
 file as a live sample does; frames encoded and published on a loopback socket nobody
 subscribes to) and reads its user and system CPU time from the kernel after it exits. The
 same is done with no zones and no extra processes (the host alone), so the zones' share is
-the difference. With --live S it also runs S seconds at one sample a second on the clock;
-with --busy too, it then runs S seconds more while every zone's `cpu.stat` is rewritten with
+the difference. With --live S it also runs S seconds at one sample a second on the clock
+(its whole CPU time, and the first sample's apart), then RUNS times measures the CPU of a
+live run over S seconds after its first 5 (each thread's run time in the kernel's
+`schedstat`, read from outside): a live sample's cost without the start's variation, which
+spread the figure of "the rest" by up to a millisecond a sample over a minute's run;
+with --busy too, it then does so while every zone's `cpu.stat` is rewritten with
 a higher `usage_usec` every 0.2 s (every zone busy, as if some process of each ran each
 second: the source then looks at each of their processes; the `sleep`s themselves do not
 run).
@@ -167,6 +171,38 @@ class BusyZones:
         self.thread.join()
 
 
+def cpu_ns(pid):
+    """The CPU time of a running process's threads (ns, user and system: the scheduler's run
+    time of each, `/proc/PID/task/TID/schedstat`), read from outside without stopping it."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread gone meanwhile
+    return total
+
+
+WARM = 5
+
+
+def live_windows(root, seconds, binaries):
+    """Runs `binaries` live at 1 Hz at the same time and returns each one's CPU over a window
+    of `seconds` after WARM s (its start, first samples and exit outside it), in ms a second:
+    a live sample's cost, with none of the start's variation in it."""
+    children = [start_generator(root, WARM + seconds + 5, simulate=False, binary=b) for b in binaries]
+    time.sleep(WARM)
+    before = [(cpu_ns(c.pid), time.monotonic()) for c in children]
+    time.sleep(seconds)
+    after = [(cpu_ns(c.pid), time.monotonic()) for c in children]
+    for c in children:
+        c.terminate()
+    for c in children:
+        c.wait()
+    return [(c1 - c0) / (t1 - t0) / 1e6 for (c0, t0), (c1, t1) in zip(before, after)]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -237,13 +273,22 @@ def floor(a, full):
 def compare(a, full):
     """This build against `a.compare`, alternately (or, with --together, at the same time: on
     a VM whose speed drifts by the minute, both then see the same drift): ms a sample after
-    the first (start and first sample, a run of one, taken out), back to back and, with
-    --live, at 1 Hz."""
+    the first (start and first sample, a run of one, taken out) back to back and, with
+    --live S, ms of CPU a second over S seconds at 1 Hz after the first WARM."""
     modes = [("back to back", a.samples + 1, True)] + ([("live at 1 Hz", a.live, False)] if a.live else [])
     binaries = (("other", a.compare), ("this", GENERATOR))
     for label, samples, simulate in modes:
         figures = {"other": [], "this": []}
         for _ in range(a.runs):
+            if not simulate:
+                # Live: the CPU over a window after the start (ms a second), together or in turn.
+                if a.together:
+                    got = live_windows(full, samples, [b for _, b in binaries])
+                else:
+                    got = [live_windows(full, samples, [b])[0] for _, b in binaries]
+                for (name, _), x in zip(binaries, got):
+                    figures[name].append(x)
+                continue
             if a.together:
                 first = {name: sum(run_generator(full, 1, binary=binary)[:2]) for name, binary in binaries}
                 children = {name: start_generator(full, samples, simulate, binary) for name, binary in binaries}
@@ -320,14 +365,17 @@ def main():
             # one sample, the median of RUNS.
             first = sorted(sum(run_generator(full, 1)[:2]) for _ in range(a.runs))[a.runs // 2]
             rest = (u + s - first) / max(a.live - 1, 1)
-            print(f"  start and first sample {first * 1e3:.1f} ms; each later sample {rest * 1e3:.2f} ms = "
-                  f"{rest * 100:.3f}% of a core at 1 Hz")
+            print(f"  start and first sample {first * 1e3:.1f} ms; the rest {rest * 1e3:.2f} ms a sample")
+            # A live sample's cost without the start's: the CPU over a window of the run.
+            windows = [live_windows(full, a.live, [GENERATOR])[0] for _ in range(a.runs)]
+            print(f"live at 1 Hz, {a.live} s after the first {WARM}, {a.runs} runs: ms a second "
+                  f"{' '.join(f'{x:.2f}' for x in windows)} (median {statistics.median(windows):.2f}) = "
+                  f"{statistics.median(windows) / 10:.3f}% of a core")
             if a.busy:
                 with BusyZones(full):
-                    u, s, w = run_generator(full, a.live, simulate=False)
-                rest = (u + s - first) / max(a.live - 1, 1)
-                print(f"live at 1 Hz for {w:.0f} s, every zone busy: each later sample {rest * 1e3:.2f} ms = "
-                      f"{rest * 100:.3f}% of a core (user {u:.2f} s, system {s:.2f} s)")
+                    windows = [live_windows(full, a.live, [GENERATOR])[0] for _ in range(a.runs)]
+                print(f"the same, every zone busy: ms a second {' '.join(f'{x:.2f}' for x in windows)} "
+                      f"(median {statistics.median(windows):.2f}) = {statistics.median(windows) / 10:.3f}% of a core")
     finally:
         for p in sleepers:
             p.kill()
