@@ -4,10 +4,12 @@ tree of 100 zones beside this host's real /proc, and the share of one core that 
 sample a second (target: at most 0.5% with 100 zones and 1,000 processes).
 
     cargo build --release -p generator
-    python3 benches/generator_overhead.py [--zones 100] [--processes 1000] [--samples 300] [--live 0]
+    python3 benches/generator_overhead.py [--zones 100] [--processes 1000] [--threads 1] [--samples 300]
+        [--live 0] [--busy]
 
 What it builds (under /dev/shm, a tmpfs, so no disk is measured):
-- PROCESSES real processes (`sleep`), spread evenly over ZONES zones;
+- PROCESSES real processes (`sleep`, or with --threads a program of that many threads),
+  spread evenly over ZONES zones;
 - a root for `generator --linux-root`: `proc/PID/{stat,schedstat,ns,net}` of each of those processes
   are links to the real `/proc/PID/...` (the kernel answers them), `proc/PID/cgroup` is a
   written file placing the process in a zone; `proc/{stat,meminfo,vmstat,loadavg,diskstats,
@@ -29,7 +31,9 @@ spread the figure of "the rest" by up to a millisecond a sample over a minute's 
 with --busy too, it then does so while every zone's `cpu.stat` is rewritten with
 a higher `usage_usec` every 0.2 s (every zone busy, as if some process of each ran each
 second: the source then looks at each of their processes; the `sleep`s themselves do not
-run).
+run). With --threads T, each process has T threads (a small C program built with `cc`,
+whose threads wait in pause()): a process of more than one has its `stat` read whenever its
+zone is busy, one of one thread only when its `schedstat` moved.
 
 What a tree on a plain file system does not measure: the kernel's cost of producing cgroup
 files (memory.stat and cpu.stat flush per-CPU counters, which grows with the number of CPUs
@@ -203,6 +207,32 @@ def live_windows(root, seconds, binaries):
     return [(c1 - c0) / (t1 - t0) / 1e6 for (c0, t0), (c1, t1) in zip(before, after)]
 
 
+IDLE_THREADS_C = r"""
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void *wait_forever(void *arg) { (void)arg; for (;;) pause(); return 0; }
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 1;
+    for (int i = 1; i < threads; i++) { pthread_t t; if (pthread_create(&t, 0, wait_forever, 0)) return 1; }
+    for (;;) pause();
+}
+"""
+
+
+def idle_process(base, threads):
+    """The command of an idle process of `threads` threads: `sleep`, or for more than one a
+    program built here with `cc` whose threads wait in pause()."""
+    if threads <= 1:
+        return ["sleep", "3600"]
+    binary = base / "idle-threads"
+    if not binary.exists():
+        source = base / "idle-threads.c"
+        source.write_text(IDLE_THREADS_C)
+        subprocess.run(["cc", "-O2", "-pthread", "-o", str(binary), str(source)], check=True)
+    return [str(binary), str(threads)]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -313,6 +343,9 @@ def main():
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--live", type=int, default=0, help="also run this many seconds at 1 Hz on the clock")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of each process (more than one: a small C program built with cc, whose threads "
+                         "wait in pause(); 1: sleep)")
     ap.add_argument("--busy", action="store_true",
                     help="with --live: also run live while every zone's CPU time moves (each zone's cpu.stat "
                          "rewritten every 0.2 s)")
@@ -331,11 +364,11 @@ def main():
         sys.exit(f"build it first: cargo build --release -p generator ({GENERATOR} missing)")
     shm = pathlib.Path("/dev/shm") if os.path.isdir("/dev/shm") else None
     base = pathlib.Path(tempfile.mkdtemp(prefix="generator-overhead-", dir=shm))
-    sleepers = [subprocess.Popen(["sleep", "3600"]) for _ in range(a.processes)]
+    sleepers = [subprocess.Popen(idle_process(base, a.threads)) for _ in range(a.processes)]
     try:
         full = build_root(base / "full", a.zones, [p.pid for p in sleepers])
         host = build_root(base / "host", 0, [])
-        print(f"{a.zones} zones, {a.processes} processes, {a.samples} samples a run, {a.runs} runs, "
+        print(f"{a.zones} zones, {a.processes} processes of {a.threads} thread(s), {a.samples} samples a run, {a.runs} runs, "
               f"{os.cpu_count()} CPUs; tree under {base}")
         if a.compare:
             compare(a, full)
