@@ -13,7 +13,9 @@ them, and removes all of it at the end (the processes are killed first). On a hy
 groups have no controllers: each zone has `cpu.stat` and the three pressure files, its memory
 and io files are absent (opened and missed every sample), so this measures the kernel's files
 for CPU and pressure, not for memory. Prints the share of a core with the start and first
-sample apart (a run of one sample), and the host alone for comparison.
+sample apart (a run of one sample), and the host alone for comparison. A live sample's cost
+is the CPU of the generator's threads over SECONDS after its first 5 (each thread's
+`schedstat` run time, read from outside): no start in it.
 """
 import argparse
 import os
@@ -22,6 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from generator_overhead import WARM, cpu_ns  # noqa: E402 (the benchmark beside this one)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GENERATOR = REPO / "target" / "release" / "generator"
@@ -53,12 +58,22 @@ def cpu_seconds(samples, live, binary=None):
 
 
 def measure(label, seconds, binary=None):
-    """Prints and returns the CPU of each live sample after the first, in seconds."""
+    """Prints and returns a live sample's CPU in seconds: the generator's threads' CPU over
+    `seconds` at one sample a second after its first WARM (`generator_overhead.cpu_ns`, read
+    from outside), a second's worth; the start and first sample apart (a run of one)."""
     first = sorted(cpu_seconds(1, False, binary)[0] for _ in range(3))[1]
-    total, wall = cpu_seconds(seconds, True, binary)
-    rest = (total - first) / max(seconds - 1, 1)
-    print(f"{label}: live {wall:.0f} s, {total / wall * 100:.3f}% of a core; start and first sample {first * 1e3:.1f} ms, "
-          f"each later sample {rest * 1e3:.2f} ms = {rest * 100:.3f}% of a core at 1 Hz", flush=True)
+    args = [str(binary or GENERATOR), "--source", "linux", "--listen", f"tcp://127.0.0.1:{free_port()}",
+            "--count", str(WARM + seconds + 5)]
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(WARM)
+    c0, t0 = cpu_ns(child.pid), time.monotonic()
+    time.sleep(seconds)
+    c1, t1 = cpu_ns(child.pid), time.monotonic()
+    child.terminate()
+    child.wait()
+    rest = (c1 - c0) / 1e9 / (t1 - t0)
+    print(f"{label}: live at 1 Hz, {seconds} s after the first {WARM}: {rest * 1e3:.2f} ms a second = "
+          f"{rest * 100:.3f}% of a core; start and first sample {first * 1e3:.1f} ms", flush=True)
     return rest
 
 
