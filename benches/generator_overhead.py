@@ -13,8 +13,11 @@ What it builds (under /dev/shm, a tmpfs, so no disk is measured):
 - a root for `generator --linux-root`: `proc/PID/{stat,schedstat,ns,net}` of each of those processes
   are links to the real `/proc/PID/...` (the kernel answers them), `proc/PID/cgroup` is a
   written file placing the process in a zone; `proc/{stat,meminfo,vmstat,loadavg,diskstats,
-  pressure,net,sys}` and `sys/block` are links to the real ones; `proc/self/mountinfo` is
-  this host's without its cgroup mounts, plus a cgroup2 mount of the generated tree;
+  pressure,net,sys}` and `sys/block` are links to the real ones; `proc/self` is, for each
+  generator run, a link to a `proc/PID` of the generator's own pid (so the generator takes
+  the tree's pids for its namespace's and reads their CPU clocks, as on a real `/proc`),
+  whose `mountinfo` is this host's without its cgroup mounts, plus a cgroup2 mount of the
+  generated tree;
 - a cgroup v2 tree of ZONES zones (Docker containers, Kubernetes pods of two containers with
   their quota on the pod, systemd services), each with the files the source reads, in the
   shapes and sizes the kernel writes them (a 45-line memory.stat).
@@ -30,10 +33,9 @@ live run over S seconds after its first 5 (each thread's run time in the kernel'
 spread the figure of "the rest" by up to a millisecond a sample over a minute's run;
 with --busy too, it then does so while every zone's `cpu.stat` is rewritten with
 a higher `usage_usec` every 0.2 s (every zone busy, as if some process of each ran each
-second: the source then looks at each of their processes; the `sleep`s themselves do not
-run). With --threads T, each process has T threads (a small C program built with `cc`,
-whose threads wait in pause()): a process of more than one has its `stat` read whenever its
-zone is busy, one of one thread only when its `schedstat` moved.
+second: the source then looks at each of their processes, reading its CPU clock; the
+`sleep`s themselves do not run, so no `stat` is read). With --threads T, each process has T
+threads (a small C program built with `cc`, whose threads wait in pause()).
 
 What a tree on a plain file system does not measure: the kernel's cost of producing cgroup
 files (memory.stat and cpu.stat flush per-CPU counters, which grows with the number of CPUs
@@ -105,8 +107,8 @@ def build_root(base, zones, pids):
     os.symlink("/sys/block", root / "sys" / "block")
     mounts = [l for l in open("/proc/self/mountinfo") if " - cgroup" not in l]
     mounts.append("9999 1 0:99 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n")
-    write(proc / "self" / "mountinfo", "".join(mounts))
-    os.symlink("/proc/self/ns", proc / "self" / "ns")
+    # `proc/self` is made by `start_generator` for each generator run (see SELF_SETUP).
+    write(proc / ".self" / "mountinfo", "".join(mounts))
     cg = root / "sys" / "fs" / "cgroup"
     # The slices above the zones have their own limits, as on a systemd host (read every
     # tenth sample for the effective CPU quota).
@@ -239,13 +241,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Run by `sh` as the generator's own process before it execs the generator (same pid): the
+# tree's `proc/PID` of the generator, as the kernel's `/proc` has one (its `stat`, `ns` and
+# `net` the real ones, in the root cgroup, the mountinfo written for the tree), and
+# `proc/self` a link to it. The generator reads each process's CPU clock only where `/proc`'s
+# `self` is itself (its pids are then its own pid namespace's, as the tree's are); a tree whose
+# `self` were a plain directory would have it read `stat` wherever a zone's time moved. Two
+# generators started at once on one tree: the one started last has `self`, the other no clocks.
+SELF_SETUP = ('d="$0/proc/$$"; mkdir "$d" && cp "$0/proc/.self/mountinfo" "$d/mountinfo" '
+              '&& for f in stat schedstat ns net; do ln -s "/proc/$$/$f" "$d/$f" || exit 1; done '
+              '&& printf "0::/\\n" > "$d/cgroup" && ln -sfn "$$" "$0/proc/self" && exec "$@"')
+
+
 def start_generator(root, samples, simulate=True, binary=None):
     """Starts the generator for `samples` samples; its process."""
+    proc = root / "proc"
+    # The `proc/PID` made for generators that have ended.
+    for d in proc.iterdir():
+        if d.name.isdigit() and (d / "mountinfo").exists() and not os.path.exists(f"/proc/{d.name}"):
+            shutil.rmtree(d)
     args = [str(binary or GENERATOR), "--source", "linux", "--linux-root", str(root), "--listen", f"tcp://127.0.0.1:{free_port()}",
             "--count", str(samples)]
     if simulate:
         args += ["--simulate-from", "2026-01-01T00:00:00Z"]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(["sh", "-c", SELF_SETUP, str(root)] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def run_generator(root, samples, simulate=True, binary=None):
@@ -266,9 +285,7 @@ def floor(a, full):
     ms a sample after the first, back to back and, with --live, at 1 Hz."""
     if not FLOOR.exists():
         sys.exit(f"build it first: cargo build --release -p benches --example read_floor ({FLOOR} missing)")
-    child = subprocess.Popen([str(GENERATOR), "--source", "linux", "--linux-root", str(full), "--listen",
-                              f"tcp://127.0.0.1:{free_port()}", "--count", "15"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = start_generator(full, 15, simulate=False)
     time.sleep(12)
     fd_dir = f"/proc/{child.pid}/fd"
     paths = []

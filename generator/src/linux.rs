@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod host;
 pub mod kept_files;
 pub mod migrations;
+pub mod process_clock;
 pub mod spare_frames;
 pub mod zone_name;
 
@@ -40,6 +41,7 @@ use crate::source::{StatSource, ns_to_ticks};
 use cgroup::{CgroupMounts, DeviceIo, Dir, Membership};
 use kept_files::{FileHandle, KeptFiles};
 use migrations::{MigrationWatch, Moved};
+use process_clock::ProcessClocks;
 use spare_frames::{Refill, text};
 use zone_name::ZoneIdentity;
 
@@ -269,25 +271,26 @@ struct ProcState {
     /// The inode of its `/proc` entry when last listed: a pid listed with another is a new
     /// process.
     ino: u64,
-    /// For a process of one thread with a live main thread when its `stat` was last read,
-    /// that thread's run time and times run (ns and count: the first and third figures of
-    /// `/proc/PID/schedstat`) read just before: while it shows the same, the process did not
-    /// run, and its `stat` as last read stands (looked at where no cheaper signal says so:
-    /// in the host's root cgroup, and in a zone whose CPU time moved).
-    ran: Option<(u64, u64)>,
+    /// The run time of all its threads (ns, from its CPU clock: [`process_clock`]) read just
+    /// before its `stat` was last read: while the clock shows the same, no thread of it ran,
+    /// and its `stat` as last read stands (looked at where no cheaper signal says so: in the
+    /// host's root cgroup, and in a zone whose CPU time moved). `None` where the clocks
+    /// cannot be used or did not read.
+    ran: Option<u64>,
 }
 
 impl ProcState {
-    /// For a process of one thread when its `stat` was last read, with its main thread's run
-    /// time then: that run time read now (`None` inside where it cannot be read); `None`
-    /// where the process has no such signal.
-    fn run_time_now(&self, proc_dir: &Dir, pid: u32) -> Option<Option<(u64, u64)>> {
-        (self.last.threads == 1 && self.ran.is_some()).then(|| LinuxSource::run_time(proc_dir, pid))
+    /// With its run time as its `stat` was last read: its run time read now (`None` inside
+    /// where the clock does not read); `None` where the process has no such signal.
+    fn run_time_now(&self, clocks: Option<ProcessClocks>, pid: u32) -> Option<Option<u64>> {
+        let clocks = clocks?;
+        self.ran?;
+        Some(clocks.cpu_ns(pid))
     }
 
     /// Whether `now` (from [`run_time_now`](Self::run_time_now)) says the process did not
     /// run since its `stat` was last read.
-    fn did_not_run(&self, now: Option<Option<(u64, u64)>>) -> bool {
+    fn did_not_run(&self, now: Option<Option<u64>>) -> bool {
         now.flatten().is_some_and(|now| self.ran == Some(now))
     }
 
@@ -456,6 +459,10 @@ pub struct LinuxSource {
     /// The hierarchies watched for processes moved between groups (`None`: not watched;
     /// every process's cgroups are read on a schedule).
     migrations: Option<MigrationWatch>,
+    /// The processes' CPU clocks, where `/proc` is this process's pid namespace's (`None`
+    /// elsewhere: a process's `stat` is then read wherever its zone's CPU time moved, and
+    /// every sample in the host's root cgroup).
+    clocks: Option<ProcessClocks>,
 }
 
 /// `/proc` kept open and listed again from its start at each sample, into a buffer kept
@@ -664,6 +671,7 @@ impl LinuxSource {
         let mounts = CgroupMounts::parse(&mountinfo, &opts.root);
         let roots = mounts.v2.iter().chain(mounts.v1.values()).cloned().collect();
         let migrations = MigrationWatch::new(roots, MAX_MIGRATION_WATCHES);
+        let clocks = ProcessClocks::for_proc_dir(&proc_dir);
         let live = opts.root == Path::new("/");
         let system = ExplicitSystemInfo {
             boot_time_secs: 0,
@@ -692,6 +700,7 @@ impl LinuxSource {
             files: KeptFiles::with_open_file_limit(),
             proc_listing: ProcListing::default(),
             migrations,
+            clocks,
         })
     }
 
@@ -741,11 +750,9 @@ impl LinuxSource {
         ticks.saturating_mul(1_000_000_000) / self.system.ticks_per_second.max(1)
     }
 
-    /// Reads one process's `stat` and `cgroup` files below an open `/proc`: its start time,
-    /// its sample, and whether its main thread is gone (state `Z` while other threads live:
-    /// `schedstat`, which tells of the main thread, then says nothing of the process); `None`
-    /// if it exited meanwhile.
-    fn read_process(&mut self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample, bool)> {
+    /// Reads one process's `stat` and `cgroup` files below an open `/proc`: its start time
+    /// and its sample; `None` if it exited meanwhile.
+    fn read_process(&mut self, proc_dir: &Dir, pid: u32, membership: Option<Arc<Membership>>) -> Option<(u64, ProcSample)> {
         let stat = proc_dir.parse(&PidFile::new(pid, "stat"), |t| procfs::process::Stat::from_read(t.as_bytes()).ok())??;
         let membership = match membership {
             Some(m) => m,
@@ -760,7 +767,7 @@ impl LinuxSource {
             membership,
             ran_ticks: None,
         };
-        Some((stat.starttime, sample, stat.state == 'Z'))
+        Some((stat.starttime, sample))
     }
 
     /// A process's cgroups, from its `/proc/PID/cgroup`: kept open only where it is read on a
@@ -772,18 +779,6 @@ impl LinuxSource {
         } else {
             proc_dir.parse(&file, |t| self.membership(t))
         }
-    }
-
-    /// The run time of a process's main thread and the times it ran, from
-    /// `/proc/PID/schedstat` (ns, count); `None` where it cannot be read or says `0 0 0`
-    /// (what a kernel without scheduler statistics writes, and a thread that never ran).
-    fn run_time(proc_dir: &Dir, pid: u32) -> Option<(u64, u64)> {
-        let figures = |t: &str| {
-            let mut f = t.split_ascii_whitespace().map(|v| v.parse::<u64>().ok());
-            let (ns, _delay, count) = (f.next()??, f.next()??, f.next()??);
-            Some((ns, count)).filter(|&(ns, count)| ns > 0 || count > 0)
-        };
-        proc_dir.parse(&PidFile::new(pid, "schedstat"), figures).flatten()
     }
 
     /// The membership of `/proc/PID/cgroup` text, shared with every process of the same.
@@ -799,39 +794,31 @@ impl LinuxSource {
     /// Reads a process now with its `known` cgroups (its own are read where `known` is
     /// `None` or the pid turns out reused), records it with its CPU since the last read, and
     /// notes on its zone's CPU-time signal when it may have been read before that time was
-    /// (`before_signal`, or its cgroups just read). `run_time`: its main thread's run time
-    /// read just now, if it was (see [`ProcState::run_time_now`]).
+    /// (`before_signal`, or its cgroups just read). `run_time`: its run time read just now,
+    /// if it was (see [`ProcState::run_time_now`]).
     fn read_now(
         &mut self,
         proc_dir: &Dir,
         listed: ListedPid,
         known: Option<Arc<Membership>>,
         before_signal: bool,
-        run_time: Option<Option<(u64, u64)>>,
+        run_time: Option<Option<u64>>,
     ) -> Option<ProcSample> {
         let ListedPid { pid, ino } = listed;
-        // A process of one thread when last read, or one not read before: its main thread's
-        // run time first (before its `stat`: if it runs in between, the next sample sees it
-        // moved), kept only where `stat` then says one thread and a live main thread.
+        // Its run time first (before its `stat`: if it runs in between, the next sample sees
+        // it moved).
         let ran = match run_time {
             Some(now) => now,
-            None => self
-                .procs
-                .get(&pid)
-                .filter(|s| s.ino == ino)
-                .is_none_or(|s| s.last.threads == 1)
-                .then(|| Self::run_time(proc_dir, pid))
-                .flatten(),
+            None => self.clocks.and_then(|c| c.cpu_ns(pid)),
         };
         let previous = self.procs.get(&pid).map(|s| (s.starttime, s.last.cpu_ticks, s.netns, s.signal.clone()));
         let mut cgroups_read = known.is_none();
-        let (mut starttime, mut sample, mut leader_gone) = self.read_process(proc_dir, pid, known)?;
+        let (mut starttime, mut sample) = self.read_process(proc_dir, pid, known)?;
         if !cgroups_read && previous.as_ref().map(|p| p.0) != Some(starttime) {
             // A reused pid: the new process's cgroups are its own.
-            (starttime, sample, leader_gone) = self.read_process(proc_dir, pid, None)?;
+            (starttime, sample) = self.read_process(proc_dir, pid, None)?;
             cgroups_read = true;
         }
-        let ran = ran.filter(|_| sample.threads == 1 && !leader_gone);
         let same = previous.filter(|p| p.0 == starttime);
         sample.ran_ticks = same.as_ref().map(|p| sample.cpu_ticks.saturating_sub(p.1));
         // What was found from its cgroups holds while they are the ones last read.
@@ -876,9 +863,9 @@ impl LinuxSource {
 
     /// Every process's CPU time, threads, last CPU and cgroups. `/proc/PID/cgroup` is read
     /// as [`MEMBERSHIP_REFRESH_SAMPLES`] says. `/proc/PID/stat` is read for a new process,
-    /// for one in the host's root cgroup (but one of one thread whose `schedstat` run time
-    /// did not move: it did not run), and for every process of a zone whose CPU time moved
-    /// since the last sample; a process of a zone whose CPU time did not move did not run,
+    /// for one in the host's root cgroup, and for a process of a zone whose CPU time moved
+    /// since the last sample, but not where its CPU clock did not move ([`process_clock`]:
+    /// it did not run); a process of a zone whose CPU time did not move did not run,
     /// so its figures as last read stand (reading `stat` of 1,000 processes costs
     /// about 10 ms of CPU on a 2-core VM, twice the whole source's budget at one sample a
     /// second). Files are read through the kept files (open from one sample to the next).
@@ -935,10 +922,11 @@ impl LinuxSource {
                 state.netns = None;
             }
             // Cgroups unchanged (the signal found with them holds): its zone's time first,
-            // then, where that moved, its own run time if it has one thread.
+            // then, where that moved, its own run time.
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
                 let zone_moved = signal.as_deref().is_none_or(|signal| Self::zone_time_moved(&self.files, signal, samples));
-                let run_time = if zone_moved { self.procs.get(&pid).and_then(|s| s.run_time_now(&proc_dir, pid)) } else { None };
+                let run_time =
+                    if zone_moved { self.procs.get(&pid).and_then(|s| s.run_time_now(self.clocks, pid)) } else { None };
                 if let Some(state) = self.procs.get_mut(&pid).filter(|s| !zone_moved || s.did_not_run(run_time)) {
                     out.push(state.stands(samples));
                 } else if let Some(sample) = self.read_now(&proc_dir, listed, known, false, run_time) {
@@ -946,9 +934,9 @@ impl LinuxSource {
                 }
                 continue;
             }
-            // In the root cgroup with one thread, and its thread has not run since its `stat`
-            // was read: its figures stand.
-            let run_time = self.procs.get(&pid).filter(|_| known.is_some()).and_then(|s| s.run_time_now(&proc_dir, pid));
+            // In the root cgroup, and it has not run since its `stat` was read: its figures
+            // stand.
+            let run_time = self.procs.get(&pid).filter(|_| known.is_some()).and_then(|s| s.run_time_now(self.clocks, pid));
             if let Some(state) = self.procs.get_mut(&pid).filter(|s| s.did_not_run(run_time)) {
                 out.push(state.stands(samples));
                 continue;

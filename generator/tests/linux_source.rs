@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use frame_proto::Packet;
+use generator::linux::process_clock::ProcessClocks;
 use generator::linux::{LinuxOptions, LinuxSource};
 use generator::source::StatSource;
 
@@ -1174,37 +1175,137 @@ fn this_machine_a_process_moved_to_another_cgroup_shows_there_at_the_next_sample
     assert_eq!(after.flatten(), Some((name.clone(), Some(1))), "in its new group's zone at the next sample");
 }
 
+/// Not a test: the body of a child process of two threads for the tests of the process
+/// CPU clock below (run as this test binary with `--exact --ignored` and
+/// `TWO_THREAD_CHILD` set; a no-op otherwise). Its main thread waits; its second thread, at
+/// each line on its standard input, runs a little and writes `ran`.
 #[test]
-fn in_a_zone_whose_cpu_time_moved_a_process_of_one_thread_is_read_again_only_when_its_run_time_moved() {
+#[ignore = "the body of a child process of the tests below"]
+fn two_thread_child() {
+    use std::io::{BufRead, Write};
+    if std::env::var_os("TWO_THREAD_CHILD").is_none() {
+        return;
+    }
+    let worker = std::thread::spawn(|| {
+        let mut sum = 0u64;
+        for line in std::io::stdin().lock().lines() {
+            if line.is_err() {
+                break;
+            }
+            for i in 0..1_000_000u64 {
+                sum = std::hint::black_box(sum.wrapping_add(i));
+            }
+            let mut out = std::io::stdout().lock();
+            if out.write_all(b"ran\n").and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    worker.join().unwrap();
+}
+
+/// A running [`two_thread_child`], killed when dropped.
+struct TwoThreadChild {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl TwoThreadChild {
+    fn spawn() -> Self {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "two_thread_child", "--ignored", "--nocapture", "--test-threads", "1"])
+            .env("TWO_THREAD_CHILD", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut this = Self { child, stdout };
+        // Once it answers, both threads are there and waiting.
+        this.run_second_thread();
+        this
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Has its second thread run, and waits until it did.
+    fn run_second_thread(&mut self) {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"run\n").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        for _ in 0..20 {
+            line.clear();
+            assert!(self.stdout.read_line(&mut line).unwrap() > 0, "the child ended");
+            // The test harness writes its own lines, one of which the answer may end.
+            if line.trim_end().ends_with("ran") {
+                wait_until_idle(self.pid());
+                return;
+            }
+        }
+        panic!("no answer from the child: {line:?}");
+    }
+}
+
+impl Drop for TwoThreadChild {
+    fn drop(&mut self) {
+        let ended = self.child.kill().and_then(|()| self.child.wait());
+        if let Err(e) = ended
+            && !std::thread::panicking()
+        {
+            panic!("ending the child {}: {e}", self.child.id());
+        }
+    }
+}
+
+/// Waits until process `pid` (of this host) stopped running: its CPU clock stood for 20 ms.
+fn wait_until_idle(pid: u32) {
+    let clocks = ProcessClocks::for_proc_dir(Path::new("/proc")).unwrap();
+    let mut last = clocks.cpu_ns(pid);
+    for _ in 0..250 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = clocks.cpu_ns(pid);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+    panic!("process {pid} ran for 5 s");
+}
+
+/// Makes a composed tree's `proc/self` what the kernel's is, a link to the directory named
+/// by this process's pid, so that the source reads the processes' CPU clocks: its pids are
+/// then taken for this pid namespace's (the tests' processes are real children).
+fn self_is_this_process(root: &Path) {
+    let own = std::process::id().to_string();
+    fs::rename(root.join("proc/self"), root.join("proc").join(&own)).unwrap();
+    std::os::unix::fs::symlink(&own, root.join("proc/self")).unwrap();
+}
+
+#[test]
+fn in_a_zone_whose_cpu_time_moved_a_process_is_read_again_only_when_its_cpu_clock_moved() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     v2_host(root);
-    // One thread; two threads (its main thread's run time says nothing of the other's); one
-    // thread whose main thread is gone (state `Z` while another thread lives: its
-    // `schedstat` is the dead thread's).
-    let kinds = [(900, 1, 'S'), (901, 2, 'S'), (902, 1, 'Z')];
-    let stat = |pid: u32, utime: u64| {
-        let (_, threads, state) = kinds.into_iter().find(|k| k.0 == pid).unwrap();
-        let line = proc_stat_line(pid, "app", utime, 5, threads, 0).replacen(") S ", &format!(") {state} "), 1);
-        write(root, &format!("proc/{pid}/stat"), &line);
+    self_is_this_process(root);
+    // A process of two threads whose main thread waits (the clock is every thread's, where
+    // `/proc/PID/schedstat` is the main thread's), and one of one thread (`sleep`).
+    let mut two = TwoThreadChild::spawn();
+    let mut one = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    wait_until_idle(one.id());
+    let (a, b) = (two.pid(), one.id());
+    let stat = |pid: u32, utime: u64, threads: u32| {
+        write(root, &format!("proc/{pid}/stat"), &proc_stat_line(pid, "app", utime, 5, threads, 0));
     };
-    for (pid, _, _) in kinds {
-        process(
-            root,
-            pid,
-            "app",
-            "0::/system.slice/app.service
-",
-        );
-        stat(pid, 10);
-        write(
-            root,
-            &format!("proc/{pid}/schedstat"),
-            "1000 0 1
-",
-        );
+    for (pid, threads) in [(a, 2), (b, 1)] {
+        process(root, pid, "app", "0::/system.slice/app.service\n");
+        stat(pid, 10, threads);
     }
-    // The zone's CPU time moves every sample (some process of it ran).
+    // The zone's CPU time moves when this says so (some process of it ran).
     let mut usec = 0;
     let mut zone_ran = || {
         usec += 100_000;
@@ -1223,90 +1324,71 @@ fn in_a_zone_whose_cpu_time_moved_a_process_of_one_thread_is_read_again_only_whe
     sample(&mut source);
     zone_ran();
     sample(&mut source);
-    // 50 ticks more in every `stat`, no run time moved: the process of one thread is not read
-    // (it cannot have run), the others are.
-    for (pid, _, _) in kinds {
-        stat(pid, 60);
-    }
+    // 50 ticks more in both `stat`s, neither ran: neither is read (no row), both counted.
+    stat(a, 60, 2);
+    stat(b, 60, 1);
     zone_ran();
     let frames = sample(&mut source);
-    assert_eq!(usage(&frames, 900), None, "not read: did not run");
-    assert_eq!(usage(&frames, 901), Some(Some(2499)), "two threads: read");
-    assert_eq!(usage(&frames, 902), Some(Some(2499)), "main thread gone: read");
-    assert_eq!(zone(&frames, "app.service").processes, Some(3));
-    // Its run time moves: read, and the 50 ticks since its `stat` was last read are there.
-    write(root, "proc/900/schedstat", "2000 0 2\n");
+    assert_eq!(usage(&frames, a), None, "not read: did not run");
+    assert_eq!(usage(&frames, b), None, "not read: did not run");
+    assert_eq!(zone(&frames, "app.service").processes, Some(2));
+    // Its second thread runs (its main thread does not): read, and the 50 ticks since its
+    // `stat` was last read are there; the other still not.
+    two.run_second_thread();
     zone_ran();
-    assert_eq!(usage(&sample(&mut source), 900), Some(Some(2499)));
-    // Its zone's time still: nothing read, whatever its run time says.
-    write(root, "proc/900/schedstat", "3000 0 3\n");
-    stat(900, 85);
-    assert_eq!(usage(&sample(&mut source), 900), None);
-    // Its zone's time moves: its run time moved since its `stat` was read: read.
+    let frames = sample(&mut source);
+    assert_eq!(usage(&frames, a), Some(Some(2499)));
+    assert_eq!(usage(&frames, b), None);
+    // Its zone's time still: nothing read, whatever its clock says.
+    two.run_second_thread();
+    stat(a, 85, 2);
+    assert_eq!(usage(&sample(&mut source), a), None);
+    // Its zone's time moves: its clock moved since its `stat` was read: read.
     zone_ran();
-    assert_eq!(usage(&sample(&mut source), 900), Some(Some(1249)));
+    assert_eq!(usage(&sample(&mut source), a), Some(Some(1249)));
+    // Gone between two samples (killed and reaped; its files left in the tree): its clock
+    // does not read, so its `stat` is read (and here still there).
+    one.kill().unwrap();
+    one.wait().unwrap();
+    stat(b, 85, 1);
+    zone_ran();
+    // 75 ticks since its `stat` was last read (10, before the 60 never read).
+    assert_eq!(usage(&sample(&mut source), b), Some(Some(3749)));
 }
 
 #[test]
-fn a_root_cgroup_process_of_one_thread_is_read_again_only_when_its_run_time_moved() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    v2_host(root);
-    // Two processes of the host's root cgroup: a kernel thread's kind (one thread) and one
-    // of two threads, whose main thread's run time says nothing of the other's.
-    let stat = |pid: u32, utime: u64, threads: u32| {
-        write(
-            root,
-            &format!("proc/{pid}/stat"),
-            &proc_stat_line(pid, if pid == 40 { "kworker" } else { "multi" }, utime, 5, threads, 0),
-        );
-    };
-    for pid in [40, 41] {
-        process(root, pid, "x", "0::/\n");
-        stat(pid, 10, if pid == 40 { 1 } else { 2 });
-        write(root, &format!("proc/{pid}/schedstat"), "1000 0 1\n");
-    }
-    // Its row's usage; `None`: no row (a process that did not run in the interval has none).
+fn a_root_cgroup_process_is_read_again_only_when_its_cpu_clock_moved_and_every_sample_without_clocks() {
     let usage = |frames: &[Packet], pid: u32| frames[0].process.iter().find(|p| p.pid == Some(pid)).map(|p| p.usage);
-    let opts = LinuxOptions { root: root.to_owned(), top_processes: 100, ..LinuxOptions::default() };
-    let mut source = LinuxSource::new(opts).unwrap();
-    let mut t = 1_764_000_000_000_000;
-    let mut sample = |source: &mut LinuxSource| {
-        t += 1_000_000;
-        source.sample(t, 1_000_000).unwrap()
-    };
-    sample(&mut source);
-    sample(&mut source);
-    // `stat` moves (50 ticks) while the run time does not: the one-thread process is not
-    // read (it cannot have run), the two-thread one is.
-    stat(40, 60, 1);
-    stat(41, 60, 2);
-    let frames = sample(&mut source);
-    assert_eq!(usage(&frames, 40), None);
-    assert_eq!(usage(&frames, 41), Some(Some(2499)));
-    // Its run time moves: read, and the 50 ticks are there.
-    write(root, "proc/40/schedstat", "2000 0 2\n");
-    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
-    // A kernel thread that never accumulated run time but ran (the count moves): read.
-    write(root, "proc/40/schedstat", "0 0 3\n");
-    sample(&mut source);
-    stat(40, 85, 1);
-    write(root, "proc/40/schedstat", "0 0 4\n");
-    assert_eq!(usage(&sample(&mut source), 40), Some(Some(1249)));
-    // A kernel without scheduler statistics writes `0 0 0`: read every sample.
-    write(root, "proc/40/schedstat", "0 0 0\n");
-    sample(&mut source);
-    stat(40, 135, 1);
-    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
-    // No `schedstat` at all: read every sample.
-    fs::remove_file(root.join("proc/40/schedstat")).unwrap();
-    sample(&mut source);
-    stat(40, 185, 1);
-    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
-    // A `schedstat` that is not three numbers: read every sample, never taken for "did not
-    // run".
-    write(root, "proc/40/schedstat", "garbage 12\n");
-    sample(&mut source);
-    stat(40, 235, 1);
-    assert_eq!(usage(&sample(&mut source), 40), Some(Some(2499)));
+    let mut two = TwoThreadChild::spawn();
+    let pid = two.pid();
+    for clocks in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        v2_host(root);
+        if clocks {
+            self_is_this_process(root);
+        }
+        let stat = |utime: u64| write(root, &format!("proc/{pid}/stat"), &proc_stat_line(pid, "multi", utime, 5, 2, 0));
+        process(root, pid, "multi", "0::/\n");
+        stat(10);
+        let opts = LinuxOptions { root: root.to_owned(), top_processes: 100, ..LinuxOptions::default() };
+        let mut source = LinuxSource::new(opts).unwrap();
+        let mut t = 1_764_000_000_000_000;
+        let mut sample = |source: &mut LinuxSource| {
+            t += 1_000_000;
+            source.sample(t, 1_000_000).unwrap()
+        };
+        sample(&mut source);
+        sample(&mut source);
+        // `stat` moves (50 ticks) while the process does not run: with the clocks, not read;
+        // without (a `/proc` whose `self` is not this process), read every sample.
+        stat(60);
+        let frames = sample(&mut source);
+        assert_eq!(usage(&frames, pid), if clocks { None } else { Some(Some(2499)) }, "clocks: {clocks}");
+        // It runs: read, and the ticks since its `stat` was last read are there.
+        two.run_second_thread();
+        stat(85);
+        let frames = sample(&mut source);
+        assert_eq!(usage(&frames, pid), Some(Some(if clocks { 3749 } else { 1249 })), "clocks: {clocks}");
+    }
 }
