@@ -5,7 +5,7 @@ sample a second (target: at most 0.5% with 100 zones and 1,000 processes).
 
     cargo build --release -p generator
     python3 benches/generator_overhead.py [--zones 100] [--processes 1000] [--threads 1] [--samples 300]
-        [--live 0] [--busy]
+        [--live 0] [--busy] [--running K]
 
 What it builds (under /dev/shm, a tmpfs, so no disk is measured):
 - PROCESSES real processes (`sleep`, or with --threads a program of that many threads),
@@ -35,7 +35,10 @@ with --busy too, it then does so while every zone's `cpu.stat` is rewritten with
 a higher `usage_usec` every 0.2 s (every zone busy, as if some process of each ran each
 second: the source then looks at each of their processes, reading its CPU clock; the
 `sleep`s themselves do not run, so no `stat` is read). With --threads T, each process has T
-threads (a small C program built with `cc`, whose threads wait in pause()).
+threads (a small C program built with `cc`, whose threads wait in pause()). With --running K,
+K processes of each zone (the same program) run about 20 us every second: with --busy, what a
+host whose every container does a little work each second costs (each zone's CPU time moves
+because a process of it ran: that process's `stat` is read, and every other one's clock).
 
 What a tree on a plain file system does not measure: the kernel's cost of producing cgroup
 files (memory.stat and cpu.stat flush per-CPU counters, which grows with the number of CPUs
@@ -45,6 +48,7 @@ tmpfs file, so the per-zone figure here is a lower bound; the per-process figure
 /proc/PID/stat) is measured as it is.
 """
 import argparse
+import contextlib
 import os
 import pathlib
 import shutil
@@ -216,23 +220,27 @@ IDLE_THREADS_C = r"""
 static void *wait_forever(void *arg) { (void)arg; for (;;) pause(); return 0; }
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 1;
+    int wake = argc > 2 && atoi(argv[2]);
     for (int i = 1; i < threads; i++) { pthread_t t; if (pthread_create(&t, 0, wait_forever, 0)) return 1; }
+    /* With a second argument of 1: wakes every second and works about 20 us. */
+    for (volatile unsigned long x = 0; wake; x = 0) { sleep(1); for (long i = 0; i < 20000; i++) x += i; }
     for (;;) pause();
 }
 """
 
 
-def idle_process(base, threads):
-    """The command of an idle process of `threads` threads: `sleep`, or for more than one a
-    program built here with `cc` whose threads wait in pause()."""
-    if threads <= 1:
+def idle_process(base, threads, wake=False):
+    """The command of a process of `threads` threads: `sleep`, or for more than one or with
+    `wake` a program built here with `cc` whose threads wait in pause() (with `wake`, its main
+    thread runs about 20 us every second instead)."""
+    if threads <= 1 and not wake:
         return ["sleep", "3600"]
     binary = base / "idle-threads"
     if not binary.exists():
         source = base / "idle-threads.c"
         source.write_text(IDLE_THREADS_C)
         subprocess.run(["cc", "-O2", "-pthread", "-o", str(binary), str(source)], check=True)
-    return [str(binary), str(threads)]
+    return [str(binary), str(threads), "1" if wake else "0"]
 
 
 def free_port():
@@ -321,18 +329,22 @@ def compare(a, full):
     """This build against `a.compare`, alternately (or, with --together, at the same time: on
     a VM whose speed drifts by the minute, both then see the same drift): ms a sample after
     the first (start and first sample, a run of one, taken out) back to back and, with
-    --live S, ms of CPU a second over S seconds at 1 Hz after the first WARM."""
+    --live S, ms of CPU a second over S seconds at 1 Hz after the first WARM (and, with
+    --busy, the same with every zone busy)."""
     modes = [("back to back", a.samples + 1, True)] + ([("live at 1 Hz", a.live, False)] if a.live else [])
+    if a.live and a.busy:
+        modes.append(("live at 1 Hz, every zone busy", a.live, False))
     binaries = (("other", a.compare), ("this", GENERATOR))
     for label, samples, simulate in modes:
         figures = {"other": [], "this": []}
         for _ in range(a.runs):
             if not simulate:
                 # Live: the CPU over a window after the start (ms a second), together or in turn.
-                if a.together:
-                    got = live_windows(full, samples, [b for _, b in binaries])
-                else:
-                    got = [live_windows(full, samples, [b])[0] for _, b in binaries]
+                with BusyZones(full) if "busy" in label else contextlib.nullcontext():
+                    if a.together:
+                        got = live_windows(full, samples, [b for _, b in binaries])
+                    else:
+                        got = [live_windows(full, samples, [b])[0] for _, b in binaries]
                 for (name, _), x in zip(binaries, got):
                     figures[name].append(x)
                 continue
@@ -366,6 +378,10 @@ def main():
     ap.add_argument("--busy", action="store_true",
                     help="with --live: also run live while every zone's CPU time moves (each zone's cpu.stat "
                          "rewritten every 0.2 s)")
+    ap.add_argument("--running", type=int, default=0, metavar="K",
+                    help="K processes of each zone run about 20 us every second (the others wait): with --busy, "
+                         "the source reads their stat; a zone's CPU time moving as no process of it ran, which "
+                         "--busy alone shows, does not happen on a real host")
     ap.add_argument("--floor", action="store_true",
                     help="also measure the floor: the files the generator keeps open read as it reads them and "
                          "nothing else (benches/examples/read_floor.rs: no parsing, frames or sending)")
@@ -381,11 +397,13 @@ def main():
         sys.exit(f"build it first: cargo build --release -p generator ({GENERATOR} missing)")
     shm = pathlib.Path("/dev/shm") if os.path.isdir("/dev/shm") else None
     base = pathlib.Path(tempfile.mkdtemp(prefix="generator-overhead-", dir=shm))
-    sleepers = [subprocess.Popen(idle_process(base, a.threads)) for _ in range(a.processes)]
+    # Process n is in zone n % zones: the first K * zones are K of each zone.
+    sleepers = [subprocess.Popen(idle_process(base, a.threads, n < a.running * a.zones)) for n in range(a.processes)]
     try:
         full = build_root(base / "full", a.zones, [p.pid for p in sleepers])
         host = build_root(base / "host", 0, [])
-        print(f"{a.zones} zones, {a.processes} processes of {a.threads} thread(s), {a.samples} samples a run, {a.runs} runs, "
+        print(f"{a.zones} zones, {a.processes} processes of {a.threads} thread(s) ({a.running} of each zone running "
+              f"every second), {a.samples} samples a run, {a.runs} runs, "
               f"{os.cpu_count()} CPUs; tree under {base}")
         if a.compare:
             compare(a, full)

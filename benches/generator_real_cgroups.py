@@ -5,7 +5,7 @@ sample a second, its CPU time from the kernel.
 
     cargo build --release -p generator
     sudo python3 benches/generator_real_cgroups.py [--zones 100] [--processes 1000] [--seconds 120]
-        [--compare OTHER_GENERATOR --pairs 2]
+        [--running K] [--compare OTHER_GENERATOR --pairs 2]
 
 Needs root and a cgroup v2 hierarchy (mounted at /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
 hybrid host). Creates the groups under `generator-bench.slice/`, moves `sleep` processes into
@@ -15,18 +15,24 @@ and io files are absent (opened and missed every sample), so this measures the k
 for CPU and pressure, not for memory. Prints the share of a core with the start and first
 sample apart (a run of one sample), and the host alone for comparison. A live sample's cost
 is the CPU of the generator's threads over SECONDS after its first 5 (each thread's
-`schedstat` run time, read from outside): no start in it.
+`schedstat` run time, read from outside): no start in it. With --running K, K processes of
+each group run about 20 us every second (`generator_overhead.idle_process`, built with `cc`)
+and the others wait: every group's CPU time then moves each second because a process of it
+ran, as the kernel accounts it (the generator reads each process's CPU clock and the `stat`
+of the one that ran).
 """
 import argparse
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from generator_overhead import WARM, cpu_ns  # noqa: E402 (the benchmark beside this one)
+from generator_overhead import WARM, cpu_ns, idle_process  # noqa: E402 (the benchmark beside this one)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GENERATOR = REPO / "target" / "release" / "generator"
@@ -86,6 +92,8 @@ def main():
                     help="another generator binary (an earlier build): run it and this one alternately on the same "
                          "groups, PAIRS pairs, and print each pair's ratio (only alternate runs compare on a VM)")
     ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument("--running", type=int, default=0, metavar="K",
+                    help="K processes of each group run about 20 us every second (the others wait)")
     a = ap.parse_args()
     if not GENERATOR.exists():
         sys.exit(f"build it first: cargo build --release -p generator ({GENERATOR} missing)")
@@ -96,14 +104,16 @@ def main():
     top.mkdir()
     sleepers = []
     zones = [top / f"zone-{z:03}.scope" for z in range(a.zones)]
+    build = pathlib.Path(tempfile.mkdtemp(prefix="generator-real-cgroups-"))
     try:
         for z in zones:
             z.mkdir()
         for n in range(a.processes):
-            p = subprocess.Popen(["sleep", "3600"])
+            # Process n is in group n % zones: the first K * zones are K of each group.
+            p = subprocess.Popen(idle_process(build, 1, n < a.running * a.zones))
             sleepers.append(p)
             (zones[n % len(zones)] / "cgroup.procs").write_text(f"{p.pid}\n")
-        label = f"{a.zones} real cgroups, {a.processes} processes"
+        label = f"{a.zones} real cgroups, {a.processes} processes ({a.running} of each running every second)"
         if not a.compare:
             measure(label, a.seconds)
         for pair in range(a.pairs if a.compare else 0):
@@ -125,6 +135,7 @@ def main():
                 except OSError:
                     time.sleep(0.1)
         top.rmdir()
+        shutil.rmtree(build, ignore_errors=True)
 
 
 if __name__ == "__main__":
