@@ -280,18 +280,19 @@ struct ProcState {
 }
 
 impl ProcState {
-    /// With its run time as its `stat` was last read: its run time read now (`None` inside
-    /// where the clock does not read); `None` where the process has no such signal.
-    fn run_time_now(&self, clocks: Option<ProcessClocks>, pid: u32) -> Option<Option<u64>> {
-        let clocks = clocks?;
-        self.ran?;
-        Some(clocks.cpu_ns(pid))
-    }
-
-    /// Whether `now` (from [`run_time_now`](Self::run_time_now)) says the process did not
-    /// run since its `stat` was last read.
-    fn did_not_run(&self, now: Option<Option<u64>>) -> bool {
-        now.flatten().is_some_and(|now| self.ran == Some(now))
+    /// Its sample as last read, standing for this one in `sample`, where its CPU clock read
+    /// now shows its run time as its `stat` was last read (it did not run since). Else the
+    /// run time read now, for [`LinuxSource::read_now`]: `None` where the process has no such
+    /// signal, `Some(None)` where the clock did not read.
+    fn stands_unless_it_ran(
+        &mut self,
+        clocks: Option<ProcessClocks>,
+        pid: u32,
+        sample: u64,
+    ) -> Result<ProcSample, Option<Option<u64>>> {
+        let (Some(clocks), Some(before)) = (clocks, self.ran) else { return Err(None) };
+        let now = clocks.cpu_ns(pid);
+        if now == Some(before) { Ok(self.stands(sample)) } else { Err(Some(now)) }
     }
 
     /// Its sample as last read, standing for this one (it did not run since): listed in
@@ -795,7 +796,7 @@ impl LinuxSource {
     /// `None` or the pid turns out reused), records it with its CPU since the last read, and
     /// notes on its zone's CPU-time signal when it may have been read before that time was
     /// (`before_signal`, or its cgroups just read). `run_time`: its run time read just now,
-    /// if it was (see [`ProcState::run_time_now`]).
+    /// if it was (see [`ProcState::stands_unless_it_ran`]).
     fn read_now(
         &mut self,
         proc_dir: &Dir,
@@ -874,6 +875,7 @@ impl LinuxSource {
         let proc_dir = Dir::new(&self.files, &self.proc_dir);
         let mut out = Vec::with_capacity(pids.len());
         let samples = self.samples;
+        let clocks = self.clocks;
         // Processes moved to other groups since the last sample, where that is known. A watch
         // that gave up (its events of this call lost with it) is dropped: every process's
         // cgroups are read now, then on the schedule.
@@ -925,25 +927,27 @@ impl LinuxSource {
             // then, where that moved, its own run time.
             if known.as_ref().is_some_and(|m| m.zone_path().is_some()) {
                 let zone_moved = signal.as_deref().is_none_or(|signal| Self::zone_time_moved(&self.files, signal, samples));
-                let run_time =
-                    if zone_moved { self.procs.get(&pid).and_then(|s| s.run_time_now(self.clocks, pid)) } else { None };
-                if let Some(state) = self.procs.get_mut(&pid).filter(|s| !zone_moved || s.did_not_run(run_time)) {
-                    out.push(state.stands(samples));
-                } else if let Some(sample) = self.read_now(&proc_dir, listed, known, false, run_time) {
-                    out.push(sample);
+                let standing = match self.procs.get_mut(&pid) {
+                    Some(state) if !zone_moved => Ok(state.stands(samples)),
+                    Some(state) => state.stands_unless_it_ran(clocks, pid, samples),
+                    None => Err(None),
+                };
+                match standing {
+                    Ok(sample) => out.push(sample),
+                    Err(run_time) => out.extend(self.read_now(&proc_dir, listed, known, false, run_time)),
                 }
                 continue;
             }
             // In the root cgroup, and it has not run since its `stat` was read: its figures
-            // stand.
-            let run_time = self.procs.get(&pid).filter(|_| known.is_some()).and_then(|s| s.run_time_now(self.clocks, pid));
-            if let Some(state) = self.procs.get_mut(&pid).filter(|s| s.did_not_run(run_time)) {
-                out.push(state.stands(samples));
-                continue;
-            }
-            // New, moved to other cgroups, or in the root cgroup: read now.
-            if let Some(sample) = self.read_now(&proc_dir, listed, known, true, run_time) {
-                out.push(sample);
+            // stand. Else (new, moved to other cgroups, or in the root cgroup and it ran): read
+            // now.
+            let standing = match self.procs.get_mut(&pid).filter(|_| known.is_some()) {
+                Some(state) => state.stands_unless_it_ran(clocks, pid, samples),
+                None => Err(None),
+            };
+            match standing {
+                Ok(sample) => out.push(sample),
+                Err(run_time) => out.extend(self.read_now(&proc_dir, listed, known, true, run_time)),
             }
         }
         // A zone's time read now is the next sample's baseline, unless a process of the
