@@ -201,7 +201,12 @@ def live_windows(root, seconds, binaries):
     """Runs `binaries` live at 1 Hz at the same time and returns each one's CPU over a window
     of `seconds` after WARM s (its start, first samples and exit outside it), in ms a second:
     a live sample's cost, with none of the start's variation in it."""
-    children = [start_generator(root, WARM + seconds + 5, simulate=False, binary=b) for b in binaries]
+    return cpu_windows([start_generator(root, WARM + seconds + 5, simulate=False, binary=b) for b in binaries], seconds)
+
+
+def cpu_windows(children, seconds):
+    """Each of `children`'s (running generators') CPU over a window of `seconds` after WARM s,
+    in ms a second; stops them."""
     time.sleep(WARM)
     before = [(cpu_ns(c.pid), time.monotonic()) for c in children]
     time.sleep(seconds)

@@ -25,14 +25,13 @@ import argparse
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from generator_overhead import WARM, cpu_ns, idle_process  # noqa: E402 (the benchmark beside this one)
+from generator_overhead import WARM, cpu_windows, free_port, idle_process  # noqa: E402 (the benchmark beside this one)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GENERATOR = REPO / "target" / "release" / "generator"
@@ -47,12 +46,6 @@ def v2_root():
     sys.exit("no cgroup v2 hierarchy mounted")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(samples, live, binary=None):
     args = [str(binary or GENERATOR), "--source", "linux", "--listen", f"tcp://127.0.0.1:{free_port()}", "--count", str(samples)]
     if not live:
@@ -65,19 +58,13 @@ def cpu_seconds(samples, live, binary=None):
 
 def measure(label, seconds, binary=None):
     """Prints and returns a live sample's CPU in seconds: the generator's threads' CPU over
-    `seconds` at one sample a second after its first WARM (`generator_overhead.cpu_ns`, read
-    from outside), a second's worth; the start and first sample apart (a run of one)."""
+    `seconds` at one sample a second after its first WARM (`generator_overhead.cpu_windows`,
+    read from outside), a second's worth; the start and first sample apart (a run of one)."""
     first = sorted(cpu_seconds(1, False, binary)[0] for _ in range(3))[1]
     args = [str(binary or GENERATOR), "--source", "linux", "--listen", f"tcp://127.0.0.1:{free_port()}",
             "--count", str(WARM + seconds + 5)]
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(WARM)
-    c0, t0 = cpu_ns(child.pid), time.monotonic()
-    time.sleep(seconds)
-    c1, t1 = cpu_ns(child.pid), time.monotonic()
-    child.terminate()
-    child.wait()
-    rest = (c1 - c0) / 1e9 / (t1 - t0)
+    rest = cpu_windows([child], seconds)[0] / 1e3
     print(f"{label}: live at 1 Hz, {seconds} s after the first {WARM}: {rest * 1e3:.2f} ms a second = "
           f"{rest * 100:.3f}% of a core; start and first sample {first * 1e3:.1f} ms", flush=True)
     return rest
